@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   train -> retrain BN -> export -> Verilog -> cocotb at every k -> report (digits)
+#   make test   the fast test suite (slow and fpga tests: make test-all)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PNN    := $(VENV)/bin/pnn
+STAMP  := $(VENV)/.installed
+OUT    ?= demo
+
+.PHONY: all setup demo test test-all lint clean help
+
+help:
+	@echo "make demo      run the whole flow on the bundled 8x8 digits (writes $(OUT)/)"
+	@echo "make test      install everything needed and run the fast tests"
+	@echo "make test-all  also the slow and fpga tests"
+	@echo "make setup     only create $(VENV) and install the project, simulators and tools"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v iverilog >/dev/null 2>&1 || { echo "== installing Icarus Verilog (Debian iverilog)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog) \
+	  || { echo "error: could not install iverilog; install it (apt-get install iverilog) and rerun" >&2; exit 1; }; }
+	@test -x $(PY) || { echo "== creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "== installing torch==2.13.0 (CPU) before the project"
+	$(PY) -m pip install -q torch==2.13.0
+	@echo "== installing progressivenn with its dev, simulator and FPGA extras"
+	$(PY) -m pip install -q -e '.[dev,sim,fpga]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PNN) demo --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m ''
+
+clean:
+	rm -rf build sim_build demo .pytest_cache

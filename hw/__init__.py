@@ -1,0 +1,1 @@
+"""progressivenn.hw"""
