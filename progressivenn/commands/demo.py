@@ -1,0 +1,124 @@
+"""``pnn demo``: the whole story on the embedded default (scikit-learn's 8x8 digits)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+NAME = "demo"
+HELP = ("train -> retrain BN -> eval -> export -> Verilog -> cocotb at every k -> report, on the "
+        "bundled 8x8 digits")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", default="demo", help="output folder (run, bundle, rtl, report)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: train's)")
+    p.add_argument("--images", type=int, default=20, help="test images simulated at every k")
+    p.add_argument("--bits", default="1-8", help="planes k simulated")
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-sim", action="store_true", help="stop after export and Verilog")
+
+
+def _step(n: int, total: int, text: str) -> float:
+    print(f"\n[{n}/{total}] {text}", file=sys.stderr, flush=True)
+    return time.perf_counter()
+
+
+def _pnn(argv: list[str], capture: bool = False) -> str:
+    from ..cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf) if capture else contextlib.nullcontext():
+        rc = main(argv)
+    if rc:
+        raise RuntimeError(f"`pnn {' '.join(argv)}` failed with status {rc}")
+    return buf.getvalue()
+
+
+def run(args) -> int:
+    from .sim import parse_bits
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir, bundle, rtl, rep = out / "run", out / "bundle", out / "rtl", out / "report"
+    total = 6 if not args.skip_sim else 5
+    times = {}
+
+    t = _step(1, total, f"training a BWB CNN on the 8x8 digits (trained at k=8) -> {run_dir}")
+    train = ["train", "--dataset", "digits", "--seed", str(args.seed), "--out", str(run_dir)]
+    if args.epochs:
+        train += ["--epochs", str(args.epochs)]
+    _pnn(train)
+    times["train_s"] = time.perf_counter() - t
+
+    t = _step(2, total, "re-estimating the BN tables for every k")
+    _pnn(["retrain-bn", str(run_dir)])
+    times["retrain_bn_s"] = time.perf_counter() - t
+
+    t = _step(3, total, "accuracy at every k: fake-quant torch and the integer golden model")
+    ev = json.loads(_pnn(["eval", str(run_dir), "--json"], capture=True))
+    _print_eval(ev)
+    times["eval_s"] = time.perf_counter() - t
+
+    t = _step(4, total, f"exporting the bundle -> {bundle}")
+    _pnn(["export", str(run_dir), "--out", str(bundle)])
+    times["export_s"] = time.perf_counter() - t
+
+    from ..model.bundle import load_bundle
+    from .sim import engine_config
+
+    b = load_bundle(bundle)
+    eng_args = type("EngineArgs", (), {"rows": 8, "cols": 16, "max_reduction": None})()
+    cfg = engine_config(eng_args, b)
+    t = _step(5, total, f"generating Verilog for an R={cfg.rows} x C={cfg.cols} PE array -> {rtl}")
+    from ..hw.generate import generate_verilog
+
+    v = generate_verilog(cfg, rtl)
+    print(f"  {v} ({v.stat().st_size // 1024} KiB) and {v.with_suffix('.json').name}",
+          file=sys.stderr)
+    times["verilog_s"] = time.perf_counter() - t
+
+    sim = None
+    if not args.skip_sim:
+        bits = parse_bits(args.bits)
+        t = _step(6, total, f"cocotb on {args.simulator}: {args.images} test images x k="
+                            f"{bits[0]}..{bits[-1]}, every layer compared with the golden model")
+        from ..sim.runner import run_regression
+        from .sim import print_table, summarize
+
+        report = run_regression(bundle, cfg, simulator=args.simulator, images=args.images,
+                                bits=bits, build_root=str(out / "sim_build"), seed=args.seed)
+        sim = summarize(report)
+        print_table(sim, file=sys.stderr)
+        times["sim_s"] = time.perf_counter() - t
+
+    md = _write(rep, ev, sim, cfg, times)
+    print(f"\nreport: {md}", file=sys.stderr)
+    print(md.read_text())
+    if sim and (sim["mismatches"] or sim["failed_tests"]):
+        print("pnn demo: the RTL disagreed with the golden model", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_eval(ev: dict) -> None:
+    ks = sorted((k for k in ev["accuracy"] if k.isdigit()), key=int)
+    print("   k  BN retrained  k=N BN   agreement", file=sys.stderr)
+    for k in ks:
+        print(f"  {k:>2}  {100 * ev['accuracy'][k]:10.2f}%  "
+              f"{100 * ev['accuracy_no_bn_retrain'][k]:6.2f}%  {100 * ev['agreement'][k]:8.2f}%",
+              file=sys.stderr)
+
+
+def _write(rep: Path, ev: dict, sim, cfg, times: dict) -> Path:
+    from ..report import write_report
+
+    extra = {"engine": f"R={cfg.rows} rows x C={cfg.cols} lanes, A={cfg.abits}, N={cfg.nbits},"
+                       f" accumulator {cfg.acc_width} bits",
+             "times": ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in times.items())}
+    return write_report(rep, ev, sim, extra)

@@ -1,0 +1,134 @@
+"""``pnn sim``: the cocotb regression of the generated Verilog against the golden model."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+NAME = "sim"
+HELP = ("simulate the generated Verilog under cocotb on a bundle's test images at every k and "
+        "compare every layer with the integer golden model")
+
+
+def parse_bits(text: str) -> list[int]:
+    """``"1-8"``, ``"1,2,4,8"`` or ``"3"`` -> sorted list of k."""
+    out = set()
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = part.split("-")
+                out.update(range(int(lo), int(hi) + 1))
+            else:
+                out.add(int(part))
+    except ValueError:
+        raise ValueError(f"--bits must look like 1-8 or 1,2,4,8, not {text!r}") from None
+    if not out or min(out) < 1:
+        raise ValueError(f"--bits must name planes k >= 1, not {text!r}")
+    return sorted(out)
+
+
+def add_engine_arguments(p) -> None:
+    """Engine parameters shared by the commands that build an engine."""
+    g = p.add_argument_group("engine")
+    g.add_argument("--rows", type=int, default=8, help="output channels in parallel (R)")
+    g.add_argument("--cols", type=int, default=16, help="reduction lanes (C)")
+    g.add_argument("--max-reduction", type=int, default=None,
+                   help="largest reduction length (default: the bundle's largest layer)")
+
+
+def engine_config(args, bundle):
+    from ..hw.isa import EngineConfig
+    from ..sim.driver import plan_layers
+
+    base = EngineConfig(rows=args.rows, cols=args.cols, abits=bundle.abits, nbits=bundle.nbits,
+                        mbits=bundle.mbits)
+    max_red = args.max_reduction or max(p.reduction for p in plan_layers(bundle, base))
+    return EngineConfig(rows=args.rows, cols=args.cols, abits=bundle.abits, nbits=bundle.nbits,
+                        mbits=bundle.mbits, max_reduction=max_red)
+
+
+def summarize(report: dict) -> dict:
+    """The regression report in the shape ``pnn sim --json`` promises."""
+    per_k = report["per_k"]
+    ks = sorted(per_k, key=int)
+    n = report["images"]
+    top = str(max(int(k) for k in ks))
+    total_cycles = sum(per_k[k]["cycles"] for k in ks)
+    out = {
+        "simulator": report["simulator"],
+        "images": n,
+        "bits": [int(k) for k in ks],
+        "mismatches": report["mismatches"],
+        "compared_values": report["compared_values"],
+        "first_mismatch": report["first_mismatch"],
+        "cycles": {k: per_k[k]["cycles"] for k in ks},
+        "compute_cycles": {k: per_k[k]["compute_cycles"] for k in ks},
+        "ideal_cycles": {k: per_k[k]["ideal_cycles"] for k in ks},
+        "stall_cycles": {k: per_k[k]["stall_cycles"] for k in ks},
+        "accuracy": {k: per_k[k]["correct"] / n for k in ks},
+        "golden_accuracy": {k: per_k[k]["golden_correct"] / n for k in ks},
+        "compute_ratio": {k: per_k[k]["compute_cycles"] / per_k[top]["compute_cycles"] for k in ks},
+        "cycles_ratio": {k: per_k[k]["cycles"] / per_k[top]["cycles"] for k in ks},
+        "utilization": {k: per_k[k]["ideal_cycles"] / per_k[k]["compute_cycles"] for k in ks},
+        "failed_tests": report.get("failed_tests", []),
+        "build_seconds": report["build_seconds"],
+        "sim_seconds": report["sim_seconds"],
+        "sim_cycles_per_s": round(total_cycles / report["sim_seconds"], 1),
+    }
+    return out
+
+
+def print_table(s: dict, file=sys.stdout) -> None:
+    print(f"{s['simulator']}: {s['images']} images, {s['compared_values']} values compared, "
+          f"{s['mismatches']} mismatches", file=file)
+    print(" k  accuracy  golden  cycles    compute  ideal     compute/k8  ideal k/8", file=file)
+    top = max(s["bits"])
+    for k in map(str, s["bits"]):
+        print(f"{k:>2}  {s['accuracy'][k]:8.3f}  {s['golden_accuracy'][k]:6.3f}  "
+              f"{s['cycles'][k]:<8d}  {s['compute_cycles'][k]:<7d}  {s['ideal_cycles'][k]:<8d}  "
+              f"{s['compute_ratio'][k]:10.4f}  {int(k) / top:9.4f}", file=file)
+    print(f"build {s['build_seconds']} s, simulation {s['sim_seconds']} s, "
+          f"{s['sim_cycles_per_s']:.0f} simulated cycles/s", file=file)
+    if s["first_mismatch"]:
+        print(f"first mismatch: {s['first_mismatch']}", file=file)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("bundle", help="bundle directory written by `pnn export`")
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
+    p.add_argument("--images", type=int, default=20, help="test images from the bundle")
+    p.add_argument("--bits", default="1-8", help="planes k to run: 1-8, 1,2,4,8, ...")
+    p.add_argument("--tables", choices=["retrained", "fixed"], default="retrained",
+                   help="BN tables: retrained per k, or the k=N tables at every k")
+    p.add_argument("--stall", type=float, default=0.1,
+                   help="probability of a random valid/ready stall per beat")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--build-dir", default="build/sim", help="simulator builds are kept here")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_engine_arguments(p)
+
+
+def run(args) -> int:
+    from ..model.bundle import load_bundle
+    from ..sim.runner import run_regression
+
+    bundle = load_bundle(args.bundle)
+    bits = parse_bits(args.bits)
+    if max(bits) > bundle.nbits:
+        raise ValueError(f"--bits asks for k={max(bits)} but the bundle has N={bundle.nbits}")
+    if not 1 <= args.images <= len(bundle.test_x):
+        raise ValueError(f"--images must be in [1, {len(bundle.test_x)}], not {args.images}")
+    if not 0 <= args.stall < 1:
+        raise ValueError(f"--stall must be in [0, 1), not {args.stall}")
+    cfg = engine_config(args, bundle)
+    print(f"pnn sim: {args.simulator}, engine R={cfg.rows} C={cfg.cols}, {args.images} images x "
+          f"k={bits[0]}..{bits[-1]} ...", file=sys.stderr)
+    report = run_regression(args.bundle, cfg, simulator=args.simulator, images=args.images,
+                            bits=bits, tables=args.tables, stall=args.stall, seed=args.seed,
+                            build_root=args.build_dir)
+    s = summarize(report)
+    if args.json:
+        print(json.dumps(s, indent=1))
+    else:
+        print_table(s)
+    return 0 if s["mismatches"] == 0 and not s["failed_tests"] else 1

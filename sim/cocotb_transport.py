@@ -1,0 +1,101 @@
+"""The driver's exchanges carried to the generated Verilog under cocotb (Icarus or Verilator).
+
+Python touches the design only per stream beat, never per idle cycle: a producer blocked by a low
+``ready`` sleeps until ``ready`` rises, the result collector sleeps until ``valid`` rises, and the
+array computes free-running in between. Every beat is driven on the falling clock edge and the
+handshake is sampled once signals settle (``ReadOnly``), so the rising edge performs exactly the
+transfers that were seen. Random back-pressure: idle cycles between input beats and ``ready`` low on
+result beats, with probability ``stall``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import cocotb
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+from .transport import Exchange
+
+__all__ = ["CocotbEngine"]
+
+
+class CocotbEngine:
+    """One ``pnn_engine`` instance under cocotb: clock edges, reset, exchanges."""
+
+    def __init__(self, dut, *, stall: float = 0.0, seed: int = 0):
+        self.dut = dut
+        self.clk = dut.clk
+        self.stall = stall
+        self.rng = random.Random(seed)
+
+    async def reset(self, cycles: int = 3) -> None:
+        dut = self.dut
+        await FallingEdge(self.clk)
+        for name in ("cmd__valid", "data__valid", "res__ready"):
+            getattr(dut, name).value = 0
+        dut.rst.value = 1
+        for _ in range(cycles):
+            await FallingEdge(self.clk)
+        dut.rst.value = 0
+
+    def _stalled(self) -> bool:
+        return bool(self.stall) and self.rng.random() < self.stall
+
+    async def _feed(self, prefix: str, words: list[int]) -> None:
+        dut = self.dut
+        valid = getattr(dut, f"{prefix}__valid")
+        ready = getattr(dut, f"{prefix}__ready")
+        payload = getattr(dut, f"{prefix}__payload")
+        i = 0
+        await FallingEdge(self.clk)
+        while i < len(words):
+            if self._stalled():  # an idle cycle between beats (valid never drops mid-beat)
+                valid.value = 0
+                await FallingEdge(self.clk)
+                continue
+            payload.value = words[i]
+            valid.value = 1
+            while True:
+                await ReadOnly()
+                if ready.value == 1:
+                    break
+                await RisingEdge(ready)          # sleep while the engine holds back
+                await FallingEdge(self.clk)
+            await FallingEdge(self.clk)          # the rising edge in between took the beat
+            i += 1
+        valid.value = 0
+
+    async def _collect(self, n: int, out: list[int]) -> None:
+        dut = self.dut
+        await FallingEdge(self.clk)
+        while len(out) < n:
+            ready = not self._stalled()
+            dut.res__ready.value = int(ready)
+            await ReadOnly()
+            if dut.res__valid.value != 1:
+                await RisingEdge(dut.res__valid)  # sleep until a beat is offered
+                await FallingEdge(self.clk)
+                continue
+            if ready:
+                out.append(int(dut.res__payload.value))
+            await FallingEdge(self.clk)
+        dut.res__ready.value = 0
+
+    async def exchange(self, ex: Exchange) -> list[int]:
+        out: list[int] = []
+        tasks = [cocotb.start_soon(self._feed("cmd", ex.cmds)),
+                 cocotb.start_soon(self._feed("data", ex.data)),
+                 cocotb.start_soon(self._collect(ex.n_results, out))]
+        for t in tasks:
+            await t
+        return out
+
+    async def run(self, gen):
+        """Drive a driver generator (``sim/driver.py``) to completion; return its value."""
+        try:
+            ex = next(gen)
+            while True:
+                ex = gen.send(await self.exchange(ex))
+        except StopIteration as stop:
+            return stop.value

@@ -1,0 +1,300 @@
+"""Host driver: maps an exported bundle onto the engine, layer by layer (streamed-layers mode).
+
+For every compute layer (conv as im2col, linear as one position) and a number of planes ``k`` the
+driver sends, in one :class:`~.transport.Exchange`:
+
+1. the top ``k`` weight planes of as many output-row groups as the weight memory holds
+   (``LOAD_W``; loads scale with k, like the compute);
+2. the post-processing table of that k for those groups (``LOAD_PP``);
+3. tiles of im2col activation words into alternating activation banks (``LOAD_A``), each followed by
+   a ``RUN`` — the engine loads the next tile into the other bank while the array computes (ping-pong);
+
+then collects one result beat per (position, group). Pooling and flattening act on activation codes
+on the host. Integers only: no float anywhere on this path. The driver is a generator (sans I/O), so
+one driver serves every transport (Amaranth simulator, cocotb, serial port).
+
+The counters are cleared when an image starts and read after its last layer, so
+``InferenceResult.counters`` holds the engine's own cycle figures for that image, loads included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generator
+
+import numpy as np
+
+from ..hw import isa
+from ..hw.isa import Counter, EngineConfig
+from .transport import Exchange
+
+__all__ = ["InferenceResult", "LayerPlan", "check_fits", "plan_layers", "infer", "im2col",
+           "maxpool", "ideal_cycles"]
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """How one compute layer maps onto the engine."""
+
+    index: int          # position in bundle.layers
+    name: str
+    positions: int      # P: output positions (1 for linear)
+    reduction: int      # I
+    outputs: int        # O
+    nchunks: int        # ceil(I / C)
+    ngroups: int        # ceil(O / R)
+    relu: bool
+
+    def ideal_cycles(self, k: int) -> int:
+        """The paper's computation: ``P * k * ceil(I/C) * ceil(O/R)`` array cycles."""
+        return self.positions * k * self.nchunks * self.ngroups
+
+
+@dataclass
+class InferenceResult:
+    """One image through the engine at k planes."""
+
+    k: int
+    logits: np.ndarray                       # int64 [classes]
+    pred: int
+    outputs: list = field(default_factory=list)   # int64 array per bundle layer, golden's shapes
+    counters: dict = field(default_factory=dict)  # Counter.NAMES -> value
+    ideal_cycles: int = 0
+
+
+def _compute_layers(bundle):
+    return [(i, l) for i, l in enumerate(bundle.layers) if l.kind in ("conv", "linear")]
+
+
+def plan_layers(bundle, cfg: EngineConfig) -> list[LayerPlan]:
+    plans = []
+    for i, layer in _compute_layers(bundle):
+        out_c = layer.out_shape[0]
+        positions = int(np.prod(layer.out_shape[1:])) if layer.kind == "conv" else 1
+        reduction = int(layer.codes.shape[1])
+        plans.append(LayerPlan(i, layer.name, positions, reduction, out_c,
+                               _ceil(reduction, cfg.cols), _ceil(out_c, cfg.rows), layer.relu))
+    return plans
+
+
+def ideal_cycles(bundle, cfg: EngineConfig, k: int) -> int:
+    return sum(p.ideal_cycles(k) for p in plan_layers(bundle, cfg))
+
+
+def check_fits(bundle, cfg: EngineConfig) -> list[LayerPlan]:
+    """Refuse (ValueError naming layer and field) a bundle this engine cannot run exactly."""
+    if bundle.abits != cfg.abits:
+        raise ValueError(f"bundle abits={bundle.abits} but the engine has abits={cfg.abits}")
+    if bundle.nbits > cfg.nbits:
+        raise ValueError(f"bundle nbits={bundle.nbits} exceeds the engine's nbits={cfg.nbits}")
+    plans = plan_layers(bundle, cfg)
+    for plan in plans:
+        layer = bundle.layers[plan.index]
+        where = f"layer {plan.index} ({layer.name})"
+        if plan.reduction > cfg.max_reduction:
+            raise ValueError(f"{where}: reduction length {plan.reduction} exceeds the engine's"
+                             f" max_reduction={cfg.max_reduction}")
+        if bundle.nbits * plan.nchunks > cfg.wdepth:
+            raise ValueError(f"{where}: one row group needs {bundle.nbits * plan.nchunks} weight"
+                             f" words, the engine has wdepth={cfg.wdepth}")
+        if plan.nchunks > cfg.adepth:
+            raise ValueError(f"{where}: one position needs {plan.nchunks} activation words, the"
+                             f" engine has adepth={cfg.adepth}")
+        if bundle.nbits > cfg.ppdepth:
+            raise ValueError(f"{where}: needs ppdepth >= {bundle.nbits}, engine has {cfg.ppdepth}")
+        mlim, blim = 1 << (cfg.mbits - 1), 1 << (cfg.bbits - 1)
+        for tname, t in layer.tables.items():
+            field_ = f"{where}: tables.{tname}"
+            if np.any(t.M < -mlim) or np.any(t.M >= mlim):
+                raise ValueError(f"{field_}.M does not fit the engine's signed {cfg.mbits} bits")
+            if np.any(t.B < -blim) or np.any(t.B >= blim):
+                raise ValueError(f"{field_}.B does not fit the engine's signed {cfg.bbits} bits")
+            if np.any(t.S < 0) or np.any(t.S >= 1 << isa.SW):
+                raise ValueError(f"{field_}.S outside [0, {(1 << isa.SW) - 1}]")
+            if not layer.relu:  # signed logits leave the engine in obits: prove they fit
+                olim = 1 << (cfg.obits - 1)
+                for k in range(1, bundle.nbits + 1):
+                    acc_max = ((1 << k) - 1) * plan.reduction * ((1 << cfg.abits) - 1)
+                    s = int(t.S[k - 1])
+                    zmax = acc_max * int(np.abs(t.M[k - 1]).max()) + int(np.abs(t.B[k - 1]).max())
+                    ymax = (zmax + (1 << s >> 1)) >> s
+                    if ymax >= olim:
+                        raise ValueError(f"{field_}: logits at k={k} may reach {ymax}, more than"
+                                         f" the engine's signed obits={cfg.obits} hold")
+    return plans
+
+
+# ---- host-side tensor work (integers) ------------------------------------------------------------
+
+def im2col(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """``x`` [C,H,W] codes -> [P, C*kh*kw] patches in torch's (cin, dy, dx) weight order."""
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    xp = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    c, ho, wo = win.shape[:3]
+    return win.transpose(1, 2, 0, 3, 4).reshape(ho * wo, c * kh * kw)
+
+
+def maxpool(x: np.ndarray, kernel, stride, padding=(0, 0)) -> np.ndarray:
+    """Max-pool of activation codes ``x`` [C,H,W] (padding, if any, never wins: codes are >= 0)."""
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding or (0, 0)
+    xp = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    return win.max(axis=(3, 4))
+
+
+def _bits_to_words(bits: np.ndarray) -> list[int]:
+    """``bits`` [n, w] of 0/1, bit 0 first -> n Python integers."""
+    packed = np.packbits(bits.astype(np.uint8), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def weight_words(cfg: EngineConfig, codes: np.ndarray, nbits: int, k: int, g0: int, ngs: int,
+                 nchunks: int) -> list[int]:
+    """Weight words for groups ``g0..g0+ngs-1``, planes ``p = 0..k-1`` (MSB first), all chunks,
+    at addresses ``(g*k + p)*nchunks + c`` (docs/engine.md)."""
+    R, C = cfg.rows, cfg.cols
+    o, i = codes.shape
+    full = np.zeros((ngs * R, nchunks * C), dtype=np.int64)
+    rows = codes[g0 * R:(g0 + ngs) * R].astype(np.int64)
+    full[:rows.shape[0], :i] = rows
+    planes = np.stack([(full >> (nbits - 1 - p)) & 1 for p in range(k)])     # [k, ngs*R, nchunks*C]
+    planes = planes.reshape(k, ngs, R, nchunks, C).transpose(1, 0, 3, 2, 4)   # [g, p, c, R, C]
+    return _bits_to_words(planes.reshape(ngs * k * nchunks, R * C))
+
+
+def act_words(cfg: EngineConfig, patches: np.ndarray, nchunks: int) -> list[int]:
+    """Activation words for patches [P, I]: address ``pos*nchunks + c``, lanes past I zero."""
+    C, A = cfg.cols, cfg.abits
+    p, i = patches.shape
+    if patches.size and (patches.min() < 0 or patches.max() >= 1 << A):
+        raise ValueError(f"activation codes must lie in [0, {(1 << A) - 1}]")
+    full = np.zeros((p, nchunks * C), dtype=np.int64)
+    full[:, :i] = patches
+    bits = (full.reshape(p * nchunks, C, 1) >> np.arange(A)) & 1        # [words, C, A], LSB first
+    return _bits_to_words(bits.reshape(p * nchunks, C * A))
+
+
+def pp_words(cfg: EngineConfig, tables, k: int, g0: int, ngs: int) -> list[int]:
+    R = cfg.rows
+    m, b, s = tables.M[k - 1], tables.B[k - 1], int(tables.S[k - 1])
+    return [isa.pack_pp_word(cfg, s, m[g * R:(g + 1) * R], b[g * R:(g + 1) * R])
+            for g in range(g0, g0 + ngs)]
+
+
+def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarray, nbits: int,
+                   k: int, tables, bank: int) -> tuple[Exchange, list, int]:
+    """Commands and data for one compute layer at k planes.
+
+    Returns the exchange, the (group start, group count, tile start, tile positions) order in which
+    result beats come back, and the activation bank the next layer should start with.
+    """
+    ex = Exchange()
+    words_per_group = k * plan.nchunks
+    ngs_max = max(1, min(plan.ngroups, cfg.wdepth // words_per_group, cfg.ppdepth // k,
+                         (1 << isa.FIELDS["ngroups"][1]) - 1))
+    tile = max(1, min(plan.positions, cfg.adepth // plan.nchunks, (1 << isa.FIELDS["npos"][1]) - 1))
+    order = []
+    for g0 in range(0, plan.ngroups, ngs_max):
+        ngs = min(ngs_max, plan.ngroups - g0)
+        w = weight_words(cfg, layer.codes, nbits, k, g0, ngs, plan.nchunks)
+        ex.cmds.append(isa.cmd_load_w(0, len(w)))
+        ex.data += w
+        pp = pp_words(cfg, tables, k, g0, ngs)
+        ex.cmds.append(isa.cmd_load_pp((k - 1) * ngs, len(pp)))
+        ex.data += pp
+        for t0 in range(0, plan.positions, tile):
+            npos = min(tile, plan.positions - t0)
+            a = act_words(cfg, patches[t0:t0 + npos], plan.nchunks)
+            ex.cmds.append(isa.cmd_load_a(bank, 0, len(a)))
+            ex.data += a
+            ex.cmds.append(isa.cmd_run(bank=bank, relu=plan.relu, k_start=0, k_end=k, wplanes=k,
+                                       ngroups=ngs, nchunks=plan.nchunks, npos=npos))
+            ex.n_results += npos * ngs
+            order.append((g0, ngs, t0, npos))
+            bank ^= 1
+    return ex, order, bank
+
+
+def _assemble(cfg: EngineConfig, plan: LayerPlan, order, words: list[int], k: int) -> np.ndarray:
+    """Result beats -> [O, P] values, checking each beat's kind and k tag."""
+    out = np.zeros((plan.ngroups * cfg.rows, plan.positions), dtype=np.int64)
+    it = iter(words)
+    for g0, ngs, t0, npos in order:
+        for pos in range(t0, t0 + npos):
+            for g in range(g0, g0 + ngs):
+                beat = isa.decode_result(cfg, next(it))
+                if beat.kind != 0 or beat.tag != k:
+                    raise RuntimeError(f"layer {plan.name}: expected a result beat for k={k} at"
+                                       f" position {pos} group {g}, got kind={beat.kind}"
+                                       f" tag={beat.tag}")
+                out[g * cfg.rows:(g + 1) * cfg.rows, pos] = beat.values
+    return out[:plan.outputs]
+
+
+def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "retrained",
+          plans: list[LayerPlan] | None = None) -> Generator[Exchange, list[int], InferenceResult]:
+    """Run one image (codes [C,H,W]) through the engine at ``k`` planes; see the module doc."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= bundle.nbits:
+        raise ValueError(f"k must be an integer in [1, {bundle.nbits}], not {k!r}")
+    k = int(k)
+    if tables not in ("retrained", "fixed"):
+        raise ValueError(f"tables must be 'retrained' or 'fixed', not {tables!r}")
+    image = np.asarray(image)
+    if tuple(image.shape) != tuple(bundle.input_shape):
+        raise ValueError(f"image shape {tuple(image.shape)} != bundle input shape"
+                         f" {tuple(bundle.input_shape)}")
+    plans = plans if plans is not None else check_fits(bundle, cfg)
+    by_index = {p.index: p for p in plans}
+    last_compute = plans[-1].index
+    x = image.astype(np.int64)
+    outputs = []
+    bank = 0
+    counters: dict = {}
+    for i, layer in enumerate(bundle.layers):
+        if layer.kind in ("conv", "linear"):
+            plan = by_index[i]
+            if layer.kind == "conv":
+                patches = im2col(x, layer.kernel, layer.stride, layer.padding)
+            else:
+                patches = x.reshape(1, -1)
+            ex, order, bank = layer_exchange(cfg, plan, layer, patches, bundle.nbits, k,
+                                             layer.tables[tables], bank)
+            if not outputs:
+                ex.cmds.insert(0, isa.cmd_clear_counters())
+            if i == last_compute:
+                ex.cmds.append(isa.cmd_read_counters())
+                ex.n_results += len(Counter.NAMES)
+            words = yield ex
+            if len(words) != ex.n_results:
+                raise RuntimeError(f"layer {layer.name}: expected {ex.n_results} result words,"
+                                   f" got {len(words)}")
+            if i == last_compute:
+                for w in words[-len(Counter.NAMES):]:
+                    beat = isa.decode_result(cfg, w)
+                    if beat.kind != 1:
+                        raise RuntimeError("expected a counter beat after the last layer")
+                    counters[Counter.NAMES[beat.tag]] = beat.values[0]
+                words = words[:-len(Counter.NAMES)]
+            y = _assemble(cfg, plan, order, words, k)
+            x = y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
+        elif layer.kind == "maxpool":
+            x = maxpool(x, layer.kernel, layer.stride, layer.padding)
+        elif layer.kind == "flatten":
+            x = x.reshape(-1)
+        else:
+            raise ValueError(f"layer {i} ({layer.name}): kind {layer.kind!r} is not supported by"
+                             f" the driver")
+        outputs.append(x)
+    logits = outputs[-1]
+    return InferenceResult(k=k, logits=logits, pred=int(np.argmax(logits)), outputs=outputs,
+                           counters=counters,
+                           ideal_cycles=sum(p.ideal_cycles(k) for p in plans))

@@ -1,0 +1,104 @@
+"""An executable reading of ``docs/engine.md``: the engine's commands interpreted in Python.
+
+No timing, no streams: just what each command does to the memories and which result beats leave.
+It lets the driver be tested on its own (driver + model == golden), so that when driver + RTL
+disagree with the golden model the fault is known to be in the RTL. Cycle counters are not modelled
+(they read 0).
+"""
+
+from __future__ import annotations
+
+from ..hw import isa
+from ..hw.isa import Counter, EngineConfig, Op
+from .transport import Transport
+
+__all__ = ["EngineModel", "ModelTransport"]
+
+
+class EngineModel:
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = cfg
+        self.wmem = [0] * cfg.wdepth
+        self.amem = [[0] * cfg.adepth, [0] * cfg.adepth]
+        self.ppmem = [0] * cfg.ppdepth
+        self.accmem = [[0] * cfg.rows for _ in range(cfg.accdepth)]
+
+    def _lanes(self, word: int) -> list[int]:
+        a = self.cfg.abits
+        return [(word >> (l * a)) & ((1 << a) - 1) for l in range(self.cfg.cols)]
+
+    def _pp(self, word: int, r: int) -> tuple[int, int, int]:
+        cfg = self.cfg
+        base = isa.SW + r * (cfg.mbits + cfg.bbits)
+        m = isa.to_signed(word >> base, cfg.mbits)
+        b = isa.to_signed(word >> (base + cfg.mbits), cfg.bbits)
+        return word & ((1 << isa.SW) - 1), m, b
+
+    def _result(self, k: int, values: list[int]) -> int:
+        word = k << 1
+        for r, v in enumerate(values):
+            word |= isa.to_unsigned(v, self.cfg.obits) << (8 + r * self.cfg.obits)
+        return word
+
+    def execute(self, cmds: list[int], data: list[int]) -> list[int]:
+        cfg = self.cfg
+        data = iter(data)
+        out: list[int] = []
+        for word in cmds:
+            f = isa.decode_cmd(word)
+            op = f["op"]
+            if op in (Op.LOAD_W, Op.LOAD_A, Op.LOAD_PP):
+                mem = {Op.LOAD_W: self.wmem, Op.LOAD_PP: self.ppmem}.get(op) or self.amem[f["bank"]]
+                for j in range(f["count"]):
+                    mem[f["addr"] + j] = next(data)
+            elif op == Op.RUN:
+                out += self._run(f)
+            elif op == Op.READ_COUNTERS:
+                out += [1 | (i << 1) for i in range(len(Counter.NAMES))]
+            elif op not in (Op.NOP, Op.CLEAR_COUNTERS):
+                raise ValueError(f"unknown opcode {op}")
+        return out
+
+    def _run(self, f: dict) -> list[int]:
+        cfg = self.cfg
+        out = []
+        amax = (1 << cfg.abits) - 1
+        for pos in range(f["npos"]):
+            for g in range(f["ngroups"]):
+                if f["k_start"]:
+                    acc = list(self.accmem[pos * f["ngroups"] + g])
+                else:
+                    acc = [0] * cfg.rows
+                for p in range(f["k_start"], f["k_end"]):
+                    acc = [2 * a for a in acc]
+                    for c in range(f["nchunks"]):
+                        w = self.wmem[(g * f["wplanes"] + p) * f["nchunks"] + c]
+                        xs = self._lanes(self.amem[f["bank"]][pos * f["nchunks"] + c])
+                        for r in range(cfg.rows):
+                            acc[r] += sum(x if (w >> (r * cfg.cols + l)) & 1 else -x
+                                          for l, x in enumerate(xs))
+                    if f["every_plane"] or p == f["k_end"] - 1:
+                        k = p + 1
+                        vals = []
+                        for r in range(cfg.rows):
+                            s, m, b = self._pp(self.ppmem[(k - 1) * f["ngroups"] + g], r)
+                            z = acc[r] * m + b
+                            y = (z + (1 << s >> 1)) >> s
+                            vals.append(min(max(y, 0), amax) if f["relu"] else y)
+                        out.append(self._result(k, vals))
+                if f["save"]:
+                    self.accmem[pos * f["ngroups"] + g] = acc
+        return out
+
+
+class ModelTransport(Transport):
+    """Runs the driver against :class:`EngineModel` (instant; counters read 0)."""
+
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = cfg
+        self.model = EngineModel(cfg)
+
+    def run(self, gen):
+        from .transport import drive
+
+        return drive(gen, lambda ex: self.model.execute(ex.cmds, ex.data))
