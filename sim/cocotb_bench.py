@@ -20,7 +20,7 @@ import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, with_timeout
 
 from ..hw.isa import EngineConfig
 from ..model.bundle import load_bundle
@@ -41,6 +41,12 @@ async def _start(dut, conf):
     return eng
 
 
+async def _bounded(eng, gen, plans, k):
+    """Run one inference; a hang fails the test instead of running forever."""
+    limit = 20 * sum(p.ideal_cycles(k) for p in plans) + 200_000
+    return await with_timeout(eng.run(gen), limit * 10, "ns")
+
+
 @cocotb.test()
 async def regression(dut):
     """Every image x every k: RTL outputs of every layer == golden model."""
@@ -52,6 +58,8 @@ async def regression(dut):
     labels = bundle.test_y[:conf["images"]]
     tables = conf.get("tables", "retrained")
     eng = await _start(dut, conf)
+    if conf.get("inject_fault"):
+        eng.fault = 1  # flip bit 8 (row 0's LSB) of the first result word
     report = {"images": len(images), "bits": conf["bits"], "mismatches": 0, "compared_values": 0,
               "first_mismatch": None, "per_k": {}}
     t0 = time.perf_counter()
@@ -60,7 +68,7 @@ async def regression(dut):
         stats = {"cycles": 0, "compute_cycles": 0, "stall_cycles": 0, "ideal_cycles": 0,
                  "plane_passes": 0, "correct": 0, "golden_correct": 0, "mismatches": 0}
         for n, image in enumerate(images):
-            res = await eng.run(infer(bundle, cfg, image, k, tables, plans=plans))
+            res = await _bounded(eng, infer(bundle, cfg, image, k, tables, plans=plans), plans, k)
             cmp = compare_outputs(bundle, res.outputs, [g[n] for g in gold], k=k, image=n)
             report["compared_values"] += cmp.compared
             stats["mismatches"] += cmp.mismatches
@@ -102,8 +110,9 @@ async def reset_mid_job(dut):
     await ClockCycles(dut.clk, max(50, plans[0].ideal_cycles(k) // 2))
     assert not job.done(), "the job finished before the reset could interrupt it"
     job.cancel()
+    eng.abort()
     await eng.reset()
-    res = await eng.run(infer(bundle, cfg, image, k, plans=plans))
+    res = await _bounded(eng, infer(bundle, cfg, image, k, plans=plans), plans, k)
     gold = golden_outputs(bundle, image[None], k, "retrained")
     cmp = compare_outputs(bundle, res.outputs, [g[0] for g in gold], k=k, image=0)
     assert cmp.mismatches == 0, f"after reset: {cmp.first}"

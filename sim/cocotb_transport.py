@@ -28,6 +28,8 @@ class CocotbEngine:
         self.clk = dut.clk
         self.stall = stall
         self.rng = random.Random(seed)
+        self._tasks = []
+        self.fault = 0  # > 0: flip a result bit in the fault-th result word (judge self-test)
 
     async def reset(self, cycles: int = 3) -> None:
         dut = self.dut
@@ -78,18 +80,30 @@ class CocotbEngine:
                 await FallingEdge(self.clk)
                 continue
             if ready:
-                out.append(int(dut.res__payload.value))
+                word = int(dut.res__payload.value)
+                if self.fault:
+                    self.fault -= 1
+                    if not self.fault:
+                        word ^= 1 << 8
+                out.append(word)
             await FallingEdge(self.clk)
         dut.res__ready.value = 0
 
     async def exchange(self, ex: Exchange) -> list[int]:
         out: list[int] = []
-        tasks = [cocotb.start_soon(self._feed("cmd", ex.cmds)),
-                 cocotb.start_soon(self._feed("data", ex.data)),
-                 cocotb.start_soon(self._collect(ex.n_results, out))]
-        for t in tasks:
+        self._tasks = [cocotb.start_soon(self._feed("cmd", ex.cmds)),
+                       cocotb.start_soon(self._feed("data", ex.data)),
+                       cocotb.start_soon(self._collect(ex.n_results, out))]
+        for t in self._tasks:
             await t
+        self._tasks = []
         return out
+
+    def abort(self) -> None:
+        """Stop the stream drivers of an exchange in flight (before a reset in mid-job)."""
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
 
     async def run(self, gen):
         """Drive a driver generator (``sim/driver.py``) to completion; return its value."""

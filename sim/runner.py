@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..hw.isa import EngineConfig
 
-__all__ = ["SIMULATORS", "find_simulator", "build", "run_regression"]
+__all__ = ["SIMULATORS", "find_simulator", "build", "run_regression", "run_test_module"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -73,8 +73,12 @@ def build(cfg: EngineConfig, simulator: str, root: Path) -> Path:
 
 def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus", images: int = 20,
                    bits=tuple(range(1, 9)), tables: str = "retrained", stall: float = 0.1,
-                   seed: int = 0, build_root="build/sim", reset_test: bool = True) -> dict:
+                   seed: int = 0, build_root="build/sim", reset_test: bool = True,
+                   inject_fault: bool = False) -> dict:
     """Run the cocotb regression; return its report (also written to the build directory).
+
+    ``inject_fault`` flips one bit of the first result word read from the RTL, to show that the
+    comparison catches and locates a wrong value (used by the tests).
 
     The report holds, per k, the engine's cycle counters summed over the images, the RTL's
     accuracy, the number of integers compared and the first mismatch, if any.
@@ -91,16 +95,22 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
     conf = {"bundle": str(bundle_path), "engine": {k: v for k, v in cfg.to_dict().items()
                                                     if k in EngineConfig.__dataclass_fields__},
             "images": images, "bits": list(bits), "tables": tables, "stall": stall, "seed": seed,
-            "out": str(out), "reset_test": reset_test}
+            "out": str(out), "reset_test": reset_test,
+            "inject_fault": inject_fault}
     conf_path = build_dir / "config.json"
     conf_path.write_text(json.dumps(conf, indent=1))
     runner = get_runner(simulator)
     t1 = time.perf_counter()
-    results_xml = runner.test(test_module="progressivenn.sim.cocotb_bench",
-                              hdl_toplevel="pnn_engine", build_dir=build_dir, test_dir=build_dir,
-                              extra_env={"PNN_SIM_CONFIG": str(conf_path),
-                                         "PYTHONPATH": os.pathsep.join(sys.path)},
-                              timescale=("1ns", "1ps"), log_file=build_dir / "sim.log")
+    results_xml = build_dir / "results.xml"
+    try:
+        runner.test(test_module="progressivenn.sim.cocotb_bench", hdl_toplevel="pnn_engine",
+                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=build_dir,
+                    results_xml=str(results_xml),
+                    extra_env={"PNN_SIM_CONFIG": str(conf_path),
+                               "PYTHONPATH": os.pathsep.join(sys.path)},
+                    timescale=("1ns", "1ps"), log_file=build_dir / "sim.log")
+    except SystemExit:  # cocotb's runner exits on a failed test under pytest; the report says why
+        pass
     sim_s = time.perf_counter() - t1
     if not out.exists():
         raise RuntimeError(f"the cocotb regression wrote no report; see {build_dir / 'sim.log'}")
@@ -119,3 +129,42 @@ def _failed_tests(results_xml) -> list[str]:
         if case.find("failure") is not None or case.find("error") is not None:
             failed.append(case.get("name"))
     return failed
+
+
+def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulator: str = "icarus",
+                    build_root="build/sim", name: str | None = None) -> dict:
+    """Build the engine for ``cfg`` and run any cocotb test module on it; return its report.
+
+    ``conf`` (JSON-serialisable) reaches the test module through ``PNN_SIM_CONFIG``, completed with
+    ``engine`` (the configuration) and ``out`` (the report file the module must write). The run
+    happens in its own directory ``<build>/<name>`` so it never collides with the regression.
+    """
+    from cocotb_tools.runner import get_runner
+
+    name = name or test_module.rsplit(".", 1)[-1]
+    t0 = time.perf_counter()
+    build_dir = build(cfg, simulator, Path(build_root)).resolve()
+    build_s = time.perf_counter() - t0
+    test_dir = build_dir / name
+    test_dir.mkdir(exist_ok=True)
+    out = test_dir / "report.json"
+    if out.exists():
+        out.unlink()
+    conf = dict(conf, engine={k: v for k, v in cfg.to_dict().items()
+                              if k in EngineConfig.__dataclass_fields__}, out=str(out))
+    conf_path = test_dir / "config.json"
+    conf_path.write_text(json.dumps(conf, indent=1))
+    t1 = time.perf_counter()
+    results_xml = get_runner(simulator).test(
+        test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
+        build_dir=build_dir, test_dir=test_dir,
+        extra_env={"PNN_SIM_CONFIG": str(conf_path), "PYTHONPATH": os.pathsep.join(sys.path)},
+        timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+    sim_s = time.perf_counter() - t1
+    if not out.exists():
+        raise RuntimeError(f"{test_module} wrote no report; see {test_dir / 'sim.log'}")
+    report = json.loads(out.read_text())
+    report["failed_tests"] = _failed_tests(results_xml)
+    report.update(simulator=simulator, build_seconds=round(build_s, 2),
+                  sim_seconds=round(sim_s, 2), build_dir=str(build_dir))
+    return report
