@@ -16,11 +16,14 @@ Symbols: ``N`` weight planes, ``A`` activation bits, ``k`` planes used (1..N).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 __all__ = [
     "check_k", "plane", "q_k", "plane_sum", "acc_direct", "acc_planes", "acc_bound",
-    "round_shift", "postprocess",
+    "round_shift", "postprocess", "NetworkResult", "run_network", "im2col", "maxpool",
+    "argmax_first",
 ]
 
 
@@ -99,3 +102,114 @@ def postprocess(acc, m, b, shift: int, *, relu: bool, abits: int) -> torch.Tenso
     """
     y = round_shift(_as_long(acc) * _as_long(m) + _as_long(b), int(shift))
     return y.clamp(0, (1 << abits) - 1) if relu else y
+
+
+# ---- whole networks from a bundle ------------------------------------------------------------------
+
+METHODS = ("planes", "direct")
+
+
+@dataclass
+class NetworkResult:
+    """Result of :func:`run_network`.
+
+    ``logits``: int64 ``[n, classes]``; ``pred``: int64 ``[n]`` (argmax, lowest index wins ties);
+    ``outputs``: one int64 tensor per bundle layer, in bundle order (conv ``[n, O, H, W]`` after
+    post-processing, pool ``[n, C, H, W]``, flatten ``[n, F]``, linear ``[n, O]``).
+    """
+
+    logits: torch.Tensor
+    pred: torch.Tensor
+    outputs: list
+
+
+def _codes_tensor(a) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return _as_long(a)
+    import numpy as np
+    a = np.asarray(a)
+    if a.dtype.kind not in "iub":
+        raise TypeError(f"the golden model takes integer arrays only, not {a.dtype}")
+    return torch.from_numpy(a.astype(np.int64))
+
+
+def im2col(x, kernel, stride, padding) -> torch.Tensor:
+    """``x`` ``[n, C, H, W]`` -> patches ``[n, Ho, Wo, C*kh*kw]`` in torch's (cin, kh, kw) order,
+    zero padded (zero is the real zero of an activation code)."""
+    x = _as_long(x)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    cols = [xp[:, :, dy:dy + sh * (ho - 1) + 1:sh, dx:dx + sw * (wo - 1) + 1:sw]
+            for dy in range(kh) for dx in range(kw)]
+    patches = torch.stack(cols, dim=2)                   # [n, C, kh*kw, Ho, Wo]
+    return patches.permute(0, 3, 4, 1, 2).reshape(n, ho, wo, c * kh * kw)
+
+
+def maxpool(x, kernel, stride) -> torch.Tensor:
+    """Max-pool over activation codes ``[n, C, H, W]`` (no padding, floor mode)."""
+    x = _as_long(x)
+    (kh, kw), (sh, sw) = kernel, stride
+    h, w = x.shape[2:]
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = None
+    for dy in range(kh):
+        for dx in range(kw):
+            v = x[:, :, dy:dy + sh * (ho - 1) + 1:sh, dx:dx + sw * (wo - 1) + 1:sw]
+            out = v if out is None else torch.maximum(out, v)
+    return out
+
+
+def argmax_first(logits) -> torch.Tensor:
+    """Argmax over the last dimension; the lowest index wins ties."""
+    logits = _as_long(logits)
+    idx = torch.arange(logits.shape[-1], dtype=torch.int64)
+    best = logits.max(dim=-1, keepdim=True).values
+    return torch.where(logits == best, idx, logits.shape[-1]).min(dim=-1).values
+
+
+def run_network(bundle, x_codes, k: int, tables: str = "retrained",
+                method: str = "planes") -> NetworkResult:
+    """Run a whole bundle (``progressivenn.model.bundle.Bundle``) on input codes with ``k`` planes.
+
+    ``x_codes``: integer ``[n, C, H, W]`` in ``[0, 2^A - 1]``. ``tables``: ``"retrained"`` (per-k BN)
+    or ``"fixed"`` (the k=N BN at every k). ``method``: ``"planes"`` (:func:`acc_planes`, MSB first)
+    or ``"direct"`` (:func:`acc_direct`); they agree exactly. Integers only.
+    """
+    nbits, abits = int(bundle.nbits), int(bundle.abits)
+    check_k(k, nbits)
+    if tables not in ("retrained", "fixed"):
+        raise ValueError(f"tables must be 'retrained' or 'fixed', not {tables!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    x = _codes_tensor(x_codes)
+    shape = tuple(bundle.input_shape)
+    if x.dim() != 4 or tuple(x.shape[1:]) != shape:
+        raise ValueError(f"x_codes must be [n, {', '.join(map(str, shape))}], not {tuple(x.shape)}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) > (1 << abits) - 1):
+        raise ValueError(f"x_codes must be activation codes in [0, {(1 << abits) - 1}]")
+    acc_fn = acc_planes if method == "planes" else acc_direct
+    outputs = []
+    for layer in bundle.layers:
+        if layer.kind in ("conv", "linear"):
+            u = _codes_tensor(layer.codes)
+            t = layer.tables[tables]
+            m, b = _codes_tensor(t.M[k - 1]), _codes_tensor(t.B[k - 1])
+            s = int(t.S[k - 1])
+            if layer.kind == "conv":
+                cols = im2col(x, layer.kernel, layer.stride, layer.padding)  # [n, Ho, Wo, I]
+                acc = acc_fn(u, cols, k, nbits)                              # [n, Ho, Wo, O]
+                y = postprocess(acc, m, b, s, relu=bool(layer.relu), abits=abits)
+                x = y.permute(0, 3, 1, 2).contiguous()
+            else:
+                acc = acc_fn(u, x, k, nbits)
+                x = postprocess(acc, m, b, s, relu=bool(layer.relu), abits=abits)
+        elif layer.kind == "maxpool":
+            x = maxpool(x, layer.kernel, layer.stride)
+        elif layer.kind == "flatten":
+            x = x.reshape(x.shape[0], -1)
+        else:
+            raise ValueError(f"unknown layer kind {layer.kind!r}")
+        outputs.append(x)
+    return NetworkResult(logits=x, pred=argmax_first(x), outputs=outputs)

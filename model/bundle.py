@@ -1,0 +1,383 @@
+"""The exported bundle: the only interface between ``model/`` and ``hw/`` + ``sim/``.
+
+numpy only (no torch): the hardware side and users' own flows read bundles without torch.
+The format is documented in ``docs/bundle.md``: a directory with ``manifest.json`` (format, version,
+N/A, shapes, layer list, input quantization) and ``arrays.npz`` (weight codes, post-processing tables
+``M/B/S`` per k for the "retrained" and "fixed" BN tables, and test images as input codes).
+
+:func:`load_bundle` validates everything and raises :class:`BundleError` with a one-line message
+naming the field, e.g. ``bundle: layers[1].tables.retrained.M: shape (8, 31) != (8, 32)``.
+:func:`save_bundle` validates before it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "FORMAT", "VERSION", "BBITS", "OBITS", "SBITS", "KINDS", "TABLE_SETS", "BundleError", "Tables",
+    "LayerSpec", "Bundle", "load_bundle", "save_bundle", "validate_bundle", "conv_out_hw",
+]
+
+FORMAT = "progressivenn-bundle"
+VERSION = 1
+#: signed width of B, of a logit, and unsigned width of the shift S (fixed by format version 1)
+BBITS = 48
+OBITS = 32
+SBITS = 6
+KINDS = ("conv", "linear", "maxpool", "flatten")
+TABLE_SETS = ("retrained", "fixed")
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+
+
+class BundleError(ValueError):
+    """A malformed, truncated, mismatched or out-of-range bundle; the message names the field."""
+
+
+@dataclass
+class Tables:
+    """Post-processing tables of one layer for one BN table set: row ``k-1`` is for ``k`` planes."""
+    M: np.ndarray  # int64 [N, O]
+    B: np.ndarray  # int64 [N, O]
+    S: np.ndarray  # int64 [N]
+
+
+@dataclass
+class LayerSpec:
+    name: str
+    kind: str                      # "conv" | "linear" | "maxpool" | "flatten"
+    in_shape: tuple                # (C, H, W) or (F,)
+    out_shape: tuple
+    kernel: tuple | None = None    # conv and maxpool
+    stride: tuple | None = None
+    padding: tuple | None = None
+    codes: np.ndarray | None = None  # [O, I] unsigned codes; conv I in (cin, kh, kw) order
+    relu: bool = False             # True: hidden layer (clamp); False: last layer (signed logits)
+    tables: dict = field(default_factory=dict)  # "retrained" / "fixed" -> Tables
+
+    @property
+    def is_compute(self) -> bool:
+        return self.kind in ("conv", "linear")
+
+    @property
+    def reduction(self) -> int:
+        """Reduction length I of a conv/linear layer."""
+        return int(self.codes.shape[1])
+
+
+@dataclass
+class Bundle:
+    nbits: int
+    abits: int
+    mbits: int
+    input_shape: tuple
+    num_classes: int
+    input_scale: float
+    dataset: str
+    layers: list
+    test_x: np.ndarray
+    test_y: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def compute_layers(self) -> list:
+        return [layer for layer in self.layers if layer.is_compute]
+
+
+def _fail(where: str, msg: str):
+    raise BundleError(f"bundle: {where}: {msg}")
+
+
+def conv_out_hw(h: int, w: int, kernel, stride, padding) -> tuple:
+    return ((h + 2 * padding[0] - kernel[0]) // stride[0] + 1,
+            (w + 2 * padding[1] - kernel[1]) // stride[1] + 1)
+
+
+def _int(where, v, lo=None, hi=None):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        _fail(where, f"must be an integer, not {v!r}")
+    v = int(v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        _fail(where, f"{v} outside [{lo}, {hi}]")
+    return v
+
+
+def _shape(where, v, n=None):
+    if not isinstance(v, (list, tuple)) or not v or (n is not None and len(v) != n):
+        _fail(where, f"must be a list of {n or 'some'} positive integers, not {v!r}")
+    return tuple(_int(f"{where}[{i}]", x, 1) for i, x in enumerate(v))
+
+
+def _int_array(where, a, shape, lo, hi):
+    if not isinstance(a, np.ndarray):
+        _fail(where, "missing array")
+    if a.dtype.kind not in "iu":
+        _fail(where, f"dtype {a.dtype} is not an integer type")
+    if tuple(a.shape) != tuple(shape):
+        _fail(where, f"shape {tuple(a.shape)} != {tuple(shape)}")
+    if a.size:
+        mn, mx = int(a.min()), int(a.max())
+        if mn < lo or mx > hi:
+            bad = mn if mn < lo else mx
+            _fail(where, f"value {bad} outside [{lo}, {hi}]")
+
+
+def _acc_bound(k: int, reduction: int, abits: int) -> int:
+    return ((1 << k) - 1) * reduction * ((1 << abits) - 1)
+
+
+def validate_bundle(b: Bundle) -> Bundle:
+    """Check every field of ``b``; raise :class:`BundleError` naming the first bad one."""
+    n = _int("nbits", b.nbits, 1, 16)
+    a = _int("abits", b.abits, 1, 16)
+    mb = _int("mbits", b.mbits, 2, 32)
+    shape = _shape("input_shape", b.input_shape, 3)
+    classes = _int("num_classes", b.num_classes, 1)
+    if isinstance(b.input_scale, bool) or not isinstance(b.input_scale, (int, float)) \
+            or not math.isfinite(b.input_scale) or b.input_scale <= 0:
+        _fail("input_scale", f"must be a positive finite number, not {b.input_scale!r}")
+    if not isinstance(b.dataset, str):
+        _fail("dataset", f"must be a string, not {b.dataset!r}")
+    if not isinstance(b.meta, dict):
+        _fail("meta", "must be an object")
+    if not isinstance(b.layers, list) or not b.layers:
+        _fail("layers", "must be a non-empty list")
+    mmax, bmax = (1 << (mb - 1)) - 1, (1 << (BBITS - 1)) - 1
+    cur = shape
+    computes = [i for i, layer in enumerate(b.layers) if getattr(layer, "kind", None) in ("conv", "linear")]
+    if not computes:
+        _fail("layers", "no conv or linear layer")
+    for i, layer in enumerate(b.layers):
+        w = f"layers[{i}]"
+        if not isinstance(layer, LayerSpec):
+            _fail(w, "not a layer")
+        if not isinstance(layer.name, str) or not layer.name:
+            _fail(f"{w}.name", f"must be a non-empty string, not {layer.name!r}")
+        if layer.kind not in KINDS:
+            _fail(f"{w}.kind", f"{layer.kind!r} is not one of {', '.join(KINDS)}")
+        ins = _shape(f"{w}.in_shape", layer.in_shape)
+        if ins != cur:
+            _fail(f"{w}.in_shape", f"{ins} != {cur} (the previous layer's output)")
+        outs = _shape(f"{w}.out_shape", layer.out_shape)
+        if layer.kind in ("conv", "maxpool"):
+            if len(ins) != 3:
+                _fail(f"{w}.in_shape", f"{layer.kind} needs (C, H, W), not {ins}")
+            k = _shape(f"{w}.kernel", layer.kernel, 2)
+            s = _shape(f"{w}.stride", layer.stride, 2)
+            if not isinstance(layer.padding, (list, tuple)) or len(layer.padding) != 2:
+                _fail(f"{w}.padding", f"must be 2 non-negative integers, not {layer.padding!r}")
+            p = tuple(_int(f"{w}.padding[{j}]", v, 0, 64) for j, v in enumerate(layer.padding))
+            if layer.kind == "maxpool" and p != (0, 0):
+                _fail(f"{w}.padding", "max-pool has no padding")
+            ho, wo = conv_out_hw(ins[1], ins[2], k, s, p)
+            if ho < 1 or wo < 1:
+                _fail(f"{w}.kernel", f"{k} larger than the padded input {ins}")
+            exp = (outs[0] if layer.kind == "conv" else ins[0], ho, wo)
+        elif layer.kind == "flatten":
+            if len(ins) != 3:
+                _fail(f"{w}.in_shape", f"flatten needs (C, H, W), not {ins}")
+            exp = (ins[0] * ins[1] * ins[2],)
+        else:
+            if len(ins) != 1:
+                _fail(f"{w}.in_shape", f"linear needs a flat (F,) input, not {ins}")
+            exp = (outs[0],) if len(outs) == 1 else None
+        if exp is None or outs != exp:
+            _fail(f"{w}.out_shape", f"{outs} != {exp}")
+        cur = outs
+        if layer.is_compute:
+            o = outs[0]
+            red = ins[0] * layer.kernel[0] * layer.kernel[1] if layer.kind == "conv" else ins[0]
+            _int_array(f"{w}.codes", layer.codes, (o, red), 0, (1 << n) - 1)
+            last = i == computes[-1]
+            if not isinstance(layer.relu, (bool, np.bool_)):
+                _fail(f"{w}.relu", f"must be true or false, not {layer.relu!r}")
+            if bool(layer.relu) == last:
+                _fail(f"{w}.relu", "the last compute layer has relu false (signed logits), every "
+                                   "other compute layer relu true")
+            if last and (layer.kind != "linear" or i != len(b.layers) - 1):
+                _fail(f"{w}.kind", "the last layer must be the linear layer giving the logits")
+            if last and outs != (classes,):
+                _fail(f"{w}.out_shape", f"{outs} != ({classes},) (num_classes)")
+            if not isinstance(layer.tables, dict) or set(layer.tables) != set(TABLE_SETS):
+                got = sorted(layer.tables) if isinstance(layer.tables, dict) else layer.tables
+                _fail(f"{w}.tables", f"keys {got} != {list(TABLE_SETS)}")
+            for ts in TABLE_SETS:
+                t = layer.tables[ts]
+                tw = f"{w}.tables.{ts}"
+                if not isinstance(t, Tables):
+                    _fail(tw, "not a table set")
+                _int_array(f"{tw}.M", t.M, (n, o), -mmax - 1, mmax)
+                _int_array(f"{tw}.B", t.B, (n, o), -bmax - 1, bmax)
+                _int_array(f"{tw}.S", t.S, (n,), 0, (1 << SBITS) - 1)
+                for kk in range(1, n + 1):
+                    sh = int(t.S[kk - 1])
+                    zmax = (_acc_bound(kk, red, a) * int(np.abs(t.M[kk - 1]).max())
+                            + int(np.abs(t.B[kk - 1]).max()))
+                    if zmax + (1 << max(sh - 1, 0)) >= 1 << 62:
+                        _fail(f"{tw}.M", f"k={kk}: acc*M + B can reach {zmax}, beyond 62 bits")
+                    if last:
+                        ymax = (zmax + (1 << sh)) >> sh if sh else zmax
+                        if ymax > (1 << (OBITS - 1)) - 1:
+                            _fail(f"{tw}.M", f"k={kk}: logits can reach {ymax}, beyond signed "
+                                             f"{OBITS} bits")
+        else:
+            if layer.codes is not None:
+                _fail(f"{w}.codes", f"a {layer.kind} layer has no codes")
+            if layer.tables:
+                _fail(f"{w}.tables", f"a {layer.kind} layer has no tables")
+    if not isinstance(b.test_x, np.ndarray) or b.test_x.dtype not in (np.uint8, np.uint16):
+        _fail("test_x", f"must be a uint8/uint16 array, not {getattr(b.test_x, 'dtype', b.test_x)!r}")
+    if b.test_x.ndim != 4 or tuple(b.test_x.shape[1:]) != shape:
+        _fail("test_x", f"shape {tuple(b.test_x.shape)} != (n, {', '.join(map(str, shape))})")
+    nt = b.test_x.shape[0]
+    _int_array("test_x", b.test_x, b.test_x.shape, 0, (1 << a) - 1)
+    _int_array("test_y", b.test_y, (nt,), 0, classes - 1)
+    return b
+
+
+# ---- files ----------------------------------------------------------------------------------------
+
+def _tuple_or_none(v):
+    """Lists become tuples; anything else is left for the validator to name."""
+    return tuple(v) if isinstance(v, list) else v
+
+
+def save_bundle(bundle: Bundle, path) -> Path:
+    """Validate ``bundle`` and write it to directory ``path`` (created if needed)."""
+    validate_bundle(bundle)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    arrays = {"test_x": bundle.test_x, "test_y": bundle.test_y.astype(np.int64)}
+    layers = []
+    for i, layer in enumerate(bundle.layers):
+        d = {"name": layer.name, "kind": layer.kind, "in_shape": list(layer.in_shape),
+             "out_shape": list(layer.out_shape)}
+        if layer.kind in ("conv", "maxpool"):
+            d.update(kernel=list(layer.kernel), stride=list(layer.stride), padding=list(layer.padding))
+        if layer.is_compute:
+            d["relu"] = bool(layer.relu)
+            key = f"layers.{i}.codes"
+            arrays[key] = layer.codes.astype(np.uint8 if bundle.nbits <= 8 else np.uint16)
+            d["codes"] = key
+            d["tables"] = {}
+            for ts in TABLE_SETS:
+                t = layer.tables[ts]
+                keys = {}
+                for f in ("M", "B", "S"):
+                    keys[f] = f"layers.{i}.tables.{ts}.{f}"
+                    arrays[keys[f]] = np.asarray(getattr(t, f), np.int64)
+                d["tables"][ts] = keys
+        layers.append(d)
+    manifest = {
+        "format": FORMAT, "version": VERSION,
+        "nbits": int(bundle.nbits), "abits": int(bundle.abits), "mbits": int(bundle.mbits),
+        "bbits": BBITS, "obits": OBITS, "sbits": SBITS,
+        "input_shape": list(bundle.input_shape), "num_classes": int(bundle.num_classes),
+        "input_scale": float(bundle.input_scale), "dataset": bundle.dataset,
+        "layers": layers, "test": {"x": "test_x", "y": "test_y", "count": int(bundle.test_x.shape[0])},
+        "meta": bundle.meta,
+    }
+    tmp = path / (ARRAYS + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path / ARRAYS)
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return path
+
+
+def load_bundle(path) -> Bundle:
+    """Read and validate the bundle in directory ``path``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"bundle: {path}: not a bundle directory")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"bundle: {MANIFEST}: missing in {path}")
+    try:
+        man = json.loads(mpath.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BundleError(f"bundle: {MANIFEST}: not valid JSON ({e})") from None
+    if not isinstance(man, dict):
+        _fail(MANIFEST, "must hold a JSON object")
+    if man.get("format") != FORMAT:
+        _fail("format", f"{man.get('format')!r} != {FORMAT!r}")
+    if man.get("version") != VERSION:
+        _fail("version", f"{man.get('version')!r} is not supported (this reader knows {VERSION})")
+    for name, want in (("bbits", BBITS), ("obits", OBITS), ("sbits", SBITS)):
+        if man.get(name, want) != want:
+            _fail(name, f"{man.get(name)!r} != {want} (fixed by version {VERSION})")
+    apath = path / ARRAYS
+    if not apath.is_file():
+        raise BundleError(f"bundle: {ARRAYS}: missing in {path}")
+    try:
+        with np.load(apath, allow_pickle=False) as z:
+            arrays = {key: z[key] for key in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise BundleError(f"bundle: {ARRAYS}: cannot read ({type(e).__name__}: {e})") from None
+
+    def arr(where, key):
+        if not isinstance(key, str):
+            _fail(where, f"must name an array, not {key!r}")
+        if key not in arrays:
+            _fail(where, f"array {key!r} missing from {ARRAYS}")
+        return arrays[key]
+
+    for req in ("nbits", "abits", "mbits", "input_shape", "num_classes", "input_scale", "dataset",
+                "layers", "test"):
+        if req not in man:
+            _fail(req, "missing")
+    if not isinstance(man["layers"], list):
+        _fail("layers", "must be a list")
+    layers = []
+    for i, d in enumerate(man["layers"]):
+        w = f"layers[{i}]"
+        if not isinstance(d, dict):
+            _fail(w, "must be an object")
+        for req in ("name", "kind", "in_shape", "out_shape"):
+            if req not in d:
+                _fail(f"{w}.{req}", "missing")
+        kind = d["kind"]
+        spec = LayerSpec(name=d["name"], kind=kind, in_shape=_tuple_or_none(d["in_shape"]),
+                         out_shape=_tuple_or_none(d["out_shape"]))
+        if kind in ("conv", "maxpool"):
+            for req in ("kernel", "stride", "padding"):
+                if req not in d:
+                    _fail(f"{w}.{req}", "missing")
+            spec.kernel, spec.stride, spec.padding = (_tuple_or_none(d["kernel"]),
+                                                      _tuple_or_none(d["stride"]),
+                                                      _tuple_or_none(d["padding"]))
+        if kind in ("conv", "linear"):
+            for req in ("relu", "codes", "tables"):
+                if req not in d:
+                    _fail(f"{w}.{req}", "missing")
+            spec.relu = d["relu"]
+            spec.codes = arr(f"{w}.codes", d["codes"])
+            if not isinstance(d["tables"], dict):
+                _fail(f"{w}.tables", "must be an object")
+            for ts, keys in d["tables"].items():
+                if not isinstance(keys, dict):
+                    _fail(f"{w}.tables.{ts}", "must be an object")
+                parts = {}
+                for f in ("M", "B", "S"):
+                    if f not in keys:
+                        _fail(f"{w}.tables.{ts}.{f}", "missing")
+                    parts[f] = arr(f"{w}.tables.{ts}.{f}", keys[f])
+                spec.tables[ts] = Tables(**parts)
+        layers.append(spec)
+    test = man["test"]
+    if not isinstance(test, dict):
+        _fail("test", "must be an object")
+    tx, ty = arr("test.x", test.get("x")), arr("test.y", test.get("y"))
+    if "count" in test and test["count"] != tx.shape[0]:
+        _fail("test.count", f"{test['count']!r} != {tx.shape[0]} images in test_x")
+    b = Bundle(nbits=man["nbits"], abits=man["abits"], mbits=man["mbits"],
+               input_shape=_tuple_or_none(man["input_shape"]),
+               num_classes=man["num_classes"], input_scale=man["input_scale"],
+               dataset=man["dataset"], layers=layers, test_x=tx, test_y=ty,
+               meta=man.get("meta", {}))
+    return validate_bundle(b)

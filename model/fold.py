@@ -1,0 +1,185 @@
+"""Folding: a trained :class:`~progressivenn.model.nets.QNet` -> integer post-processing tables.
+
+For each compute layer, each ``k = 1..N`` and each BN table set, the real-valued chain
+``conv_k -> BN -> ReLU -> ActQuant`` of the fake-quant model is, per output channel ``o``,
+
+    code = clamp(floor(acc_k * m[o] + b[o] + 1/2), 0, 2^A - 1)
+    m = s_in * alpha[o] * 2^(N-k) * g[o] / s_out,   b = (g[o] * (bias[o] - mean[o]) + beta[o]) / s_out
+    g = gamma / sqrt(var + eps)
+
+(``s_in``/``s_out``: input and output activation scales). We pick one shift ``S`` per (layer, k), the
+largest in ``[0, 63]`` such that ``M = floor(m 2^S + 1/2)`` fits a signed ``mbits`` field, ``B =
+floor(b 2^S + 1/2)`` fits signed 48 bits, ``acc*M + B`` stays below 2^62, and (last layer) every
+possible logit fits signed 32 bits. Then ``y = (acc*M + B + 2^(S-1)) >> S``. The last layer has no
+ReLU and no activation scale: its output scale is the finest for which the largest possible |logit|
+over all inputs stays within about 2^30 and M fits at ``S >= 0``.
+
+Table sets: ``"retrained"`` uses BN table ``k`` at ``k`` planes; ``"fixed"`` uses the k=N table of the
+trained model at every ``k`` (the comparison without BN retraining).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bundle import BBITS, OBITS, SBITS, Bundle, LayerSpec, Tables, validate_bundle
+from .nets import ComputeBlock, QNet
+
+__all__ = ["fold_network", "choose_shift", "FoldError"]
+
+
+class FoldError(ValueError):
+    """The trained network cannot be expressed within the integer widths (names layer and k)."""
+
+
+def _acc_bound(k, reduction, abits):
+    return ((1 << k) - 1) * reduction * ((1 << abits) - 1)
+
+
+def choose_shift(m: np.ndarray, b: np.ndarray, *, mbits: int, acc_bound: int, last: bool,
+                 where: str) -> tuple:
+    """Largest S whose rounded (M, B) fit the widths; returns (M, B, S) as int64 arrays / int."""
+    mmax, bmax = (1 << (mbits - 1)) - 1, (1 << (BBITS - 1)) - 1
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(b))):
+        raise FoldError(f"{where}: non-finite scale or offset (a BN variance or clip is broken)")
+    for s in range((1 << SBITS) - 1, -1, -1):
+        mi = np.floor(m * 2.0 ** s + 0.5)
+        bi = np.floor(b * 2.0 ** s + 0.5)
+        if np.abs(mi).max(initial=0) > mmax or np.abs(bi).max(initial=0) > bmax:
+            continue
+        mi, bi = mi.astype(np.int64), bi.astype(np.int64)
+        zmax = acc_bound * int(np.abs(mi).max(initial=0)) + int(np.abs(bi).max(initial=0))
+        if zmax + (1 << max(s - 1, 0)) >= 1 << 62:
+            continue
+        if last and ((zmax + (1 << s)) >> s) > (1 << (OBITS - 1)) - 1:
+            continue
+        return mi, bi, s
+    raise FoldError(f"{where}: no shift S in [0, {(1 << SBITS) - 1}] fits M in signed {mbits} bits, "
+                    f"B in signed {BBITS} bits and the logits in signed {OBITS} bits "
+                    f"(max |m| = {np.abs(m).max():.4g}, max |b| = {np.abs(b).max():.4g})")
+
+
+def _bn_affine(bn: nn.Module | None, o: int):
+    """(g, shift) with BN(x) = g*x + shift, from a BatchNorm's running statistics (float64)."""
+    if bn is None:
+        return np.ones(o), np.zeros(o)
+    var = bn.running_var.detach().double().numpy()
+    mean = bn.running_mean.detach().double().numpy()
+    gamma = bn.weight.detach().double().numpy() if bn.weight is not None else np.ones(o)
+    beta = bn.bias.detach().double().numpy() if bn.bias is not None else np.zeros(o)
+    g = gamma / np.sqrt(var + bn.eps)
+    return g, beta - g * mean
+
+
+def fold_network(net: QNet, *, fixed_net: QNet | None = None, mbits: int = 18,
+                 test_x: np.ndarray, test_y: np.ndarray, dataset: str = "custom",
+                 meta: dict | None = None) -> Bundle:
+    """Fold ``net`` (per-k BN tables = the "retrained" set) into a validated :class:`Bundle`.
+
+    ``fixed_net``: a network with the same weights whose BN table N gives the "fixed" set
+    (default: ``net`` itself).
+    """
+    if isinstance(mbits, bool) or not isinstance(mbits, int) or not 2 <= mbits <= 32:
+        raise ValueError(f"mbits must be an integer in [2, 32], not {mbits!r}")
+    fixed_net = net if fixed_net is None else fixed_net
+    n, a = net.nbits, net.abits
+    layers = []
+    shape = tuple(net.input_shape)
+    s_in = float(net.input_scale)
+    blocks = net.compute_blocks()
+    fblocks = fixed_net.compute_blocks()
+    if len(fblocks) != len(blocks):
+        raise ValueError("fixed_net does not have the same layers as net")
+    counts = {}
+    act_scales = []
+    logit_scales = {ts: [] for ts in ("retrained", "fixed")}
+    bi = 0
+    for st in net.stages:
+        if isinstance(st, ComputeBlock):
+            op = st.op
+            kind = "conv" if isinstance(op, nn.Conv2d) else "linear"
+            counts[kind] = counts.get(kind, 0) + 1
+            name = f"{kind}{counts[kind]}"
+            codes = op.codes().numpy()
+            if not torch.equal(fblocks[bi].op.codes(), op.codes()):
+                raise ValueError(f"{name}: fixed_net has different weights")
+            o, red = codes.shape
+            alpha = op.alpha().double().numpy()
+            bias = op.bias.detach().double().numpy() if op.bias is not None else np.zeros(o)
+            if kind == "conv":
+                k_, s_, p_ = tuple(op.kernel_size), tuple(op.stride), tuple(op.padding)
+                ho = (shape[1] + 2 * p_[0] - k_[0]) // s_[0] + 1
+                wo = (shape[2] + 2 * p_[1] - k_[1]) // s_[1] + 1
+                out_shape = (o, ho, wo)
+            else:
+                k_ = s_ = p_ = None
+                out_shape = (o,)
+            last = not st.hidden
+            s_out = float(st.act.scale()) if not last else None
+            if not last:
+                act_scales.append(s_out)
+            tables = {}
+            for ts, src in (("retrained", st), ("fixed", fblocks[bi])):
+                M = np.zeros((n, o), np.int64)
+                B = np.zeros((n, o), np.int64)
+                S = np.zeros(n, np.int64)
+                for k in range(1, n + 1):
+                    bn = None
+                    if src.bn is not None:
+                        bn = src.bn.tables[(k if ts == "retrained" else n) - 1]
+                    g, c = _bn_affine(bn, o)
+                    mreal = s_in * alpha * 2.0 ** (n - k) * g
+                    breal = g * bias + c
+                    bound = _acc_bound(k, red, a)
+                    if last:
+                        worst = bound * np.abs(mreal).max() + np.abs(breal).max()
+                        # finest scale such that every logit fits in ~30 bits and M fits at S >= 0
+                        so = max(worst / 2.0 ** (OBITS - 2),
+                                 np.abs(mreal).max() / 2.0 ** (mbits - 2), 1e-30)
+                        logit_scales[ts].append(float(so))
+                    else:
+                        so = s_out
+                    M[k - 1], B[k - 1], S[k - 1] = choose_shift(
+                        mreal / so, breal / so, mbits=mbits, acc_bound=bound, last=last,
+                        where=f"{name} ({ts} BN) k={k}")
+                tables[ts] = Tables(M=M, B=B, S=S)
+            layers.append(LayerSpec(name=name, kind=kind, in_shape=shape, out_shape=out_shape,
+                                    kernel=k_, stride=s_, padding=p_, codes=codes, relu=not last,
+                                    tables=tables))
+            shape = out_shape
+            if not last:
+                s_in = s_out
+            bi += 1
+        elif isinstance(st, nn.MaxPool2d):
+            counts["pool"] = counts.get("pool", 0) + 1
+            k_ = tuple(st.kernel_size) if isinstance(st.kernel_size, tuple) else (st.kernel_size,) * 2
+            s_ = st.stride if st.stride is not None else k_
+            s_ = tuple(s_) if isinstance(s_, tuple) else (s_,) * 2
+            out_shape = (shape[0], (shape[1] - k_[0]) // s_[0] + 1, (shape[2] - k_[1]) // s_[1] + 1)
+            layers.append(LayerSpec(name=f"pool{counts['pool']}", kind="maxpool", in_shape=shape,
+                                    out_shape=out_shape, kernel=k_, stride=s_, padding=(0, 0)))
+            shape = out_shape
+        elif isinstance(st, nn.Flatten):
+            out_shape = (math.prod(shape),)
+            layers.append(LayerSpec(name="flatten", kind="flatten", in_shape=shape,
+                                    out_shape=out_shape))
+            shape = out_shape
+        else:
+            raise ValueError(f"cannot fold a stage of type {type(st).__name__}")
+    m = dict(meta or {})
+    m.setdefault("act_scales", act_scales)
+    m.setdefault("logit_scale", logit_scales)
+    tx = np.asarray(test_x)
+    tx = tx.astype(np.uint8 if a <= 8 else np.uint16)
+    bundle = Bundle(nbits=n, abits=a, mbits=mbits, input_shape=tuple(net.input_shape),
+                    num_classes=net.num_classes, input_scale=float(net.input_scale),
+                    dataset=dataset, layers=layers, test_x=tx,
+                    test_y=np.asarray(test_y, np.int64), meta=m)
+    try:
+        return validate_bundle(bundle)
+    except ValueError as e:  # a fold bug, not a user error; say so
+        raise FoldError(f"folding produced an invalid bundle: {e}") from None

@@ -1,0 +1,77 @@
+"""``pnn train``: quantization-aware training of a reference network from scratch."""
+
+from __future__ import annotations
+
+NAME = "train"
+HELP = "train a BWB network from scratch (QAT at k=N, or --any-k) into a RUN folder"
+
+
+def add_arguments(p):
+    p.add_argument("--dataset", default="digits", help="digits (bundled, default), mnist, cifar10")
+    p.add_argument("--data-dir", default=None, help="folder with the MNIST idx / CIFAR-10 python "
+                                                    "files (never downloaded)")
+    p.add_argument("--any-k", action="store_true",
+                   help="sample k in 1..N every step and train BN table k (default: train at k=N)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default: digits 30, mnist 2, cifar10 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nbits", type=int, default=8, help="weight planes N (1..16, default 8)")
+    p.add_argument("--abits", type=int, default=8, help="activation bits A (1..16, default 8)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first LIMIT training images")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: these small nets gain nothing from more and "
+                        "oversubscribed cores slow torch down badly; 0: torch's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
+
+
+def run(args) -> int:
+    import torch
+
+    from progressivenn.model.bwb import check_bits
+    from progressivenn.model.data import DATASETS, load_dataset
+    from progressivenn.model.nets import build_net
+    from progressivenn.model.runs import CONFIG, DEFAULT_EPOCHS, MODEL, write_json
+    from progressivenn.model.train import train
+    from pathlib import Path
+
+    if args.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
+    check_bits("--nbits", args.nbits)
+    check_bits("--abits", args.abits)
+    epochs = DEFAULT_EPOCHS[args.dataset] if args.epochs is None else args.epochs
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, not {epochs}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, not {args.limit}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, not {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(args.dataset, args.data_dir, abits=args.abits)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)  # the initial weights too
+    net = build_net(args.dataset, nbits=args.nbits, abits=args.abits, input_scale=ds.input_scale)
+    log = train(net, ds, epochs=epochs, any_k=args.any_k, seed=args.seed,
+                batch_size=args.batch_size, lr=args.lr, limit=args.limit, progress=not args.quiet)
+    cfg = {"dataset": args.dataset, "arch": args.dataset,
+           "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
+           "nbits": args.nbits, "abits": args.abits, "input_scale": ds.input_scale,
+           "input_shape": list(ds.input_shape), "num_classes": ds.num_classes,
+           "any_k": args.any_k, "epochs": epochs, "seed": args.seed, "limit": args.limit}
+    torch.save(net.state_dict(), out / MODEL)
+    write_json(out / CONFIG, cfg)
+    write_json(out / "train.json", log)
+    last = log["epochs"][-1]
+    acc = next(v for key, v in last.items() if key.startswith("test_acc"))
+    print(f"trained {args.dataset} ({'any-k' if args.any_k else f'k={args.nbits}'}) for {epochs} "
+          f"epochs in {log['seconds']:.1f} s: loss {last['loss']:.4f}, fake-quant test accuracy "
+          f"at k={args.nbits} {acc:.4f} -> {out}")
+    return 0
