@@ -155,7 +155,8 @@ class ProgressiveFrame:
         """Compute the frame at ``k`` planes: fresh the first time, then continuing from the k
         already done (``k`` must grow)."""
         bundle, cfg = self.bundle, self.cfg
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= bundle.nbits:
+        if (isinstance(k, bool) or not isinstance(k, (int, np.integer))
+                or not 1 <= k <= bundle.nbits):
             raise ValueError(f"k must be an integer in [1, {bundle.nbits}], not {k!r}")
         k = int(k)
         if k <= self.k:

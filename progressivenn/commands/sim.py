@@ -37,14 +37,15 @@ def add_engine_arguments(p) -> None:
 
 
 def engine_config(args, bundle):
+    """The engine of the ``--rows/--cols/--max-reduction`` options (and ``--adepth/--accdepth``
+    where a command has them), its accumulator sized for ``bundle``'s largest reduction."""
     from ..hw.isa import EngineConfig
-    from ..sim.driver import plan_layers
 
-    base = EngineConfig(rows=args.rows, cols=args.cols, abits=bundle.abits, nbits=bundle.nbits,
-                        mbits=bundle.mbits)
-    max_red = args.max_reduction or max(p.reduction for p in plan_layers(bundle, base))
+    max_red = args.max_reduction or max(layer.reduction for layer in bundle.compute_layers())
+    extra = {name: getattr(args, name) for name in ("adepth", "accdepth")
+             if getattr(args, name, None) is not None}
     return EngineConfig(rows=args.rows, cols=args.cols, abits=bundle.abits, nbits=bundle.nbits,
-                        mbits=bundle.mbits, max_reduction=max_red)
+                        mbits=bundle.mbits, max_reduction=max_red, **extra)
 
 
 def summarize(report: dict) -> dict:
