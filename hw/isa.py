@@ -173,6 +173,9 @@ class EngineConfig:
         pos_int("obits", 2, 64)
         for name in ("wdepth", "adepth", "ppdepth", "accdepth"):
             pos_int(name, 1, 1 << 20)
+        if self.obits < self.abits + 1:
+            raise ValueError(f"obits {self.obits} cannot hold a ReLU output of abits {self.abits}"
+                             f" bits (needs obits >= abits + 1)")
         if self.acc_width + self.mbits > 95:
             raise ValueError(
                 f"acc_width {self.acc_width} + mbits {self.mbits} exceeds the 95-bit product limit;"

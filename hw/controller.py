@@ -1,0 +1,194 @@
+"""RUN sequencer: walks positions x groups x planes x chunks, one chunk per cycle.
+
+It owns the address arithmetic of ``docs/engine.md`` (weight, activation, post-processing and
+saved-accumulator addresses), all computed incrementally (no per-cycle multiplier), and the
+per-chunk flags the PE array and the post-processing path need.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .pe_array import _check_int
+
+__all__ = ["Sequencer"]
+
+
+def _fw(name):
+    return isa.FIELDS[name][1]
+
+
+class Sequencer(wiring.Component):
+    """Address and flag generator of one RUN at a time, bubble-free across every boundary.
+
+    Order (``docs/engine.md``): ``for pos: for g: for p in k_start..k_end-1: for c in 0..nchunks-1``.
+    A new RUN may be started in the cycle that issues the previous RUN's last chunk, so two RUNs
+    run back to back with no gap either.
+
+    Parameters
+    ----------
+    waddr_width, aaddr_width, ppaddr_width, accaddr_width : int
+        Widths of the memory addresses produced (the arithmetic is done wider; addresses are
+        truncated to these widths, i.e. the host keeps them below each memory's depth).
+
+    Members
+    -------
+    start : In(1)
+        Load the RUN parameters below and begin (honoured when ``~active | last``).
+    k_start, k_end, wplanes, ngroups, nchunks, npos, every_plane, save, relu : In
+        RUN fields (widths as in ``isa.FIELDS``).
+    abase : In(aaddr_width)
+        Activation address of the RUN's bank (bank * adepth).
+    hold : In(1)
+        Do not issue an *emitting* chunk this cycle (no room for its result).
+    active : Out(1)
+        A RUN is being sequenced.
+    issue : Out(1)
+        The current chunk is issued this cycle (the memories read the addresses below).
+    last : Out(1)
+        The current chunk is the RUN's last one (valid with ``issue``).
+    waddr, aaddr, ppaddr, accaddr : Out
+        Addresses of the current chunk: weight word, activation word, post-processing word of its
+        plane's k (meaningful when ``emit``), saved-accumulator word of its (pos, g).
+    dbl, load, use_saved, emit, save_o, plane_end, k, relu_o : Out
+        Flags of the current chunk: first chunk of a plane; first chunk of a (pos, g) job; the job
+        starts from a saved accumulator (k_start > 0); the accumulator is to be post-processed
+        after this chunk; it is to be saved after this chunk; last chunk of a plane; planes done
+        after this chunk's plane; ReLU.
+
+    Latency: 0 (addresses are registers presented in the issue cycle; synchronous memories deliver
+    the data one cycle later).
+    """
+
+    def __init__(self, *, waddr_width: int, aaddr_width: int, ppaddr_width: int,
+                 accaddr_width: int):
+        for n, v in (("waddr_width", waddr_width), ("aaddr_width", aaddr_width),
+                     ("ppaddr_width", ppaddr_width), ("accaddr_width", accaddr_width)):
+            try:
+                _check_int(n, v, 1, 32)
+            except ValueError:
+                self._MustUse__silence = True  # refused: no "never used" warning
+                raise
+        self.waddr_width, self.aaddr_width = waddr_width, aaddr_width
+        self.ppaddr_width, self.accaddr_width = ppaddr_width, accaddr_width
+        super().__init__({
+            "start": In(1),
+            "k_start": In(_fw("k_start")), "k_end": In(_fw("k_end")),
+            "wplanes": In(_fw("wplanes")), "ngroups": In(_fw("ngroups")),
+            "nchunks": In(_fw("nchunks")), "npos": In(_fw("npos")),
+            "every_plane": In(1), "save": In(1), "relu": In(1),
+            "abase": In(aaddr_width),
+            "hold": In(1),
+            "active": Out(1), "issue": Out(1), "last": Out(1),
+            "waddr": Out(waddr_width), "aaddr": Out(aaddr_width),
+            "ppaddr": Out(ppaddr_width), "accaddr": Out(accaddr_width),
+            "dbl": Out(1), "load": Out(1), "use_saved": Out(1), "emit": Out(1), "save_o": Out(1),
+            "plane_end": Out(1), "k": Out(_fw("k_end")), "relu_o": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        return 0
+
+    def elaborate(self, platform):
+        m = Module()
+        W = 32  # internal arithmetic width (wider than any address)
+
+        # job parameters
+        j_kstart = Signal(_fw("k_start"))
+        j_ncm1 = Signal(_fw("nchunks"))      # nchunks - 1
+        j_kendm1 = Signal(_fw("k_end"))      # k_end - 1
+        j_ngm1 = Signal(_fw("ngroups"))
+        j_npm1 = Signal(_fw("npos"))
+        j_nchunks = Signal(_fw("nchunks"))
+        j_ngroups = Signal(_fw("ngroups"))
+        j_wstride = Signal(W)                # wplanes * nchunks: weight words per group
+        j_wstart = Signal(W)                 # k_start * nchunks
+        j_ppstart = Signal(W)                # k_start * ngroups
+        j_every, j_save, j_relu, j_saved = Signal(), Signal(), Signal(), Signal()
+
+        # loop state
+        active = Signal()
+        c = Signal(_fw("nchunks"))
+        p = Signal(_fw("k_end"))
+        g = Signal(_fw("ngroups"))
+        pos = Signal(_fw("npos"))
+        waddr = Signal(W)
+        gwbase = Signal(W)                   # g*wstride + wstart: first word of this group's run
+        aaddr = Signal(W)
+        apos = Signal(W)                     # abase + pos*nchunks
+        pprow = Signal(W)                    # p*ngroups
+        accaddr = Signal(W)                  # pos*ngroups + g
+
+        last_c = c == j_ncm1
+        last_p = p == j_kendm1
+        last_g = g == j_ngm1
+        last_pos = pos == j_npm1
+        emit = last_c & (last_p | j_every)
+        issue = active & ~(emit & self.hold)
+        last = last_c & last_p & last_g & last_pos
+
+        m.d.comb += [
+            self.active.eq(active),
+            self.issue.eq(issue),
+            self.last.eq(last),
+            self.waddr.eq(waddr),
+            self.aaddr.eq(aaddr),
+            self.ppaddr.eq(pprow + g),
+            self.accaddr.eq(accaddr),
+            self.dbl.eq(c == 0),
+            self.load.eq((c == 0) & (p == j_kstart)),
+            self.use_saved.eq(j_saved),
+            self.emit.eq(emit),
+            self.save_o.eq(last_c & last_p & j_save),
+            self.plane_end.eq(last_c),
+            self.k.eq(p + 1),
+            self.relu_o.eq(j_relu),
+        ]
+
+        with m.If(issue):
+            with m.If(~last_c):
+                m.d.sync += [c.eq(c + 1), waddr.eq(waddr + 1), aaddr.eq(aaddr + 1)]
+            with m.Elif(~last_p):
+                m.d.sync += [c.eq(0), p.eq(p + 1), waddr.eq(waddr + 1), aaddr.eq(apos),
+                             pprow.eq(pprow + j_ngroups)]
+            with m.Elif(~last_g):
+                m.d.sync += [c.eq(0), p.eq(j_kstart), g.eq(g + 1),
+                             gwbase.eq(gwbase + j_wstride), waddr.eq(gwbase + j_wstride),
+                             aaddr.eq(apos), pprow.eq(j_ppstart), accaddr.eq(accaddr + 1)]
+            with m.Elif(~last_pos):
+                m.d.sync += [c.eq(0), p.eq(j_kstart), g.eq(0), pos.eq(pos + 1),
+                             gwbase.eq(j_wstart), waddr.eq(j_wstart),
+                             apos.eq(apos + j_nchunks), aaddr.eq(apos + j_nchunks),
+                             pprow.eq(j_ppstart), accaddr.eq(accaddr + 1)]
+            with m.Else():
+                m.d.sync += active.eq(0)
+
+        with m.If(self.start & (~active | (issue & last))):
+            wstart = self.k_start * self.nchunks
+            m.d.sync += [
+                active.eq(1),
+                j_kstart.eq(self.k_start),
+                j_ncm1.eq(self.nchunks - 1),
+                j_kendm1.eq(self.k_end - 1),
+                j_ngm1.eq(self.ngroups - 1),
+                j_npm1.eq(self.npos - 1),
+                j_nchunks.eq(self.nchunks),
+                j_ngroups.eq(self.ngroups),
+                j_wstride.eq(self.wplanes * self.nchunks),
+                j_wstart.eq(wstart),
+                j_ppstart.eq(self.k_start * self.ngroups),
+                j_every.eq(self.every_plane),
+                j_save.eq(self.save),
+                j_relu.eq(self.relu),
+                j_saved.eq(self.k_start != 0),
+                c.eq(0), p.eq(self.k_start), g.eq(0), pos.eq(0),
+                waddr.eq(wstart), gwbase.eq(wstart),
+                aaddr.eq(self.abase), apos.eq(self.abase),
+                pprow.eq(self.k_start * self.ngroups),
+                accaddr.eq(0),
+            ]
+        return m

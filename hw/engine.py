@@ -1,0 +1,319 @@
+"""The ProgressiveNN engine: PE array, buffers, controller, post-processing, result FIFO, counters.
+
+Implements ``docs/engine.md`` exactly; every word format comes from :mod:`isa`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, Cat, Const, Mux
+from amaranth.lib import wiring, stream, fifo
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .isa import EngineConfig, Op, CMD_WIDTH, SW
+from .pe_array import PEArray
+from .postproc import PostProc
+from .controller import Sequencer
+
+__all__ = ["Engine"]
+
+NCOUNTERS = len(isa.Counter.NAMES)
+
+
+def _addr_width(depth: int) -> int:
+    return max(1, (depth - 1).bit_length())
+
+
+def _field(word, name):
+    lo, w = isa.FIELDS[name]
+    return word[lo:lo + w]
+
+
+class Engine(wiring.Component):
+    """MSB-first accumulative bit-serial inference engine (``docs/engine.md``).
+
+    Parameters
+    ----------
+    cfg : EngineConfig
+        All parameters; every derived width (``acc_width``, ``data_width``, ``res_width``) comes
+        from it.
+
+    Members
+    -------
+    cmd : In(stream.Signature(64))
+        Commands (encoded by ``isa.cmd_*``).
+    data : In(stream.Signature(cfg.data_width))
+        Data beats consumed, in order, by LOAD_W / LOAD_A / LOAD_PP.
+    res : Out(stream.Signature(cfg.res_width))
+        Result beats (one per (pos, g, k)) and counter beats (``isa.decode_result``).
+    busy : Out(1)
+        A command, a load, a computation, a post-processing or an undelivered result is in flight.
+
+    Widths (defaults in brackets): ``AW = cfg.acc_width`` [29], ``DW = cfg.data_width`` [534],
+    ``RW = cfg.res_width`` [264]; memories: weights ``wdepth x R*C``, activations
+    ``2*adepth x C*A`` (two banks), post-processing ``ppdepth x pp_width``, saved accumulators
+    ``accdepth x R*AW``, result FIFO ``fifo_depth x RW``; all synchronous-read.
+
+    Timing: one chunk per cycle with no bubbles across chunk, plane, group, position (or RUN)
+    boundaries; the last result beat of a RUN whose results are not held back is valid
+    ``busy_cycles + latency`` (9) cycles after the cycle the RUN command was accepted (or the
+    last data beat of an earlier LOAD was accepted, whichever is later).
+    Internal pipeline: issue (memory read) -> PE array (:attr:`PEArray.latency`) ->
+    post-processing (:attr:`PostProc.latency`) -> result FIFO (2 cycles). A result-producing
+    chunk is issued only when a result FIFO place is reserved for it (credits), so nothing is
+    ever dropped and the array stalls only under real back-pressure on ``res``.
+    """
+
+    #: cycles from a chunk's issue to its result being written into the result FIFO
+    ISSUE_TO_FIFO = 1 + PEArray.LATENCY + PostProc.LATENCY
+    #: cycles from the FIFO write to the beat on ``res`` (SyncFIFOBuffered)
+    FIFO_LATENCY = 2
+
+    def __init__(self, cfg: EngineConfig = EngineConfig()):
+        if not isinstance(cfg, EngineConfig):
+            self._MustUse__silence = True      # refused: no "never used" warning
+            raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
+        self.cfg = cfg
+        super().__init__({
+            "cmd": In(stream.Signature(CMD_WIDTH)),
+            "data": In(stream.Signature(cfg.data_width)),
+            "res": Out(stream.Signature(cfg.res_width)),
+            "busy": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Fixed cycles from the cycle a RUN is accepted to its last result beat being valid,
+        on top of the RUN's busy cycles, when the engine is idle before and ``res`` is ready:
+        decode (1) + sequencer start (1) + issue-to-FIFO + FIFO."""
+        return 2 + self.ISSUE_TO_FIFO + self.FIFO_LATENCY - 1
+
+    @property
+    def fifo_depth(self) -> int:
+        """Result FIFO depth: enough credits that a ready consumer never stalls the array."""
+        return self.ISSUE_TO_FIFO + self.FIFO_LATENCY + 4
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, cfg.acc_width
+        OW = cfg.obits
+        waw = _addr_width(cfg.wdepth)
+        aaw = _addr_width(2 * cfg.adepth)
+        ppaw = _addr_width(cfg.ppdepth)
+        accaw = _addr_width(cfg.accdepth)
+
+        # ---- memories ---------------------------------------------------------------------------
+        m.submodules.wmem = wmem = Memory(shape=R * C, depth=cfg.wdepth, init=[])
+        m.submodules.amem = amem = Memory(shape=C * A, depth=2 * cfg.adepth, init=[])
+        m.submodules.ppmem = ppmem = Memory(shape=cfg.pp_width, depth=cfg.ppdepth, init=[])
+        m.submodules.accmem = accmem = Memory(shape=R * AW, depth=cfg.accdepth, init=[])
+        w_wr, w_rd = wmem.write_port(), wmem.read_port()
+        a_wr, a_rd = amem.write_port(), amem.read_port()
+        pp_wr, pp_rd = ppmem.write_port(), ppmem.read_port()
+        acc_wr, acc_rd = accmem.write_port(), accmem.read_port()
+
+        # ---- blocks -----------------------------------------------------------------------------
+        m.submodules.seq = seq = Sequencer(waddr_width=waw, aaddr_width=aaw, ppaddr_width=ppaw,
+                                           accaddr_width=accaw)
+        # PE tag: emit, save, relu, k(5), accaddr
+        kw = isa.FIELDS["k_end"][1]
+        m.submodules.pe = pe = PEArray(rows=R, cols=C, abits=A, acc_width=AW,
+                                       tag_width=3 + kw + accaw)
+        m.submodules.pp = pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
+                                        abits=A, obits=OW, shift_width=SW, tag_width=kw)
+        depth = self.fifo_depth
+        m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(width=cfg.res_width, depth=depth)
+
+        # ---- command register and decode --------------------------------------------------------
+        # one command register; the next command is accepted in the cycle the current one
+        # completes (``done``), so commands can execute one per cycle
+        pending = Signal()
+        done = Signal()
+        cmd = Signal(CMD_WIDTH)
+        m.d.comb += self.cmd.ready.eq(~pending | done)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [pending.eq(1), cmd.eq(self.cmd.payload)]
+        with m.Elif(done):
+            m.d.sync += pending.eq(0)
+        op = _field(cmd, "op")
+
+        # ---- loader -----------------------------------------------------------------------------
+        ld_active = Signal()
+        ld_target = Signal(2)            # 1 W, 2 A, 3 PP (the op code)
+        ld_addr = Signal(isa.FIELDS["addr"][1] + 1)
+        ld_left = Signal(isa.FIELDS["count"][1])
+        ld_bank = Signal()
+        m.d.comb += self.data.ready.eq(ld_active)
+        dxfer = self.data.valid & self.data.ready
+        m.d.comb += [
+            w_wr.addr.eq(ld_addr), w_wr.data.eq(self.data.payload[:R * C]),
+            w_wr.en.eq(dxfer & (ld_target == Op.LOAD_W)),
+            a_wr.addr.eq(ld_addr), a_wr.data.eq(self.data.payload[:C * A]),
+            a_wr.en.eq(dxfer & (ld_target == Op.LOAD_A)),
+            pp_wr.addr.eq(ld_addr), pp_wr.data.eq(self.data.payload[:cfg.pp_width]),
+            pp_wr.en.eq(dxfer & (ld_target == Op.LOAD_PP)),
+        ]
+        with m.If(dxfer):
+            m.d.sync += [ld_addr.eq(ld_addr + 1), ld_left.eq(ld_left - 1)]
+            with m.If(ld_left == 1):
+                m.d.sync += ld_active.eq(0)
+
+        # ---- pipeline: issue (S0) -> memory data (S1) -> PE array -> post-processing ------------
+        s1_valid = Signal()
+        s1_tag = Signal(pe.tag_width)
+        s1_load, s1_dbl, s1_saved = Signal(), Signal(), Signal()
+        s1_pp = Signal(ppaw)
+        s2_pp = Signal(ppaw)
+        m.d.comb += [
+            w_rd.addr.eq(seq.waddr),
+            a_rd.addr.eq(seq.aaddr),
+            acc_rd.addr.eq(seq.accaddr),
+        ]
+        m.d.sync += [
+            s1_valid.eq(seq.issue),
+            s1_load.eq(seq.load), s1_dbl.eq(seq.dbl), s1_saved.eq(seq.use_saved),
+            s1_tag.eq(Cat(seq.emit, seq.save_o, seq.relu_o, seq.k, seq.accaddr)),
+            s1_pp.eq(seq.ppaddr),
+            s2_pp.eq(s1_pp),
+        ]
+        m.d.comb += [
+            pe.i_valid.eq(s1_valid),
+            pe.i_w.eq(w_rd.data),
+            pe.i_x.eq(a_rd.data),
+            pe.i_dbl.eq(s1_dbl),
+            pe.i_load.eq(s1_load),
+            pe.i_init.eq(Mux(s1_saved, acc_rd.data, 0)),
+            pe.i_tag.eq(s1_tag),
+            pp_rd.addr.eq(s2_pp),
+        ]
+        o_emit = pe.o_tag[0]
+        o_save = pe.o_tag[1]
+        o_relu = pe.o_tag[2]
+        o_k = pe.o_tag[3:3 + kw]
+        o_accaddr = pe.o_tag[3 + kw:]
+        m.d.comb += [
+            acc_wr.addr.eq(o_accaddr),
+            acc_wr.data.eq(pe.o_acc),
+            acc_wr.en.eq(pe.o_valid & o_save),
+            pp.i_valid.eq(pe.o_valid & o_emit),
+            pp.i_acc.eq(pe.o_acc),
+            pp.i_pp.eq(pp_rd.data),
+            pp.i_relu.eq(o_relu),
+            pp.i_tag.eq(o_k),
+            rfifo.w_en.eq(pp.o_valid),
+            rfifo.w_data.eq(Cat(Const(0, 1), pp.o_tag, Const(0, 2), pp.o_y)),
+        ]
+
+        # ---- credits: results issued but not yet delivered never exceed the FIFO depth ----------
+        outstanding = Signal(range(depth + 1))
+        cnt_mode = Signal()
+        res_from_fifo = rfifo.r_rdy & rfifo.r_en
+        inc = seq.issue & seq.emit
+        with m.If(inc & ~res_from_fifo):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(~inc & res_from_fifo):
+            m.d.sync += outstanding.eq(outstanding - 1)
+        m.d.comb += seq.hold.eq(outstanding >= depth)
+
+        # ---- counters ---------------------------------------------------------------------------
+        counters = [Signal(64, name=f"cnt_{n}") for n in isa.Counter.NAMES]
+        events = [
+            Const(1),
+            seq.issue,
+            seq.active & ~seq.issue,
+            seq.issue & seq.plane_end,
+            dxfer,
+            res_from_fifo,
+        ]
+        clear = Signal()
+        for cnt, ev in zip(counters, events):
+            with m.If(clear):
+                m.d.sync += cnt.eq(0)
+            with m.Elif(ev):
+                m.d.sync += cnt.eq(cnt + 1)
+
+        # counter beats
+        cnt_idx = Signal(range(NCOUNTERS + 1))
+        cnt_beat = Signal(cfg.res_width)
+        cnt_valid = Signal()
+        cnt_xfer = cnt_valid & self.res.ready
+        # build the beat for index cnt_idx (a mux; loaded into cnt_beat when a beat starts)
+        cnt_next = Signal(cfg.res_width)
+        with m.Switch(cnt_idx):
+            for i in range(NCOUNTERS):
+                with m.Case(i):
+                    m.d.comb += cnt_next.eq(Cat(Const(1, 1), Const(i, 5), Const(0, 2), counters[i]))
+
+        # ---- result output ----------------------------------------------------------------------
+        m.d.comb += [
+            self.res.valid.eq(Mux(cnt_mode, cnt_valid, rfifo.r_rdy)),
+            self.res.payload.eq(Mux(cnt_mode, cnt_beat, rfifo.r_data)),
+            rfifo.r_en.eq(self.res.ready & ~cnt_mode),
+        ]
+
+        # ---- command execution ------------------------------------------------------------------
+        run_bank = Signal()
+        compute_idle = ~seq.active & ~s1_valid & ~pe.o_active
+        run_idle = compute_idle & ~pp.o_active
+        all_idle = run_idle & ~ld_active & (outstanding == 0)
+        seq_free = ~seq.active | (seq.issue & seq.last)
+
+        cmd_bank = _field(cmd, "bank")
+        cmd_addr = _field(cmd, "addr")
+        cmd_count = _field(cmd, "count")
+        cmd_kstart = _field(cmd, "k_start")
+        m.d.comb += [
+            seq.k_start.eq(cmd_kstart),
+            seq.k_end.eq(_field(cmd, "k_end")),
+            seq.wplanes.eq(_field(cmd, "wplanes")),
+            seq.ngroups.eq(_field(cmd, "ngroups")),
+            seq.nchunks.eq(_field(cmd, "nchunks")),
+            seq.npos.eq(_field(cmd, "npos")),
+            seq.every_plane.eq(_field(cmd, "every_plane")),
+            seq.save.eq(_field(cmd, "save")),
+            seq.relu.eq(_field(cmd, "relu")),
+            seq.abase.eq(Mux(cmd_bank, cfg.adepth, 0)),
+        ]
+
+        def start_load(target, addr):
+            m.d.sync += [ld_target.eq(target), ld_addr.eq(addr), ld_left.eq(cmd_count),
+                         ld_active.eq(cmd_count != 0)]
+            m.d.comb += done.eq(1)
+
+        with m.If(pending):
+            with m.Switch(op):
+                with m.Case(Op.LOAD_W):
+                    with m.If(~ld_active & run_idle):
+                        start_load(Op.LOAD_W, cmd_addr)
+                with m.Case(Op.LOAD_PP):
+                    with m.If(~ld_active & run_idle):
+                        start_load(Op.LOAD_PP, cmd_addr)
+                with m.Case(Op.LOAD_A):
+                    with m.If(~ld_active & ~(seq.active & (run_bank == cmd_bank))):
+                        start_load(Op.LOAD_A, cmd_addr + Mux(cmd_bank, cfg.adepth, 0))
+                with m.Case(Op.RUN):
+                    with m.If(~ld_active & seq_free & ((cmd_kstart == 0) | compute_idle)):
+                        m.d.comb += seq.start.eq(1)
+                        m.d.sync += run_bank.eq(cmd_bank)
+                        m.d.comb += done.eq(1)
+                with m.Case(Op.READ_COUNTERS):
+                    with m.If(~cnt_mode & all_idle):
+                        m.d.sync += [cnt_mode.eq(1), cnt_idx.eq(0), cnt_valid.eq(0)]
+                    with m.If(cnt_mode):
+                        with m.If(~cnt_valid | cnt_xfer):
+                            with m.If(cnt_idx == NCOUNTERS):
+                                m.d.sync += [cnt_mode.eq(0), cnt_valid.eq(0)]
+                                m.d.comb += done.eq(1)
+                            with m.Else():
+                                m.d.sync += [cnt_beat.eq(cnt_next), cnt_valid.eq(1),
+                                             cnt_idx.eq(cnt_idx + 1)]
+                with m.Case(Op.CLEAR_COUNTERS):
+                    m.d.comb += clear.eq(1)
+                    m.d.comb += done.eq(1)
+                with m.Default():   # NOP and reserved op codes
+                    m.d.comb += done.eq(1)
+
+        m.d.comb += self.busy.eq(pending | ld_active | ~run_idle | (outstanding != 0) | cnt_mode)
+        return m
