@@ -95,42 +95,11 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
     The report holds, per k, the engine's cycle counters summed over the images, the RTL's
     accuracy, the number of integers compared and the first mismatch, if any.
     """
-    from cocotb_tools.runner import get_runner
-
-    bundle_path = Path(bundle_path).resolve()
-    t0 = time.perf_counter()
-    build_dir = build(cfg, simulator, Path(build_root)).resolve()
-    build_s = time.perf_counter() - t0
-    out = build_dir / "report.json"
-    if out.exists():
-        out.unlink()
-    conf = {"bundle": str(bundle_path), "engine": {k: v for k, v in cfg.to_dict().items()
-                                                    if k in EngineConfig.__dataclass_fields__},
-            "images": images, "bits": list(bits), "tables": tables, "stall": stall, "seed": seed,
-            "out": str(out), "reset_test": reset_test,
+    conf = {"bundle": str(Path(bundle_path).resolve()), "images": images, "bits": list(bits),
+            "tables": tables, "stall": stall, "seed": seed, "reset_test": reset_test,
             "inject_fault": inject_fault}
-    conf_path = build_dir / "config.json"
-    conf_path.write_text(json.dumps(conf, indent=1))
-    runner = get_runner(simulator)
-    t1 = time.perf_counter()
-    results_xml = build_dir / "results.xml"
-    try:
-        runner.test(test_module="progressivenn.sim.cocotb_bench", hdl_toplevel="pnn_engine",
-                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=build_dir,
-                    results_xml=str(results_xml),
-                    extra_env={"PNN_SIM_CONFIG": str(conf_path),
-                               "PYTHONPATH": os.pathsep.join(sys.path)},
-                    timescale=("1ns", "1ps"), log_file=build_dir / "sim.log")
-    except SystemExit:  # cocotb's runner exits on a failed test under pytest; the report says why
-        pass
-    sim_s = time.perf_counter() - t1
-    if not out.exists():
-        raise RuntimeError(f"the cocotb regression wrote no report; see {build_dir / 'sim.log'}")
-    report = json.loads(out.read_text())
-    report["failed_tests"] = _failed_tests(results_xml)
-    report.update(simulator=simulator, build_seconds=round(build_s, 2),
-                  sim_seconds=round(sim_s, 2), build_dir=str(build_dir))
-    return report
+    return run_test_module("progressivenn.sim.cocotb_bench", cfg, conf, simulator=simulator,
+                           build_root=build_root, name="regression")
 
 
 def _failed_tests(results_xml) -> list[str]:
