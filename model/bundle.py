@@ -31,7 +31,7 @@ VERSION = 1
 BBITS = 48
 OBITS = 32
 SBITS = 6
-KINDS = ("conv", "linear", "maxpool", "flatten")
+KINDS = ("conv", "linear", "maxpool", "flatten", "add")
 TABLE_SETS = ("retrained", "fixed")
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
@@ -61,6 +61,12 @@ class LayerSpec:
     codes: np.ndarray | None = None  # [O, I] unsigned codes; conv I in (cin, kh, kw) order
     relu: bool = False             # True: hidden layer (clamp); False: last layer (signed logits)
     tables: dict = field(default_factory=dict)  # "retrained" / "fixed" -> Tables
+    #: index of the layer whose output this layer reads (-1: the network input); ``None``: the
+    #: previous layer (a plain chain). Not used by ``add``, which reads ``inputs``.
+    input: int | None = None
+    inputs: tuple | None = None    # add: (a, b) layer indices (-1: the network input)
+    add_m: tuple | None = None     # add: (Ma, Mb) integer rescaling factors
+    add_s: int | None = None       # add: shift S
 
     @property
     def is_compute(self) -> bool:
@@ -132,6 +138,48 @@ def _acc_bound(k: int, reduction: int, abits: int) -> int:
     return ((1 << k) - 1) * reduction * ((1 << abits) - 1)
 
 
+def _index(where, v, i):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        _fail(where, f"must be an integer layer index, not {v!r}")
+    if not -1 <= int(v) < i:
+        _fail(where, f"{int(v)} is not an earlier layer (-1 .. {i - 1}; -1 is the network input)")
+    return int(v)
+
+
+def _layer_input(w, layer, i) -> int:
+    """The index of the layer whose output ``layer`` (at ``i``) reads; -1: the network input."""
+    if layer.inputs is not None:
+        _fail(f"{w}.inputs", f"only an add layer has inputs (this is a {layer.kind})")
+    if layer.input is None:
+        return i - 1
+    return _index(f"{w}.input", layer.input, i)
+
+
+def _add_inputs(w, layer, i) -> tuple:
+    if layer.input is not None:
+        _fail(f"{w}.input", "an add layer reads `inputs` (two layers), not `input`")
+    if not isinstance(layer.inputs, (list, tuple)) or len(layer.inputs) != 2:
+        _fail(f"{w}.inputs", f"must be a list of two layer indices, not {layer.inputs!r}")
+    return tuple(_index(f"{w}.inputs[{j}]", v, i) for j, v in enumerate(layer.inputs))
+
+
+def _check_add(w, layer, abits, mbits) -> None:
+    if layer.codes is not None:
+        _fail(f"{w}.codes", "an add layer has no codes")
+    if layer.tables:
+        _fail(f"{w}.tables", "an add layer has no tables")
+    if not isinstance(layer.relu, (bool, np.bool_)) or not layer.relu:
+        _fail(f"{w}.relu", "an add layer is a hidden layer: relu must be true")
+    if not isinstance(layer.add_m, (list, tuple)) or len(layer.add_m) != 2:
+        _fail(f"{w}.M", f"must be two integers [Ma, Mb], not {layer.add_m!r}")
+    mmax = (1 << (mbits - 1)) - 1
+    ms = [_int(f"{w}.M[{j}]", v, -mmax - 1, mmax) for j, v in enumerate(layer.add_m)]
+    sh = _int(f"{w}.S", layer.add_s, 0, (1 << SBITS) - 1)
+    zmax = ((1 << abits) - 1) * (abs(ms[0]) + abs(ms[1]))
+    if zmax + (1 << max(sh - 1, 0)) >= 1 << 62:
+        _fail(f"{w}.M", f"xa*Ma + xb*Mb can reach {zmax}, beyond 62 bits")
+
+
 def validate_bundle(b: Bundle) -> Bundle:
     """Check every field of ``b``; raise :class:`BundleError` naming the first bad one."""
     n = _int("nbits", b.nbits, 1, 16)
@@ -150,6 +198,7 @@ def validate_bundle(b: Bundle) -> Bundle:
         _fail("layers", "must be a non-empty list")
     mmax, bmax = (1 << (mb - 1)) - 1, (1 << (BBITS - 1)) - 1
     cur = shape
+    outs_by_index = {-1: shape}   # output shape of every layer so far (-1: the network input)
     computes = [i for i, layer in enumerate(b.layers) if getattr(layer, "kind", None) in ("conv", "linear")]
     if not computes:
         _fail("layers", "no conv or linear layer")
@@ -162,9 +211,26 @@ def validate_bundle(b: Bundle) -> Bundle:
         if layer.kind not in KINDS:
             _fail(f"{w}.kind", f"{layer.kind!r} is not one of {', '.join(KINDS)}")
         ins = _shape(f"{w}.in_shape", layer.in_shape)
-        if ins != cur:
-            _fail(f"{w}.in_shape", f"{ins} != {cur} (the previous layer's output)")
+        if layer.kind == "add":
+            srcs = _add_inputs(w, layer, i)
+            for j, src in enumerate(srcs):
+                if outs_by_index[src] != ins:
+                    _fail(f"{w}.inputs[{j}]", f"layer {src} gives {outs_by_index[src]}, not the "
+                                              f"in_shape {ins}")
+        else:
+            src = _layer_input(w, layer, i)
+            cur = outs_by_index[src]
+            if ins != cur:
+                what = "the previous layer's output" if layer.input is None else \
+                    f"the output of input {src}"
+                _fail(f"{w}.in_shape", f"{ins} != {cur} ({what})")
         outs = _shape(f"{w}.out_shape", layer.out_shape)
+        if layer.kind == "add":
+            if outs != ins:
+                _fail(f"{w}.out_shape", f"{outs} != {ins} (an add keeps the shape)")
+            _check_add(w, layer, a, mb)
+            outs_by_index[i] = outs
+            continue
         if layer.kind in ("conv", "maxpool"):
             if len(ins) != 3:
                 _fail(f"{w}.in_shape", f"{layer.kind} needs (C, H, W), not {ins}")
@@ -189,7 +255,7 @@ def validate_bundle(b: Bundle) -> Bundle:
             exp = (outs[0],) if len(outs) == 1 else None
         if exp is None or outs != exp:
             _fail(f"{w}.out_shape", f"{outs} != {exp}")
-        cur = outs
+        outs_by_index[i] = outs
         if layer.is_compute:
             o = outs[0]
             red = ins[0] * layer.kernel[0] * layer.kernel[1] if layer.kind == "conv" else ins[0]
@@ -260,6 +326,11 @@ def save_bundle(bundle: Bundle, path) -> Path:
              "out_shape": list(layer.out_shape)}
         if layer.kind in ("conv", "maxpool"):
             d.update(kernel=list(layer.kernel), stride=list(layer.stride), padding=list(layer.padding))
+        if layer.input is not None:
+            d["input"] = int(layer.input)
+        if layer.kind == "add":
+            d.update(inputs=[int(v) for v in layer.inputs], relu=True,
+                     M=[int(v) for v in layer.add_m], S=int(layer.add_s))
         if layer.is_compute:
             d["relu"] = bool(layer.relu)
             key = f"layers.{i}.codes"
@@ -351,6 +422,16 @@ def load_bundle(path) -> Bundle:
             spec.kernel, spec.stride, spec.padding = (_tuple_or_none(d["kernel"]),
                                                       _tuple_or_none(d["stride"]),
                                                       _tuple_or_none(d["padding"]))
+        if "input" in d:
+            spec.input = d["input"]
+        if kind == "add":
+            for req in ("inputs", "relu", "M", "S"):
+                if req not in d:
+                    _fail(f"{w}.{req}", "missing")
+            spec.inputs = _tuple_or_none(d["inputs"])
+            spec.relu, spec.add_m, spec.add_s = d["relu"], _tuple_or_none(d["M"]), d["S"]
+        elif "inputs" in d:
+            _fail(f"{w}.inputs", f"only an add layer has inputs (this is a {kind})")
         if kind in ("conv", "linear"):
             for req in ("relu", "codes", "tables"):
                 if req not in d:

@@ -8,6 +8,7 @@ dataset   source                                      code               input_s
 digits    scikit-learn ``load_digits`` (8x8, 0..16)   round(v * L / 16)  16 / L
 mnist     ``--data-dir`` idx files (28x28 uint8)      round(p * L / 255) 1 / L  (A=8: code = p)
 cifar10   ``--data-dir`` python pickles (32x32x3)     round(p * L / 255) 1 / L  (A=8: code = p)
+cifar100  ``--data-dir`` python pickles ``train``/``test`` (fine labels)  same as CIFAR-10
 ========  ==========================================  ===================  =====================
 
 ``round`` is round-half-up on integers. The real input a network sees is ``code * input_scale``
@@ -27,7 +28,7 @@ import numpy as np
 
 __all__ = ["Dataset", "load_dataset", "DATASETS", "read_idx"]
 
-DATASETS = ("digits", "mnist", "cifar10")
+DATASETS = ("digits", "mnist", "cifar10", "cifar100")
 
 
 @dataclass
@@ -115,8 +116,31 @@ def _load_cifar10(data_dir: Path):
     return (np.concatenate([t[0] for t in tr]), np.concatenate([t[1] for t in tr]), te[0], te[1])
 
 
+def _load_cifar100(data_dir: Path):
+    """The standard CIFAR-100 python version: ``train`` and ``test`` pickles (``cifar-100-python/``
+    or the folder itself), 100 fine labels."""
+    base = data_dir / "cifar-100-python" if (data_dir / "cifar-100-python").is_dir() else data_dir
+
+    def part(name):
+        p = base / name
+        if not p.is_file():
+            raise FileNotFoundError(f"{base}: missing {name} (the CIFAR-100 python files)")
+        with open(p, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        if b"data" not in d or b"fine_labels" not in d:
+            raise ValueError(f"{p}: not a CIFAR-100 python file (no data/fine_labels)")
+        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(d[b"fine_labels"], np.int64)
+        if len(x) != len(y) or (len(y) and (y.min() < 0 or y.max() > 99)):
+            raise ValueError(f"{p}: {len(x)} images, {len(y)} labels or labels outside 0..99")
+        return x, y
+
+    return (*part("train"), *part("test"))
+
+
 def load_dataset(name: str, data_dir=None, *, abits: int = 8) -> Dataset:
-    """Load ``digits`` (bundled), ``mnist`` or ``cifar10`` (from ``data_dir``) as input codes."""
+    """Load ``digits`` (bundled), ``mnist``, ``cifar10`` or ``cifar100`` (from ``data_dir``) as
+    input codes."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if isinstance(abits, bool) or not isinstance(abits, int) or not 1 <= abits <= 16:
@@ -133,8 +157,11 @@ def load_dataset(name: str, data_dir=None, *, abits: int = 8) -> Dataset:
         return Dataset(name, _requant(xtr, levels, 16).astype(dt), ytr,
                        _requant(xte, levels, 16).astype(dt), yte, 16.0 / levels, (1, 8, 8), 10, abits)
     path = _check_dir(data_dir, name)
-    xtr, ytr, xte, yte = _load_mnist(path) if name == "mnist" else _load_cifar10(path)
+    loader = {"mnist": _load_mnist, "cifar10": _load_cifar10, "cifar100": _load_cifar100}[name]
+    xtr, ytr, xte, yte = loader(path)
     if abits != 8:
         xtr, xte = _requant(xtr, levels, 255), _requant(xte, levels, 255)
     shape = (1, 28, 28) if name == "mnist" else (3, 32, 32)
-    return Dataset(name, xtr.astype(dt), ytr, xte.astype(dt), yte, 1.0 / levels, shape, 10, abits)
+    classes = 100 if name == "cifar100" else 10
+    return Dataset(name, xtr.astype(dt), ytr, xte.astype(dt), yte, 1.0 / levels, shape, classes,
+                   abits)

@@ -14,6 +14,11 @@ possible logit fits signed 32 bits. Then ``y = (acc*M + B + 2^(S-1)) >> S``. The
 ReLU and no activation scale: its output scale is the finest for which the largest possible |logit|
 over all inputs stays within about 2^30 and M fits at ``S >= 0``.
 
+Residual adds (:class:`~progressivenn.model.nets.AddBlock`): ``y = ActQuant(xa + xb)`` with
+``xa = ca*sa``, ``xb = cb*sb`` folds to ``clamp((ca*Ma + cb*Mb + 2^(S-1)) >> S, 0, 2^A-1)`` with
+``M = floor(s/s_out * 2^S + 1/2)`` and the largest S that fits; activation scales do not depend on k,
+so one (Ma, Mb, S) serves every k and both BN table sets.
+
 Table sets: ``"retrained"`` uses BN table ``k`` at ``k`` planes; ``"fixed"`` uses the k=N table of the
 trained model at every ``k`` (the comparison without BN retraining).
 """
@@ -27,7 +32,7 @@ import torch
 from torch import nn
 
 from .bundle import BBITS, OBITS, SBITS, Bundle, LayerSpec, Tables, validate_bundle
-from .nets import ComputeBlock, QNet
+from .nets import AddBlock, ComputeBlock, QNet
 
 __all__ = ["fold_network", "choose_shift", "FoldError"]
 
@@ -98,7 +103,28 @@ def fold_network(net: QNet, *, fixed_net: QNet | None = None, mbits: int = 18,
     act_scales = []
     logit_scales = {ts: [] for ts in ("retrained", "fixed")}
     bi = 0
-    for st in net.stages:
+    # per stage: output shape and activation scale (stage index == bundle layer index; -1: input)
+    shapes, scales = {-1: shape}, {-1: s_in}
+    for si, (st, srcin) in enumerate(zip(net.stages, net.inputs)):
+        if isinstance(st, AddBlock):
+            a_, b_ = (int(j) for j in srcin)
+            if shapes[a_] != shapes[b_]:
+                raise ValueError(f"stage {si} (add): operand shapes {shapes[a_]} != {shapes[b_]}")
+            counts["add"] = counts.get("add", 0) + 1
+            name = f"add{counts['add']}"
+            s_out = float(st.act.scale())
+            m_real = np.array([scales[a_], scales[b_]]) / s_out
+            mi, _, sh = choose_shift(m_real, np.zeros(2), mbits=mbits,
+                                     acc_bound=2 * ((1 << a) - 1), last=False, where=name)
+            layers.append(LayerSpec(name=name, kind="add", in_shape=shapes[a_],
+                                    out_shape=shapes[a_], relu=True, inputs=(a_, b_),
+                                    add_m=(int(mi[0]), int(mi[1])), add_s=int(sh)))
+            act_scales.append(s_out)
+            shape, s_in = shapes[a_], s_out
+            shapes[si], scales[si] = shape, s_in
+            continue
+        if srcin is not None:
+            shape, s_in = shapes[srcin], scales[srcin]
         if isinstance(st, ComputeBlock):
             op = st.op
             kind = "conv" if isinstance(op, nn.Conv2d) else "linear"
@@ -149,7 +175,7 @@ def fold_network(net: QNet, *, fixed_net: QNet | None = None, mbits: int = 18,
                 tables[ts] = Tables(M=M, B=B, S=S)
             layers.append(LayerSpec(name=name, kind=kind, in_shape=shape, out_shape=out_shape,
                                     kernel=k_, stride=s_, padding=p_, codes=codes, relu=not last,
-                                    tables=tables))
+                                    tables=tables, input=srcin))
             shape = out_shape
             if not last:
                 s_in = s_out
@@ -161,15 +187,17 @@ def fold_network(net: QNet, *, fixed_net: QNet | None = None, mbits: int = 18,
             s_ = tuple(s_) if isinstance(s_, tuple) else (s_,) * 2
             out_shape = (shape[0], (shape[1] - k_[0]) // s_[0] + 1, (shape[2] - k_[1]) // s_[1] + 1)
             layers.append(LayerSpec(name=f"pool{counts['pool']}", kind="maxpool", in_shape=shape,
-                                    out_shape=out_shape, kernel=k_, stride=s_, padding=(0, 0)))
+                                    out_shape=out_shape, kernel=k_, stride=s_, padding=(0, 0),
+                                    input=srcin))
             shape = out_shape
         elif isinstance(st, nn.Flatten):
             out_shape = (math.prod(shape),)
             layers.append(LayerSpec(name="flatten", kind="flatten", in_shape=shape,
-                                    out_shape=out_shape))
+                                    out_shape=out_shape, input=srcin))
             shape = out_shape
         else:
             raise ValueError(f"cannot fold a stage of type {type(st).__name__}")
+        shapes[si], scales[si] = shape, s_in
     m = dict(meta or {})
     m.setdefault("act_scales", act_scales)
     m.setdefault("logit_scale", logit_scales)

@@ -23,7 +23,7 @@ import torch
 __all__ = [
     "check_k", "plane", "q_k", "plane_sum", "acc_direct", "acc_planes", "acc_bound",
     "round_shift", "postprocess", "NetworkResult", "run_network", "im2col", "maxpool",
-    "argmax_first",
+    "argmax_first", "add_codes",
 ]
 
 
@@ -115,7 +115,9 @@ class NetworkResult:
 
     ``logits``: int64 ``[n, classes]``; ``pred``: int64 ``[n]`` (argmax, lowest index wins ties);
     ``outputs``: one int64 tensor per bundle layer, in bundle order (conv ``[n, O, H, W]`` after
-    post-processing, pool ``[n, C, H, W]``, flatten ``[n, F]``, linear ``[n, O]``).
+    post-processing, pool ``[n, C, H, W]``, flatten ``[n, F]``, linear ``[n, O]``, add the shape
+    of its inputs). A layer with ``input`` set reads that earlier layer's output (-1: the network
+    input) instead of the previous one; an ``add`` reads its two ``inputs``.
     """
 
     logits: torch.Tensor
@@ -161,6 +163,14 @@ def maxpool(x, kernel, stride) -> torch.Tensor:
     return out
 
 
+def add_codes(xa, xb, m, shift: int, *, abits: int) -> torch.Tensor:
+    """Residual add of two activation-code tensors of different scales, exactly in integers:
+    ``clamp((xa*Ma + xb*Mb + 2^(S-1)) >> S, 0, 2^A-1)`` (``m = (Ma, Mb)``; ReLU is the clamp)."""
+    ma, mb = (int(v) for v in m)
+    z = _as_long(xa) * ma + _as_long(xb) * mb
+    return round_shift(z, int(shift)).clamp(0, (1 << abits) - 1)
+
+
 def argmax_first(logits) -> torch.Tensor:
     """Argmax over the last dimension; the lowest index wins ties."""
     logits = _as_long(logits)
@@ -191,7 +201,15 @@ def run_network(bundle, x_codes, k: int, tables: str = "retrained",
         raise ValueError(f"x_codes must be activation codes in [0, {(1 << abits) - 1}]")
     acc_fn = acc_planes if method == "planes" else acc_direct
     outputs = []
-    for layer in bundle.layers:
+    x_in = x
+    for i, layer in enumerate(bundle.layers):
+        if layer.kind == "add":
+            a, b = (x_in if j == -1 else outputs[j] for j in layer.inputs)
+            x = add_codes(a, b, layer.add_m, int(layer.add_s), abits=abits)
+            outputs.append(x)
+            continue
+        if getattr(layer, "input", None) is not None:   # a branch: read an earlier layer
+            x = x_in if layer.input == -1 else outputs[layer.input]
         if layer.kind in ("conv", "linear"):
             u = _codes_tensor(layer.codes)
             t = layer.tables[tables]

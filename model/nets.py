@@ -34,7 +34,8 @@ from torch import nn
 
 from .bwb import ActQuant, BWBConv2d, BWBLinear, SwitchableBatchNorm, check_bits
 
-__all__ = ["ComputeBlock", "QNet", "from_sequential", "reference_sequential", "build_net", "NETS"]
+__all__ = ["ComputeBlock", "AddBlock", "QNet", "from_sequential", "reference_sequential",
+           "build_net", "resnet", "NETS", "RESNETS", "ARCHS"]
 
 #: reference networks: name -> (input shape, number of classes)
 NETS = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
@@ -62,11 +63,32 @@ class ComputeBlock(nn.Module):
         return x
 
 
+class AddBlock(nn.Module):
+    """Residual add of two activation tensors, then ReLU + A-bit requantization (:class:`ActQuant`).
+
+    Both operands are activation codes times their scales (each >= 0: every conv feeding an add keeps
+    its ReLU, the "ReLU before addition" residual unit), so the integer form is exact:
+    ``clamp((xa*Ma + xb*Mb + 2^(S-1)) >> S, 0, 2^A-1)`` with ``M = round(s_in / s_out * 2^S)``.
+    """
+
+    def __init__(self, abits: int):
+        super().__init__()
+        self.act = ActQuant(abits)
+
+    def forward(self, a, b):
+        return self.act(a + b)
+
+
 class QNet(nn.Module):
-    """A BWB network over input codes; see the module docstring."""
+    """A BWB network over input codes; see the module docstring.
+
+    ``inputs`` (optional, one entry per stage) makes it a graph: ``None`` reads the previous stage
+    (the default, a chain), an integer ``j`` reads stage ``j``'s output (-1: the scaled input), and
+    an :class:`AddBlock` takes a pair ``(a, b)``.
+    """
 
     def __init__(self, stages, *, input_shape, num_classes: int, nbits: int, abits: int,
-                 input_scale: float):
+                 input_scale: float, inputs=None):
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.input_shape = tuple(int(v) for v in input_shape)
@@ -74,12 +96,58 @@ class QNet(nn.Module):
         self.nbits = nbits
         self.abits = abits
         self.input_scale = float(input_scale)
+        if inputs is not None and len(inputs) != len(self.stages):
+            raise ValueError(f"inputs has {len(inputs)} entries for {len(self.stages)} stages")
+        self.inputs = list(inputs) if inputs is not None else [None] * len(self.stages)
+        for i, (st, src) in enumerate(zip(self.stages, self.inputs)):
+            if isinstance(st, AddBlock):
+                if not (isinstance(src, (tuple, list)) and len(src) == 2
+                        and all(-1 <= int(j) < i for j in src)):
+                    raise ValueError(f"stage {i} (add) needs inputs (a, b) of earlier stages, "
+                                     f"not {src!r}")
+            elif src is not None and not (isinstance(src, int) and -1 <= src < i):
+                raise ValueError(f"stage {i}: input must be an earlier stage index or -1, "
+                                 f"not {src!r}")
+
+    @property
+    def is_chain(self) -> bool:
+        return all(src is None for src in self.inputs)
+
+    def _dtype(self):
+        return next(s.op.weight.dtype for s in self.stages if isinstance(s, ComputeBlock))
 
     def forward(self, codes):
-        x = codes.to(self.stages[0].op.weight.dtype) * self.input_scale
-        for st in self.stages:
-            x = st(x)
+        x = codes.to(self._dtype()) * self.input_scale
+        if self.is_chain:
+            for st in self.stages:
+                x = st(x)
+            return x
+        x_in, outs = x, []
+        for st, src in zip(self.stages, self.inputs):
+            if isinstance(st, AddBlock):
+                a, b = (x_in if j == -1 else outs[j] for j in src)
+                x = st(a, b)
+            else:
+                if src is not None:
+                    x = x_in if src == -1 else outs[src]
+                x = st(x)
+            outs.append(x)
         return x
+
+    def stage_outputs(self, codes) -> list:
+        """Every stage's output (float, fake-quant), in stage order; for tests and tools."""
+        x = codes.to(self._dtype()) * self.input_scale
+        x_in, outs = x, []
+        for st, src in zip(self.stages, self.inputs):
+            if isinstance(st, AddBlock):
+                a, b = (x_in if j == -1 else outs[j] for j in src)
+                x = st(a, b)
+            else:
+                if src is not None:
+                    x = x_in if src == -1 else outs[src]
+                x = st(x)
+            outs.append(x)
+        return outs
 
     def compute_blocks(self):
         return [s for s in self.stages if isinstance(s, ComputeBlock)]
@@ -200,8 +268,90 @@ def reference_sequential(name: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def build_net(name: str, *, nbits: int = 8, abits: int = 8, input_scale: float) -> QNet:
-    """A reference network as a :class:`QNet` (fresh random weights)."""
+#: residual networks: name -> (stage widths, residual blocks per stage)
+RESNETS = {"resnet8": ((16, 32, 64), (1, 1, 1)), "resnet20": ((16, 32, 64), (3, 3, 3)),
+           "resnet18": ((64, 128, 256, 512), (2, 2, 2, 2))}
+#: every architecture ``build_net`` knows
+ARCHS = tuple(NETS) + tuple(RESNETS)
+
+
+def resnet(widths, blocks, *, input_shape, num_classes: int, nbits: int = 8, abits: int = 8,
+           input_scale: float = 1 / 255, stem_pool: bool | None = None) -> QNet:
+    """A BWB residual network ("ReLU before addition" units, so that both operands of every add
+    are activation codes and the add folds to exact integers).
+
+    stem: conv3x3(C -> widths[0]) + BN + ReLU (+ max-pool 2 when the input is >= 16 pixels wide and
+    ``stem_pool`` is not False, e.g. MNIST); then per stage s and block b a unit
+    ``y = ActQuant(relu(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x))`` where the first block
+    of every stage after the first has stride 2 and a 1x1 projection shortcut (conv + BN + ReLU);
+    then max-pool down to at most 2x2, flatten, linear logits.
+    """
+    c, h, w = (int(v) for v in input_shape)
+    if stem_pool is None:
+        stem_pool = min(h, w) >= 16
+    stages, inputs = [], []
+
+    def block(cin, cout, k, stride, src=None):
+        op = BWBConv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False, nbits=nbits)
+        stages.append(ComputeBlock(op, SwitchableBatchNorm(cout, nbits, 2), ActQuant(abits)))
+        inputs.append(src)
+        return len(stages) - 1
+
+    cur = block(c, widths[0], 3, 1)
+    if stem_pool:
+        stages.append(nn.MaxPool2d(2, 2))
+        inputs.append(None)
+        cur = len(stages) - 1
+        h, w = h // 2, w // 2
+    cin = widths[0]
+    for si, (cout, nb) in enumerate(zip(widths, blocks)):
+        for bi in range(nb):
+            stride = 2 if (si > 0 and bi == 0) else 1
+            a = block(cin, cout, 3, stride, None)
+            a = block(cout, cout, 3, 1, None)
+            if stride != 1 or cin != cout:
+                sc = block(cin, cout, 1, stride, cur)
+            else:
+                sc = cur
+            stages.append(AddBlock(abits))
+            inputs.append((a, sc))
+            cur = len(stages) - 1
+            if stride == 2:
+                h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+            cin = cout
+    if min(h, w) > 2:
+        pk = min(h, w) // 2
+        stages.append(nn.MaxPool2d(pk, pk))
+        inputs.append(None)
+        h, w = (h - pk) // pk + 1, (w - pk) // pk + 1
+    stages.append(nn.Flatten())
+    inputs.append(None)
+    stages.append(ComputeBlock(BWBLinear(cin * h * w, num_classes, nbits=nbits), None, None))
+    inputs.append(None)
+    net = QNet(stages, input_shape=input_shape, num_classes=num_classes, nbits=nbits, abits=abits,
+               input_scale=input_scale, inputs=inputs)
+    with torch.no_grad():
+        out = net(torch.zeros(1, *input_shape, dtype=torch.int64))
+    if out.shape != (1, num_classes):
+        raise ValueError(f"resnet: the layers give {tuple(out.shape)}, not (1, {num_classes})")
+    return net
+
+
+def build_net(name: str, *, nbits: int = 8, abits: int = 8, input_scale: float,
+              input_shape=None, num_classes: int | None = None) -> QNet:
+    """A reference network as a :class:`QNet` (fresh random weights).
+
+    ``name``: a dataset's reference net (:data:`NETS`) or a residual net (:data:`RESNETS`; these
+    take ``input_shape`` and ``num_classes``, default: MNIST's).
+    """
+    if name in RESNETS:
+        widths, blocks = RESNETS[name]
+        return resnet(widths, blocks, input_shape=tuple(input_shape or (1, 28, 28)),
+                      num_classes=int(num_classes or 10), nbits=nbits, abits=abits,
+                      input_scale=input_scale,
+                      stem_pool=False if name == "resnet18" else None)  # CIFAR ResNet-18: no pool
+    if name not in NETS:
+        raise ValueError(f"unknown network {name!r}; choose one of {', '.join(ARCHS)}")
     seq = reference_sequential(name)
     shape, classes = NETS[name]
     return from_sequential(seq, input_shape=shape, nbits=nbits, abits=abits,

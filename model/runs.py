@@ -21,7 +21,7 @@ __all__ = ["CONFIG", "MODEL", "RETRAINED", "DEFAULT_EPOCHS", "check_run", "read_
 CONFIG = "config.json"
 MODEL = "model.pt"
 RETRAINED = "bn_retrained.pt"
-DEFAULT_EPOCHS = {"digits": 30, "mnist": 2, "cifar10": 10}
+DEFAULT_EPOCHS = {"digits": 30, "mnist": 2, "cifar10": 10, "cifar100": 10}
 
 
 def check_run(run) -> Path:
@@ -43,7 +43,8 @@ def write_json(path: Path, obj) -> None:
 
 def build_from_config(cfg: dict) -> QNet:
     return build_net(cfg["arch"], nbits=cfg["nbits"], abits=cfg["abits"],
-                     input_scale=cfg["input_scale"])
+                     input_scale=cfg["input_scale"], input_shape=cfg.get("input_shape"),
+                     num_classes=cfg.get("num_classes"))
 
 
 def _load(run: Path, fname: str, cfg: dict) -> QNet:

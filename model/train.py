@@ -20,7 +20,7 @@ from .bwb import planes, set_k
 from .data import Dataset
 from .nets import QNet
 
-__all__ = ["train", "accuracy", "batches"]
+__all__ = ["train", "accuracy", "batches", "pick_device", "augment"]
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None = None):
@@ -31,6 +31,32 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Genera
         yield torch.from_numpy(x[j].astype(np.int64)), torch.from_numpy(y[j])
 
 
+def pick_device(device: str = "cpu") -> torch.device:
+    """``"auto"``: CUDA when a GPU is present, else the CPU; ``"cuda"`` fails clearly without one."""
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available to torch here")
+    return torch.device(device)
+
+
+def augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random horizontal flips and random crops (zero padding ``pad``) per image, on input codes
+    (the standard CIFAR augmentation; zero is the real zero of a code)."""
+    n, c, h, w = xb.shape
+    flip = torch.rand(n, generator=gen) < 0.5
+    xb = torch.where(flip[:, None, None, None].to(xb.device), xb.flip(3), xb)
+    xp = torch.nn.functional.pad(xb, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(xb.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(xb.device)
+    rows = (dy[:, None] + torch.arange(h, device=xb.device))[:, None, :, None].expand(n, c, h, w + 2 * pad)
+    xp = torch.gather(xp, 2, rows)
+    cols = (dx[:, None] + torch.arange(w, device=xb.device))[:, None, None, :].expand(n, c, h, w)
+    return torch.gather(xp, 3, cols)
+
+
 @torch.no_grad()
 def accuracy(net: QNet, x: np.ndarray, y: np.ndarray, k: int | None = None, table: int | None = None,
              batch_size: int = 500) -> float:
@@ -39,17 +65,30 @@ def accuracy(net: QNet, x: np.ndarray, y: np.ndarray, k: int | None = None, tabl
     net.eval()
     k = net.nbits if k is None else k
     correct = 0
+    dev = next(net.parameters()).device
     with planes(net, k, table):
         for xb, yb in batches(x, y, batch_size):
-            correct += int((net(xb).argmax(1) == yb).sum())
+            correct += int((net(xb.to(dev)).argmax(1).cpu() == yb).sum())
     net.train(was)
     return correct / max(len(x), 1)
 
 
 def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed: int = 0,
           batch_size: int = 64, lr: float = 3e-3, limit: int | None = None,
-          progress: bool = True) -> dict:
-    """Train ``net`` on ``ds`` in place; returns a log (per-epoch loss and test accuracy at k=N)."""
+          progress: bool = True, device: str = "cpu", amp: bool | None = None,
+          augment_images: bool = False, test_limit: int | None = None,
+          max_steps: int | None = None) -> dict:
+    """Train ``net`` on ``ds`` in place; returns a log (per-epoch loss and test accuracy at k=N).
+
+    ``device``: ``cpu``, ``cuda`` or ``auto``; the network is trained there and returned on the CPU.
+    ``amp``: float16 autocast with a gradient scaler (default: on CUDA only). It is safe here: the
+    k-plane weights ``alpha*2^(N-k)*q_k`` (|q_k| <= 2^N-1 <= 255 for N <= 8) and the activation codes
+    (<= 255 for A <= 8) are exact in float16 up to the common per-channel scale, products accumulate
+    in float32, and BN, the activation quantizer and the loss run in float32; with N or A above 8 it
+    is switched off. Evaluation, BN retraining and export always run in float32/float64.
+    ``augment_images``: random flips + crops (CIFAR). ``test_limit``: test images per epoch report.
+    ``max_steps``: stop after this many optimizer steps (smoke tests).
+    """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
     torch.manual_seed(seed)
@@ -63,7 +102,17 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     loss_fn = nn.CrossEntropyLoss()
-    log = {"epochs": [], "any_k": any_k, "seed": seed, "batch_size": batch_size, "lr": lr}
+    dev = pick_device(device)
+    if amp is None:
+        amp = dev.type == "cuda"
+    amp = bool(amp) and dev.type == "cuda" and net.nbits <= 8 and net.abits <= 8
+    net.to(dev)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    gen = torch.Generator().manual_seed(seed)
+    tx, ty = ds.test_x[:test_limit], ds.test_y[:test_limit]
+    log = {"epochs": [], "any_k": any_k, "seed": seed, "batch_size": batch_size, "lr": lr,
+           "device": str(dev), "amp": amp, "augment": augment_images}
+    step = 0
     t0 = time.time()
     bar = None
     if progress:
@@ -76,22 +125,34 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
         for xb, yb in batches(x, y, batch_size, rng):
             k = int(rng.integers(1, n + 1)) if any_k else n
             set_k(net, k)
-            loss = loss_fn(net(xb), yb)
+            if augment_images:
+                xb = augment(xb, gen)
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+                out = net(xb)
+            loss = loss_fn(out.float(), yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             tot += loss.item() * len(yb)
             cnt += len(yb)
+            step += 1
             if bar is not None:
                 bar.update(1)
+            if max_steps is not None and step >= max_steps:
+                break
         set_k(net, n)
-        acc = accuracy(net, ds.test_x, ds.test_y)
+        acc = accuracy(net, tx, ty)
         log["epochs"].append({"epoch": ep + 1, "loss": tot / cnt, "test_acc_k%d" % n: acc})
         if bar is not None:
             bar.set_postfix(loss=f"{tot / cnt:.3f}", acc=f"{acc:.3f}")
+        if max_steps is not None and step >= max_steps:
+            break
     if bar is not None:
         bar.close()
+    net.cpu()
     net.eval()
     log["seconds"] = time.time() - t0
     return log

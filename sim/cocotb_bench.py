@@ -6,7 +6,9 @@ it names (``out``), written before any assertion so a failing run still reports 
 
 For every test image and every k: the driver runs the image through the RTL; every output of
 every layer is compared with the integer golden model (``model.golden.run_network``); the first
-mismatch is reported as layer / channel / position / k / expected / got. A second test asserts
+mismatch is reported as layer / channel / position / k / expected / got. With ``layer_counters`` in
+the configuration the counters are read around every compute layer and reported per layer
+(``per_k[k]["layers"]``). A second test asserts
 reset in the middle of a job and checks that the engine then computes exactly again.
 """
 
@@ -63,12 +65,25 @@ async def regression(dut):
     report = {"images": len(images), "bits": conf["bits"], "mismatches": 0, "compared_values": 0,
               "first_mismatch": None, "per_k": {}}
     t0 = time.perf_counter()
+    per_layer = bool(conf.get("layer_counters", False))
     for k in conf["bits"]:
         gold = golden_outputs(bundle, images, k, tables)
         stats = {"cycles": 0, "compute_cycles": 0, "stall_cycles": 0, "ideal_cycles": 0,
                  "plane_passes": 0, "correct": 0, "golden_correct": 0, "mismatches": 0}
+        if per_layer:  # per compute layer: the engine's own counters, summed over the images
+            stats["layers"] = {p.name: {"index": p.index, "cycles": 0, "compute_cycles": 0,
+                                        "stall_cycles": 0, "ideal_cycles": 0} for p in plans}
         for n, image in enumerate(images):
-            res = await _bounded(eng, infer(bundle, cfg, image, k, tables, plans=plans), plans, k)
+            res = await _bounded(eng, infer(bundle, cfg, image, k, tables, plans=plans,
+                                            layer_counters=per_layer,
+                                            tile_positions=conf.get("tile_positions")), plans, k)
+            if per_layer:
+                for p in plans:
+                    c, ls = res.layer_counters[p.index], stats["layers"][p.name]
+                    ls["cycles"] += c["total"]
+                    ls["compute_cycles"] += c["busy"]
+                    ls["stall_cycles"] += c["stall"]
+                    ls["ideal_cycles"] += p.ideal_cycles(k)
             cmp = compare_outputs(bundle, res.outputs, [g[n] for g in gold], k=k, image=n)
             report["compared_values"] += cmp.compared
             stats["mismatches"] += cmp.mismatches

@@ -9,8 +9,8 @@ driver sends, in one :class:`~.transport.Exchange`:
 3. tiles of im2col activation words into alternating activation banks (``LOAD_A``), each followed by
    a ``RUN`` — the engine loads the next tile into the other bank while the array computes (ping-pong);
 
-then collects one result beat per (position, group). Pooling and flattening act on activation codes
-on the host. Integers only: no float anywhere on this path. The driver is a generator (sans I/O), so
+then collects one result beat per (position, group). Pooling, flattening and residual adds act on
+activation codes on the host (a layer with ``input`` set reads that earlier layer's output). Integers only: no float anywhere on this path. The driver is a generator (sans I/O), so
 one driver serves every transport (Amaranth simulator, cocotb, serial port).
 
 The counters are cleared when an image starts and read after its last layer, so
@@ -29,7 +29,7 @@ from ..hw.isa import Counter, EngineConfig
 from .transport import Exchange
 
 __all__ = ["InferenceResult", "LayerPlan", "check_fits", "plan_layers", "infer", "im2col",
-           "maxpool", "ideal_cycles"]
+           "maxpool", "ideal_cycles", "add_codes"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -64,6 +64,8 @@ class InferenceResult:
     outputs: list = field(default_factory=list)   # int64 array per bundle layer, golden's shapes
     counters: dict = field(default_factory=dict)  # Counter.NAMES -> value
     ideal_cycles: int = 0
+    #: with ``infer(..., layer_counters=True)``: bundle layer index -> that layer's counters
+    layer_counters: dict = field(default_factory=dict)
 
 
 def _compute_layers(bundle):
@@ -151,6 +153,14 @@ def maxpool(x: np.ndarray, kernel, stride, padding=(0, 0)) -> np.ndarray:
     return win.max(axis=(3, 4))
 
 
+def add_codes(xa: np.ndarray, xb: np.ndarray, m, shift: int, abits: int) -> np.ndarray:
+    """Residual add of two code arrays: ``clamp((xa*Ma + xb*Mb + 2^(S-1)) >> S, 0, 2^A-1)``."""
+    z = np.asarray(xa, np.int64) * int(m[0]) + np.asarray(xb, np.int64) * int(m[1])
+    if shift:
+        z = (z + (1 << (shift - 1))) >> shift
+    return np.clip(z, 0, (1 << abits) - 1)
+
+
 def _bits_to_words(bits: np.ndarray) -> list[int]:
     """``bits`` [n, w] of 0/1, bit 0 first -> n Python integers."""
     packed = np.packbits(bits.astype(np.uint8), axis=1, bitorder="little")
@@ -191,8 +201,14 @@ def pp_words(cfg: EngineConfig, tables, k: int, g0: int, ngs: int) -> list[int]:
 
 
 def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarray, nbits: int,
-                   k: int, tables, bank: int) -> tuple[Exchange, list, int]:
+                   k: int, tables, bank: int,
+                   tile_positions: int | str | None = None) -> tuple[Exchange, list, int]:
     """Commands and data for one compute layer at k planes.
+
+    ``tile_positions`` caps the positions per activation tile (default: as many as the bank holds).
+    Smaller tiles let the engine load tile t+1 into the other bank while it computes tile t, so
+    only the first tile's load is exposed instead of the whole layer's. ``"auto"``: about 8 tiles
+    per layer (at least 2 positions each), the setting ``pnn bench`` measures scalability with.
 
     Returns the exchange, the (group start, group count, tile start, tile positions) order in which
     result beats come back, and the activation bank the next layer should start with.
@@ -201,7 +217,15 @@ def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarra
     words_per_group = k * plan.nchunks
     ngs_max = max(1, min(plan.ngroups, cfg.wdepth // words_per_group, cfg.ppdepth // k,
                          (1 << isa.FIELDS["ngroups"][1]) - 1))
-    tile = max(1, min(plan.positions, cfg.adepth // plan.nchunks, (1 << isa.FIELDS["npos"][1]) - 1))
+    if tile_positions == "auto":   # about 8 tiles per layer, at least 2 positions per tile
+        tile_positions = max(2, _ceil(plan.positions, 8))
+    elif tile_positions is not None and (isinstance(tile_positions, bool)
+                                         or not isinstance(tile_positions, int)
+                                         or tile_positions < 1):
+        raise ValueError(f"tile_positions must be a positive integer, 'auto' or None, not "
+                         f"{tile_positions!r}")
+    tile = max(1, min(plan.positions, cfg.adepth // plan.nchunks, (1 << isa.FIELDS["npos"][1]) - 1,
+                      tile_positions or plan.positions))
     order = []
     for g0 in range(0, plan.ngroups, ngs_max):
         ngs = min(ngs_max, plan.ngroups - g0)
@@ -241,8 +265,16 @@ def _assemble(cfg: EngineConfig, plan: LayerPlan, order, words: list[int], k: in
 
 
 def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "retrained",
-          plans: list[LayerPlan] | None = None) -> Generator[Exchange, list[int], InferenceResult]:
-    """Run one image (codes [C,H,W]) through the engine at ``k`` planes; see the module doc."""
+          plans: list[LayerPlan] | None = None,
+          layer_counters: bool = False,
+          tile_positions: int | str | None = None
+          ) -> Generator[Exchange, list[int], InferenceResult]:
+    """Run one image (codes [C,H,W]) through the engine at ``k`` planes; see the module doc.
+
+    ``layer_counters``: clear and read the counters around every compute layer instead of around
+    the image; ``InferenceResult.layer_counters`` then holds each layer's own figures and
+    ``counters`` their sums. ``tile_positions``: see :func:`layer_exchange`.
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= bundle.nbits:
         raise ValueError(f"k must be an integer in [1, {bundle.nbits}], not {k!r}")
     k = int(k)
@@ -259,7 +291,16 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
     outputs = []
     bank = 0
     counters: dict = {}
+    res_layers: dict = {}
+    x_in = x
     for i, layer in enumerate(bundle.layers):
+        if layer.kind == "add":   # residual add: on the host, in integers (like pooling)
+            a, b = (x_in if j == -1 else outputs[j] for j in layer.inputs)
+            x = add_codes(a, b, layer.add_m, int(layer.add_s), bundle.abits)
+            outputs.append(x)
+            continue
+        if getattr(layer, "input", None) is not None:   # a branch reads an earlier layer
+            x = x_in if layer.input == -1 else outputs[layer.input]
         if layer.kind in ("conv", "linear"):
             plan = by_index[i]
             if layer.kind == "conv":
@@ -267,22 +308,30 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
             else:
                 patches = x.reshape(1, -1)
             ex, order, bank = layer_exchange(cfg, plan, layer, patches, bundle.nbits, k,
-                                             layer.tables[tables], bank)
-            if not outputs:
+                                             layer.tables[tables], bank, tile_positions)
+            read = layer_counters or i == last_compute
+            if not outputs or layer_counters:
                 ex.cmds.insert(0, isa.cmd_clear_counters())
-            if i == last_compute:
+            if read:
                 ex.cmds.append(isa.cmd_read_counters())
                 ex.n_results += len(Counter.NAMES)
             words = yield ex
             if len(words) != ex.n_results:
                 raise RuntimeError(f"layer {layer.name}: expected {ex.n_results} result words,"
                                    f" got {len(words)}")
-            if i == last_compute:
+            if read:
+                got = {}
                 for w in words[-len(Counter.NAMES):]:
                     beat = isa.decode_result(cfg, w)
                     if beat.kind != 1:
-                        raise RuntimeError("expected a counter beat after the last layer")
-                    counters[Counter.NAMES[beat.tag]] = beat.values[0]
+                        raise RuntimeError(f"layer {layer.name}: expected a counter beat")
+                    got[Counter.NAMES[beat.tag]] = beat.values[0]
+                if layer_counters:
+                    res_layers[i] = got
+                    for name, v in got.items():
+                        counters[name] = counters.get(name, 0) + v
+                else:
+                    counters.update(got)
                 words = words[:-len(Counter.NAMES)]
             y = _assemble(cfg, plan, order, words, k)
             x = y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
@@ -297,4 +346,5 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
     logits = outputs[-1]
     return InferenceResult(k=k, logits=logits, pred=int(np.argmax(logits)), outputs=outputs,
                            counters=counters,
-                           ideal_cycles=sum(p.ideal_cycles(k) for p in plans))
+                           ideal_cycles=sum(p.ideal_cycles(k) for p in plans),
+                           layer_counters=res_layers)

@@ -7,13 +7,25 @@ HELP = "train a BWB network from scratch (QAT at k=N, or --any-k) into a RUN fol
 
 
 def add_arguments(p):
-    p.add_argument("--dataset", default="digits", help="digits (bundled, default), mnist, cifar10")
-    p.add_argument("--data-dir", default=None, help="folder with the MNIST idx / CIFAR-10 python "
+    p.add_argument("--dataset", default="digits",
+                   help="digits (bundled, default), mnist, cifar10, cifar100")
+    p.add_argument("--arch", default=None,
+                   help="network: the dataset's reference net (default), or resnet8, resnet20, "
+                        "resnet18 (residual BWB nets; docs/paper_scale.md)")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="where to train (default cpu; auto: CUDA when a GPU is present)")
+    p.add_argument("--amp", default="auto", choices=("auto", "on", "off"),
+                   help="float16 mixed precision (auto: on CUDA only; never on the CPU)")
+    p.add_argument("--augment", default="auto", choices=("auto", "on", "off"),
+                   help="random flips + crops (auto: on for CIFAR)")
+    p.add_argument("--test-limit", type=int, default=None,
+                   help="test images for the per-epoch accuracy (default: all)")
+    p.add_argument("--data-dir", default=None, help="folder with the MNIST idx / CIFAR-10/100 python "
                                                     "files (never downloaded)")
     p.add_argument("--any-k", action="store_true",
                    help="sample k in 1..N every step and train BN table k (default: train at k=N)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs (default: digits 30, mnist 2, cifar10 10)")
+                   help="epochs (default: digits 30, mnist 2, cifar10/100 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nbits", type=int, default=8, help="weight planes N (1..16, default 8)")
     p.add_argument("--abits", type=int, default=8, help="activation bits A (1..16, default 8)")
@@ -32,7 +44,8 @@ def run(args) -> int:
 
     from progressivenn.model.bwb import check_bits
     from progressivenn.model.data import DATASETS, load_dataset
-    from progressivenn.model.nets import build_net
+    from progressivenn.model.nets import ARCHS, NETS, build_net
+    from progressivenn.model.train import pick_device
     from progressivenn.model.runs import CONFIG, DEFAULT_EPOCHS, MODEL, write_json
     from progressivenn.model.train import train
     from pathlib import Path
@@ -58,10 +71,23 @@ def run(args) -> int:
         raise ValueError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)  # the initial weights too
-    net = build_net(args.dataset, nbits=args.nbits, abits=args.abits, input_scale=ds.input_scale)
+    arch = args.arch or (args.dataset if args.dataset in NETS else "resnet18")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if arch in NETS and arch != args.dataset:
+        raise ValueError(f"--arch {arch} is the {arch} reference net; for --dataset "
+                         f"{args.dataset} use {args.dataset if args.dataset in NETS else 'a resnet'}")
+    if args.test_limit is not None and args.test_limit < 1:
+        raise ValueError(f"--test-limit must be >= 1, not {args.test_limit}")
+    device = pick_device(args.device)
+    net = build_net(arch, nbits=args.nbits, abits=args.abits, input_scale=ds.input_scale,
+                    input_shape=ds.input_shape, num_classes=ds.num_classes)
+    amp = None if args.amp == "auto" else args.amp == "on"
+    aug = args.dataset.startswith("cifar") if args.augment == "auto" else args.augment == "on"
     log = train(net, ds, epochs=epochs, any_k=args.any_k, seed=args.seed,
-                batch_size=args.batch_size, lr=args.lr, limit=args.limit, progress=not args.quiet)
-    cfg = {"dataset": args.dataset, "arch": args.dataset,
+                batch_size=args.batch_size, lr=args.lr, limit=args.limit, progress=not args.quiet,
+                device=str(device), amp=amp, augment_images=aug, test_limit=args.test_limit)
+    cfg = {"dataset": args.dataset, "arch": arch,
            "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
            "nbits": args.nbits, "abits": args.abits, "input_scale": ds.input_scale,
            "input_shape": list(ds.input_shape), "num_classes": ds.num_classes,
@@ -71,7 +97,8 @@ def run(args) -> int:
     write_json(out / "train.json", log)
     last = log["epochs"][-1]
     acc = next(v for key, v in last.items() if key.startswith("test_acc"))
-    print(f"trained {args.dataset} ({'any-k' if args.any_k else f'k={args.nbits}'}) for {epochs} "
-          f"epochs in {log['seconds']:.1f} s: loss {last['loss']:.4f}, fake-quant test accuracy "
+    print(f"trained {arch} on {args.dataset} ({'any-k' if args.any_k else f'k={args.nbits}'}) "
+          f"for {epochs} epochs on {log['device']}{' (amp)' if log['amp'] else ''} in "
+          f"{log['seconds']:.1f} s: loss {last['loss']:.4f}, fake-quant test accuracy "
           f"at k={args.nbits} {acc:.4f} -> {out}")
     return 0
