@@ -76,7 +76,7 @@ async def regression(dut):
         for n, image in enumerate(images):
             res = await _bounded(eng, infer(bundle, cfg, image, k, tables, plans=plans,
                                             layer_counters=per_layer,
-                                            tile_positions=conf.get("tile_positions")), plans, k)
+                                            tile_positions=conf.get("tile_positions", "auto")), plans, k)
             if per_layer:
                 for p in plans:
                     c, ls = res.layer_counters[p.index], stats["layers"][p.name]

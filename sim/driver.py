@@ -202,13 +202,13 @@ def pp_words(cfg: EngineConfig, tables, k: int, g0: int, ngs: int) -> list[int]:
 
 def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarray, nbits: int,
                    k: int, tables, bank: int,
-                   tile_positions: int | str | None = None) -> tuple[Exchange, list, int]:
+                   tile_positions: int | str | None = "auto") -> tuple[Exchange, list, int]:
     """Commands and data for one compute layer at k planes.
 
-    ``tile_positions`` caps the positions per activation tile (default: as many as the bank holds).
-    Smaller tiles let the engine load tile t+1 into the other bank while it computes tile t, so
-    only the first tile's load is exposed instead of the whole layer's. ``"auto"``: about 8 tiles
-    per layer (at least 2 positions each), the setting ``pnn bench`` measures scalability with.
+    ``tile_positions`` caps the positions per activation tile. Smaller tiles let the engine load
+    tile t+1 into the other bank while it computes tile t, so only the first tile's load is
+    exposed instead of the whole layer's. ``"auto"`` (default): about 8 tiles per layer (at least 2
+    positions each); ``None``: as many positions as a bank holds.
 
     Returns the exchange, the (group start, group count, tile start, tile positions) order in which
     result beats come back, and the activation bank the next layer should start with.
@@ -267,7 +267,7 @@ def _assemble(cfg: EngineConfig, plan: LayerPlan, order, words: list[int], k: in
 def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "retrained",
           plans: list[LayerPlan] | None = None,
           layer_counters: bool = False,
-          tile_positions: int | str | None = None
+          tile_positions: int | str | None = "auto"
           ) -> Generator[Exchange, list[int], InferenceResult]:
     """Run one image (codes [C,H,W]) through the engine at ``k`` planes; see the module doc.
 
