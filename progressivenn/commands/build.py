@@ -1,0 +1,82 @@
+"""``pnn build``: synthesis, place-and-route and bitstream for a board with the YoWASP tools."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+NAME = "build"
+HELP = ("build the engine (UART bridge, board top) for an FPGA board with Yosys + nextpnr from PyPI"
+        " and report area and post-route Fmax")
+
+#: the keys of progressivenn.hw.boards.BOARDS (not imported here: amaranth is slow to import)
+_BOARDS = ("icebreaker", "ulx3s-85f", "ulx3s-45f", "ulx3s-25f", "ulx3s-12f")
+
+
+def add_arguments(p):
+    p.add_argument("--board", required=True, choices=_BOARDS,
+                   help="target board (its engine configuration: docs/boards.md)")
+    p.add_argument("--rows", type=int, metavar="R", help="override the board's array rows")
+    p.add_argument("--cols", type=int, metavar="C", help="override the board's array columns")
+    p.add_argument("--baseline", action="store_true",
+                   help="also build the bit-parallel int8 MAC array of the same R x C, with DSP"
+                        " multipliers and LUT-only, and print all three side by side")
+    p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
+                   help="multipliers in DSP blocks (iCE40: synth_ice40 -dsp; default: the"
+                        " board's choice)")
+    p.add_argument("--out", default="build", metavar="DIR",
+                   help="build folder; each design gets DIR/<board>, DIR/<board>-baseline-dsp,"
+                        " DIR/<board>-baseline-lut (default build)")
+    p.add_argument("--json", action="store_true", help="print the report(s) as JSON on stdout")
+
+
+def _summary(r: dict) -> str:
+    if not r["fits"]:
+        return (f"{r['board']} {r['design']} R={r['rows']} C={r['cols']} on {r['device']}: "
+                f"{r['luts']} LUT4, {r['ffs']} FF, {r['dsps']} DSP, {r['brams']} BRAM after"
+                f" synthesis; does NOT fit: {r['error']}")
+    ok = "met" if r["timing_met"] else "NOT met"
+    extra = f", SPRAM {r['spram']}" if r.get("spram") else ""
+    return (f"{r['board']} {r['design']} R={r['rows']} C={r['cols']} on {r['device']}: "
+            f"{r['luts']} LUT4, {r['ffs']} FF, {r['dsps']} DSP, {r['brams']} BRAM{extra}; "
+            f"{r['logic_cells']}/{r['logic_cells_available']} logic cells; Fmax {r['fmax_mhz']}"
+            f" MHz vs {r['target_mhz']} MHz target (timing {ok}); {r['build_seconds']} s ->"
+            f" {r['bitstream']}")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from progressivenn.hw.build import ToolMissing, build_board
+
+    dsp = {"auto": None, "on": True, "off": False}[args.dsp]
+    tty = sys.stderr.isatty()
+
+    def progress(msg):
+        if tty:
+            print(f"\r{msg:<70}", end="", file=sys.stderr, flush=True)
+
+    # (baseline?, dsp, folder suffix)
+    designs = [(False, dsp, "")]
+    if args.baseline:
+        designs += [(True, True, "-baseline-dsp"), (True, False, "-baseline-lut")]
+    reports = []
+    try:
+        for baseline, use_dsp, suffix in designs:
+            out = Path(args.out) / (args.board + suffix)
+            r = build_board(args.board, rows=args.rows, cols=args.cols, baseline=baseline,
+                            dsp=use_dsp, out=out, progress=progress)
+            if tty:
+                print("\r" + " " * 72 + "\r", end="", file=sys.stderr)
+            reports.append(r)
+            if not args.json:
+                print(_summary(r))
+    except ToolMissing as e:
+        print(f"pnn build: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"pnn build: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    return 0 if reports[0]["fits"] else 1
