@@ -8,7 +8,7 @@ PNN    := $(VENV)/bin/pnn
 STAMP  := $(VENV)/.installed
 OUT    ?= demo
 
-.PHONY: all setup demo test test-all lint clean help
+.PHONY: all setup demo test test-all test-board clean help
 
 help:
 	@echo "make demo      run the whole flow on the bundled 8x8 digits (writes $(OUT)/)"
@@ -40,3 +40,7 @@ test-all: $(STAMP)
 
 clean:
 	rm -rf build sim_build demo .pytest_cache
+
+# one real bitstream (iCEBreaker, ~1 min): what CI runs after the tests
+test-board: $(STAMP)
+	$(PY) -m pytest -q -m fpga -k "bitstream and icebreaker" tests/test_boards.py
