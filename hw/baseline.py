@@ -38,13 +38,6 @@ def baseline_data_width(cfg: EngineConfig) -> int:
     return max(cfg.rows * cfg.cols * WBITS, cfg.cols * cfg.abits, cfg.pp_width)
 
 
-def _aw(depth: int) -> int:
-    return max(1, (depth - 1).bit_length())
-
-
-def _field(word, name):
-    lo, w = isa.FIELDS[name]
-    return word[lo:lo + w]
 
 
 class MACArray(wiring.Component):
@@ -88,7 +81,7 @@ class MACArray(wiring.Component):
         m = Module()
         cfg = self.cfg
         R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, self.acc_width
-        waw, aaw, ppaw = _aw(self.wdepth), _aw(2 * cfg.adepth), _aw(cfg.ppdepth)
+        waw, aaw, ppaw = isa.addr_width(self.wdepth), isa.addr_width(2 * cfg.adepth), isa.addr_width(cfg.ppdepth)
 
         m.submodules.wmem = wmem = Memory(shape=R * C * WBITS, depth=self.wdepth, init=[])
         m.submodules.amem = amem = Memory(shape=C * A, depth=2 * cfg.adepth, init=[])
@@ -111,7 +104,7 @@ class MACArray(wiring.Component):
         m.d.comb += self.cmd.ready.eq(~pending)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [pending.eq(1), cmd.eq(self.cmd.payload)]
-        op = _field(cmd, "op")
+        op = isa.cmd_field(cmd, "op")
 
         ld_active = Signal()
         ld_target = Signal(2)
@@ -143,8 +136,8 @@ class MACArray(wiring.Component):
             with m.Switch(op):
                 with m.Case(Op.LOAD_W, Op.LOAD_A, Op.LOAD_PP):
                     with m.If(~computing):
-                        cnt = _field(cmd, "count")
-                        addr = _field(cmd, "addr")
+                        cnt = isa.cmd_field(cmd, "count")
+                        addr = isa.cmd_field(cmd, "addr")
                         with m.If(op == Op.LOAD_A):
                             m.d.sync += ld_addr.eq(addr + Mux(cmd[4], cfg.adepth, 0))
                         with m.Else():
@@ -161,9 +154,9 @@ class MACArray(wiring.Component):
         m.d.comb += [
             seq.start.eq(start),
             seq.k_start.eq(0), seq.k_end.eq(1), seq.wplanes.eq(1),
-            seq.ngroups.eq(_field(cmd, "ngroups")), seq.nchunks.eq(_field(cmd, "nchunks")),
-            seq.npos.eq(_field(cmd, "npos")), seq.every_plane.eq(0), seq.save.eq(0),
-            seq.relu.eq(_field(cmd, "relu")),
+            seq.ngroups.eq(isa.cmd_field(cmd, "ngroups")), seq.nchunks.eq(isa.cmd_field(cmd, "nchunks")),
+            seq.npos.eq(isa.cmd_field(cmd, "npos")), seq.every_plane.eq(0), seq.save.eq(0),
+            seq.relu.eq(isa.cmd_field(cmd, "relu")),
             seq.abase.eq(Mux(cmd[4], cfg.adepth, 0)),
             seq.hold.eq(rfifo.level + inflight >= self.FIFO_DEPTH - 1),
             w_rd.addr.eq(seq.waddr), a_rd.addr.eq(seq.aaddr), pp_rd.addr.eq(seq.ppaddr),

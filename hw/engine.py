@@ -21,13 +21,6 @@ __all__ = ["Engine"]
 NCOUNTERS = len(isa.Counter.NAMES)
 
 
-def _addr_width(depth: int) -> int:
-    return max(1, (depth - 1).bit_length())
-
-
-def _field(word, name):
-    lo, w = isa.FIELDS[name]
-    return word[lo:lo + w]
 
 
 class Engine(wiring.Component):
@@ -99,10 +92,10 @@ class Engine(wiring.Component):
         cfg = self.cfg
         R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, cfg.acc_width
         OW = cfg.obits
-        waw = _addr_width(cfg.wdepth)
-        aaw = _addr_width(2 * cfg.adepth)
-        ppaw = _addr_width(cfg.ppdepth)
-        accaw = _addr_width(cfg.accdepth)
+        waw = isa.addr_width(cfg.wdepth)
+        aaw = isa.addr_width(2 * cfg.adepth)
+        ppaw = isa.addr_width(cfg.ppdepth)
+        accaw = isa.addr_width(cfg.accdepth)
 
         # ---- memories ---------------------------------------------------------------------------
         m.submodules.wmem = wmem = Memory(shape=R * C, depth=cfg.wdepth, init=[])
@@ -137,7 +130,7 @@ class Engine(wiring.Component):
             m.d.sync += [pending.eq(1), cmd.eq(self.cmd.payload)]
         with m.Elif(done):
             m.d.sync += pending.eq(0)
-        op = _field(cmd, "op")
+        op = isa.cmd_field(cmd, "op")
 
         # ---- loader -----------------------------------------------------------------------------
         ld_active = Signal()
@@ -260,20 +253,20 @@ class Engine(wiring.Component):
         all_idle = run_idle & ~ld_active & (outstanding == 0)
         seq_free = ~seq.active | (seq.issue & seq.last)
 
-        cmd_bank = _field(cmd, "bank")
-        cmd_addr = _field(cmd, "addr")
-        cmd_count = _field(cmd, "count")
-        cmd_kstart = _field(cmd, "k_start")
+        cmd_bank = isa.cmd_field(cmd, "bank")
+        cmd_addr = isa.cmd_field(cmd, "addr")
+        cmd_count = isa.cmd_field(cmd, "count")
+        cmd_kstart = isa.cmd_field(cmd, "k_start")
         m.d.comb += [
             seq.k_start.eq(cmd_kstart),
-            seq.k_end.eq(_field(cmd, "k_end")),
-            seq.wplanes.eq(_field(cmd, "wplanes")),
-            seq.ngroups.eq(_field(cmd, "ngroups")),
-            seq.nchunks.eq(_field(cmd, "nchunks")),
-            seq.npos.eq(_field(cmd, "npos")),
-            seq.every_plane.eq(_field(cmd, "every_plane")),
-            seq.save.eq(_field(cmd, "save")),
-            seq.relu.eq(_field(cmd, "relu")),
+            seq.k_end.eq(isa.cmd_field(cmd, "k_end")),
+            seq.wplanes.eq(isa.cmd_field(cmd, "wplanes")),
+            seq.ngroups.eq(isa.cmd_field(cmd, "ngroups")),
+            seq.nchunks.eq(isa.cmd_field(cmd, "nchunks")),
+            seq.npos.eq(isa.cmd_field(cmd, "npos")),
+            seq.every_plane.eq(isa.cmd_field(cmd, "every_plane")),
+            seq.save.eq(isa.cmd_field(cmd, "save")),
+            seq.relu.eq(isa.cmd_field(cmd, "relu")),
             seq.abase.eq(Mux(cmd_bank, cfg.adepth, 0)),
         ]
 

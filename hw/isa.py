@@ -15,7 +15,7 @@ __all__ = [
     "cmd_nop", "cmd_load_w", "cmd_load_a", "cmd_load_pp", "cmd_run", "cmd_read_counters",
     "cmd_clear_counters", "decode_cmd",
     "pack_weight_word", "pack_act_word", "pack_pp_word", "decode_result", "ResultBeat",
-    "signed_bits", "to_signed", "to_unsigned",
+    "signed_bits", "to_signed", "to_unsigned", "addr_width", "cmd_field",
 ]
 
 CMD_WIDTH = 64
@@ -59,6 +59,17 @@ FIELDS = {
     "addr": (8, 20),
     "count": (28, 24),
 }
+
+
+def addr_width(depth: int) -> int:
+    """Address bits of a memory of ``depth`` words (at least 1)."""
+    return max(1, (depth - 1).bit_length())
+
+
+def cmd_field(word, name: str):
+    """Field ``name`` of a command word given as a sliceable value (an Amaranth signal)."""
+    lo, w = FIELDS[name]
+    return word[lo:lo + w]
 
 
 def signed_bits(lo: int, hi: int) -> int:
