@@ -28,7 +28,7 @@ from ..hw import isa
 from ..hw.isa import Counter, EngineConfig
 from .transport import Exchange
 
-__all__ = ["InferenceResult", "LayerPlan", "check_fits", "plan_layers", "infer", "im2col",
+__all__ = ["InferenceResult", "LayerPlan", "check_fits", "check_image", "plan_layers", "infer", "im2col",
            "maxpool", "ideal_cycles", "add_codes"]
 
 
@@ -264,6 +264,19 @@ def _assemble(cfg: EngineConfig, plan: LayerPlan, order, words: list[int], k: in
     return out[:plan.outputs]
 
 
+def check_image(bundle, image, tables: str = "retrained") -> np.ndarray:
+    """Refuse an image whose shape or codes do not fit ``bundle``, or an unknown table set."""
+    if tables not in ("retrained", "fixed"):
+        raise ValueError(f"tables must be 'retrained' or 'fixed', not {tables!r}")
+    image = np.asarray(image)
+    if tuple(image.shape) != tuple(bundle.input_shape):
+        raise ValueError(f"image shape {tuple(image.shape)} != bundle input shape"
+                         f" {tuple(bundle.input_shape)}")
+    if image.dtype.kind not in "iu":
+        raise ValueError(f"image must hold integer activation codes, not {image.dtype}")
+    return image
+
+
 def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "retrained",
           plans: list[LayerPlan] | None = None,
           layer_counters: bool = False,
@@ -278,12 +291,7 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= bundle.nbits:
         raise ValueError(f"k must be an integer in [1, {bundle.nbits}], not {k!r}")
     k = int(k)
-    if tables not in ("retrained", "fixed"):
-        raise ValueError(f"tables must be 'retrained' or 'fixed', not {tables!r}")
-    image = np.asarray(image)
-    if tuple(image.shape) != tuple(bundle.input_shape):
-        raise ValueError(f"image shape {tuple(image.shape)} != bundle input shape"
-                         f" {tuple(bundle.input_shape)}")
+    image = check_image(bundle, image, tables)
     plans = plans if plans is not None else check_fits(bundle, cfg)
     by_index = {p.index: p for p in plans}
     last_compute = plans[-1].index

