@@ -10,8 +10,9 @@ beats carry k = 1):
     acc_r = sum_c sum_l w[r, c*C + l] * x[c*C + l];   then post-processing with table word g.
 
 Commands: LOAD_W / LOAD_A / LOAD_PP / RUN as in ``docs/engine.md``; READ_COUNTERS and
-CLEAR_COUNTERS are accepted and do nothing (the baseline has no counters), so the host driver is
-not meant to run networks on it; ``tests/test_boards.py`` checks one RUN against numpy.
+CLEAR_COUNTERS are accepted and do nothing (the baseline has no counters). The host driver runs
+networks on it with ``infer(..., baseline=True)`` for k <= 7 (int8 holds q_k only up to 7 planes);
+``tests/test_boards.py`` checks one RUN against numpy and a whole network against the golden model.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from ..hw.isa import Counter, EngineConfig
 from .transport import Exchange
 
 __all__ = ["InferenceResult", "LayerPlan", "check_fits", "check_image", "plan_layers", "infer", "im2col",
-           "maxpool", "ideal_cycles", "add_codes"]
+           "maxpool", "ideal_cycles", "add_codes", "baseline_weight_words", "BASELINE_WBITS"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -181,6 +181,35 @@ def weight_words(cfg: EngineConfig, codes: np.ndarray, nbits: int, k: int, g0: i
     return _bits_to_words(planes.reshape(ngs * k * nchunks, R * C))
 
 
+#: weight bits of the bit-parallel baseline (``hw/baseline.py``: ``MACArray``, int8 weights)
+BASELINE_WBITS = 8
+
+
+def baseline_weight_words(cfg: EngineConfig, codes: np.ndarray, nbits: int, k: int, g0: int,
+                          ngs: int, nchunks: int) -> list[int]:
+    """Int8 weight words of the bit-parallel baseline (``hw/baseline.py``) for groups
+    ``g0..g0+ngs-1``, all chunks, at addresses ``g*nchunks + c``: weight (o = g*R + r, i = c*C + l)
+    at ``[(r*C + l)*8 +: 8]``, two's complement.
+
+    The value is the golden model's k-plane weight ``q_k = 2*(u >> (N-k)) - (2^k - 1)``, so the
+    baseline computes exactly what the engine computes at k planes -- while it fits int8, i.e. for
+    k <= 7 (|q_k| <= 127). ``q_8`` spans the odd values in [-255, 255] (9 bits): ValueError.
+    """
+    if not 1 <= k <= BASELINE_WBITS - 1:
+        raise ValueError(f"the int8 baseline holds k-plane weights 2*(u >> (N-k)) - (2^k - 1) only"
+                         f" for k <= {BASELINE_WBITS - 1} (|q_k| <= 127); k={k} needs"
+                         f" {k + 1}-bit signed weights")
+    R, C = cfg.rows, cfg.cols
+    o, i = codes.shape
+    full = np.zeros((ngs * R, nchunks * C), dtype=np.int64)
+    rows = codes[g0 * R:(g0 + ngs) * R].astype(np.int64)
+    full[:rows.shape[0], :i] = 2 * (rows >> (nbits - k)) - ((1 << k) - 1)
+    full &= (1 << BASELINE_WBITS) - 1                                     # two's complement bytes
+    blocks = full.reshape(ngs, R, nchunks, C).transpose(0, 2, 1, 3)       # [g, c, R, C]
+    bits = (blocks.reshape(ngs * nchunks, R * C, 1) >> np.arange(BASELINE_WBITS)) & 1
+    return _bits_to_words(bits.reshape(ngs * nchunks, R * C * BASELINE_WBITS))
+
+
 def act_words(cfg: EngineConfig, patches: np.ndarray, nchunks: int) -> list[int]:
     """Activation words for patches [P, I]: address ``pos*nchunks + c``, lanes past I zero."""
     C, A = cfg.cols, cfg.abits
@@ -202,8 +231,13 @@ def pp_words(cfg: EngineConfig, tables, k: int, g0: int, ngs: int) -> list[int]:
 
 def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarray, nbits: int,
                    k: int, tables, bank: int,
-                   tile_positions: int | str | None = "auto") -> tuple[Exchange, list, int]:
+                   tile_positions: int | str | None = "auto",
+                   baseline: bool = False) -> tuple[Exchange, list, int]:
     """Commands and data for one compute layer at k planes.
+
+    ``baseline``: for the bit-parallel int8 baseline (``hw/baseline.py``) instead of the engine:
+    whole int8 weights of k planes (:func:`baseline_weight_words`, k <= 7) in ``wdepth // nbits``
+    words, the table of k at post-processing address g, RUNs with one "plane" (its beats carry k=1).
 
     ``tile_positions`` caps the positions per activation tile. Smaller tiles let the engine load
     tile t+1 into the other bank while it computes tile t, so only the first tile's load is
@@ -214,8 +248,10 @@ def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarra
     result beats come back, and the activation bank the next layer should start with.
     """
     ex = Exchange()
-    words_per_group = k * plan.nchunks
-    ngs_max = max(1, min(plan.ngroups, cfg.wdepth // words_per_group, cfg.ppdepth // k,
+    words_per_group = plan.nchunks if baseline else k * plan.nchunks
+    wdepth = max(1, cfg.wdepth // cfg.nbits) if baseline else cfg.wdepth
+    ngs_max = max(1, min(plan.ngroups, wdepth // words_per_group,
+                         cfg.ppdepth // (1 if baseline else k),
                          (1 << isa.FIELDS["ngroups"][1]) - 1))
     if tile_positions == "auto":   # about 8 tiles per layer, at least 2 positions per tile
         tile_positions = max(2, _ceil(plan.positions, 8))
@@ -229,18 +265,22 @@ def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarra
     order = []
     for g0 in range(0, plan.ngroups, ngs_max):
         ngs = min(ngs_max, plan.ngroups - g0)
-        w = weight_words(cfg, layer.codes, nbits, k, g0, ngs, plan.nchunks)
+        if baseline:
+            w = baseline_weight_words(cfg, layer.codes, nbits, k, g0, ngs, plan.nchunks)
+        else:
+            w = weight_words(cfg, layer.codes, nbits, k, g0, ngs, plan.nchunks)
         ex.cmds.append(isa.cmd_load_w(0, len(w)))
         ex.data += w
         pp = pp_words(cfg, tables, k, g0, ngs)
-        ex.cmds.append(isa.cmd_load_pp((k - 1) * ngs, len(pp)))
+        ex.cmds.append(isa.cmd_load_pp(0 if baseline else (k - 1) * ngs, len(pp)))
         ex.data += pp
         for t0 in range(0, plan.positions, tile):
             npos = min(tile, plan.positions - t0)
             a = act_words(cfg, patches[t0:t0 + npos], plan.nchunks)
             ex.cmds.append(isa.cmd_load_a(bank, 0, len(a)))
             ex.data += a
-            ex.cmds.append(isa.cmd_run(bank=bank, relu=plan.relu, k_start=0, k_end=k, wplanes=k,
+            kr = 1 if baseline else k
+            ex.cmds.append(isa.cmd_run(bank=bank, relu=plan.relu, k_start=0, k_end=kr, wplanes=kr,
                                        ngroups=ngs, nchunks=plan.nchunks, npos=npos))
             ex.n_results += npos * ngs
             order.append((g0, ngs, t0, npos))
@@ -280,19 +320,35 @@ def check_image(bundle, image, tables: str = "retrained") -> np.ndarray:
 def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "retrained",
           plans: list[LayerPlan] | None = None,
           layer_counters: bool = False,
-          tile_positions: int | str | None = "auto"
+          tile_positions: int | str | None = "auto",
+          baseline: bool = False
           ) -> Generator[Exchange, list[int], InferenceResult]:
     """Run one image (codes [C,H,W]) through the engine at ``k`` planes; see the module doc.
 
     ``layer_counters``: clear and read the counters around every compute layer instead of around
     the image; ``InferenceResult.layer_counters`` then holds each layer's own figures and
     ``counters`` their sums. ``tile_positions``: see :func:`layer_exchange`.
+
+    ``baseline``: drive the bit-parallel int8 baseline (``hw/baseline.py``: ``MACArray``) instead:
+    the int8 weights are the k-plane weights of the golden model, so k <= 7
+    (:func:`baseline_weight_words`), and every RUN is one pass per chunk whatever k is. The baseline
+    has no counters: none are cleared or read and ``counters`` stays empty (count cycles in the
+    transport).
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= bundle.nbits:
         raise ValueError(f"k must be an integer in [1, {bundle.nbits}], not {k!r}")
     k = int(k)
     image = check_image(bundle, image, tables)
     plans = plans if plans is not None else check_fits(bundle, cfg)
+    if baseline:
+        if k > BASELINE_WBITS - 1:
+            raise ValueError(f"the int8 baseline runs k <= {BASELINE_WBITS - 1} only (k={k} needs"
+                             f" {k + 1}-bit signed weights)")
+        for plan in plans:
+            if plan.nchunks > max(1, cfg.wdepth // cfg.nbits):
+                raise ValueError(f"layer {plan.index} ({plan.name}): one row group needs"
+                                 f" {plan.nchunks} int8 weight words, the baseline has"
+                                 f" {max(1, cfg.wdepth // cfg.nbits)}")
     by_index = {p.index: p for p in plans}
     last_compute = plans[-1].index
     x = image.astype(np.int64)
@@ -316,9 +372,10 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
             else:
                 patches = x.reshape(1, -1)
             ex, order, bank = layer_exchange(cfg, plan, layer, patches, bundle.nbits, k,
-                                             layer.tables[tables], bank, tile_positions)
-            read = layer_counters or i == last_compute
-            if not outputs or layer_counters:
+                                             layer.tables[tables], bank, tile_positions,
+                                             baseline=baseline)
+            read = not baseline and (layer_counters or i == last_compute)
+            if not baseline and (not outputs or layer_counters):
                 ex.cmds.insert(0, isa.cmd_clear_counters())
             if read:
                 ex.cmds.append(isa.cmd_read_counters())
@@ -341,7 +398,7 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
                 else:
                     counters.update(got)
                 words = words[:-len(Counter.NAMES)]
-            y = _assemble(cfg, plan, order, words, k)
+            y = _assemble(cfg, plan, order, words, 1 if baseline else k)
             x = y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
         elif layer.kind == "maxpool":
             x = maxpool(x, layer.kernel, layer.stride, layer.padding)

@@ -74,11 +74,18 @@ class AmaranthTransport(Transport):
         Upper bound on the cycles of one exchange; a hang raises ``TimeoutError``.
     vcd : str or None
         Write a waveform file.
+    component : callable or None
+        ``component(cfg)`` builds the design to simulate (its ``cmd``/``data``/``res`` streams as
+        the engine's); default ``hw.engine.Engine``. E.g. ``hw.baseline.MACArray`` for the
+        bit-parallel baseline (drive it with ``infer(..., baseline=True)``).
+
+    ``cycles`` counts the clock cycles of every exchange run so far (all of them, counters or not).
     """
 
     def __init__(self, cfg: EngineConfig, *, stall: float = 0.0, seed: int = 0,
-                 max_cycles: int = 2_000_000, vcd: str | None = None):
+                 max_cycles: int = 2_000_000, vcd: str | None = None, component=None):
         self.cfg = cfg
+        self.component = component
         self.stall = stall
         self.seed = seed
         self.max_cycles = max_cycles
@@ -90,7 +97,7 @@ class AmaranthTransport(Transport):
 
         from ..hw.engine import Engine
 
-        dut = Engine(self.cfg)
+        dut = (self.component or Engine)(self.cfg)
         rng = random.Random(self.seed)
         box = {}
         sim = Simulator(dut)

@@ -141,6 +141,34 @@ def test_baseline_mac_array_one_run_matches_numpy():
     assert len(dut.data.payload) == baseline_data_width(cfg)
 
 
+def test_driver_runs_a_bundle_on_the_baseline_bit_exact_with_golden():
+    """``infer(..., baseline=True)`` on ``MACArray`` in the simulator equals the golden model at
+    k = N for a 7-bit bundle and at k = 7 for an 8-bit one; k = 8 needs 9-bit weights (q_8 is odd
+    in [-255, 255]) that int8 cannot hold, so the driver refuses it."""
+    from bundles import random_bundle
+
+    from progressivenn.sim.compare import compare_outputs, golden_outputs
+    from progressivenn.sim.driver import infer
+    from progressivenn.sim.transport import AmaranthTransport
+
+    # small weight memory: wdepth // nbits = 8 int8 words, so conv2 (6 chunks) loads one group
+    # at a time
+    cfg = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=64, mbits=18, bbits=40,
+                       obits=32, wdepth=64, adepth=64, ppdepth=16, accdepth=16)
+    for nbits, k in ((7, 7), (8, 7)):
+        b = random_bundle(1, nbits=nbits)
+        tr = AmaranthTransport(cfg, component=MACArray, stall=0.2, seed=nbits)
+        res = tr.run(infer(b, cfg, b.test_x[0], k=k, baseline=True))
+        exp = [e[0] for e in golden_outputs(b, b.test_x[:1], k)]
+        cmp = compare_outputs(b, res.outputs, exp, k=k, image=0)
+        assert cmp.compared > 0 and cmp.mismatches == 0, (nbits, k, cmp.first)
+        assert res.counters == {} and tr.cycles > 0
+    b = random_bundle(1, nbits=8)
+    with pytest.raises(ValueError, match="k <= 7"):
+        AmaranthTransport(cfg, component=MACArray).run(
+            infer(b, cfg, b.test_x[0], k=8, baseline=True))
+
+
 def test_icebreaker_top_elaborates_to_rtlil():
     """Quick default check: the whole iCEBreaker top (bridge + engine) elaborates for its
     platform and the pin/clock file names the board's pins."""
