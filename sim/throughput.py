@@ -5,6 +5,12 @@ Fmax and LUT4 counts are the measured builds of ``docs/boards.md`` (``BUILDS``).
 checked value by value against the golden model at its k.
 
     python -m progressivenn.sim.throughput BUNDLE_DIR [--board ulx3s-85f] [--image 0]
+
+Other array sizes: pass the measured builds as ``pnn build --json`` output (or a build folder's
+``report.json``) with ``--report FILE`` (repeatable); the simulated engine configuration is the
+reports' ``config`` (one for all), and the designs without a placed-and-routed report are left out:
+
+    python -m progressivenn.sim.throughput BUNDLE_DIR --report engine.json --report lut.json
 """
 
 from __future__ import annotations
@@ -18,12 +24,42 @@ from .compare import compare_outputs, golden_outputs
 from .driver import BASELINE_WBITS, infer
 from .transport import AmaranthTransport
 
-__all__ = ["BUILDS", "throughput_per_lut", "format_table", "main"]
+__all__ = ["BUILDS", "load_reports", "throughput_per_lut", "format_table", "main"]
 
 #: measured builds, docs/boards.md "Measured": board -> design -> (LUT4, post-route Fmax in MHz)
 BUILDS = {
     "ulx3s-85f": {"engine": (12296, 51.93), "baseline-int8-lut": (43248, 31.27)},
 }
+
+
+def load_reports(paths) -> tuple[str, EngineConfig, dict]:
+    """Measured builds from ``pnn build --json`` outputs / ``report.json`` files (a report or a
+    list of them each): ``(board, cfg, {design: (LUT4, post-route Fmax in MHz)})``.
+
+    Every report must carry the same engine configuration (``config``: what is simulated); the
+    boards may differ (a baseline too big for the board's part, built on a larger die with the
+    same configuration); ``board`` is the engine report's, else the first. Reports that did not
+    place and route (``fits`` false: no Fmax) are left out."""
+    import json
+    from pathlib import Path
+
+    reps = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        reps += data if isinstance(data, list) else [data]
+    fields = EngineConfig.__dataclass_fields__
+    cfgs = {tuple(sorted((k, v) for k, v in r["config"].items() if k in fields)) for r in reps}
+    if len(cfgs) != 1:
+        raise ValueError(f"reports are for more than one engine configuration: "
+                         f"{sorted({(r['board'], r['rows'], r['cols']) for r in reps})}")
+    cfg = EngineConfig(**dict(next(iter(cfgs))))
+    board = next((r["board"] for r in reps if r["design"] == "engine"), reps[0]["board"])
+    builds = {}
+    for r in reps:
+        if not r.get("fits") or r.get("fmax_mhz") is None:
+            continue          # synthesized but not placed and routed: no Fmax
+        builds[r["design"]] = (r["luts"], r["fmax_mhz"])
+    return board, cfg, builds
 
 
 def _run(bundle, cfg: EngineConfig, image, k: int, baseline: bool, tile_positions):
@@ -40,7 +76,8 @@ def _run(bundle, cfg: EngineConfig, image, k: int, baseline: bool, tile_position
 
 def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
                        ks=(1, 2, 4, 8), baseline_ks=None, tile_positions="auto",
-                       baseline_tile_positions=("auto", None)) -> list[dict]:
+                       baseline_tile_positions=("auto", None), builds: dict | None = None,
+                       cfg: EngineConfig | None = None) -> list[dict]:
     """One row per run: design, k, activation tiling, engine counter ``total`` (engine only),
     transport cycles, the array's ideal cycles, golden mismatches, inferences/s = Fmax / cycles and
     that per LUT4.
@@ -55,11 +92,18 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
     ``(min(N, 7),)``. ``cycles`` (what the rates use) is the engine's own ``total`` counter for
     the engine and the simulated clock cycles of the whole exchange for the baseline, which has no
     counters; ``transport_cycles`` gives the latter for both.
+
+    ``builds`` (``{design: (LUT4, Fmax MHz)}``, e.g. from :func:`load_reports`) replaces
+    ``BUILDS[board]``; ``cfg`` (default: the board's) is the simulated engine configuration,
+    the one that was built. Designs without figures are skipped.
     """
     from ..hw.boards import BOARDS
     from .driver import plan_layers
 
-    cfg = BOARDS[board].cfg
+    if cfg is None:
+        cfg = BOARDS[board].cfg
+    if builds is None:
+        builds = BUILDS[board]
     x = bundle.test_x[image]
     if baseline_ks is None:
         baseline_ks = (min(bundle.nbits, BASELINE_WBITS - 1),)
@@ -68,7 +112,9 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
     for design, kk, bl, tp in ([("engine", k, False, tile_positions) for k in ks]
                                + [("baseline-int8-lut", k, True, t) for t in baseline_tile_positions
                                   for k in baseline_ks]):
-        luts, fmax = BUILDS[board][design]
+        if design not in builds:
+            continue
+        luts, fmax = builds[design]
         res, tcycles, cmp = _run(bundle, cfg, x, kk, bl, tp)
         cycles = res.counters["total"] if not bl else tcycles
         ips = fmax * 1e6 / cycles
@@ -102,10 +148,22 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle")
-    ap.add_argument("--board", default="ulx3s-85f", choices=sorted(BUILDS))
+    ap.add_argument("--board", default="ulx3s-85f", choices=sorted(BUILDS),
+                    help="the built-in figures (BUILDS); ignored with --report")
     ap.add_argument("--image", type=int, default=0)
+    ap.add_argument("--report", action="append", default=[], metavar="FILE",
+                    help="a `pnn build --json` output or report.json (repeatable): measured LUT4"
+                         " and Fmax per design, with its board and R x C")
     a = ap.parse_args(argv)
-    print(format_table(throughput_per_lut(load_bundle(a.bundle), a.board, a.image)))
+    if a.report:
+        board, cfg, builds = load_reports(a.report)
+        if not builds:
+            ap.error("no report with a place-and-route result (fits: true)")
+        rows_out = throughput_per_lut(load_bundle(a.bundle), board, a.image, builds=builds,
+                                      cfg=cfg)
+    else:
+        rows_out = throughput_per_lut(load_bundle(a.bundle), a.board, a.image)
+    print(format_table(rows_out))
     return 0
 
 
