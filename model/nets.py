@@ -122,21 +122,14 @@ class QNet(nn.Module):
             for st in self.stages:
                 x = st(x)
             return x
-        x_in, outs = x, []
-        for st, src in zip(self.stages, self.inputs):
-            if isinstance(st, AddBlock):
-                a, b = (x_in if j == -1 else outs[j] for j in src)
-                x = st(a, b)
-            else:
-                if src is not None:
-                    x = x_in if src == -1 else outs[src]
-                x = st(x)
-            outs.append(x)
-        return x
+        return self._walk(x)[-1]
 
     def stage_outputs(self, codes) -> list:
         """Every stage's output (float, fake-quant), in stage order; for tests and tools."""
-        x = codes.to(self._dtype()) * self.input_scale
+        return self._walk(codes.to(self._dtype()) * self.input_scale)
+
+    def _walk(self, x) -> list:
+        """Run the stage graph on the scaled input ``x``; every stage's output, in order."""
         x_in, outs = x, []
         for st, src in zip(self.stages, self.inputs):
             if isinstance(st, AddBlock):
