@@ -12,6 +12,22 @@ def _ks(d: dict) -> list[str]:
     return sorted((k for k in d if k.isdigit()), key=int)
 
 
+def _finish(fig, ax, ks: list[int], ylabel: str, title: str, path: Path) -> Path:
+    """Label a k-axis plot, save it as ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("weight planes k")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(ks)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_accuracy(ev: dict, path: Path, sim: dict | None = None) -> Path:
     import matplotlib
 
@@ -30,16 +46,7 @@ def plot_accuracy(ev: dict, path: Path, sim: dict | None = None) -> Path:
         sk = _ks(sim["accuracy"])
         ax.plot([int(k) for k in sk], [100 * sim["accuracy"][k] for k in sk], "x", ms=9,
                 label=f"RTL ({sim['simulator']}, {sim['images']} images)")
-    ax.set_xlabel("weight planes k")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_xticks(x)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("ProgressiveNN: accuracy vs bit-planes")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, x, "test accuracy (%)", "ProgressiveNN: accuracy vs bit-planes", path)
 
 
 def plot_cycles(sim: dict, path: Path) -> Path:
@@ -57,16 +64,7 @@ def plot_cycles(sim: dict, path: Path) -> Path:
     ax.plot(x, [sim["cycles"][k] / sim["cycles"][top] for k in ks], "s--",
             label="total cycles, loads included")
     ax.plot(x, [int(k) / int(top) for k in ks], "k:", label=f"ideal k/{top}")
-    ax.set_xlabel("weight planes k")
-    ax.set_ylabel(f"cycles relative to k={top}")
-    ax.set_xticks(x)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Compute proportional to bits")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, x, f"cycles relative to k={top}", "Compute proportional to bits", path)
 
 
 def write_report(out: Path, ev: dict, sim: dict | None, extra: dict) -> Path:
