@@ -31,11 +31,14 @@ from .postproc import PostProc
 __all__ = ["MACArray", "baseline_data_width"]
 
 WBITS = 8
+#: map the product sums to carry-chain adders (see ``adder_tree``)
+TREE_KEEP = True
 
 
 def baseline_data_width(cfg: EngineConfig) -> int:
     """Data-stream width of the baseline: an int8 weight word, an activation word or a
-    post-processing word, whichever is widest."""
+    post-processing word (one lane per row), whichever is widest."""
+    cfg = cfg.full_rate_pp()
     return max(cfg.rows * cfg.cols * WBITS, cfg.cols * cfg.abits, cfg.pp_width)
 
 
@@ -66,6 +69,9 @@ class MACArray(wiring.Component):
     def __init__(self, cfg: EngineConfig):
         if not isinstance(cfg, EngineConfig):
             raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
+        # a bit-parallel array can finish a result every cycle: its post-processing keeps one lane
+        # per row whatever ``cfg.pp_lanes`` says (the driver's ``baseline=True`` does the same)
+        cfg = cfg.full_rate_pp()
         self.cfg = cfg
         self.wdepth = max(1, cfg.wdepth // cfg.nbits)
         # |sum| <= I_max * 128 * (2^A - 1): the accumulator width for int8 weights
@@ -177,7 +183,7 @@ class MACArray(wiring.Component):
                 w = w_rd.data[(r * C + l) * WBITS:(r * C + l + 1) * WBITS].as_signed()
                 x = a_rd.data[l * A:(l + 1) * A]
                 terms.append(w * x)
-            m.d.sync += sums[r].eq(adder_tree(terms))
+            m.d.sync += sums[r].eq(adder_tree(m, terms, name=f"row{r}", keep=TREE_KEEP))
         accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
         emit2, relu2, k2 = Signal(), Signal(), Signal(kw)
         m.d.sync += [pipe[2].eq(pipe[1]), emit2.eq(emit1), relu2.eq(relu1), k2.eq(k1)]

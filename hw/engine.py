@@ -5,7 +5,7 @@ Implements ``docs/engine.md`` exactly; every word format comes from :mod:`isa`.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, Cat, Const, Mux
+from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array
 from amaranth.lib import wiring, stream, fifo
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -50,16 +50,17 @@ class Engine(wiring.Component):
 
     Timing: one chunk per cycle with no bubbles across chunk, plane, group, position (or RUN)
     boundaries; the last result beat of a RUN whose results are not held back is valid
-    ``busy_cycles + latency`` (9) cycles after the cycle the RUN command was accepted (or the
-    last data beat of an earlier LOAD was accepted, whichever is later).
+    ``busy_cycles + latency`` (9 + Q - 1) cycles after the cycle the RUN command was accepted (or
+    the last data beat of an earlier LOAD was accepted, whichever is later).
     Internal pipeline: issue (memory read) -> PE array (:attr:`PEArray.latency`) ->
-    post-processing (:attr:`PostProc.latency`) -> result FIFO (2 cycles). A result-producing
-    chunk is issued only when a result FIFO place is reserved for it (credits), so nothing is
-    ever dropped and the array stalls only under real back-pressure on ``res``.
+    post-processing (P = ``cfg.pp_par`` lanes, Q = R/P slices one per cycle, then
+    :attr:`PostProc.latency`) -> result FIFO (2 cycles). A result-producing chunk is issued only
+    when a result FIFO place is reserved for it (credits) and, with Q > 1, at least Q cycles after
+    the previous one (the post-processing lanes are then free), so nothing is ever dropped; the
+    array stalls only under back-pressure on ``res`` or when a result would follow the previous
+    one in fewer than Q cycles (``k * nchunks < Q``).
     """
 
-    #: cycles from a chunk's issue to its result being written into the result FIFO
-    ISSUE_TO_FIFO = 1 + PEArray.LATENCY + PostProc.LATENCY
     #: cycles from the FIFO write to the beat on ``res`` (SyncFIFOBuffered)
     FIFO_LATENCY = 2
 
@@ -76,16 +77,21 @@ class Engine(wiring.Component):
         })
 
     @property
+    def issue_to_fifo(self) -> int:
+        """Cycles from a result-producing chunk's issue to its result entering the result FIFO."""
+        return 1 + PEArray.LATENCY + (self.cfg.pp_slices - 1) + PostProc.LATENCY
+
+    @property
     def latency(self) -> int:
         """Fixed cycles from the cycle a RUN is accepted to its last result beat being valid,
         on top of the RUN's busy cycles, when the engine is idle before and ``res`` is ready:
         decode (1) + sequencer start (1) + issue-to-FIFO + FIFO."""
-        return 2 + self.ISSUE_TO_FIFO + self.FIFO_LATENCY - 1
+        return 2 + self.issue_to_fifo + self.FIFO_LATENCY - 1
 
     @property
     def fifo_depth(self) -> int:
         """Result FIFO depth: enough credits that a ready consumer never stalls the array."""
-        return self.ISSUE_TO_FIFO + self.FIFO_LATENCY + 4
+        return self.issue_to_fifo + self.FIFO_LATENCY + 4
 
     def elaborate(self, platform):
         m = Module()
@@ -94,7 +100,9 @@ class Engine(wiring.Component):
         OW = cfg.obits
         waw = isa.addr_width(cfg.wdepth)
         aaw = isa.addr_width(2 * cfg.adepth)
-        ppaw = isa.addr_width(cfg.ppdepth)
+        P, Q = cfg.pp_par, cfg.pp_slices
+        ppaw = isa.addr_width(cfg.ppdepth)          # memory words
+        ppew = isa.addr_width(cfg.pp_entries)       # table entries (Q words each)
         accaw = isa.addr_width(cfg.accdepth)
 
         # ---- memories ---------------------------------------------------------------------------
@@ -108,14 +116,14 @@ class Engine(wiring.Component):
         acc_wr, acc_rd = accmem.write_port(), accmem.read_port()
 
         # ---- blocks -----------------------------------------------------------------------------
-        m.submodules.seq = seq = Sequencer(waddr_width=waw, aaddr_width=aaw, ppaddr_width=ppaw,
+        m.submodules.seq = seq = Sequencer(waddr_width=waw, aaddr_width=aaw, ppaddr_width=ppew,
                                            accaddr_width=accaw)
         # PE tag: emit, save, relu, k(5), accaddr
         kw = isa.FIELDS["k_end"][1]
         m.submodules.pe = pe = PEArray(rows=R, cols=C, abits=A, acc_width=AW,
                                        tag_width=3 + kw + accaw)
-        m.submodules.pp = pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
-                                        abits=A, obits=OW, shift_width=SW, tag_width=kw)
+        m.submodules.pp = pp = PostProc(rows=P, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
+                                        abits=A, obits=OW, shift_width=SW, tag_width=kw + 1)
         depth = self.fifo_depth
         m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(width=cfg.res_width, depth=depth)
 
@@ -157,8 +165,9 @@ class Engine(wiring.Component):
         s1_valid = Signal()
         s1_tag = Signal(pe.tag_width)
         s1_load, s1_dbl, s1_saved = Signal(), Signal(), Signal()
-        s1_pp = Signal(ppaw)
-        s2_pp = Signal(ppaw)
+        s1_pp = Signal(ppew)
+        s2_pp = Signal(ppew)
+        s2_emit = Signal()
         m.d.comb += [
             w_rd.addr.eq(seq.waddr),
             a_rd.addr.eq(seq.aaddr),
@@ -170,6 +179,7 @@ class Engine(wiring.Component):
             s1_tag.eq(Cat(seq.emit, seq.save_o, seq.relu_o, seq.k, seq.accaddr)),
             s1_pp.eq(seq.ppaddr),
             s2_pp.eq(s1_pp),
+            s2_emit.eq(s1_valid & s1_tag[0]),
         ]
         m.d.comb += [
             pe.i_valid.eq(s1_valid),
@@ -179,7 +189,6 @@ class Engine(wiring.Component):
             pe.i_load.eq(s1_load),
             pe.i_init.eq(Mux(s1_saved, acc_rd.data, 0)),
             pe.i_tag.eq(s1_tag),
-            pp_rd.addr.eq(s2_pp),
         ]
         o_emit = pe.o_tag[0]
         o_save = pe.o_tag[1]
@@ -190,13 +199,58 @@ class Engine(wiring.Component):
             acc_wr.addr.eq(o_accaddr),
             acc_wr.data.eq(pe.o_acc),
             acc_wr.en.eq(pe.o_valid & o_save),
-            pp.i_valid.eq(pe.o_valid & o_emit),
-            pp.i_acc.eq(pe.o_acc),
+        ]
+
+        # ---- post-processing: Q slices of P accumulators, one per cycle -------------------------
+        # A result's R accumulators reach the lanes in Q consecutive cycles: slice 0 straight from
+        # the PE array, slices 1..Q-1 from a copy taken then (the array's registers move on).
+        # Table word e*Q + q (slice q of entry e) is read the cycle before slice q is presented.
+        first = pe.o_valid & o_emit
+        pp_q = Signal(range(Q))                      # slice presented this cycle (when pass_on)
+        pass_on = Signal()                           # slices 1..Q-1 of a result are being presented
+        if Q == 1:
+            m.d.comb += pp_rd.addr.eq(s2_pp)
+            slice_acc, slice_relu, slice_k = pe.o_acc, o_relu, o_k
+            slice_valid, slice_last = first, Const(1)
+        else:
+            held_acc = Signal(R * AW)
+            held_relu, held_k = Signal(), Signal(kw)
+            rd_next = Signal(ppaw)
+            with m.If(first):
+                m.d.sync += [held_acc.eq(pe.o_acc), held_relu.eq(o_relu), held_k.eq(o_k),
+                             pass_on.eq(1), pp_q.eq(1)]
+            with m.Elif(pass_on):
+                m.d.sync += pp_q.eq(pp_q + 1)
+                with m.If(pp_q == Q - 1):
+                    m.d.sync += pass_on.eq(0)
+            entry_word = s2_pp * Q
+            m.d.comb += pp_rd.addr.eq(Mux(s2_emit, entry_word, rd_next))
+            m.d.sync += rd_next.eq(Mux(s2_emit, entry_word, rd_next) + 1)
+            slices = Array(held_acc[q * P * AW:(q + 1) * P * AW] for q in range(Q))
+            slice_acc = Mux(first, pe.o_acc[:P * AW], slices[pp_q])
+            slice_relu = Mux(first, o_relu, held_relu)
+            slice_k = Mux(first, o_k, held_k)
+            slice_valid = first | pass_on
+            slice_last = pass_on & (pp_q == Q - 1)
+        m.d.comb += [
+            pp.i_valid.eq(slice_valid),
+            pp.i_acc.eq(slice_acc),
             pp.i_pp.eq(pp_rd.data),
-            pp.i_relu.eq(o_relu),
-            pp.i_tag.eq(o_k),
-            rfifo.w_en.eq(pp.o_valid),
-            rfifo.w_data.eq(Cat(Const(0, 1), pp.o_tag, Const(0, 2), pp.o_y)),
+            pp.i_relu.eq(slice_relu),
+            pp.i_tag.eq(Cat(slice_k, slice_last)),
+        ]
+        # results leave the lanes slice by slice; the beat is written with its last slice
+        pp_k, pp_last = pp.o_tag[:kw], pp.o_tag[kw]
+        if Q == 1:
+            res_y = pp.o_y
+        else:
+            gathered = Signal((Q - 1) * P * OW)      # slices 0..Q-2 of the result in flight
+            with m.If(pp.o_valid):
+                m.d.sync += gathered.eq(Cat(gathered[P * OW:], pp.o_y) if Q > 2 else pp.o_y)
+            res_y = Cat(gathered, pp.o_y)
+        m.d.comb += [
+            rfifo.w_en.eq(pp.o_valid & pp_last),
+            rfifo.w_data.eq(Cat(Const(0, 1), pp_k, Const(0, 2), res_y)),
         ]
 
         # ---- credits: results issued but not yet delivered never exceed the FIFO depth ----------
@@ -208,7 +262,15 @@ class Engine(wiring.Component):
             m.d.sync += outstanding.eq(outstanding + 1)
         with m.Elif(~inc & res_from_fifo):
             m.d.sync += outstanding.eq(outstanding - 1)
-        m.d.comb += seq.hold.eq(outstanding >= depth)
+        if Q == 1:
+            m.d.comb += seq.hold.eq(outstanding >= depth)
+        else:   # and at least Q cycles between result-producing chunks: the lanes are free
+            gap = Signal(range(Q))
+            with m.If(inc):
+                m.d.sync += gap.eq(Q - 1)
+            with m.Elif(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+            m.d.comb += seq.hold.eq((outstanding >= depth) | (gap != 0))
 
         # ---- counters ---------------------------------------------------------------------------
         counters = [Signal(64, name=f"cnt_{n}") for n in isa.Counter.NAMES]
@@ -249,7 +311,7 @@ class Engine(wiring.Component):
         # ---- command execution ------------------------------------------------------------------
         run_bank = Signal()
         compute_idle = ~seq.active & ~s1_valid & ~pe.o_active
-        run_idle = compute_idle & ~pp.o_active
+        run_idle = compute_idle & ~pass_on & ~pp.o_active
         all_idle = run_idle & ~ld_active & (outstanding == 0)
         seq_free = ~seq.active | (seq.issue & seq.last)
 

@@ -54,7 +54,7 @@ def engine_params(engine) -> dict:
                         "value_width": cfg.obits, "counter_width": 64},
         "latency": {
             "run_accept_to_last_result": engine.latency,
-            "issue_to_fifo": engine.ISSUE_TO_FIFO,
+            "issue_to_fifo": engine.issue_to_fifo,
             "result_fifo": engine.FIFO_LATENCY,
             "pe_array": PEArray.LATENCY,
             "postproc": PostProc.LATENCY,

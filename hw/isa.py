@@ -7,14 +7,14 @@ the host driver all use it. It needs nothing but the standard library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from typing import Iterable, Sequence
 
 __all__ = [
     "Op", "Counter", "EngineConfig", "CMD_WIDTH", "SW",
     "cmd_nop", "cmd_load_w", "cmd_load_a", "cmd_load_pp", "cmd_run", "cmd_read_counters",
     "cmd_clear_counters", "decode_cmd",
-    "pack_weight_word", "pack_act_word", "pack_pp_word", "decode_result", "ResultBeat",
+    "pack_weight_word", "pack_act_word", "pack_pp_word", "pack_pp_words", "decode_result", "ResultBeat",
     "signed_bits", "to_signed", "to_unsigned", "addr_width", "cmd_field",
 ]
 
@@ -167,6 +167,10 @@ class EngineConfig:
     adepth: int = 512
     ppdepth: int = 128
     accdepth: int = 256
+    #: post-processing lanes P (0: one per row, P = R). With P < R (P must divide R) the R
+    #: accumulators of a result are post-processed P at a time over Q = R/P cycles, results are
+    #: issued at most one per Q cycles, and each table entry is Q words of P (M, B) pairs
+    pp_lanes: int = 0
 
     def __post_init__(self):
         def pos_int(name, lo=1, hi=None):
@@ -184,6 +188,12 @@ class EngineConfig:
         pos_int("obits", 2, 64)
         for name in ("wdepth", "adepth", "ppdepth", "accdepth"):
             pos_int(name, 1, 1 << 20)
+        pos_int("pp_lanes", 0, self.rows)
+        if self.rows % self.pp_par:
+            raise ValueError(f"pp_lanes {self.pp_lanes} must divide rows {self.rows}")
+        if self.ppdepth < self.pp_slices:
+            raise ValueError(f"ppdepth {self.ppdepth} cannot hold one table entry of"
+                             f" {self.pp_slices} words (rows {self.rows} / pp_lanes {self.pp_lanes})")
         if self.obits < self.abits + 1:
             raise ValueError(f"obits {self.obits} cannot hold a ReLU output of abits {self.abits}"
                              f" bits (needs obits >= abits + 1)")
@@ -210,8 +220,23 @@ class EngineConfig:
         return -(-self.max_reduction // self.cols)
 
     @property
+    def pp_par(self) -> int:
+        """P: accumulators post-processed per cycle (``pp_lanes``, or R when it is 0)."""
+        return self.pp_lanes or self.rows
+
+    @property
+    def pp_slices(self) -> int:
+        """Q = R/P: words per post-processing table entry, cycles per result."""
+        return self.rows // self.pp_par
+
+    @property
+    def pp_entries(self) -> int:
+        """Table entries (one per (k, group)) the post-processing memory holds."""
+        return self.ppdepth // self.pp_slices
+
+    @property
     def pp_width(self) -> int:
-        return SW + self.rows * (self.mbits + self.bbits)
+        return SW + self.pp_par * (self.mbits + self.bbits)
 
     @property
     def data_width(self) -> int:
@@ -225,10 +250,15 @@ class EngineConfig:
     def res_width(self) -> int:
         return 8 + self.res_data_width
 
+    def full_rate_pp(self) -> "EngineConfig":
+        """This configuration with one post-processing lane per row (``pp_lanes`` = 0)."""
+        return replace(self, pp_lanes=0)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.update(acc_width=self.acc_width, data_width=self.data_width, res_width=self.res_width,
-                 pp_width=self.pp_width, cmd_width=CMD_WIDTH, shift_width=SW)
+                 pp_width=self.pp_width, pp_par=self.pp_par, pp_slices=self.pp_slices,
+                 pp_entries=self.pp_entries, cmd_width=CMD_WIDTH, shift_width=SW)
         return d
 
 
@@ -254,15 +284,28 @@ def pack_act_word(cfg: EngineConfig, xs: Iterable[int]) -> int:
 
 
 def pack_pp_word(cfg: EngineConfig, shift: int, ms: Sequence[int], bs: Sequence[int]) -> int:
-    """Shift S and up to R pairs (M, B) -> one post-processing word; missing rows are 0."""
+    """Shift S and up to P pairs (M, B) -> one post-processing word; missing rows are 0."""
     if not 0 <= int(shift) < (1 << SW):
         raise ValueError(f"shift S={shift} does not fit in {SW} bits")
+    if len(ms) > cfg.pp_par or len(bs) > cfg.pp_par:
+        raise ValueError(f"a post-processing word holds {cfg.pp_par} (M, B) pairs, not"
+                         f" {max(len(ms), len(bs))}")
     word = int(shift)
     stride = cfg.mbits + cfg.bbits
     for r, (m, b) in enumerate(zip(ms, bs)):
         word |= to_unsigned(m, cfg.mbits) << (SW + r * stride)
         word |= to_unsigned(b, cfg.bbits) << (SW + r * stride + cfg.mbits)
     return word
+
+
+def pack_pp_words(cfg: EngineConfig, shift: int, ms: Sequence[int], bs: Sequence[int]) -> list[int]:
+    """One table entry: S and up to R pairs (M, B) -> its Q = R/P words (rows ``q*P .. q*P+P-1``
+    in word q, each word carrying S); entry e lives at words ``e*Q .. e*Q+Q-1``."""
+    if len(ms) > cfg.rows or len(bs) > cfg.rows:
+        raise ValueError(f"a table entry holds {cfg.rows} (M, B) pairs, not {max(len(ms), len(bs))}")
+    P = cfg.pp_par
+    return [pack_pp_word(cfg, shift, list(ms[q * P:(q + 1) * P]), list(bs[q * P:(q + 1) * P]))
+            for q in range(cfg.pp_slices)]
 
 
 @dataclass(frozen=True)

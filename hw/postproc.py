@@ -131,7 +131,10 @@ class PostProc(wiring.Component):
         zs = [Signal(signed(ZW), name=f"z{r}") for r in range(R)]
         m.d.sync += [v2.eq(v1), relu2.eq(relu1), sh2.eq(sh1), tag2.eq(tag1)]
         for r in range(R):
-            m.d.sync += zs[r].eq(prods[r] + bs1[r] + rnd)
+            # two-operand adders (kept apart so each maps onto a carry chain)
+            brnd = Signal(signed(max(BW, ZW - 1) + 1), name=f"brnd{r}", attrs={"keep": 1})
+            m.d.comb += brnd.eq(bs1[r] + rnd)
+            m.d.sync += zs[r].eq(prods[r] + brnd)
 
         # stage 3: arithmetic shift, clamp (relu) or saturate (logits)
         v3 = Signal()

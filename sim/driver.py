@@ -106,8 +106,10 @@ def check_fits(bundle, cfg: EngineConfig) -> list[LayerPlan]:
         if plan.nchunks > cfg.adepth:
             raise ValueError(f"{where}: one position needs {plan.nchunks} activation words, the"
                              f" engine has adepth={cfg.adepth}")
-        if bundle.nbits > cfg.ppdepth:
-            raise ValueError(f"{where}: needs ppdepth >= {bundle.nbits}, engine has {cfg.ppdepth}")
+        if bundle.nbits > cfg.pp_entries:
+            raise ValueError(f"{where}: needs {bundle.nbits} post-processing table entries, the"
+                             f" engine holds {cfg.pp_entries} (ppdepth={cfg.ppdepth},"
+                             f" {cfg.pp_slices} words per entry)")
         mlim, blim = 1 << (cfg.mbits - 1), 1 << (cfg.bbits - 1)
         for tname, t in layer.tables.items():
             field_ = f"{where}: tables.{tname}"
@@ -225,8 +227,8 @@ def act_words(cfg: EngineConfig, patches: np.ndarray, nchunks: int) -> list[int]
 def pp_words(cfg: EngineConfig, tables, k: int, g0: int, ngs: int) -> list[int]:
     R = cfg.rows
     m, b, s = tables.M[k - 1], tables.B[k - 1], int(tables.S[k - 1])
-    return [isa.pack_pp_word(cfg, s, m[g * R:(g + 1) * R], b[g * R:(g + 1) * R])
-            for g in range(g0, g0 + ngs)]
+    return [w for g in range(g0, g0 + ngs)
+            for w in isa.pack_pp_words(cfg, s, m[g * R:(g + 1) * R], b[g * R:(g + 1) * R])]
 
 
 def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarray, nbits: int,
@@ -251,7 +253,7 @@ def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarra
     words_per_group = plan.nchunks if baseline else k * plan.nchunks
     wdepth = max(1, cfg.wdepth // cfg.nbits) if baseline else cfg.wdepth
     ngs_max = max(1, min(plan.ngroups, wdepth // words_per_group,
-                         cfg.ppdepth // (1 if baseline else k),
+                         cfg.pp_entries // (1 if baseline else k),
                          (1 << isa.FIELDS["ngroups"][1]) - 1))
     if tile_positions == "auto":   # about 8 tiles per layer, at least 2 positions per tile
         tile_positions = max(2, _ceil(plan.positions, 8))
@@ -272,7 +274,7 @@ def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarra
         ex.cmds.append(isa.cmd_load_w(0, len(w)))
         ex.data += w
         pp = pp_words(cfg, tables, k, g0, ngs)
-        ex.cmds.append(isa.cmd_load_pp(0 if baseline else (k - 1) * ngs, len(pp)))
+        ex.cmds.append(isa.cmd_load_pp(0 if baseline else (k - 1) * ngs * cfg.pp_slices, len(pp)))
         ex.data += pp
         for t0 in range(0, plan.positions, tile):
             npos = min(tile, plan.positions - t0)
@@ -339,6 +341,8 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
         raise ValueError(f"k must be an integer in [1, {bundle.nbits}], not {k!r}")
     k = int(k)
     image = check_image(bundle, image, tables)
+    if baseline:      # the baseline post-processes whole results (hw/baseline.py)
+        cfg = cfg.full_rate_pp()
     plans = plans if plans is not None else check_fits(bundle, cfg)
     if baseline:
         if k > BASELINE_WBITS - 1:

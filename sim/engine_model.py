@@ -27,9 +27,11 @@ class EngineModel:
         a = self.cfg.abits
         return [(word >> (l * a)) & ((1 << a) - 1) for l in range(self.cfg.cols)]
 
-    def _pp(self, word: int, r: int) -> tuple[int, int, int]:
+    def _pp(self, entry: int, r: int) -> tuple[int, int, int]:
+        """(S, M, B) of row r in table entry ``entry`` (words ``entry*Q ..``, P rows each)."""
         cfg = self.cfg
-        base = isa.SW + r * (cfg.mbits + cfg.bbits)
+        word = self.ppmem[entry * cfg.pp_slices + r // cfg.pp_par]
+        base = isa.SW + (r % cfg.pp_par) * (cfg.mbits + cfg.bbits)
         m = isa.to_signed(word >> base, cfg.mbits)
         b = isa.to_signed(word >> (base + cfg.mbits), cfg.bbits)
         return word & ((1 << isa.SW) - 1), m, b
@@ -81,7 +83,7 @@ class EngineModel:
                         k = p + 1
                         vals = []
                         for r in range(cfg.rows):
-                            s, m, b = self._pp(self.ppmem[(k - 1) * f["ngroups"] + g], r)
+                            s, m, b = self._pp((k - 1) * f["ngroups"] + g, r)
                             z = acc[r] * m + b
                             y = (z + (1 << s >> 1)) >> s
                             vals.append(min(max(y, 0), amax) if f["relu"] else y)

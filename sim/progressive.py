@@ -9,7 +9,7 @@ layer's output, which changes with k, so it is recomputed from scratch at k'. Th
 
 Continuation needs the first layer to run as one RUN: every position in one activation tile
 (``P * ceil(I/C) <= adepth``), every row group in one weight pass at the largest k
-(``ceil(O/R) * N * ceil(I/C) <= wdepth``, ``ceil(O/R) * N <= ppdepth``) and one saved accumulator
+(``ceil(O/R) * N * ceil(I/C) <= wdepth``, ``ceil(O/R) * N <= pp_entries``) and one saved accumulator
 word per (position, group) (``P * ceil(O/R) <= accdepth``). When it does not fit, continuing
 recomputes the first layer too, and :attr:`ProgressiveFrame.reason` says why.
 
@@ -49,8 +49,8 @@ def first_layer_continues(bundle, cfg: EngineConfig, plans: list[LayerPlan]) -> 
          f"its {p.positions} positions x {p.ngroups} groups exceed accdepth={cfg.accdepth}"),
         (p.ngroups * n * p.nchunks <= cfg.wdepth,
          f"{p.ngroups} groups x {n} planes x {p.nchunks} chunks exceed wdepth={cfg.wdepth}"),
-        (p.ngroups * n <= cfg.ppdepth, f"{p.ngroups} groups x {n} planes exceed ppdepth="
-                                       f"{cfg.ppdepth}"),
+        (p.ngroups * n <= cfg.pp_entries, f"{p.ngroups} groups x {n} planes exceed the"
+                                          f" {cfg.pp_entries} post-processing table entries"),
         (p.positions < 1 << isa.FIELDS["npos"][1], "too many positions for one RUN"),
         (p.ngroups < 1 << isa.FIELDS["ngroups"][1], "too many groups for one RUN"),
     ]
@@ -134,7 +134,7 @@ class ProgressiveFrame:
                 ex.cmds.append(isa.cmd_load_w(lo, hi - lo))
                 ex.data += words[lo:hi]
         pp = pp_words(cfg, layer.tables[self.tables], k, 0, ng)
-        ex.cmds.append(isa.cmd_load_pp((k - 1) * ng, len(pp)))
+        ex.cmds.append(isa.cmd_load_pp((k - 1) * ng * cfg.pp_slices, len(pp)))
         ex.data += pp
         a = act_words(cfg, self.patches0, nc)
         ex.cmds.append(isa.cmd_load_a(0, 0, len(a)))

@@ -82,7 +82,7 @@ def act_beats(cfg: EngineConfig, x) -> list[int]:
 
 
 def pp_beats(cfg: EngineConfig, shift, m, b, nk: int, O: int) -> list[int]:
-    """Post-processing words for k = 1..nk: word ``(k-1)*ngroups + g``; ``shift[k]``,
+    """Post-processing words for k = 1..nk: entry ``(k-1)*ngroups + g``; ``shift[k]``,
     ``m[k][o]``, ``b[k][o]`` (index k from 1)."""
     R = cfg.rows
     ngroups = _ceil_div(O, R)
@@ -90,7 +90,7 @@ def pp_beats(cfg: EngineConfig, shift, m, b, nk: int, O: int) -> list[int]:
     for k in range(1, nk + 1):
         for g in range(ngroups):
             os_ = range(g * R, min((g + 1) * R, O))
-            words.append(isa.pack_pp_word(cfg, shift[k], [m[k][o] for o in os_],
+            words.extend(isa.pack_pp_words(cfg, shift[k], [m[k][o] for o in os_],
                                           [b[k][o] for o in os_]))
     return words
 

@@ -90,8 +90,8 @@ def test_baseline_mac_array_one_run_matches_numpy():
             wwords.append(word)
     awords = [isa.pack_act_word(cfg, x[p, c * C:(c + 1) * C]) for p in range(npos)
               for c in range(nchunks)]
-    ppw = [isa.pack_pp_word(cfg, S, m[g * R:(g + 1) * R], b[g * R:(g + 1) * R])
-           for g in range(ngroups)]
+    ppw = [w for g in range(ngroups)
+           for w in isa.pack_pp_words(cfg, S, m[g * R:(g + 1) * R], b[g * R:(g + 1) * R])]
     cmds = [isa.cmd_load_w(0, len(wwords)), isa.cmd_load_pp(0, len(ppw)),
             isa.cmd_load_a(1, 0, len(awords)),
             isa.cmd_run(bank=1, relu=False, k_start=0, k_end=1, wplanes=1, ngroups=ngroups,

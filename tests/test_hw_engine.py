@@ -163,6 +163,39 @@ def test_engine_every_k_shapes(R, C, relu):
     assert cnt["plane_passes"] == sum(layer.npos * layer.ngroups * k for k in ks)
 
 
+@pytest.mark.parametrize("R,P,C", [(2, 1, 3), (4, 2, 5), (4, 1, 2), (6, 2, 3), (3, 1, 1)])
+def test_engine_pp_lanes_every_k(R, P, C):
+    """P < R post-processing lanes (Q = R/P slices per result): every k, with stalls, including
+    k * nchunks < Q (results closer than Q cycles: the sequencer waits)."""
+    cfg = small_cfg(rows=R, cols=C, pp_lanes=P, ppdepth=32 * R)
+    assert cfg.pp_slices == R // P and cfg.pp_width == isa.SW + P * (cfg.mbits + cfg.bbits)
+    for relu in (True, False):
+        layer = Layer(cfg, O=2 * R + 1, I=C + 1, npos=2, seed=R * 10 + P + relu, relu=relu)
+        ks = list(range(1, cfg.nbits + 1))
+        steps = fresh_runs(layer, ks) + fresh_runs(layer, [cfg.nbits], every_plane=True)
+        run, cnt, _ = simulate(cfg, steps, seed=R + P, stalls=0.3)
+        assert cnt["busy"] == sum(layer.busy(k_end=k) for k in ks) + layer.busy(k_end=cfg.nbits)
+
+
+@pytest.mark.parametrize("k,nchunks", [(1, 1), (1, 2), (2, 2), (1, 4), (3, 2)])
+def test_engine_pp_lanes_timing(k, nchunks):
+    """Q = 4 slices, no stalls: a result every max(Q, k*nchunks) cycles, so the sequencer stalls
+    exactly (results - 1) * (Q - k*nchunks) cycles when k*nchunks < Q and never otherwise; the
+    last beat comes busy + stall + latency cycles after the RUN started."""
+    cfg = small_cfg(rows=4, cols=2, pp_lanes=1, ppdepth=128)
+    Q = cfg.pp_slices
+    layer = Layer(cfg, O=8, I=2 * nchunks, npos=3, seed=k * 7 + nchunks)
+    assert layer.nchunks == nchunks
+    cmds, data = layer.load_cmds()
+    steps = [(cmds, data, []), ([layer.run_cmd(k_end=k)], [], layer.expected(k_end=k))]
+    run, cnt, eng = simulate(cfg, steps, seed=0, stalls=0.0)
+    n_res = layer.npos * layer.ngroups
+    stall = (n_res - 1) * max(0, Q - k * nchunks)
+    assert cnt["busy"] == layer.busy(k_end=k) and cnt["stall"] == stall
+    start = max(run.cmd_cycles[len(cmds) + 1], run.data_cycles[-1])
+    assert run.beat_cycles[n_res - 1] - start == layer.busy(k_end=k) + stall + eng.latency
+
+
 def test_engine_n8():
     """N = 8, A = 8: every k from 1 to 8 in one simulation, with stalls."""
     cfg = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=64, wdepth=256, adepth=32,
@@ -436,6 +469,10 @@ def test_engine_rejects_bad_config():
         Engine({"rows": 4})
     with pytest.raises(ValueError, match="rows"):
         EngineConfig(rows=0)
+    with pytest.raises(ValueError, match="pp_lanes 3 must divide rows 4"):
+        EngineConfig(rows=4, pp_lanes=3)
+    with pytest.raises(ValueError, match="ppdepth 2 cannot hold"):
+        EngineConfig(rows=4, pp_lanes=1, ppdepth=2)
 
 
 # ---- the default configuration, random command sequences (more of them: -m slow) ----------------
@@ -455,8 +492,9 @@ def test_engine_random_sequences(seed):
     """Random shapes, k ranges, continuation chains, banks and stalls."""
     rng = random.Random(seed)
     R, C, N = rng.randint(1, 5), rng.randint(1, 9), rng.randint(1, 5)
+    lanes = rng.choice([0] + [p for p in range(1, R + 1) if R % p == 0])
     cfg = small_cfg(rows=R, cols=C, nbits=N, abits=rng.randint(1, 6), wdepth=512, adepth=64,
-                    accdepth=32, ppdepth=64, obits=rng.choice([8, 24]))
+                    accdepth=32, ppdepth=64 * R, obits=rng.choice([8, 24]), pp_lanes=lanes)
     layer = Layer(cfg, O=rng.randint(1, 3 * R), I=rng.randint(1, 3 * C), npos=rng.randint(1, 3),
                   seed=seed, relu=rng.random() < 0.5)
     steps = [layer.load_cmds(bank=0) + ([],)]
