@@ -31,8 +31,6 @@ from .postproc import PostProc
 __all__ = ["MACArray", "baseline_data_width"]
 
 WBITS = 8
-#: map the product sums to carry-chain adders (see ``adder_tree``)
-TREE_KEEP = True
 
 
 def baseline_data_width(cfg: EngineConfig) -> int:
@@ -60,8 +58,8 @@ class MACArray(wiring.Component):
     res : Out(stream.Signature(cfg.res_width))
     busy : Out(1)
 
-    Latency: issue (memory read, 1) -> products and adder tree (1) -> accumulate (1) ->
-    post-processing (3) -> result FIFO; one chunk per cycle.
+    Latency: issue (memory read, 1) -> memory data registered (1) -> products and adder tree (1)
+    -> accumulate (1) -> post-processing (3) -> result FIFO; one chunk per cycle.
     """
 
     FIFO_DEPTH = 8
@@ -133,7 +131,7 @@ class MACArray(wiring.Component):
                 m.d.sync += ld_active.eq(0)
 
         # in-flight work (for the load hazards and busy)
-        pipe = Signal(3)          # issue -> tree -> acc
+        pipe = Signal(4)          # issue -> memory data registered -> tree -> acc
         inflight = Signal(range(self.FIFO_DEPTH + 8))
         computing = Signal()
         m.d.comb += computing.eq(seq.active | (pipe != 0) | pp.o_active)
@@ -169,32 +167,37 @@ class MACArray(wiring.Component):
             w_rd.addr.eq(seq.waddr), a_rd.addr.eq(seq.aaddr), pp_rd.addr.eq(seq.ppaddr),
         ]
 
-        # ---- datapath: memory data (stage 0) -> products + trees (1) -> accumulate (2) ----------
+        # ---- datapath: memory data (stage 0) -> registered (r) -> products + trees (1) -> ------
+        # ---- accumulate (2); as in the engine, no memory output drives logic directly ----------
         emit0, load0, relu0, k0 = Signal(), Signal(), Signal(), Signal(kw)
         m.d.sync += [pipe[0].eq(seq.issue), emit0.eq(seq.issue & seq.emit),
                      load0.eq(seq.load), relu0.eq(seq.relu_o), k0.eq(seq.k)]
+        emitr, loadr, relur, kr = Signal(), Signal(), Signal(), Signal(kw)
+        wq, xq = Signal(R * C * WBITS), Signal(C * A)
+        m.d.sync += [pipe[1].eq(pipe[0]), emitr.eq(emit0), loadr.eq(load0), relur.eq(relu0),
+                     kr.eq(k0), wq.eq(w_rd.data), xq.eq(a_rd.data)]
         sums = [Signal(signed(AW), name=f"sum{r}") for r in range(R)]
         emit1, load1, relu1, k1 = Signal(), Signal(), Signal(), Signal(kw)
-        m.d.sync += [pipe[1].eq(pipe[0]), emit1.eq(emit0), load1.eq(load0), relu1.eq(relu0),
-                     k1.eq(k0)]
+        m.d.sync += [pipe[2].eq(pipe[1]), emit1.eq(emitr), load1.eq(loadr), relu1.eq(relur),
+                     k1.eq(kr)]
         for r in range(R):
             terms = []
             for l in range(C):
-                w = w_rd.data[(r * C + l) * WBITS:(r * C + l + 1) * WBITS].as_signed()
-                x = a_rd.data[l * A:(l + 1) * A]
+                w = wq[(r * C + l) * WBITS:(r * C + l + 1) * WBITS].as_signed()
+                x = xq[l * A:(l + 1) * A]
                 terms.append(w * x)
-            m.d.sync += sums[r].eq(adder_tree(m, terms, name=f"row{r}", keep=TREE_KEEP))
+            m.d.sync += sums[r].eq(adder_tree(m, terms, name=f"row{r}"))
         accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
         emit2, relu2, k2 = Signal(), Signal(), Signal(kw)
-        m.d.sync += [pipe[2].eq(pipe[1]), emit2.eq(emit1), relu2.eq(relu1), k2.eq(k1)]
-        with m.If(pipe[1]):
+        m.d.sync += [pipe[3].eq(pipe[2]), emit2.eq(emit1), relu2.eq(relu1), k2.eq(k1)]
+        with m.If(pipe[2]):
             for r in range(R):
                 m.d.sync += accs[r].eq(Mux(load1, 0, accs[r]) + sums[r])
         # the post-processing table word travels with its chunk (read at issue, like the data)
-        pp1, pp_word = Signal(cfg.pp_width), Signal(cfg.pp_width)
-        m.d.sync += [pp1.eq(pp_rd.data), pp_word.eq(pp1)]
+        pp1, ppr, pp_word = Signal(cfg.pp_width), Signal(cfg.pp_width), Signal(cfg.pp_width)
+        m.d.sync += [pp1.eq(pp_rd.data), ppr.eq(pp1), pp_word.eq(ppr)]
         m.d.comb += [
-            pp.i_valid.eq(pipe[2] & emit2), pp.i_acc.eq(Cat(*accs)), pp.i_pp.eq(pp_word),
+            pp.i_valid.eq(pipe[3] & emit2), pp.i_acc.eq(Cat(*accs)), pp.i_pp.eq(pp_word),
             pp.i_relu.eq(relu2), pp.i_tag.eq(k2),
         ]
         m.d.comb += [

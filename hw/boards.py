@@ -104,26 +104,27 @@ class BoardSpec:
     extra: dict = field(default_factory=dict)
 
 
-#: iCE40UP5K (5280 LCs, 30 EBR, 8 MAC16, 4 SPRAM): a 2 x 8 array (the post-processing unit, one
-#: AW x MW multiplier and shifter per row, costs more than a row of the array, so rows are the
-#: expensive dimension), 16-bit M (two MAC16 per row), 40-bit B (a trained digits bundle needs
-#: 33); I_max = 576 covers the digits and MNIST reference networks (export with ``--mbits 16``).
-ICEBREAKER_CFG = EngineConfig(rows=2, cols=8, abits=8, nbits=8, max_reduction=576, mbits=16,
-                              bbits=40, obits=32, wdepth=1024, adepth=128, ppdepth=32,
-                              accdepth=32)
-#: ECP5: the default 8 x 16 array (85F/45F: about 16k of 84k/44k LUT4s, 39 DP16KD, 19 MULT18X18D
-#: on the 85F), 8 x 8 for the 25F (24k LUT4s, 56 DP16KD, 28 MULT18X18D) and 4 x 8 for the 12F
-#: (12k LUT4s, 32 DP16KD, 28 MULT18X18D); B is 40 bits on the smaller parts (a trained digits
-#: bundle needs 33).
+#: Every board shares one post-processing lane over its R rows (``pp_lanes=1``: one AW x MW
+#: multiplier, shifter and clamp instead of R, and a data path as narrow as the widest of a weight,
+#: activation or single-lane table word); a result then takes R cycles, which the array hides
+#: whenever ``k * nchunks >= R`` (``docs/boards.md``).
+#: iCE40UP5K (5280 LCs, 30 EBR, 8 MAC16, 4 SPRAM): 4 x 8 (the multiplier takes 4 MAC16, the
+#: sequencer 3); wdepth 512 keeps the EBR count at 29 of 30; I_max = 576 covers the digits and MNIST
+#: reference networks; 18-bit M like the ECP5 boards (any bundle exported by default runs).
+ICEBREAKER_CFG = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=576, mbits=18,
+                              bbits=40, obits=32, wdepth=512, adepth=128, ppdepth=128,
+                              accdepth=32, pp_lanes=1)
+#: ECP5: the default 8 x 16 array (85F/45F), 8 x 8 for the 25F and 4 x 8 for the 12F; B is 40 bits
+#: on the smaller parts (a trained digits bundle needs 33).
 ULX3S_BIG_CFG = EngineConfig(rows=8, cols=16, abits=8, nbits=8, max_reduction=4096, mbits=18,
-                             bbits=48, obits=32, wdepth=1024, adepth=512, ppdepth=128,
-                             accdepth=256)
+                             bbits=48, obits=32, wdepth=1024, adepth=512, ppdepth=1024,
+                             accdepth=256, pp_lanes=1)
 ULX3S_SMALL_CFG = EngineConfig(rows=8, cols=8, abits=8, nbits=8, max_reduction=1024, mbits=18,
-                               bbits=40, obits=32, wdepth=1024, adepth=256, ppdepth=64,
-                               accdepth=128)
+                               bbits=40, obits=32, wdepth=1024, adepth=256, ppdepth=512,
+                               accdepth=128, pp_lanes=1)
 ULX3S_12F_CFG = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=1024, mbits=18,
-                             bbits=40, obits=32, wdepth=1024, adepth=256, ppdepth=64,
-                             accdepth=64)
+                             bbits=40, obits=32, wdepth=1024, adepth=256, ppdepth=256,
+                             accdepth=64, pp_lanes=1)
 
 BOARDS: dict[str, BoardSpec] = {
     "icebreaker": BoardSpec(
@@ -144,12 +145,15 @@ BOARDS: dict[str, BoardSpec] = {
 }
 
 
-def board_spec(name: str, *, rows: int | None = None, cols: int | None = None) -> BoardSpec:
-    """The spec of board ``name``, with the array size overridden if asked."""
+def board_spec(name: str, *, rows: int | None = None, cols: int | None = None,
+               pp_lanes: int | None = None) -> BoardSpec:
+    """The spec of board ``name``, with the array size and post-processing lanes overridden if
+    asked."""
     if name not in BOARDS:
         raise ValueError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}")
     spec = BOARDS[name]
-    over = {k: v for k, v in (("rows", rows), ("cols", cols)) if v is not None}
+    over = {k: v for k, v in (("rows", rows), ("cols", cols), ("pp_lanes", pp_lanes))
+            if v is not None}
     if over:
         spec = replace(spec, cfg=replace(spec.cfg, **over))
     return spec

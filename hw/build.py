@@ -143,7 +143,7 @@ def _Placeholder(cfg):
 
 
 def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
-                baseline: bool = False, dsp: bool | None = None, out="build",
+                pp_lanes: int | None = None, baseline: bool = False, dsp: bool | None = None, out="build",
                 progress=None, timeout: float = 7200) -> dict:
     """Synthesize, place and route the board top and pack its bitstream; return the report.
 
@@ -153,6 +153,9 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
         A key of :data:`~.boards.BOARDS`.
     rows, cols : int or None
         Override the board's array size.
+    pp_lanes : int or None
+        Override the board's post-processing lanes (``EngineConfig.pp_lanes``; the baseline
+        always has one per row).
     baseline : bool
         Build the bit-parallel int8 MAC array (:mod:`.baseline`) instead of the engine.
     dsp : bool or None
@@ -163,7 +166,7 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     progress : callable or None
         Called with a one-line status now and then.
     """
-    spec = board_spec(board, rows=rows, cols=cols)
+    spec = board_spec(board, rows=rows, cols=cols, pp_lanes=pp_lanes)
     env = fpga_tools(spec.family)
     platform = board_platform(spec)
     cfg = spec.cfg
@@ -172,6 +175,7 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     if baseline:
         from .baseline import MACArray
         engine = MACArray(cfg)
+        cfg = engine.cfg
         design = "baseline-int8"
     synth_opts = list(spec.synth_opts)
     if spec.family == "ice40":
@@ -184,6 +188,8 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
             synth_opts.append("-nodsp")
     if baseline:
         design += "-dsp" if dsp_used else "-lut"
+    elif dsp is False:
+        design += "-lut"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("top.tim", "top.asc", "top.config", "top.bin", "top.bit", "top.stat.json"):

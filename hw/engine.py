@@ -50,9 +50,9 @@ class Engine(wiring.Component):
 
     Timing: one chunk per cycle with no bubbles across chunk, plane, group, position (or RUN)
     boundaries; the last result beat of a RUN whose results are not held back is valid
-    ``busy_cycles + latency`` (9 + Q - 1) cycles after the cycle the RUN command was accepted (or
+    ``busy_cycles + latency`` (10 + Q - 1) cycles after the cycle the RUN command was accepted (or
     the last data beat of an earlier LOAD was accepted, whichever is later).
-    Internal pipeline: issue (memory read) -> PE array (:attr:`PEArray.latency`) ->
+    Internal pipeline: issue (memory read) -> memory data registered -> PE array (:attr:`PEArray.latency`) ->
     post-processing (P = ``cfg.pp_par`` lanes, Q = R/P slices one per cycle, then
     :attr:`PostProc.latency`) -> result FIFO (2 cycles). A result-producing chunk is issued only
     when a result FIFO place is reserved for it (credits) and, with Q > 1, at least Q cycles after
@@ -79,7 +79,7 @@ class Engine(wiring.Component):
     @property
     def issue_to_fifo(self) -> int:
         """Cycles from a result-producing chunk's issue to its result entering the result FIFO."""
-        return 1 + PEArray.LATENCY + (self.cfg.pp_slices - 1) + PostProc.LATENCY
+        return 2 + PEArray.LATENCY + (self.cfg.pp_slices - 1) + PostProc.LATENCY
 
     @property
     def latency(self) -> int:
@@ -90,8 +90,10 @@ class Engine(wiring.Component):
 
     @property
     def fifo_depth(self) -> int:
-        """Result FIFO depth: enough credits that a ready consumer never stalls the array."""
-        return self.issue_to_fifo + self.FIFO_LATENCY + 4
+        """Result FIFO depth: enough credits that a ready consumer never stalls the array (results
+        are issued at most one per Q cycles)."""
+        Q = self.cfg.pp_slices
+        return -(-(self.issue_to_fifo + self.FIFO_LATENCY) // Q) + 4
 
     def elaborate(self, platform):
         m = Module()
@@ -161,13 +163,16 @@ class Engine(wiring.Component):
             with m.If(ld_left == 1):
                 m.d.sync += ld_active.eq(0)
 
-        # ---- pipeline: issue (S0) -> memory data (S1) -> PE array -> post-processing ------------
-        s1_valid = Signal()
-        s1_tag = Signal(pe.tag_width)
+        # ---- pipeline: issue (S0) -> memory data (S1) -> registered (S2) -> PE array -> ---------
+        # ---- post-processing (the memories' outputs never feed logic directly: Fmax) -----------
+        s1_valid, s2_valid = Signal(), Signal()
+        s1_tag, s2_tag = Signal(pe.tag_width), Signal(pe.tag_width)
         s1_load, s1_dbl, s1_saved = Signal(), Signal(), Signal()
+        s2_load, s2_dbl = Signal(), Signal()
         s1_pp = Signal(ppew)
         s2_pp = Signal(ppew)
         s2_emit = Signal()
+        s2_w, s2_x, s2_init = Signal(R * C), Signal(C * A), Signal(R * AW)
         m.d.comb += [
             w_rd.addr.eq(seq.waddr),
             a_rd.addr.eq(seq.aaddr),
@@ -180,15 +185,17 @@ class Engine(wiring.Component):
             s1_pp.eq(seq.ppaddr),
             s2_pp.eq(s1_pp),
             s2_emit.eq(s1_valid & s1_tag[0]),
+            s2_valid.eq(s1_valid), s2_tag.eq(s1_tag), s2_load.eq(s1_load), s2_dbl.eq(s1_dbl),
+            s2_w.eq(w_rd.data), s2_x.eq(a_rd.data), s2_init.eq(Mux(s1_saved, acc_rd.data, 0)),
         ]
         m.d.comb += [
-            pe.i_valid.eq(s1_valid),
-            pe.i_w.eq(w_rd.data),
-            pe.i_x.eq(a_rd.data),
-            pe.i_dbl.eq(s1_dbl),
-            pe.i_load.eq(s1_load),
-            pe.i_init.eq(Mux(s1_saved, acc_rd.data, 0)),
-            pe.i_tag.eq(s1_tag),
+            pe.i_valid.eq(s2_valid),
+            pe.i_w.eq(s2_w),
+            pe.i_x.eq(s2_x),
+            pe.i_dbl.eq(s2_dbl),
+            pe.i_load.eq(s2_load),
+            pe.i_init.eq(s2_init),
+            pe.i_tag.eq(s2_tag),
         ]
         o_emit = pe.o_tag[0]
         o_save = pe.o_tag[1]
@@ -204,8 +211,10 @@ class Engine(wiring.Component):
         # ---- post-processing: Q slices of P accumulators, one per cycle -------------------------
         # A result's R accumulators reach the lanes in Q consecutive cycles: slice 0 straight from
         # the PE array, slices 1..Q-1 from a copy taken then (the array's registers move on).
-        # Table word e*Q + q (slice q of entry e) is read the cycle before slice q is presented.
+        # Table word e*Q + q (slice q of entry e) is read two cycles before slice q is presented.
         first = pe.o_valid & o_emit
+        pp_word = Signal(cfg.pp_width)               # the table word, registered
+        m.d.sync += pp_word.eq(pp_rd.data)
         pp_q = Signal(range(Q))                      # slice presented this cycle (when pass_on)
         pass_on = Signal()                           # slices 1..Q-1 of a result are being presented
         if Q == 1:
@@ -235,7 +244,7 @@ class Engine(wiring.Component):
         m.d.comb += [
             pp.i_valid.eq(slice_valid),
             pp.i_acc.eq(slice_acc),
-            pp.i_pp.eq(pp_rd.data),
+            pp.i_pp.eq(pp_word),
             pp.i_relu.eq(slice_relu),
             pp.i_tag.eq(Cat(slice_k, slice_last)),
         ]
@@ -310,7 +319,7 @@ class Engine(wiring.Component):
 
         # ---- command execution ------------------------------------------------------------------
         run_bank = Signal()
-        compute_idle = ~seq.active & ~s1_valid & ~pe.o_active
+        compute_idle = ~seq.active & ~s1_valid & ~s2_valid & ~pe.o_active
         run_idle = compute_idle & ~pass_on & ~pp.o_active
         all_idle = run_idle & ~ld_active & (outstanding == 0)
         seq_free = ~seq.active | (seq.issue & seq.last)

@@ -153,8 +153,9 @@ def test_driver_runs_a_bundle_on_the_baseline_bit_exact_with_golden():
 
     # small weight memory: wdepth // nbits = 8 int8 words, so conv2 (6 chunks) loads one group
     # at a time
+    # (the engine's shared post-processing lanes are ignored: the baseline keeps one per row)
     cfg = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=64, mbits=18, bbits=40,
-                       obits=32, wdepth=64, adepth=64, ppdepth=16, accdepth=16)
+                       obits=32, wdepth=64, adepth=64, ppdepth=16, accdepth=16, pp_lanes=1)
     for nbits, k in ((7, 7), (8, 7)):
         b = random_bundle(1, nbits=nbits)
         tr = AmaranthTransport(cfg, component=MACArray, stall=0.2, seed=nbits)

@@ -18,6 +18,9 @@ def add_arguments(p):
                    help="target board (its engine configuration: docs/boards.md)")
     p.add_argument("--rows", type=int, metavar="R", help="override the board's array rows")
     p.add_argument("--cols", type=int, metavar="C", help="override the board's array columns")
+    p.add_argument("--pp-lanes", type=int, metavar="P", dest="pp_lanes",
+                   help="override the board's post-processing lanes (P dividing R; 0: one per"
+                        " row)")
     p.add_argument("--baseline", action="store_true",
                    help="also build the bit-parallel int8 MAC array of the same R x C, with DSP"
                         " multipliers and LUT-only, and print all three side by side")
@@ -64,14 +67,15 @@ def run(args) -> int:
     try:
         for baseline, use_dsp, suffix in designs:
             out = Path(args.out) / (args.board + suffix)
-            r = build_board(args.board, rows=args.rows, cols=args.cols, baseline=baseline,
+            r = build_board(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
+                            baseline=baseline,
                             dsp=use_dsp, out=out, progress=progress)
             if tty:
                 print("\r" + " " * 72 + "\r", end="", file=sys.stderr)
             reports.append(r)
             if not args.json:
                 print(_summary(r))
-    except ToolMissing as e:
+    except (ToolMissing, ValueError) as e:       # missing tool; bad --rows/--cols/--pp-lanes
         print(f"pnn build: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:

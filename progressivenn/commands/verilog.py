@@ -23,6 +23,8 @@ _OPTIONS = (
     ("adepth", "--adepth", "activation memory words per bank (each C*A bits)"),
     ("ppdepth", "--ppdepth", "post-processing table words"),
     ("accdepth", "--accdepth", "saved-accumulator words"),
+    ("pp_lanes", "--pp-lanes", "post-processing lanes P, dividing R; 0: one per row (a result"
+                               " then takes R/P cycles and a table entry R/P words)"),
 )
 
 
