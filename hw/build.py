@@ -246,7 +246,11 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     ys = parse_yosys_stat(out / "top.stat.json", spec.family)
     pnr = parse_nextpnr_log(out / "top.tim")
     clk_hz = platform.default_clk_frequency
-    clock = next(iter(pnr["clocks"].values()), {})
+    # the board clock (nextpnr also lists pseudo-clocks such as '$PACKER_GND_NET', the tied-off
+    # clock of an unused memory port)
+    clocks = pnr["clocks"]
+    clock = next((v for n, v in clocks.items() if not n.startswith("$")),
+                 next(iter(clocks.values()), {}))
     bitstream = out / ("top.bin" if spec.family == "ice40" else "top.bit")
     util = pnr["utilisation"]
     lc_key = "ICESTORM_LC" if spec.family == "ice40" else "TRELLIS_COMB"

@@ -1,21 +1,25 @@
 """Inferences per second per LUT: the bit-serial engine at k planes against the int8 baseline.
 
-Cycles are measured in the Amaranth simulator (one image, streamed-layers driver, loads included);
-Fmax and LUT4 counts are the measured builds of ``docs/boards.md`` (``BUILDS``). Every run is also
-checked value by value against the golden model at its k.
+Cycles are measured in the Amaranth simulator (one image, the streamed-layers driver: every
+layer's weights, tables and activations loaded per image, as on a board); every run is also checked
+value by value against the golden model at its k. Area and Fmax come from measured builds: the
+``pnn build --json`` outputs (or build folders' ``report.json``) given with ``--report``, or the
+built-in figures of ``docs/boards.md`` (``BUILDS``).
 
-    python -m progressivenn.sim.throughput BUNDLE_DIR [--board ulx3s-85f] [--image 0]
+    python -m progressivenn.sim.throughput BUNDLE_DIR [--board ulx3s-85f] [--image 0] [--json]
+    python -m progressivenn.sim.throughput BUNDLE_DIR --report engine.json --report lut.json ...
 
-Other array sizes: pass the measured builds as ``pnn build --json`` output (or a build folder's
-``report.json``) with ``--report FILE`` (repeatable); the simulated engine configuration is the
-reports' ``config`` (one for all), and the designs without a placed-and-routed report are left out:
-
-    python -m progressivenn.sim.throughput BUNDLE_DIR --report engine.json --report lut.json
+Area is counted two ways: **logic cells** as placed by nextpnr (``TRELLIS_COMB`` on ECP5, which
+counts every LUT4 including the two in each carry cell; ``ICESTORM_LC`` on iCE40, a LUT4 with its
+carry and flip-flop) -- the figure the rates are "per LUT" of -- and Yosys' ``LUT4`` cells (which
+leave out carry-chain LUTs, so they flatter designs built from adders).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import replace
 
 import numpy as np
 
@@ -26,40 +30,52 @@ from .transport import AmaranthTransport
 
 __all__ = ["BUILDS", "load_reports", "throughput_per_lut", "format_table", "main"]
 
-#: measured builds, docs/boards.md "Measured": board -> design -> (LUT4, post-route Fmax in MHz)
+#: measured builds (docs/boards.md), board -> design -> figures; ``logic_cells`` are nextpnr's
 BUILDS = {
-    "ulx3s-85f": {"engine": (12296, 51.93), "baseline-int8-lut": (43248, 31.27)},
+    "ulx3s-85f": {
+        "engine": {"luts": 12296, "logic_cells": 15830, "fmax_mhz": 51.93, "dsps": 19},
+        "baseline-int8-lut": {"luts": 43248, "logic_cells": 48586, "fmax_mhz": 31.27, "dsps": 0},
+    },
 }
+
+#: engine designs (the bit-serial RTL; "-lut": built without DSP blocks) and baseline designs
+ENGINE_DESIGNS = ("engine", "engine-lut")
+BASELINE_DESIGNS = ("baseline-int8-lut", "baseline-int8-dsp")
+
+
+def _cfg_key(cfg: dict) -> tuple:
+    fields = EngineConfig.__dataclass_fields__
+    return tuple(sorted((k, v) for k, v in cfg.items() if k in fields and k != "pp_lanes"))
 
 
 def load_reports(paths) -> tuple[str, EngineConfig, dict]:
     """Measured builds from ``pnn build --json`` outputs / ``report.json`` files (a report or a
-    list of them each): ``(board, cfg, {design: (LUT4, post-route Fmax in MHz)})``.
+    list of them each): ``(board, cfg, {design: {"luts", "logic_cells", "fmax_mhz", "dsps"}})``.
 
-    Every report must carry the same engine configuration (``config``: what is simulated); the
-    boards may differ (a baseline too big for the board's part, built on a larger die with the
-    same configuration); ``board`` is the engine report's, else the first. Reports that did not
-    place and route (``fits`` false: no Fmax) are left out."""
-    import json
+    Every report must be of the same engine configuration (``config``; the baseline's, which
+    always has one post-processing lane per row, may differ from the engine's in ``pp_lanes``
+    only); the boards may differ (a baseline too big for the board's part, built on a larger die
+    with the same configuration). ``cfg`` is the engine report's (what is simulated) and ``board``
+    its board. Reports that did not place and route (``fits`` false: no Fmax) are left out."""
     from pathlib import Path
 
     reps = []
     for path in paths:
         data = json.loads(Path(path).read_text())
         reps += data if isinstance(data, list) else [data]
-    fields = EngineConfig.__dataclass_fields__
-    cfgs = {tuple(sorted((k, v) for k, v in r["config"].items() if k in fields)) for r in reps}
-    if len(cfgs) != 1:
+    if len({_cfg_key(r["config"]) for r in reps}) != 1:
         raise ValueError(f"reports are for more than one engine configuration: "
                          f"{sorted({(r['board'], r['rows'], r['cols']) for r in reps})}")
-    cfg = EngineConfig(**dict(next(iter(cfgs))))
-    board = next((r["board"] for r in reps if r["design"] == "engine"), reps[0]["board"])
+    eng = next((r for r in reps if r["design"] in ENGINE_DESIGNS), reps[0])
+    fields = EngineConfig.__dataclass_fields__
+    cfg = EngineConfig(**{k: v for k, v in eng["config"].items() if k in fields})
     builds = {}
     for r in reps:
         if not r.get("fits") or r.get("fmax_mhz") is None:
             continue          # synthesized but not placed and routed: no Fmax
-        builds[r["design"]] = (r["luts"], r["fmax_mhz"])
-    return board, cfg, builds
+        builds[r["design"]] = {"luts": r["luts"], "logic_cells": r["logic_cells"],
+                               "fmax_mhz": r["fmax_mhz"], "dsps": r.get("dsps", 0)}
+    return eng["board"], cfg, builds
 
 
 def _run(bundle, cfg: EngineConfig, image, k: int, baseline: bool, tile_positions):
@@ -78,14 +94,15 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
                        ks=(1, 2, 4, 8), baseline_ks=None, tile_positions="auto",
                        baseline_tile_positions=("auto", None), builds: dict | None = None,
                        cfg: EngineConfig | None = None) -> list[dict]:
-    """One row per run: design, k, activation tiling, engine counter ``total`` (engine only),
-    transport cycles, the array's ideal cycles, golden mismatches, inferences/s = Fmax / cycles and
-    that per LUT4.
+    """One row per (design, k, tiling): the engine counter ``total`` (engine only), transport
+    cycles, the array's ideal cycles, golden mismatches, inferences/s = Fmax / cycles, and that per
+    logic cell and per Yosys LUT4.
 
-    ``tile_positions`` (engine) and each of ``baseline_tile_positions`` go to the driver
-    (:func:`~.driver.layer_exchange`). The baseline's RTL does not overlap activation loads with
-    compute (its loads wait while it computes), so it is fastest with ``None`` (one tile per layer);
-    the engine is faster with ``"auto"`` (ping-pong).
+    Each (k, tiling) is simulated once per RTL (engine, baseline) and the row repeated for every
+    build of that RTL in ``builds``. ``tile_positions`` (engine) and each of
+    ``baseline_tile_positions`` go to the driver (:func:`~.driver.layer_exchange`). The baseline's
+    RTL does not overlap activation loads with compute (its loads wait while it computes), so it
+    is fastest with ``None`` (one tile per layer); the engine is faster with ``"auto"`` (ping-pong).
 
     The baseline holds int8 weights, i.e. the golden k-plane weights for k <= 7 only
     (``driver.baseline_weight_words``); its cycles do not depend on k. ``baseline_ks`` defaults to
@@ -93,9 +110,9 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
     the engine and the simulated clock cycles of the whole exchange for the baseline, which has no
     counters; ``transport_cycles`` gives the latter for both.
 
-    ``builds`` (``{design: (LUT4, Fmax MHz)}``, e.g. from :func:`load_reports`) replaces
-    ``BUILDS[board]``; ``cfg`` (default: the board's) is the simulated engine configuration,
-    the one that was built. Designs without figures are skipped.
+    ``builds`` (``{design: {"luts", "logic_cells", "fmax_mhz"}}``, e.g. from
+    :func:`load_reports`) replaces ``BUILDS[board]``; ``cfg`` (default: the board's) is the
+    simulated engine configuration, the one that was built. Designs without figures are skipped.
     """
     from ..hw.boards import BOARDS
     from .driver import plan_layers
@@ -107,63 +124,75 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
     x = bundle.test_x[image]
     if baseline_ks is None:
         baseline_ks = (min(bundle.nbits, BASELINE_WBITS - 1),)
-    plans = plan_layers(bundle, cfg)
+    runs = []
+    eng = [d for d in ENGINE_DESIGNS if d in builds]
+    base = [d for d in BASELINE_DESIGNS if d in builds]
+    if eng:
+        runs += [(eng, k, False, tile_positions) for k in ks]
+    if base:
+        runs += [(base, k, True, t) for t in baseline_tile_positions for k in baseline_ks]
     rows = []
-    for design, kk, bl, tp in ([("engine", k, False, tile_positions) for k in ks]
-                               + [("baseline-int8-lut", k, True, t) for t in baseline_tile_positions
-                                  for k in baseline_ks]):
-        if design not in builds:
-            continue
-        luts, fmax = builds[design]
+    for designs, kk, bl, tp in runs:
         res, tcycles, cmp = _run(bundle, cfg, x, kk, bl, tp)
         cycles = res.counters["total"] if not bl else tcycles
-        ips = fmax * 1e6 / cycles
+        plans = plan_layers(bundle, cfg.full_rate_pp() if bl else cfg)
         ideal = sum(p.ideal_cycles(1 if bl else kk) for p in plans)
-        rows.append({"design": design, "k": kk, "tiles": tp, "ideal_cycles": ideal,
-                     "counter_total": res.counters.get("total"),
-                     "busy": res.counters.get("busy"), "transport_cycles": tcycles,
-                     "cycles": cycles, "compared": cmp.compared, "mismatches": cmp.mismatches,
-                     "pred": res.pred, "luts": luts, "fmax_mhz": fmax,
-                     "inf_per_s": ips, "inf_per_s_per_lut": ips / luts})
+        for design in designs:
+            b = builds[design]
+            ips = b["fmax_mhz"] * 1e6 / cycles
+            rows.append({"design": design, "k": kk, "tiles": tp, "ideal_cycles": ideal,
+                         "counter_total": res.counters.get("total"),
+                         "busy": res.counters.get("busy"), "stall": res.counters.get("stall"),
+                         "transport_cycles": tcycles, "cycles": cycles,
+                         "compared": cmp.compared, "mismatches": cmp.mismatches,
+                         "pred": res.pred, "luts": b["luts"], "logic_cells": b["logic_cells"],
+                         "dsps": b.get("dsps"), "fmax_mhz": b["fmax_mhz"], "inf_per_s": ips,
+                         "inf_per_s_per_lc": ips / b["logic_cells"],
+                         "inf_per_s_per_lut4": ips / b["luts"]})
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    out = ["| design | k | tiles | cycles | engine `total` | sim cycles | array cycles (ideal) |"
-           " vs golden | LUT4 | Fmax (MHz) | inferences/s | inferences/s per LUT4 |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| design | k | tiles | cycles | stall | array cycles (ideal) | vs golden | logic cells"
+           " | LUT4 | DSP | Fmax (MHz) | inferences/s | per logic cell | per LUT4 |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        tot = r["counter_total"] if r["counter_total"] is not None else "- (no counters)"
         gold = (f"{r['compared']} values exact" if not r["mismatches"]
                 else f"{r['mismatches']}/{r['compared']} differ")
-        out.append(f"| {r['design']} | {r['k']} | {r['tiles']} | {r['cycles']} | {tot}"
-                   f" | {r['transport_cycles']} | {r['ideal_cycles']} | {gold} | {r['luts']}"
-                   f" | {r['fmax_mhz']} | {r['inf_per_s']:.0f}"
-                   f" | {r['inf_per_s_per_lut']:.3f} |")
+        stall = "-" if r["stall"] is None else r["stall"]
+        out.append(f"| {r['design']} | {r['k']} | {r['tiles']} | {r['cycles']} | {stall}"
+                   f" | {r['ideal_cycles']} | {gold} | {r['logic_cells']} | {r['luts']}"
+                   f" | {r['dsps']} | {r['fmax_mhz']} | {r['inf_per_s']:.0f}"
+                   f" | {r['inf_per_s_per_lc']:.3f} | {r['inf_per_s_per_lut4']:.3f} |")
     return "\n".join(out)
 
 
 def main(argv=None) -> int:
-    from ..model.bundle import load_bundle
+    from ..model.bundle import BundleError, load_bundle
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("bundle")
+    ap = argparse.ArgumentParser(prog="python -m progressivenn.sim.throughput",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", help="bundle folder (pnn export), e.g. demo/bundle")
     ap.add_argument("--board", default="ulx3s-85f", choices=sorted(BUILDS),
                     help="the built-in figures (BUILDS); ignored with --report")
-    ap.add_argument("--image", type=int, default=0)
+    ap.add_argument("--image", type=int, default=0, help="test image index (default 0)")
     ap.add_argument("--report", action="append", default=[], metavar="FILE",
-                    help="a `pnn build --json` output or report.json (repeatable): measured LUT4"
-                         " and Fmax per design, with its board and R x C")
+                    help="a `pnn build --json` output or report.json (repeatable): measured logic"
+                         " cells, LUT4 and Fmax per design, with its board and R x C")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     a = ap.parse_args(argv)
-    if a.report:
-        board, cfg, builds = load_reports(a.report)
-        if not builds:
-            ap.error("no report with a place-and-route result (fits: true)")
-        rows_out = throughput_per_lut(load_bundle(a.bundle), board, a.image, builds=builds,
-                                      cfg=cfg)
-    else:
-        rows_out = throughput_per_lut(load_bundle(a.bundle), a.board, a.image)
-    print(format_table(rows_out))
+    try:
+        bundle = load_bundle(a.bundle)
+        if a.report:
+            board, cfg, builds = load_reports(a.report)
+            if not builds:
+                ap.error("no report with a place-and-route result (fits: true)")
+            rows_out = throughput_per_lut(bundle, board, a.image, builds=builds, cfg=cfg)
+        else:
+            rows_out = throughput_per_lut(bundle, a.board, a.image)
+    except (BundleError, ValueError, FileNotFoundError) as e:
+        ap.exit(2, f"{ap.prog}: error: {e}\n")
+    print(json.dumps(rows_out, indent=2) if a.json else format_table(rows_out))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,43 @@ def test_baseline_builds(board, dsp, tmp_path):
 
     r = build_board(board, baseline=True, dsp=dsp, out=tmp_path / board)
     assert r["design"].startswith("baseline-int8")
+
+
+def test_throughput_per_lut_rows_and_reports(tmp_path):
+    """The inferences/s-per-LUT tool: engine (shared post-processing lane) and baseline runs are
+    exact against golden, rates are Fmax / cycles per logic cell; reports of one configuration
+    (the baseline's differing only in pp_lanes) load, others are refused."""
+    from bundles import random_bundle
+
+    from progressivenn.sim.throughput import format_table, load_reports, throughput_per_lut
+
+    cfg = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=64, mbits=18, bbits=40,
+                       obits=32, wdepth=64, adepth=64, ppdepth=64, accdepth=16, pp_lanes=1)
+    b = random_bundle(1, nbits=7)
+
+    def report(design, board, lc, fmax, c=cfg):
+        return {"design": design, "board": board, "rows": c.rows, "cols": c.cols, "fits": True,
+                "luts": lc - 100, "logic_cells": lc, "fmax_mhz": fmax, "dsps": 0,
+                "config": c.to_dict()}
+
+    paths = []
+    for n, rep in enumerate([report("engine", "b", 1000, 50.0),
+                             report("baseline-int8-lut", "b", 4000, 40.0, cfg.full_rate_pp())]):
+        paths.append(tmp_path / f"r{n}.json")
+        paths[-1].write_text(json.dumps(rep))
+    board, got_cfg, builds = load_reports(paths)
+    assert board == "b" and got_cfg == cfg and set(builds) == {"engine", "baseline-int8-lut"}
+    rows = throughput_per_lut(b, builds=builds, cfg=cfg, ks=(1, 7), baseline_tile_positions=(None,))
+    assert [(r["design"], r["k"]) for r in rows] == [("engine", 1), ("engine", 7),
+                                                     ("baseline-int8-lut", 7)]
+    for r in rows:
+        assert r["compared"] > 0 and r["mismatches"] == 0, r
+        assert r["inf_per_s"] == pytest.approx(r["fmax_mhz"] * 1e6 / r["cycles"])
+        assert r["inf_per_s_per_lc"] == pytest.approx(r["inf_per_s"] / r["logic_cells"])
+    eng = {r["k"]: r for r in rows if r["design"] == "engine"}
+    assert eng[1]["cycles"] < eng[7]["cycles"] and eng[7]["busy"] >= eng[7]["ideal_cycles"]
+    assert "values exact" in format_table(rows)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(report("engine-lut", "b", 900, 50.0, replace(cfg, cols=4))))
+    with pytest.raises(ValueError, match="more than one engine configuration"):
+        load_reports(paths + [other])

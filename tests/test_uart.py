@@ -21,8 +21,9 @@ from progressivenn.sim.serial_transport import (AmaranthSerialPort, SerialTransp
 from progressivenn.sim.transport import Exchange
 
 # A small engine configuration: narrow words keep the serial simulation short.
+# One post-processing lane shared over the 2 rows, as on the boards.
 CFG = EngineConfig(rows=2, cols=4, abits=8, nbits=4, max_reduction=64, mbits=16, bbits=24,
-                   obits=20, wdepth=64, adepth=32, ppdepth=16, accdepth=16)
+                   obits=20, wdepth=64, adepth=32, ppdepth=16, accdepth=16, pp_lanes=1)
 
 
 class EchoEngine(wiring.Component):
@@ -231,7 +232,8 @@ def test_host_ignoring_credits_is_flagged_as_overrun():
 @pytest.mark.slow
 def test_trained_digits_over_uart_on_the_icebreaker_engine(tmp_path):
     """A trained digits network (3 epochs: bit-exactness, not accuracy, is the point), exported
-    with 16-bit M for the iCEBreaker's engine, one test image at k = 2 and k = 8 through the UART
+    as usual (18-bit M), on the iCEBreaker's engine (4 x 8, one shared post-processing lane), one
+    test image at k = 2 and k = 8 through the UART
     bridge in simulation, bit-exact with the golden model (about 2.5 min per k)."""
     from progressivenn.cli import main
     from progressivenn.hw.boards import ICEBREAKER_CFG
@@ -242,7 +244,7 @@ def test_trained_digits_over_uart_on_the_icebreaker_engine(tmp_path):
     run, bundle = tmp_path / "run", tmp_path / "bundle"
     assert main(["train", "--epochs", "3", "--threads", "1", "--quiet", "--out", str(run)]) == 0
     assert main(["retrain-bn", str(run), "--threads", "1", "--quiet"]) == 0
-    assert main(["export", str(run), "--out", str(bundle), "--mbits", "16"]) == 0
+    assert main(["export", str(run), "--out", str(bundle)]) == 0
     b = load_bundle(bundle)
     cfg = ICEBREAKER_CFG
     check_fits(b, cfg)
