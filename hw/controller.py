@@ -109,6 +109,7 @@ class Sequencer(wiring.Component):
         j_wstart = Signal(W)                 # k_start * nchunks
         j_ppstart = Signal(W)                # k_start * ngroups
         j_every, j_save, j_relu, j_saved = Signal(), Signal(), Signal(), Signal()
+        j_c1, j_p1, j_g1 = Signal(), Signal(), Signal()   # one chunk / plane / group per job
 
         # loop state
         active = Signal()
@@ -123,10 +124,9 @@ class Sequencer(wiring.Component):
         pprow = Signal(W)                    # p*ngroups
         accaddr = Signal(W)                  # pos*ngroups + g
 
-        last_c = c == j_ncm1
-        last_p = p == j_kendm1
-        last_g = g == j_ngm1
-        last_pos = pos == j_npm1
+        # "this is the last chunk / plane / group / position": registers kept up to date with the
+        # counters (their comparisons sit beside the issue logic, not in front of it: Fmax)
+        last_c, last_p, last_g, last_pos = Signal(), Signal(), Signal(), Signal()
         emit = last_c & (last_p | j_every)
         issue = active & ~(emit & self.hold)
         last = last_c & last_p & last_g & last_pos
@@ -151,19 +151,24 @@ class Sequencer(wiring.Component):
 
         with m.If(issue):
             with m.If(~last_c):
-                m.d.sync += [c.eq(c + 1), waddr.eq(waddr + 1), aaddr.eq(aaddr + 1)]
+                m.d.sync += [c.eq(c + 1), waddr.eq(waddr + 1), aaddr.eq(aaddr + 1),
+                             last_c.eq(c + 1 == j_ncm1)]
             with m.Elif(~last_p):
                 m.d.sync += [c.eq(0), p.eq(p + 1), waddr.eq(waddr + 1), aaddr.eq(apos),
-                             pprow.eq(pprow + j_ngroups)]
+                             pprow.eq(pprow + j_ngroups),
+                             last_c.eq(j_c1), last_p.eq(p + 1 == j_kendm1)]
             with m.Elif(~last_g):
                 m.d.sync += [c.eq(0), p.eq(j_kstart), g.eq(g + 1),
                              gwbase.eq(gwbase + j_wstride), waddr.eq(gwbase + j_wstride),
-                             aaddr.eq(apos), pprow.eq(j_ppstart), accaddr.eq(accaddr + 1)]
+                             aaddr.eq(apos), pprow.eq(j_ppstart), accaddr.eq(accaddr + 1),
+                             last_c.eq(j_c1), last_p.eq(j_p1), last_g.eq(g + 1 == j_ngm1)]
             with m.Elif(~last_pos):
                 m.d.sync += [c.eq(0), p.eq(j_kstart), g.eq(0), pos.eq(pos + 1),
                              gwbase.eq(j_wstart), waddr.eq(j_wstart),
                              apos.eq(apos + j_nchunks), aaddr.eq(apos + j_nchunks),
-                             pprow.eq(j_ppstart), accaddr.eq(accaddr + 1)]
+                             pprow.eq(j_ppstart), accaddr.eq(accaddr + 1),
+                             last_c.eq(j_c1), last_p.eq(j_p1), last_g.eq(j_g1),
+                             last_pos.eq(pos + 1 == j_npm1)]
             with m.Else():
                 m.d.sync += active.eq(0)
 
@@ -185,6 +190,13 @@ class Sequencer(wiring.Component):
                 j_save.eq(self.save),
                 j_relu.eq(self.relu),
                 j_saved.eq(self.k_start != 0),
+                j_c1.eq(self.nchunks == 1),
+                j_p1.eq(self.k_start == self.k_end - 1),
+                j_g1.eq(self.ngroups == 1),
+                last_c.eq(self.nchunks == 1),
+                last_p.eq(self.k_start == self.k_end - 1),
+                last_g.eq(self.ngroups == 1),
+                last_pos.eq(self.npos == 1),
                 c.eq(0), p.eq(self.k_start), g.eq(0), pos.eq(0),
                 waddr.eq(wstart), gwbase.eq(wstart),
                 aaddr.eq(self.abase), apos.eq(self.abase),

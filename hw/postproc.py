@@ -56,12 +56,12 @@ class PostProc(wiring.Component):
     o_active : Out(1)
         A vector is inside the pipeline.
 
-    Latency: 3 cycles (multiply -> register; add B and the rounding constant -> register;
-    shift and clamp -> register), throughput one vector per cycle.
+    Latency: 4 cycles (multiply -> register; add B and the rounding constant -> register;
+    shift -> register; clamp or saturate -> register), throughput one vector per cycle.
     """
 
     #: cycles from a vector at the inputs to its result at the outputs
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, *, rows: int, acc_width: int, mbits: int, bbits: int, abits: int,
                  obits: int, shift_width: int = 6, tag_width: int = 0):
@@ -136,27 +136,39 @@ class PostProc(wiring.Component):
             m.d.comb += brnd.eq(bs1[r] + rnd)
             m.d.sync += zs[r].eq(prods[r] + brnd)
 
-        # stage 3: arithmetic shift, clamp (relu) or saturate (logits)
-        v3 = Signal()
-        ys = [Signal(signed(self.obits), name=f"y{r}") for r in range(R)]
-        amax = (1 << self.abits) - 1
-        omax = (1 << (self.obits - 1)) - 1
-        omin = -(1 << (self.obits - 1))
-        m.d.sync += [v3.eq(v2), self.o_tag.eq(tag2)]
+        # stage 3: arithmetic shift -> register
+        v3, relu3 = Signal(), Signal()
+        tag3 = Signal(self.tag_width)
+        ysh = [Signal(signed(ZW), name=f"ysh{r}") for r in range(R)]
+        m.d.sync += [v3.eq(v2), relu3.eq(relu2), tag3.eq(tag2)]
         for r in range(R):
-            y = Signal(signed(ZW), name=f"ysh{r}")
             # S > ZW-1: |acc*M + B| < 2^(S-1), so the rounded result is 0
-            m.d.comb += y.eq(Mux(sh2 > ZW - 1, 0, zs[r] >> sh2))
-            if ZW > self.obits:
-                sat = Mux(y > omax, omax, Mux(y < omin, omin, y))
+            m.d.sync += ysh[r].eq(Mux(sh2 > ZW - 1, 0, zs[r] >> sh2))
+
+        # stage 4: clamp (relu) or saturate (logits) by bit tests (no comparators) -> register
+        v4 = Signal()
+        ys = [Signal(signed(self.obits), name=f"y{r}") for r in range(R)]
+        A, OW = self.abits, self.obits
+        amax = (1 << A) - 1
+        omax = (1 << (OW - 1)) - 1
+        omin = -(1 << (OW - 1))
+        m.d.sync += [v4.eq(v3), self.o_tag.eq(tag3)]
+        for r in range(R):
+            y = ysh[r]
+            neg = y[ZW - 1]
+            # relu: y < 0 -> 0; y > 2^A - 1 (a bit set above A-1) -> 2^A - 1
+            clamp = Mux(neg, 0, Mux(y[A:ZW - 1].any(), amax, y[:A]))
+            if ZW > OW:   # y fits OW bits iff bits OW-1 .. ZW-1 all equal the sign
+                top = y[OW - 1:ZW]
+                fits = top.all() | ~top.any()
+                sat = Mux(fits, y[:OW].as_signed(), Mux(neg, omin, omax))
             else:
                 sat = y
-            clamp = Mux(y < 0, 0, Mux(y > amax, amax, y))
-            m.d.sync += ys[r].eq(Mux(relu2, clamp, sat))
+            m.d.sync += ys[r].eq(Mux(relu3, clamp, sat))
 
         m.d.comb += [
-            self.o_valid.eq(v3),
+            self.o_valid.eq(v4),
             self.o_y.eq(Cat(*ys)),
-            self.o_active.eq(v1 | v2 | v3),
+            self.o_active.eq(v1 | v2 | v3 | v4),
         ]
         return m
