@@ -247,3 +247,24 @@ def test_throughput_per_lut_rows_and_reports(tmp_path):
     other.write_text(json.dumps(report("engine-lut", "b", 900, 50.0, replace(cfg, cols=4))))
     with pytest.raises(ValueError, match="more than one engine configuration"):
         load_reports(paths + [other])
+
+
+def test_sim_engine_options_board_and_pp_lanes():
+    """``pnn sim/dynamic --board`` simulates a board's engine exactly; ``--pp-lanes`` shares the
+    post-processing lanes (with room for the same table entries); bad values are named."""
+    import argparse
+
+    from bundles import random_bundle
+
+    from progressivenn.commands.sim import add_engine_arguments, engine_config
+
+    p = argparse.ArgumentParser()
+    add_engine_arguments(p)
+    b = random_bundle(1, nbits=4)
+    assert engine_config(p.parse_args(["--board", "ulx3s-12f"]), b) == BOARDS["ulx3s-12f"].cfg
+    cfg = engine_config(p.parse_args(["--rows", "4", "--cols", "8", "--pp-lanes", "1"]), b)
+    assert (cfg.pp_par, cfg.pp_slices) == (1, 4) and cfg.pp_entries == EngineConfig().ppdepth
+    with pytest.raises(ValueError, match="unknown board 'nope'"):
+        engine_config(p.parse_args(["--board", "nope"]), b)
+    with pytest.raises(ValueError, match="pp_lanes 3 must divide rows 4"):
+        engine_config(p.parse_args(["--rows", "4", "--pp-lanes", "3"]), b)

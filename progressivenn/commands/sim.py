@@ -34,6 +34,11 @@ def add_engine_arguments(p) -> None:
     g.add_argument("--cols", type=int, default=16, help="reduction lanes (C)")
     g.add_argument("--max-reduction", type=int, default=None,
                    help="largest reduction length (default: the bundle's largest layer)")
+    g.add_argument("--pp-lanes", type=int, default=0, metavar="P",
+                   help="post-processing lanes, dividing R (default 0: one per row)")
+    g.add_argument("--board", default=None, metavar="NAME",
+                   help="use this board's engine configuration exactly (docs/boards.md: icebreaker,"
+                        " ulx3s-85f, ...) instead of --rows/--cols/--max-reduction/--pp-lanes")
 
 
 def engine_config(args, bundle):
@@ -41,11 +46,18 @@ def engine_config(args, bundle):
     where a command has them), its accumulator sized for ``bundle``'s largest reduction."""
     from ..hw.isa import EngineConfig
 
+    board = getattr(args, "board", None)
+    if board:
+        from ..hw.boards import board_spec
+        return board_spec(board).cfg            # ValueError names the known boards
     max_red = args.max_reduction or max(layer.reduction for layer in bundle.compute_layers())
     extra = {name: getattr(args, name) for name in ("adepth", "accdepth")
              if getattr(args, name, None) is not None}
+    lanes = getattr(args, "pp_lanes", 0) or 0
+    if lanes and args.rows % lanes == 0:        # room for the same table entries as with P = R
+        extra["ppdepth"] = EngineConfig().ppdepth * (args.rows // lanes)
     return EngineConfig(rows=args.rows, cols=args.cols, abits=bundle.abits, nbits=bundle.nbits,
-                        mbits=bundle.mbits, max_reduction=max_red, **extra)
+                        mbits=bundle.mbits, max_reduction=max_red, pp_lanes=lanes, **extra)
 
 
 def summarize(report: dict) -> dict:
@@ -122,8 +134,9 @@ def run(args) -> int:
     if not 0 <= args.stall < 1:
         raise ValueError(f"--stall must be in [0, 1), not {args.stall}")
     cfg = engine_config(args, bundle)
-    print(f"pnn sim: {args.simulator}, engine R={cfg.rows} C={cfg.cols}, {args.images} images x "
-          f"k={bits[0]}..{bits[-1]} ...", file=sys.stderr)
+    lanes = f", {cfg.pp_par} post-processing lane(s)" if cfg.pp_slices > 1 else ""
+    print(f"pnn sim: {args.simulator}, engine R={cfg.rows} C={cfg.cols}{lanes}, {args.images} images"
+          f" x k={','.join(map(str, bits))} ...", file=sys.stderr)
     report = run_regression(args.bundle, cfg, simulator=args.simulator, images=args.images,
                             bits=bits, tables=args.tables, stall=args.stall, seed=args.seed,
                             build_root=args.build_dir)
