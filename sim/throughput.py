@@ -33,8 +33,9 @@ __all__ = ["BUILDS", "load_reports", "throughput_per_lut", "format_table", "main
 #: measured builds (docs/boards.md), board -> design -> figures; ``logic_cells`` are nextpnr's
 BUILDS = {
     "ulx3s-85f": {
-        "engine": {"luts": 12296, "logic_cells": 15830, "fmax_mhz": 51.93, "dsps": 19},
-        "baseline-int8-lut": {"luts": 43248, "logic_cells": 48586, "fmax_mhz": 31.27, "dsps": 0},
+        "engine": {"luts": 4072, "logic_cells": 7806, "fmax_mhz": 69.3, "dsps": 5},
+        "engine-lut": {"luts": 6921, "logic_cells": 10711, "fmax_mhz": 61.09, "dsps": 0},
+        "baseline-int8-lut": {"luts": 49999, "logic_cells": 55069, "fmax_mhz": 45.59, "dsps": 0},
     },
 }
 
