@@ -50,7 +50,7 @@ class Engine(wiring.Component):
 
     Timing: one chunk per cycle with no bubbles across chunk, plane, group, position (or RUN)
     boundaries; the last result beat of a RUN whose results are not held back is valid
-    ``busy_cycles + latency`` (10 + Q - 1) cycles after the cycle the RUN command was accepted (or
+    ``busy_cycles + latency`` (11 + Q - 1) cycles after the cycle the RUN command was accepted (or
     the last data beat of an earlier LOAD was accepted, whichever is later).
     Internal pipeline: issue (memory read) -> memory data registered -> PE array (:attr:`PEArray.latency`) ->
     post-processing (P = ``cfg.pp_par`` lanes, Q = R/P slices one per cycle, then
