@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .controller import Sequencer
+from .loader import DataLoader
 from .isa import CMD_WIDTH, SW, EngineConfig, Op
 from .pe_array import adder_tree
 from .postproc import PostProc
@@ -59,7 +60,8 @@ class MACArray(wiring.Component):
     busy : Out(1)
 
     Latency: issue (memory read, 1) -> memory data registered (1) -> products and adder tree (1)
-    -> accumulate (1) -> post-processing (3) -> result FIFO; one chunk per cycle.
+    -> accumulate (1) -> post-processing (:attr:`PostProc.LATENCY`) -> result FIFO; one chunk
+    per cycle.
     """
 
     FIFO_DEPTH = 8
@@ -111,24 +113,7 @@ class MACArray(wiring.Component):
             m.d.sync += [pending.eq(1), cmd.eq(self.cmd.payload)]
         op = isa.cmd_field(cmd, "op")
 
-        ld_active = Signal()
-        ld_target = Signal(2)
-        ld_addr = Signal(isa.FIELDS["addr"][1] + 1)
-        ld_left = Signal(isa.FIELDS["count"][1])
-        m.d.comb += self.data.ready.eq(ld_active)
-        dxfer = self.data.valid & self.data.ready
-        m.d.comb += [
-            w_wr.addr.eq(ld_addr), w_wr.data.eq(self.data.payload[:R * C * WBITS]),
-            w_wr.en.eq(dxfer & (ld_target == Op.LOAD_W)),
-            a_wr.addr.eq(ld_addr), a_wr.data.eq(self.data.payload[:C * A]),
-            a_wr.en.eq(dxfer & (ld_target == Op.LOAD_A)),
-            pp_wr.addr.eq(ld_addr), pp_wr.data.eq(self.data.payload[:cfg.pp_width]),
-            pp_wr.en.eq(dxfer & (ld_target == Op.LOAD_PP)),
-        ]
-        with m.If(dxfer):
-            m.d.sync += [ld_addr.eq(ld_addr + 1), ld_left.eq(ld_left - 1)]
-            with m.If(ld_left == 1):
-                m.d.sync += ld_active.eq(0)
+        loader = DataLoader(m, self.data, {Op.LOAD_W: w_wr, Op.LOAD_A: a_wr, Op.LOAD_PP: pp_wr})
 
         # in-flight work (for the load hazards and busy)
         pipe = Signal(4)          # issue -> memory data registered -> tree -> acc
@@ -137,18 +122,15 @@ class MACArray(wiring.Component):
         m.d.comb += computing.eq(seq.active | (pipe != 0) | pp.o_active)
 
         start = Signal()
-        with m.If(pending & ~ld_active):
+        with m.If(pending & ~loader.active):
             with m.Switch(op):
                 with m.Case(Op.LOAD_W, Op.LOAD_A, Op.LOAD_PP):
                     with m.If(~computing):
                         cnt = isa.cmd_field(cmd, "count")
                         addr = isa.cmd_field(cmd, "addr")
-                        with m.If(op == Op.LOAD_A):
-                            m.d.sync += ld_addr.eq(addr + Mux(cmd[4], cfg.adepth, 0))
-                        with m.Else():
-                            m.d.sync += ld_addr.eq(addr)
-                        m.d.sync += [ld_target.eq(op[:2]), ld_left.eq(cnt),
-                                     ld_active.eq(cnt != 0), pending.eq(0)]
+                        bank = Mux(op == Op.LOAD_A, Mux(cmd[4], cfg.adepth, 0), 0)
+                        m.d.sync += loader.start(op[:2], addr + bank, cnt)
+                        m.d.sync += pending.eq(0)
                 with m.Case(Op.RUN):
                     with m.If(~seq.active):
                         m.d.comb += start.eq(1)
@@ -214,7 +196,7 @@ class MACArray(wiring.Component):
         m.d.comb += [
             self.res.valid.eq(rfifo.r_rdy), self.res.payload.eq(rfifo.r_data),
             rfifo.r_en.eq(self.res.ready),
-            self.busy.eq(pending | ld_active | computing | rfifo.r_rdy | (inflight != 0)),
+            self.busy.eq(pending | loader.active | computing | rfifo.r_rdy | (inflight != 0)),
         ]
         return m
 

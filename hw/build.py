@@ -143,8 +143,8 @@ def _Placeholder(cfg):
 
 
 def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
-                pp_lanes: int | None = None, baseline: bool = False, dsp: bool | None = None, out="build",
-                progress=None, timeout: float = 7200) -> dict:
+                pp_lanes: int | None = None, baseline: bool = False, dsp: bool | None = None,
+                out="build", progress=None, timeout: float = 7200) -> dict:
     """Synthesize, place and route the board top and pack its bitstream; return the report.
 
     Parameters

@@ -15,6 +15,7 @@ from .isa import EngineConfig, Op, CMD_WIDTH, SW
 from .pe_array import PEArray
 from .postproc import PostProc
 from .controller import Sequencer
+from .loader import DataLoader
 
 __all__ = ["Engine"]
 
@@ -143,25 +144,8 @@ class Engine(wiring.Component):
         op = isa.cmd_field(cmd, "op")
 
         # ---- loader -----------------------------------------------------------------------------
-        ld_active = Signal()
-        ld_target = Signal(2)            # 1 W, 2 A, 3 PP (the op code)
-        ld_addr = Signal(isa.FIELDS["addr"][1] + 1)
-        ld_left = Signal(isa.FIELDS["count"][1])
-        ld_bank = Signal()
-        m.d.comb += self.data.ready.eq(ld_active)
-        dxfer = self.data.valid & self.data.ready
-        m.d.comb += [
-            w_wr.addr.eq(ld_addr), w_wr.data.eq(self.data.payload[:R * C]),
-            w_wr.en.eq(dxfer & (ld_target == Op.LOAD_W)),
-            a_wr.addr.eq(ld_addr), a_wr.data.eq(self.data.payload[:C * A]),
-            a_wr.en.eq(dxfer & (ld_target == Op.LOAD_A)),
-            pp_wr.addr.eq(ld_addr), pp_wr.data.eq(self.data.payload[:cfg.pp_width]),
-            pp_wr.en.eq(dxfer & (ld_target == Op.LOAD_PP)),
-        ]
-        with m.If(dxfer):
-            m.d.sync += [ld_addr.eq(ld_addr + 1), ld_left.eq(ld_left - 1)]
-            with m.If(ld_left == 1):
-                m.d.sync += ld_active.eq(0)
+        loader = DataLoader(m, self.data, {Op.LOAD_W: w_wr, Op.LOAD_A: a_wr, Op.LOAD_PP: pp_wr})
+        ld_active = loader.active
 
         # ---- pipeline: issue (S0) -> memory data (S1) -> registered (S2) -> PE array -> ---------
         # ---- post-processing (the memories' outputs never feed logic directly: Fmax) -----------
@@ -255,7 +239,7 @@ class Engine(wiring.Component):
         else:
             gathered = Signal((Q - 1) * P * OW)      # slices 0..Q-2 of the result in flight
             with m.If(pp.o_valid):
-                m.d.sync += gathered.eq(Cat(gathered[P * OW:], pp.o_y) if Q > 2 else pp.o_y)
+                m.d.sync += gathered.eq(Cat(gathered[P * OW:], pp.o_y))
             res_y = Cat(gathered, pp.o_y)
         m.d.comb += [
             rfifo.w_en.eq(pp.o_valid & pp_last),
@@ -288,7 +272,7 @@ class Engine(wiring.Component):
             seq.issue,
             seq.active & ~seq.issue,
             seq.issue & seq.plane_end,
-            dxfer,
+            loader.xfer,
             res_from_fifo,
         ]
         clear = Signal()
@@ -342,8 +326,7 @@ class Engine(wiring.Component):
         ]
 
         def start_load(target, addr):
-            m.d.sync += [ld_target.eq(target), ld_addr.eq(addr), ld_left.eq(cmd_count),
-                         ld_active.eq(cmd_count != 0)]
+            m.d.sync += loader.start(target, addr, cmd_count)
             m.d.comb += done.eq(1)
 
         with m.If(pending):

@@ -14,7 +14,8 @@ __all__ = [
     "Op", "Counter", "EngineConfig", "CMD_WIDTH", "SW",
     "cmd_nop", "cmd_load_w", "cmd_load_a", "cmd_load_pp", "cmd_run", "cmd_read_counters",
     "cmd_clear_counters", "decode_cmd",
-    "pack_weight_word", "pack_act_word", "pack_pp_word", "pack_pp_words", "decode_result", "ResultBeat",
+    "pack_weight_word", "pack_act_word", "pack_pp_word", "pack_pp_words", "decode_result",
+    "ResultBeat",
     "signed_bits", "to_signed", "to_unsigned", "addr_width", "cmd_field",
 ]
 
