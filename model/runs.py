@@ -34,7 +34,14 @@ def check_run(run) -> Path:
 
 
 def read_config(run) -> dict:
-    return json.loads((check_run(run) / CONFIG).read_text())
+    path = check_run(run) / CONFIG
+    try:
+        cfg = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: damaged run configuration, not JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: damaged run configuration, not a JSON object")
+    return cfg
 
 
 def write_json(path: Path, obj) -> None:
@@ -48,9 +55,28 @@ def build_from_config(cfg: dict) -> QNet:
 
 
 def _load(run: Path, fname: str, cfg: dict) -> QNet:
-    net = build_from_config(cfg)
-    state = torch.load(run / fname, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    """The network of ``cfg`` with the checkpoint ``run/fname``; a truncated, damaged or
+    mismatched checkpoint is a ValueError naming the file."""
+    try:
+        net = build_from_config(cfg)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{run / CONFIG}: damaged run configuration ({type(e).__name__}: {e})") \
+            from None
+    path = run / fname
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # zip, pickle, EOF, torch's RuntimeError or OSError on a torn archive
+        if isinstance(e, OSError) and e.filename is not None:
+            raise                        # the file system refused (permission, missing, ...)
+        msg = " ".join(str(e).split())[:200]
+        raise ValueError(f"{path}: truncated or damaged checkpoint ({type(e).__name__}: {msg});"
+                         f" re-create it with `pnn {'train' if fname == MODEL else 'retrain-bn'}`")\
+            from None
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        msg = " ".join(str(e).split())[:200]
+        raise ValueError(f"{path}: checkpoint does not match {run / CONFIG} ({msg})") from None
     net.eval()
     return net
 

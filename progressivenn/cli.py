@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -12,6 +13,22 @@ from .commands import COMMANDS
 
 class CliError(Exception):
     """A user error: printed as one line ``pnn: error: ...`` and exit status 2."""
+
+
+#: expected failures: bad input, a damaged file, an OS refusal (permission, read-only, disk full,
+#: missing file). One line on stderr and exit status 2; ``--debug`` / ``PNN_DEBUG=1`` re-raise them.
+EXPECTED = (CliError, ValueError, OSError, EOFError, MemoryError)
+
+
+def describe(e: BaseException) -> str:
+    """One line for an expected failure: an OS error names its file, others say their message."""
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+        return f"{where}: {e.strerror}"
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, MemoryError):
+        return f"out of memory ({text})"
+    return text
 
 
 def _modules():
@@ -29,10 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="ProgressiveNN: train BWB networks, export bundles, generate and verify a "
                     "bit-serial accelerator, build it for FPGA boards.")
     parser.add_argument("--version", action="version", version=f"progressivenn {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of a failure (also PNN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the Python traceback of a failure (also PNN_DEBUG=1)")
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -43,14 +64,25 @@ def main(argv=None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    debug = args.debug or os.environ.get("PNN_DEBUG", "") not in ("", "0")
     try:
         return int(args._run(args) or 0)
-    except (CliError, ValueError, FileNotFoundError, NotADirectoryError) as e:
-        print(f"pnn {args.command}: error: {e}", file=sys.stderr)
+    except EXPECTED as e:
+        if debug:
+            raise
+        print(f"pnn {args.command}: error: {describe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if debug:
+            raise
         print(f"pnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line, the traceback one flag away
+        if debug:
+            raise
+        print(f"pnn {args.command}: internal error: {type(e).__name__}: {describe(e)} (rerun"
+              f" with --debug for the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

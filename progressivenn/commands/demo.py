@@ -43,6 +43,7 @@ def _pnn(argv: list[str], capture: bool = False) -> str:
 def run(args) -> int:
     from .sim import parse_bits
 
+    bits = None if args.skip_sim else parse_bits(args.bits, 8)   # the demo trains N=8: check first
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     run_dir, bundle, rtl, rep = out / "run", out / "bundle", out / "rtl", out / "report"
@@ -85,7 +86,6 @@ def run(args) -> int:
 
     sim = None
     if not args.skip_sim:
-        bits = parse_bits(args.bits)
         t = _step(6, total, f"cocotb on {args.simulator}: {args.images} test images x k="
                             f"{bits[0]}..{bits[-1]}, every layer compared with the golden model")
         from ..sim.runner import run_regression

@@ -10,20 +10,27 @@ HELP = ("simulate the generated Verilog under cocotb on a bundle's test images a
         "compare every layer with the integer golden model")
 
 
-def parse_bits(text: str) -> list[int]:
-    """``"1-8"``, ``"1,2,4,8"`` or ``"3"`` -> sorted list of k."""
+def parse_bits(text: str, nmax: int = 16) -> list[int]:
+    """``"1-8"``, ``"1,2,4,8"`` or ``"3"`` -> sorted list of k in [1, ``nmax``].
+
+    Every number is checked against ``nmax`` before a range is expanded, so ``1-100000000`` is
+    a one-line error, never a list of a hundred million entries."""
+    if not isinstance(text, str):     # argparse turns ``--bits=--`` into []
+        text = " ".join(map(str, text)) or "--"
+    form = f"--bits must look like 1-{nmax} or 1,2,4,8 (planes k in 1..{nmax}), not {text[:40]!r}"
     out = set()
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                lo, hi = part.split("-")
-                out.update(range(int(lo), int(hi) + 1))
-            else:
-                out.add(int(part))
-    except ValueError:
-        raise ValueError(f"--bits must look like 1-8 or 1,2,4,8, not {text!r}") from None
-    if not out or min(out) < 1:
-        raise ValueError(f"--bits must name planes k >= 1, not {text!r}")
+    for part in text.split(","):
+        ends = part.strip().split("-")
+        if len(ends) > 2 or not all(e.strip().isdigit() for e in ends):
+            raise ValueError(form)
+        lo, hi = int(ends[0]), int(ends[-1])
+        if lo < 1 or hi > nmax:
+            bad = lo if lo < 1 else hi
+            raise ValueError(f"--bits asks for k={bad}, planes k must be in 1..{nmax}"
+                             f"{' (the bundle has N=' + str(nmax) + ')' if nmax < 16 else ''}")
+        if lo > hi:
+            raise ValueError(f"--bits range {part.strip()!r} is empty (write low-high)")
+        out.update(range(lo, hi + 1))
     return sorted(out)
 
 
@@ -110,7 +117,8 @@ def add_arguments(p) -> None:
     p.add_argument("bundle", help="bundle directory written by `pnn export`")
     p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
     p.add_argument("--images", type=int, default=20, help="test images from the bundle")
-    p.add_argument("--bits", default="1-8", help="planes k to run: 1-8, 1,2,4,8, ...")
+    p.add_argument("--bits", default=None,
+                   help="planes k to run: 1-8, 1,2,4,8, ... (default: 1..N of the bundle)")
     p.add_argument("--tables", choices=["retrained", "fixed"], default="retrained",
                    help="BN tables: retrained per k, or the k=N tables at every k")
     p.add_argument("--stall", type=float, default=0.1,
@@ -125,15 +133,16 @@ def run(args) -> int:
     from ..model.bundle import load_bundle
     from ..sim.runner import run_regression
 
+    from ..sim.driver import check_fits
+
     bundle = load_bundle(args.bundle)
-    bits = parse_bits(args.bits)
-    if max(bits) > bundle.nbits:
-        raise ValueError(f"--bits asks for k={max(bits)} but the bundle has N={bundle.nbits}")
+    bits = parse_bits(f"1-{bundle.nbits}" if args.bits is None else args.bits, bundle.nbits)
     if not 1 <= args.images <= len(bundle.test_x):
         raise ValueError(f"--images must be in [1, {len(bundle.test_x)}], not {args.images}")
     if not 0 <= args.stall < 1:
         raise ValueError(f"--stall must be in [0, 1), not {args.stall}")
     cfg = engine_config(args, bundle)
+    check_fits(bundle, cfg)        # before any Verilog is generated or built
     lanes = f", {cfg.pp_par} post-processing lane(s)" if cfg.pp_slices > 1 else ""
     print(f"pnn sim: {args.simulator}, engine R={cfg.rows} C={cfg.cols}{lanes}, {args.images} images"
           f" x k={','.join(map(str, bits))} ...", file=sys.stderr)
