@@ -1,0 +1,270 @@
+"""Resident-network engine: the whole network lives on chip; an image goes in, its class comes out.
+
+Network memory (weights of every plane of every layer, per-k post-processing tables, the layer
+program) is written once with WRITE_* commands; per image the host writes the image codes
+(WRITE_FM) and sends RUN(k); the engine runs every program layer from on-chip feature-map memory
+and answers with a SUMMARY (class, k, cycles), the logits and one busy counter per layer.
+Word formats: :mod:`.layout`; architecture and cycle model: ``docs/resident.md``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, signed
+from amaranth.lib import wiring, stream
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..pe_array import PEArray
+from ..postproc import PostProc
+from .layout import (ResidentConfig, Op, Kind, ResKind, SW, desc_layout, cmd_layout, res_layout,
+                     summary_layout, counter_layout, addr_width)
+from .window import WindowGen
+
+__all__ = ["ResidentEngine"]
+
+
+class ResidentEngine(wiring.Component):
+    """Runs a resident layer program on the shared PE array and post-processing unit.
+
+    Parameters
+    ----------
+    cfg : ResidentConfig
+
+    Members
+    -------
+    cmd : In(stream.Signature(cmd_layout(cfg)))
+        Commands (:class:`.layout.Op`); accepted one per cycle while idle, none while a RUN or a
+        READ_FM is being answered.
+    res : Out(stream.Signature(res_layout(cfg)))
+        Result beats (:class:`.layout.ResKind`).
+
+    Pipeline of a chunk: issue (window generator, memory addresses) -> memory data -> registered
+    (padding gated) -> PE array (2) -> post-processing (4) -> feature-map write (convolutions);
+    a pool chunk goes from the registered data to a lane-wise running maximum and writes at the
+    window's last tap. A layer starts when the previous one has drained (its last write done).
+
+    Cycles of one RUN (ready consumer): per layer its busy cycles
+    ``out_h*out_w*ngroups*planes*nchunks`` plus a fixed :attr:`layer_overhead`, then the SUMMARY;
+    ``cycles`` in the SUMMARY counts from the image's first WRITE_FM (or the RUN) to the SUMMARY.
+    """
+
+    #: cycles between two layers: descriptor fetch (3) + drain of a convolution's pipeline
+    #: (memory 2, PE array 2, post-processing 4)
+    DESC_CYCLES = 3
+
+    def __init__(self, cfg: ResidentConfig = ResidentConfig()):
+        if not isinstance(cfg, ResidentConfig):
+            self._MustUse__silence = True
+            raise TypeError(f"cfg must be a ResidentConfig, not {cfg!r}")
+        self.cfg = cfg
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout(cfg))),
+            "res": Out(stream.Signature(res_layout(cfg))),
+        })
+
+    @property
+    def layer_overhead(self) -> int:
+        """Fixed cycles a convolution layer costs on top of its busy cycles."""
+        return self.DESC_CYCLES + 2 + PEArray.LATENCY + PostProc.LATENCY
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        R, C, A, N, AW, OW = cfg.rows, cfg.cols, cfg.abits, cfg.nbits, cfg.acc_width, cfg.obits
+        GPW = cfg.groups_per_word
+        dl = desc_layout(cfg)
+
+        # ---- memories ---------------------------------------------------------------------------
+        m.submodules.wmem = wmem = Memory(shape=cfg.w_width, depth=cfg.wdepth, init=[])
+        m.submodules.ppmem = ppmem = Memory(shape=cfg.pp_width, depth=cfg.ppdepth, init=[])
+        m.submodules.prog = progmem = Memory(shape=dl.size, depth=cfg.max_layers, init=[])
+        m.submodules.fmem = fmem = Memory(shape=cfg.fm_width, depth=cfg.fmdepth, init=[])
+        w_wr, w_rd = wmem.write_port(), wmem.read_port()
+        pp_wr, pp_rd = ppmem.write_port(), ppmem.read_port()
+        pg_wr, pg_rd = progmem.write_port(), progmem.read_port()
+        fm_wr, fm_rd = fmem.write_port(granularity=A), fmem.read_port()
+
+        # ---- blocks -----------------------------------------------------------------------------
+        m.submodules.win = win = WindowGen(cfg)
+        tag = {"emit": 1, "o_addr": len(win.o_addr), "gsub": 8, "g": 12}
+        tw = sum(tag.values())
+        m.submodules.pe = pe = PEArray(rows=R, cols=C, abits=A, acc_width=AW, tag_width=tw)
+        m.submodules.pp = pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
+                                        abits=A, obits=OW, shift_width=SW, tag_width=tw)
+
+        desc = Signal(dl)
+        k = Signal(5)
+        layer = Signal(range(cfg.max_layers + 1))
+        pool = desc.kind == Kind.POOL
+        m.d.comb += [win.desc.eq(desc), win.planes.eq(Mux(pool, 1, k))]
+
+        # ---- command decode ---------------------------------------------------------------------
+        cmd = self.cmd.payload
+        accept = self.cmd.valid & self.cmd.ready
+        m.d.comb += [
+            w_wr.addr.eq(cmd.addr), w_wr.data.eq(cmd.data),
+            w_wr.en.eq(accept & (cmd.op == Op.WRITE_W)),
+            pp_wr.addr.eq(cmd.addr), pp_wr.data.eq(cmd.data),
+            pp_wr.en.eq(accept & (cmd.op == Op.WRITE_PP)),
+            pg_wr.addr.eq(cmd.addr), pg_wr.data.eq(cmd.data),
+            pg_wr.en.eq(accept & (cmd.op == Op.WRITE_PROG)),
+            pg_rd.addr.eq(layer),
+        ]
+
+        # ---- chunk pipeline ---------------------------------------------------------------------
+        # S1: memories deliver; flags registered alongside
+        s1 = {n: Signal(len(getattr(win, n)), name=f"s1_{n}")
+              for n in ("inb", "first", "load", "emit", "g", "o_addr", "gsub")}
+        s1_valid = Signal()
+        m.d.sync += s1_valid.eq(win.active)
+        m.d.sync += [s.eq(getattr(win, n)) for n, s in s1.items()]
+        m.d.comb += w_rd.addr.eq(win.w_addr)
+        # S2: memory outputs registered before any logic; padding taps gated to zero
+        s2 = {n: Signal(len(s), name=f"s2_{n}") for n, s in s1.items()}
+        s2_valid = Signal()
+        s2_x = Signal(C * A)
+        s2_w = Signal(R * C)
+        s2_pp = Signal(len(win.pp_addr))
+        s1_pp = Signal(len(win.pp_addr))
+        m.d.sync += [s1_pp.eq(win.pp_addr), s2_pp.eq(s1_pp)]
+        m.d.sync += [s2_valid.eq(s1_valid), s2_w.eq(w_rd.data),
+                     s2_x.eq(Mux(s1["inb"], fm_rd.data, 0))]
+        m.d.sync += [s.eq(s1[n]) for n, s in s2.items()]
+        # PE array; its post-processing entry is read meanwhile and registered to align
+        pp_reg = Signal(cfg.pp_width)
+        m.d.comb += pp_rd.addr.eq(s2_pp)
+        m.d.sync += pp_reg.eq(pp_rd.data)
+        tag_in = Cat(s2["emit"], s2["o_addr"], s2["gsub"], s2["g"])
+        m.d.comb += [
+            pe.i_valid.eq(s2_valid & ~pool), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x),
+            pe.i_dbl.eq(s2["first"]), pe.i_load.eq(s2["load"]), pe.i_init.eq(0),
+            pe.i_tag.eq(tag_in),
+            pp.i_valid.eq(pe.o_valid & pe.o_tag[0]), pp.i_acc.eq(pe.o_acc),
+            pp.i_pp.eq(pp_reg), pp.i_relu.eq(desc.relu), pp.i_tag.eq(pe.o_tag),
+        ]
+        o_emit_w = len(win.o_addr)
+        o_addr = pp.o_tag[1:1 + o_emit_w]
+        o_gsub = pp.o_tag[1 + o_emit_w:9 + o_emit_w]
+        o_g = pp.o_tag[9 + o_emit_w:21 + o_emit_w]
+        ys = [pp.o_y[r * OW:(r + 1) * OW].as_signed() for r in range(R)]
+        rows_ok = [(o_g * R + r) < desc.nout for r in range(R)]
+
+        # pool: lane-wise running maximum over the window's taps
+        lanes = [s2_x[l * A:(l + 1) * A] for l in range(C)]
+        mx = Signal(C * A)
+        mx_lanes = [mx[l * A:(l + 1) * A] for l in range(C)]
+        newmax = Cat(*[Mux(s2["first"] | (x > old), x, old) for x, old in zip(lanes, mx_lanes)])
+        with m.If(s2_valid & pool):
+            m.d.sync += mx.eq(newmax)
+
+        # ---- feature-map ports: image writes, conv results, pool results; reads ---------------
+        conv_wr = pp.o_valid & ~desc.last
+        pool_wr = s2_valid & pool & s2["emit"]
+        codes = Cat(*[y[:A] for y in ys])
+        with m.If(pool_wr):
+            m.d.comb += [fm_wr.addr.eq(s2["o_addr"]), fm_wr.data.eq(newmax),
+                         fm_wr.en.eq((1 << C) - 1)]
+        with m.Elif(conv_wr):
+            m.d.comb += [fm_wr.addr.eq(o_addr), fm_wr.data.eq(Cat(*[codes] * GPW)),
+                         fm_wr.en.eq(Cat(*[(o_gsub == s) & ok for s in range(GPW)
+                                           for ok in rows_ok]))]
+        with m.Else():
+            m.d.comb += [fm_wr.addr.eq(cmd.addr), fm_wr.data.eq(cmd.data),
+                         fm_wr.en.eq(Mux(accept & (cmd.op == Op.WRITE_FM), (1 << C) - 1, 0))]
+
+        # ---- logits and argmax ------------------------------------------------------------------
+        logits = Array(Signal(R * OW, name=f"logits{i}") for i in range(cfg.logit_groups))
+        best_v = Signal(signed(OW))
+        best_i = Signal(12)
+        have = Signal()
+        logit_wr = pp.o_valid & desc.last
+        with m.If(logit_wr):
+            m.d.sync += logits[o_g].eq(pp.o_y)
+            bv, bi, bh = best_v, best_i, have
+            for r in range(R):
+                take = rows_ok[r] & (~bh | (ys[r] > bv))
+                bv = Mux(take, ys[r], bv)
+                bi = Mux(take, o_g * R + r, bi)
+                bh = bh | rows_ok[r]
+            m.d.sync += [best_v.eq(bv), best_i.eq(bi), have.eq(bh)]
+
+        # ---- counters ---------------------------------------------------------------------------
+        counting = Signal()
+        cycles = Signal(32)
+        busy = Signal(32)
+        busies = Array(Signal(32, name=f"busy{i}") for i in range(cfg.max_layers))
+        with m.If(counting):
+            m.d.sync += cycles.eq(cycles + 1)
+        with m.If(win.active):
+            m.d.sync += busy.eq(busy + 1)
+
+        # ---- control ----------------------------------------------------------------------------
+        in_flight = win.active | s1_valid | s2_valid | pe.o_active | pp.o_active
+        ridx = Signal(12)
+        rd_addr = Signal(len(cmd.addr))
+        m.d.comb += fm_rd.addr.eq(Mux(win.active, win.fm_addr, rd_addr))
+        summ = Signal(summary_layout(cfg))
+        m.d.comb += [summ.cls.eq(best_i), summ.k.eq(k), summ.cycles.eq(cycles)]
+        cnt = Signal(counter_layout(cfg))
+        m.d.comb += cnt.busy.eq(busies[ridx])
+        out = self.res.payload
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(accept & ((cmd.op == Op.WRITE_FM) | (cmd.op == Op.RUN)) & ~counting):
+                    m.d.sync += [counting.eq(1), cycles.eq(1)]
+                with m.If(accept & (cmd.op == Op.RUN)):
+                    m.d.sync += [k.eq(cmd.data[:5]), layer.eq(0), have.eq(0)]
+                    m.next = "DESC_WAIT"
+                with m.If(accept & (cmd.op == Op.READ_FM)):
+                    m.d.sync += rd_addr.eq(cmd.addr)
+                    m.next = "READ_WAIT"
+            with m.State("DESC_WAIT"):          # program memory reads descriptor ``layer``
+                m.next = "DESC_LATCH"
+            with m.State("DESC_LATCH"):
+                m.d.sync += desc.eq(pg_rd.data)
+                m.next = "START"
+            with m.State("START"):
+                m.d.comb += win.start.eq(1)
+                m.d.sync += busy.eq(0)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(~in_flight):
+                    m.d.sync += busies[layer].eq(busy)
+                    with m.If(desc.last):
+                        m.d.sync += ridx.eq(0)
+                        m.next = "SUMMARY"
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                        m.next = "DESC_WAIT"
+            with m.State("SUMMARY"):
+                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.SUMMARY),
+                             out.data.eq(summ)]
+                with m.If(self.res.ready):
+                    m.d.sync += [counting.eq(0), ridx.eq(0)]
+                    m.next = "LOGITS"
+            with m.State("LOGITS"):
+                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.LOGITS),
+                             out.index.eq(ridx), out.data.eq(logits[ridx])]
+                with m.If(self.res.ready):
+                    with m.If(ridx == desc.ngroups - 1):
+                        m.d.sync += ridx.eq(0)
+                        m.next = "COUNTERS"
+                    with m.Else():
+                        m.d.sync += ridx.eq(ridx + 1)
+            with m.State("COUNTERS"):
+                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.COUNTER),
+                             out.index.eq(ridx), out.data.eq(cnt)]
+                with m.If(self.res.ready):
+                    m.d.sync += ridx.eq(ridx + 1)
+                    with m.If(ridx == layer):
+                        m.next = "IDLE"
+            with m.State("READ_WAIT"):
+                m.next = "READ_OUT"
+            with m.State("READ_OUT"):
+                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.FM_WORD),
+                             out.index.eq(0), out.data.eq(fm_rd.data)]
+                with m.If(self.res.ready):
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,205 @@
+"""Every word of the resident-network engine, described once as ``amaranth.lib.data`` layouts.
+
+The RTL takes views of these layouts (``desc.in_base``), the host packs words with the same objects
+(``layout.const({...}).as_bits()``) and unpacks result beats with ``layout.from_bits(raw)``;
+``docs/resident.md`` prints them. Nothing here imports torch or the model.
+
+Memories (all synchronous-read, ``lib.memory.Memory``):
+
+- weights: ``wdepth`` words of ``R*C`` bits; bit ``r*C + l`` is row r, lane l of one plane
+  (1 reads as +1, 0 as -1), the word layout of the PE array;
+- post-processing: ``ppdepth`` entries of ``SW + R*(MW+BW)`` bits (S, then M, B per row: the word
+  :class:`~progressivenn.hw.postproc.PostProc` takes);
+- program: ``max_layers`` descriptors (:func:`desc_layout`);
+- feature maps: ``fmdepth`` words of ``C*A`` bits; a word holds C channels of one pixel
+  (channel-packed), lane l at ``[l*A +: A]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+
+from amaranth.hdl import signed
+from amaranth.lib import data, enum
+
+__all__ = [
+    "ResidentConfig", "Op", "Kind", "ResKind", "SW",
+    "desc_layout", "cmd_layout", "res_layout", "summary_layout", "counter_layout",
+    "addr_width",
+]
+
+#: width of the shift field S of a post-processing entry
+SW = 6
+#: width of small counts (kernel, stride, padding, positions per row/column)
+DIMW = 8
+
+
+def addr_width(depth: int) -> int:
+    """Address bits of a memory of ``depth`` words (at least 1)."""
+    return max(1, (depth - 1).bit_length())
+
+
+class Op(enum.Enum, shape=3):
+    """Command opcodes (``cmd.op``)."""
+    NOP = 0
+    WRITE_W = 1       # weights[addr] <- data
+    WRITE_PP = 2      # post-processing entry [addr] <- data
+    WRITE_PROG = 3    # program descriptor [addr] <- data
+    WRITE_FM = 4      # feature map [addr] <- data (the image codes)
+    RUN = 5           # run the program with k = data[:5] planes; answers with result beats
+    READ_FM = 6       # answer with one FM_WORD beat holding feature map [addr]
+
+
+class Kind(enum.Enum, shape=1):
+    """Layer kinds of the program. A linear layer is a convolution whose window is the whole
+    input map (flatten is a renaming and costs nothing)."""
+    CONV = 0
+    POOL = 1
+
+
+class ResKind(enum.Enum, shape=2):
+    """Result beat kinds (``res.kind``)."""
+    SUMMARY = 0       # class, k, whole-image cycles
+    LOGITS = 1        # R logits of output group ``index``
+    COUNTER = 2       # busy cycles of program layer ``index``
+    FM_WORD = 3       # a feature-map word read back (READ_FM)
+
+
+@dataclass(frozen=True)
+class ResidentConfig:
+    """Parameters of one resident engine build; every width below derives from them.
+
+    ``rows`` R must divide ``cols`` C (an output group of R channels is a slice of one
+    channel-packed feature-map word).
+    """
+    rows: int = 8
+    cols: int = 16
+    abits: int = 8
+    nbits: int = 8
+    mbits: int = 18
+    bbits: int = 48
+    obits: int = 32
+    acc_width: int = 32
+    wdepth: int = 4096
+    ppdepth: int = 256
+    fmdepth: int = 2048
+    max_layers: int = 16
+    max_classes: int = 16
+
+    def __post_init__(self):
+        def pos(name, lo, hi):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {v!r}")
+        pos("rows", 1, 64)
+        pos("cols", 1, 256)
+        pos("abits", 1, 16)
+        pos("nbits", 1, 16)
+        pos("mbits", 2, 32)
+        pos("bbits", 2, 96)
+        pos("obits", self.abits + 1, 64)
+        pos("acc_width", self.abits + (self.cols + 1).bit_length() + 2, 64)
+        pos("wdepth", 1, 1 << 20)
+        pos("ppdepth", 1, 1 << 16)
+        pos("fmdepth", 2, 1 << 20)
+        pos("max_layers", 1, 255)
+        pos("max_classes", 1, 4096)
+        if self.cols % self.rows:
+            raise ValueError(f"rows {self.rows} must divide cols {self.cols} in resident mode "
+                             f"(an output group is a slice of one feature-map word)")
+
+    @property
+    def groups_per_word(self) -> int:
+        """Output groups of R channels held by one feature-map word (C/R)."""
+        return self.cols // self.rows
+
+    @property
+    def pp_width(self) -> int:
+        return SW + self.rows * (self.mbits + self.bbits)
+
+    @property
+    def fm_width(self) -> int:
+        return self.cols * self.abits
+
+    @property
+    def w_width(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def logit_groups(self) -> int:
+        """Output groups of the logits layer the engine can hold."""
+        return -(-self.max_classes // self.rows)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(pp_width=self.pp_width, fm_width=self.fm_width, w_width=self.w_width,
+                 desc_width=desc_layout(self).size, cmd_width=cmd_layout(self).size,
+                 res_width=res_layout(self).size)
+        return d
+
+
+def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
+    """One program descriptor (one program layer). Counts are stored as given; steps are
+    precomputed by the host so the address generator needs no multiplier:
+
+    - ``ncw``: words per input pixel ``ceil(Cin/C)``; ``rowstride = in_w*ncw``;
+    - ``xstep = sw*ncw``, ``ystep = sh*rowstride``; ``win0`` = address of the window of output
+      (0, 0) (``in_base - ph*rowstride - pw*ncw`` modulo the address range: padding taps are
+      gated, never read);
+    - ``nchunks = kh*kw*ncw`` (conv; pool: ``kh*kw``); ``wgstep = N*nchunks`` (weights of one
+      output group); ``ngroups`` = ``ceil(O/R)`` (conv) or ``ncw`` (pool: one word per group);
+    - ``out_words`` per output pixel; ``nout`` valid output channels (rows past it are not written).
+    """
+    faw = addr_width(cfg.fmdepth)
+    waw = addr_width(cfg.wdepth)
+    ppaw = addr_width(cfg.ppdepth)
+    return data.StructLayout({
+        "kind": Kind,
+        "last": 1,
+        "relu": 1,
+        "in_h": DIMW, "in_w": DIMW,
+        "out_h": DIMW, "out_w": DIMW,
+        "kh": DIMW, "kw": DIMW,
+        "sh": DIMW, "sw": DIMW,
+        "ph": DIMW, "pw": DIMW,
+        "ncw": 8,
+        "rowstride": faw,
+        "xstep": faw,
+        "ystep": faw,
+        "win0": faw,
+        "out_base": faw,
+        "out_words": 8,
+        "nchunks": 16,
+        "ngroups": 12,
+        "nout": 16,
+        "wbase": waw,
+        "wgstep": waw + 1,
+        "ppbase": ppaw,
+    })
+
+
+def cmd_layout(cfg: ResidentConfig) -> data.StructLayout:
+    """One command beat: opcode, address, data (the widest memory word)."""
+    width = max(cfg.w_width, cfg.pp_width, desc_layout(cfg).size, cfg.fm_width, 8)
+    aw = max(addr_width(d) for d in (cfg.wdepth, cfg.ppdepth, cfg.max_layers, cfg.fmdepth))
+    return data.StructLayout({"op": Op, "addr": aw, "data": width})
+
+
+def summary_layout(cfg: ResidentConfig) -> data.StructLayout:
+    """Data of a SUMMARY beat: predicted class, k used, cycles from the image's first input beat
+    (its first WRITE_FM, or the RUN) to this beat."""
+    return data.StructLayout({"cls": 12, "k": 5, "cycles": 32})
+
+
+def counter_layout(cfg: ResidentConfig) -> data.StructLayout:
+    """Data of a COUNTER beat: cycles a program layer issued chunks (its busy cycles)."""
+    return data.StructLayout({"busy": 32})
+
+
+def res_layout(cfg: ResidentConfig) -> data.StructLayout:
+    """One result beat. Per RUN: one SUMMARY, then ``ceil(classes/R)`` LOGITS beats (row r of
+    beat g is logit ``g*R + r``, signed ``obits`` at ``[r*OW +: OW]``), then one COUNTER beat per
+    program layer. A READ_FM answers one FM_WORD beat."""
+    width = max(cfg.rows * cfg.obits, cfg.fm_width, summary_layout(cfg).size,
+                counter_layout(cfg).size)
+    return data.StructLayout({"kind": ResKind, "index": 8, "data": width})

@@ -1,0 +1,446 @@
+"""Host side of resident mode: compile a bundle into a layer program and memory images, check that
+it fits a configuration, pack images and requests, decode results, read every layer back.
+
+Word formats come from :mod:`progressivenn.hw.resident.layout` (``amaranth.lib.data`` layouts
+shared with the RTL); ``docs/resident.md`` describes the memory map and the cycle model.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..hw.resident.layout import (ResidentConfig, Op, Kind, ResKind, desc_layout, cmd_layout,
+                                  res_layout, summary_layout, counter_layout, addr_width, DIMW)
+
+__all__ = [
+    "ResidentFitError", "ProgLayer", "ResidentProgram", "compile_program", "memory_usage",
+    "image_beats", "run_beats", "readback_beats", "decode_run", "RunResult", "layer_outputs",
+    "expected_busy", "run_amaranth", "link_bytes_per_image",
+]
+
+
+class ResidentFitError(ValueError):
+    """The bundle does not fit the resident configuration (or uses what resident mode lacks)."""
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass
+class ProgLayer:
+    """One program layer: the bundle layer it computes, its descriptor and where its output is."""
+    index: int            # bundle layer index
+    name: str
+    kind: str             # "conv" (conv or linear) | "pool"
+    desc: dict            # field values of desc_layout
+    out_shape: tuple      # (C, H, W) of the output map (logits: (classes, 1, 1))
+    out_base: int
+    out_words: int        # words per output pixel
+    planes_fixed: bool    # pool: one pass whatever k
+
+    def busy(self, k: int) -> int:
+        """Chunks this layer issues with k planes: out_h*out_w*ngroups*planes*nchunks."""
+        d = self.desc
+        return d["out_h"] * d["out_w"] * d["ngroups"] * (1 if self.planes_fixed else k) \
+            * d["nchunks"]
+
+
+@dataclass
+class ResidentProgram:
+    cfg: ResidentConfig
+    layers: list                     # ProgLayer
+    weights: list                    # int words, address = index
+    pp: list                         # int entries
+    in_shape: tuple                  # (C, H, W)
+    in_base: int
+    in_words: int                    # words per input pixel
+    fm_words: int                    # feature-map words used
+    classes: int
+    tables: str
+    usage: dict = field(default_factory=dict)   # memory -> (needed, available)
+
+    @property
+    def prog_words(self) -> list:
+        lay = desc_layout(self.cfg)
+        return [lay.const(pl.desc).as_bits() for pl in self.layers]
+
+    def load_beats(self) -> list:
+        """Command beats that load the whole network (weights, tables, program)."""
+        cl = cmd_layout(self.cfg)
+        out = [cl.const({"op": Op.WRITE_W, "addr": a, "data": w}).as_bits()
+               for a, w in enumerate(self.weights)]
+        out += [cl.const({"op": Op.WRITE_PP, "addr": a, "data": w}).as_bits()
+                for a, w in enumerate(self.pp)]
+        out += [cl.const({"op": Op.WRITE_PROG, "addr": a, "data": w}).as_bits()
+                for a, w in enumerate(self.prog_words)]
+        return out
+
+
+def _fit(memory: str, need: int, avail: int, unit: str = "words"):
+    if need > avail:
+        raise ResidentFitError(f"resident: {memory} needs {need:,} {unit}, {avail:,} available")
+
+
+def _check_field(layer: str, name: str, value: int, bits: int):
+    if not 0 <= value < (1 << bits):
+        raise ResidentFitError(f"resident: {layer}: {name} {value} does not fit the descriptor's "
+                               f"{bits}-bit field")
+
+
+def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> ResidentProgram:
+    """Compile a chain bundle (conv, maxpool, flatten, linear) into a layer program.
+
+    Memory map: feature map words ``[0, in_words*H*W)`` hold the image, then every conv/pool
+    layer's output in program order (every layer keeps its own region, so all can be read back);
+    weights of program layer after program layer; post-processing entries per (layer, group, k).
+    Refuses, with one line naming the memory and the words needed vs available, a bundle that
+    does not fit ``cfg``.
+    """
+    if tables not in ("retrained", "fixed"):
+        raise ValueError(f"tables must be 'retrained' or 'fixed', not {tables!r}")
+    R, C, N, A = cfg.rows, cfg.cols, cfg.nbits, cfg.abits
+    if int(bundle.nbits) != N or int(bundle.abits) != A:
+        raise ResidentFitError(f"resident: the bundle has N={bundle.nbits}, A={bundle.abits}; the "
+                               f"configuration N={N}, A={A}")
+    if int(bundle.mbits) > cfg.mbits:
+        raise ResidentFitError(f"resident: the bundle's M needs {bundle.mbits} bits, the "
+                               f"configuration has {cfg.mbits}")
+    faw = addr_width(cfg.fmdepth)
+    fmask = (1 << faw) - 1
+    cin, h, w = (int(v) for v in bundle.input_shape)
+    in_words = _cdiv(cin, C)
+    cur = (0, cin, h, w)             # base, channels, height, width of the current map
+    fm_next = in_words * h * w
+    layers, weights, pp = [], [], []
+    acc_lim = 1 << (cfg.acc_width - 1)
+    amax = (1 << A) - 1
+    nl = len(bundle.layers)
+    for li, layer in enumerate(bundle.layers):
+        if layer.kind == "add" or getattr(layer, "input", None) is not None:
+            raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): residual adds and "
+                                   f"branches are not in resident mode yet; use --mode streamed")
+        base, ch, hh, ww = cur
+        ncw = _cdiv(ch, C)
+        if layer.kind == "flatten":
+            continue
+        if layer.kind == "maxpool":
+            (kh, kw), (sh, sw) = layer.kernel, layer.stride
+            ph = pw = 0
+            ho, wo = int(layer.out_shape[1]), int(layer.out_shape[2])
+            nchunks, ngroups, out_words, nout = kh * kw, ncw, ncw, ch
+            kind, last, relu, oc = Kind.POOL, False, False, ch
+        elif layer.kind in ("conv", "linear"):
+            u = np.asarray(layer.codes, dtype=np.int64)
+            O = int(u.shape[0])
+            if layer.kind == "conv":
+                (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+                ho, wo = int(layer.out_shape[1]), int(layer.out_shape[2])
+            else:                      # a window over the whole (flattened) map
+                kh, kw, sh, sw, ph, pw, ho, wo = hh, ww, 1, 1, 0, 0, 1, 1
+            if u.shape[1] != ch * kh * kw:
+                raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): reduction "
+                                       f"{u.shape[1]} != {ch}*{kh}*{kw}")
+            bound = ((1 << N) - 1) * u.shape[1] * amax
+            if bound >= acc_lim:
+                raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): |acc| up to "
+                                       f"{bound:,} needs more than acc_width {cfg.acc_width} bits")
+            nchunks, ngroups, out_words, nout = kh * kw * ncw, _cdiv(O, R), _cdiv(O, C), O
+            kind, last, relu, oc = Kind.CONV, li == nl - 1, bool(layer.relu), O
+            # weights: word (g*N + p)*nchunks + c, c = (dy*kw + dx)*ncw + cw, lane l -> channel
+            # cw*C + l; torch order of the reduction is (cin, kh, kw)
+            wbase = len(weights)
+            for g in range(ngroups):
+                rows = np.arange(g * R, g * R + R)
+                for p in range(N):
+                    j = N - 1 - p
+                    bits = (u >> j) & 1
+                    for dy in range(kh):
+                        for dx in range(kw):
+                            for cw in range(ncw):
+                                word = 0
+                                for r, o in enumerate(rows):
+                                    if o >= O:
+                                        continue
+                                    for lane in range(C):
+                                        ci = cw * C + lane
+                                        if ci < ch and bits[o, ci * kh * kw + dy * kw + dx]:
+                                            word |= 1 << (r * C + lane)
+                                weights.append(word)
+            ppbase = len(pp)
+            t = layer.tables[tables]
+            for g in range(ngroups):
+                for kk in range(1, N + 1):
+                    word = int(t.S[kk - 1])
+                    for r in range(R):
+                        o = g * R + r
+                        mv = int(t.M[kk - 1][o]) if o < O else 0
+                        bv = int(t.B[kk - 1][o]) if o < O else 0
+                        stride = cfg.mbits + cfg.bbits
+                        word |= (mv & ((1 << cfg.mbits) - 1)) << (6 + r * stride)
+                        word |= (bv & ((1 << cfg.bbits) - 1)) << (6 + r * stride + cfg.mbits)
+                    pp.append(word)
+        else:
+            raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): kind {layer.kind!r} "
+                                   f"is not supported in resident mode")
+        rowstride = ww * ncw
+        out_base = 0 if last else fm_next
+        d = {
+            "kind": kind, "last": int(last), "relu": int(relu),
+            "in_h": hh, "in_w": ww, "out_h": ho, "out_w": wo,
+            "kh": kh, "kw": kw, "sh": sh, "sw": sw, "ph": ph, "pw": pw,
+            "ncw": ncw, "rowstride": rowstride & fmask,
+            "xstep": (sw * ncw) & fmask, "ystep": (sh * rowstride) & fmask,
+            "win0": (base - ph * rowstride - pw * ncw) & fmask,
+            "out_base": out_base, "out_words": out_words, "nchunks": nchunks,
+            "ngroups": ngroups, "nout": nout,
+            "wbase": wbase if kind == Kind.CONV else 0,
+            "wgstep": N * nchunks if kind == Kind.CONV else 0,
+            "ppbase": ppbase if kind == Kind.CONV else 0,
+        }
+        where = f"layers[{li}] ({layer.name})"
+        for name, bits in (("in_h", DIMW), ("in_w", DIMW), ("out_h", DIMW), ("out_w", DIMW),
+                           ("kh", DIMW), ("kw", DIMW), ("sh", DIMW), ("sw", DIMW), ("ph", DIMW),
+                           ("pw", DIMW), ("ncw", 8), ("out_words", 8), ("nchunks", 16),
+                           ("ngroups", 12), ("nout", 16)):
+            _check_field(where, name, d[name], bits)
+        layers.append(ProgLayer(li, layer.name, "pool" if kind == Kind.POOL else "conv", d,
+                                (oc, ho, wo), out_base, out_words, kind == Kind.POOL))
+        if not last:
+            fm_next += out_words * ho * wo
+            cur = (out_base, oc, ho, wo)
+    prog = ResidentProgram(cfg, layers, weights, pp, (cin, h, w), 0, in_words, fm_next,
+                           int(bundle.num_classes), tables)
+    prog.usage = memory_usage(prog)
+    for mem, (need, avail) in prog.usage.items():
+        _fit(mem, need, avail, "descriptors" if mem == "program memory" else
+             "classes" if mem == "logit registers" else "words")
+    return prog
+
+
+def memory_usage(prog: ResidentProgram) -> dict:
+    """``{memory: (words needed, words available)}`` of a compiled program."""
+    cfg = prog.cfg
+    return {
+        "weight memory": (len(prog.weights), cfg.wdepth),
+        "post-processing memory": (len(prog.pp), cfg.ppdepth),
+        "feature-map memory": (prog.fm_words, cfg.fmdepth),
+        "program memory": (len(prog.layers), cfg.max_layers),
+        "logit registers": (prog.classes, cfg.max_classes),
+    }
+
+
+# ---- per-image traffic --------------------------------------------------------------------------
+
+def image_beats(prog: ResidentProgram, image) -> list:
+    """WRITE_FM beats holding one image ``[C, H, W]`` (channel-packed words)."""
+    cfg = prog.cfg
+    C, A = cfg.cols, cfg.abits
+    x = np.asarray(image, dtype=np.int64)
+    cin, h, w = prog.in_shape
+    if x.shape != (cin, h, w):
+        raise ValueError(f"image must be {[cin, h, w]}, not {list(x.shape)}")
+    if x.size and (x.min() < 0 or x.max() > (1 << A) - 1):
+        raise ValueError(f"image codes must be in [0, {(1 << A) - 1}]")
+    cl = cmd_layout(cfg)
+    out = []
+    for y in range(h):
+        for xx in range(w):
+            for cw in range(prog.in_words):
+                word = 0
+                for lane in range(C):
+                    ci = cw * C + lane
+                    if ci < cin:
+                        word |= int(x[ci, y, xx]) << (lane * A)
+                addr = prog.in_base + (y * w + xx) * prog.in_words + cw
+                out.append(cl.const({"op": Op.WRITE_FM, "addr": addr, "data": word}).as_bits())
+    return out
+
+
+def run_beats(prog: ResidentProgram, k: int) -> list:
+    """The RUN request with ``k`` planes."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= prog.cfg.nbits:
+        raise ValueError(f"k must be an integer in [1, {prog.cfg.nbits}], not {k!r}")
+    return [cmd_layout(prog.cfg).const({"op": Op.RUN, "addr": 0, "data": k}).as_bits()]
+
+
+def result_beat_count(prog: ResidentProgram) -> int:
+    return 1 + prog.layers[-1].desc["ngroups"] + len(prog.layers)
+
+
+def readback_beats(prog: ResidentProgram) -> list:
+    """READ_FM beats for every word of every hidden layer's output region, in program order."""
+    cl = cmd_layout(prog.cfg)
+    out = []
+    for pl in prog.layers[:-1]:
+        _, ho, wo = pl.out_shape
+        for a in range(pl.out_base, pl.out_base + ho * wo * pl.out_words):
+            out.append(cl.const({"op": Op.READ_FM, "addr": a, "data": 0}).as_bits())
+    return out
+
+
+def link_bytes_per_image(prog: ResidentProgram) -> int:
+    """Bytes both ways per image as a byte link would carry them: the image codes, a 2-byte
+    request, and the answer (class 2, k 1, cycles 4, logits 4 each, busy counters 4 each)."""
+    cin, h, w = prog.in_shape
+    code_bytes = _cdiv(prog.cfg.abits, 8) * cin * h * w
+    return code_bytes + 2 + 2 + 1 + 4 + 4 * prog.classes + 4 * len(prog.layers)
+
+
+@dataclass
+class RunResult:
+    cls: int
+    k: int
+    cycles: int
+    logits: list
+    busy: list                  # per program layer
+    maps: list = field(default_factory=list)   # per hidden program layer [C, H, W] (read back)
+
+
+def decode_run(prog: ResidentProgram, beats: list) -> RunResult:
+    """Decode the result beats of one RUN (SUMMARY, LOGITS..., COUNTER...)."""
+    cfg = prog.cfg
+    rl, sl, cl = res_layout(cfg), summary_layout(cfg), counter_layout(cfg)
+    views = [rl.from_bits(b) for b in beats]
+    if not views or views[0].kind != ResKind.SUMMARY:
+        raise ValueError("the first result beat of a RUN must be a SUMMARY")
+    s = sl.from_bits(_field_bits(rl, beats[0], "data") & ((1 << sl.size) - 1))
+    ng = prog.layers[-1].desc["ngroups"]
+    logits = []
+    OW, R = cfg.obits, cfg.rows
+    for g, v in enumerate(views[1:1 + ng]):
+        if v.kind != ResKind.LOGITS or v.index != g:
+            raise ValueError(f"result beat {1 + g}: expected LOGITS {g}, got {v.kind} {v.index}")
+        raw = _field_bits(rl, beats[1 + g], "data")
+        for r in range(R):
+            if g * R + r < prog.classes:
+                val = (raw >> (r * OW)) & ((1 << OW) - 1)
+                logits.append(val - (1 << OW) if val >> (OW - 1) else val)
+    busy = []
+    for i, v in enumerate(views[1 + ng:]):
+        if v.kind != ResKind.COUNTER or v.index != i:
+            raise ValueError(f"result beat {1 + ng + i}: expected COUNTER {i}")
+        busy.append(int(cl.from_bits(_field_bits(rl, beats[1 + ng + i], "data")
+                                     & ((1 << cl.size) - 1)).busy))
+    return RunResult(int(s.cls), int(s.k), int(s.cycles), logits, busy)
+
+
+def _field_bits(layout, raw: int, name: str) -> int:
+    f = layout[name]
+    return (raw >> f.offset) & ((1 << f.width) - 1)
+
+
+def decode_readback(prog: ResidentProgram, beats: list) -> list:
+    """FM_WORD beats (from :func:`readback_beats`) -> one ``[C, H, W]`` array per hidden layer."""
+    cfg = prog.cfg
+    rl = res_layout(cfg)
+    C, A = cfg.cols, cfg.abits
+    maps, i = [], 0
+    for pl in prog.layers[:-1]:
+        ch, ho, wo = pl.out_shape
+        a = np.zeros((ch, ho, wo), dtype=np.int64)
+        for y in range(ho):
+            for x in range(wo):
+                for cw in range(pl.out_words):
+                    v = rl.from_bits(beats[i])
+                    if v.kind != ResKind.FM_WORD:
+                        raise ValueError(f"read-back beat {i} is {v.kind}, not FM_WORD")
+                    raw = _field_bits(rl, beats[i], "data")
+                    i += 1
+                    for lane in range(C):
+                        ci = cw * C + lane
+                        if ci < ch:
+                            a[ci, y, x] = (raw >> (lane * A)) & ((1 << A) - 1)
+        maps.append(a)
+    return maps
+
+
+def layer_outputs(bundle, prog: ResidentProgram, res: RunResult) -> list:
+    """The engine's outputs in the golden model's per-bundle-layer form (flatten included)."""
+    by_index = {pl.index: m for pl, m in zip(prog.layers[:-1], res.maps)}
+    out, prev = [], None
+    for li, layer in enumerate(bundle.layers):
+        if li == len(bundle.layers) - 1:
+            v = np.asarray(res.logits, dtype=np.int64)
+        elif layer.kind == "flatten":
+            v = prev.reshape(-1)
+        else:
+            v = by_index[li]
+            if layer.kind == "linear":
+                v = v.reshape(-1)
+        out.append(v)
+        prev = v
+    return out
+
+
+def expected_busy(prog: ResidentProgram, k: int) -> list:
+    return [pl.busy(k) for pl in prog.layers]
+
+
+# ---- Amaranth simulation ------------------------------------------------------------------------
+
+def run_amaranth(prog: ResidentProgram, images, ks, *, readback: bool = True, seed: int = 0,
+                 p_idle: float = 0.0, p_stall: float = 0.0, max_cycles: int = 10_000_000) -> list:
+    """Simulate the resident engine (Amaranth simulator): load the network once, then for every
+    image and every k: write the image, RUN, collect the results (and, with ``readback``, every
+    hidden layer's feature map). Returns ``[[RunResult per k] per image]``.
+    ``p_idle``/``p_stall``: probability of an idle cycle before a command beat / of holding
+    ``res.ready`` low per cycle (random back-pressure)."""
+    from amaranth.sim import Simulator
+
+    from ..hw.resident.engine import ResidentEngine
+
+    eng = ResidentEngine(prog.cfg)
+    rng = random.Random(seed)
+    results = []
+    nres = result_beat_count(prog)
+    rb = readback_beats(prog) if readback else []
+
+    async def put(ctx, word):
+        while p_idle and rng.random() < p_idle:
+            await ctx.tick()
+        ctx.set(eng.cmd.valid, 1)
+        ctx.set(eng.cmd.payload.as_value(), word)
+        await ctx.tick().until(eng.cmd.ready)
+        ctx.set(eng.cmd.valid, 0)
+
+    async def get(ctx, n):
+        got = []
+        while len(got) < n:
+            while p_stall and rng.random() < p_stall:
+                ctx.set(eng.res.ready, 0)
+                await ctx.tick()
+            ctx.set(eng.res.ready, 1)
+            payload, = await ctx.tick().sample(eng.res.payload.as_value()).until(eng.res.valid)
+            got.append(int(payload))
+        ctx.set(eng.res.ready, 0)
+        return got
+
+    async def bench(ctx):
+        for word in prog.load_beats():
+            await put(ctx, word)
+        for img in images:
+            per_k = []
+            for k in ks:
+                for word in image_beats(prog, img):
+                    await put(ctx, word)
+                for word in run_beats(prog, k):
+                    await put(ctx, word)
+                res = decode_run(prog, await get(ctx, nres))
+                if readback:
+                    beats = []
+                    for word in rb:
+                        await put(ctx, word)
+                        beats += await get(ctx, 1)
+                    res.maps = decode_readback(prog, beats)
+                per_k.append(res)
+            results.append(per_k)
+
+    sim = Simulator(eng)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return results
