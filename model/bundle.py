@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import contract
+
 __all__ = [
     "FORMAT", "VERSION", "BBITS", "OBITS", "SBITS", "KINDS", "TABLE_SETS", "BundleError", "Tables",
     "LayerSpec", "Bundle", "load_bundle", "save_bundle", "validate_bundle", "conv_out_hw",
@@ -134,10 +136,6 @@ def _int_array(where, a, shape, lo, hi):
             _fail(where, f"value {bad} outside [{lo}, {hi}]")
 
 
-def _acc_bound(k: int, reduction: int, abits: int) -> int:
-    return ((1 << k) - 1) * reduction * ((1 << abits) - 1)
-
-
 def _index(where, v, i):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         _fail(where, f"must be an integer layer index, not {v!r}")
@@ -176,8 +174,8 @@ def _check_add(w, layer, abits, mbits) -> None:
     ms = [_int(f"{w}.M[{j}]", v, -mmax - 1, mmax) for j, v in enumerate(layer.add_m)]
     sh = _int(f"{w}.S", layer.add_s, 0, (1 << SBITS) - 1)
     zmax = ((1 << abits) - 1) * (abs(ms[0]) + abs(ms[1]))
-    if zmax + (1 << max(sh - 1, 0)) >= 1 << 62:
-        _fail(f"{w}.M", f"xa*Ma + xb*Mb can reach {zmax}, beyond 62 bits")
+    if zmax + contract.round_half(sh) >= 1 << contract.Z_BITS:
+        _fail(f"{w}.M", f"xa*Ma + xb*Mb can reach {zmax}, beyond {contract.Z_BITS} bits")
 
 
 def validate_bundle(b: Bundle) -> Bundle:
@@ -282,16 +280,11 @@ def validate_bundle(b: Bundle) -> Bundle:
                 _int_array(f"{tw}.B", t.B, (n, o), -bmax - 1, bmax)
                 _int_array(f"{tw}.S", t.S, (n,), 0, (1 << SBITS) - 1)
                 for kk in range(1, n + 1):
-                    sh = int(t.S[kk - 1])
-                    zmax = (_acc_bound(kk, red, a) * int(np.abs(t.M[kk - 1]).max())
-                            + int(np.abs(t.B[kk - 1]).max()))
-                    if zmax + (1 << max(sh - 1, 0)) >= 1 << 62:
-                        _fail(f"{tw}.M", f"k={kk}: acc*M + B can reach {zmax}, beyond 62 bits")
-                    if last:
-                        ymax = (zmax + (1 << sh)) >> sh if sh else zmax
-                        if ymax > (1 << (OBITS - 1)) - 1:
-                            _fail(f"{tw}.M", f"k={kk}: logits can reach {ymax}, beyond signed "
-                                             f"{OBITS} bits")
+                    why = contract.fit_problem(t.M[kk - 1], t.B[kk - 1], int(t.S[kk - 1]),
+                                               acc_max=contract.acc_bound(kk, red, a),
+                                               obits=OBITS if last else None)
+                    if why:
+                        _fail(f"{tw}.M", f"k={kk}: {why}")
         else:
             if layer.codes is not None:
                 _fail(f"{w}.codes", f"a {layer.kind} layer has no codes")

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import contract
 from .bundle import BBITS, OBITS, SBITS, Bundle, LayerSpec, Tables, validate_bundle
 from .nets import AddBlock, ComputeBlock, QNet
 
@@ -39,10 +40,6 @@ __all__ = ["fold_network", "choose_shift", "FoldError"]
 
 class FoldError(ValueError):
     """The trained network cannot be expressed within the integer widths (names layer and k)."""
-
-
-def _acc_bound(k, reduction, abits):
-    return ((1 << k) - 1) * reduction * ((1 << abits) - 1)
 
 
 def choose_shift(m: np.ndarray, b: np.ndarray, *, mbits: int, acc_bound: int, last: bool,
@@ -57,10 +54,7 @@ def choose_shift(m: np.ndarray, b: np.ndarray, *, mbits: int, acc_bound: int, la
         if np.abs(mi).max(initial=0) > mmax or np.abs(bi).max(initial=0) > bmax:
             continue
         mi, bi = mi.astype(np.int64), bi.astype(np.int64)
-        zmax = acc_bound * int(np.abs(mi).max(initial=0)) + int(np.abs(bi).max(initial=0))
-        if zmax + (1 << max(s - 1, 0)) >= 1 << 62:
-            continue
-        if last and ((zmax + (1 << s)) >> s) > (1 << (OBITS - 1)) - 1:
+        if not contract.fits(mi, bi, s, acc_max=acc_bound, obits=OBITS if last else None):
             continue
         return mi, bi, s
     raise FoldError(f"{where}: no shift S in [0, {(1 << SBITS) - 1}] fits M in signed {mbits} bits, "
@@ -160,7 +154,7 @@ def fold_network(net: QNet, *, fixed_net: QNet | None = None, mbits: int = 18,
                     g, c = _bn_affine(bn, o)
                     mreal = s_in * alpha * 2.0 ** (n - k) * g
                     breal = g * bias + c
-                    bound = _acc_bound(k, red, a)
+                    bound = contract.acc_bound(k, red, a)
                     if last:
                         worst = bound * np.abs(mreal).max() + np.abs(breal).max()
                         # finest scale such that every logit fits in ~30 bits and M fits at S >= 0

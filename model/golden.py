@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .contract import acc_bound, check_k
+
 __all__ = [
     "check_k", "plane", "q_k", "plane_sum", "acc_direct", "acc_planes", "acc_bound",
     "round_shift", "postprocess", "NetworkResult", "run_network", "im2col", "maxpool",
@@ -34,11 +36,6 @@ def _as_long(t) -> torch.Tensor:
     return t.to(torch.int64)
 
 
-def check_k(k: int, nbits: int) -> int:
-    """Return ``k`` if ``1 <= k <= nbits``; else raise ValueError naming the bad value."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= nbits:
-        raise ValueError(f"k must be an integer in [1, {nbits}] (planes used), not {k!r}")
-    return k
 
 
 def plane(u, j: int) -> torch.Tensor:
@@ -78,11 +75,6 @@ def acc_planes(u, x, k: int, nbits: int) -> torch.Tensor:
 def acc_direct(u, x, k: int, nbits: int) -> torch.Tensor:
     """``acc_k = x @ q_k.T`` in one step (the identity the plane-by-plane form must equal)."""
     return _as_long(x) @ q_k(u, k, nbits).T
-
-
-def acc_bound(k: int, reduction: int, abits: int) -> int:
-    """Largest possible ``|acc_k|`` for a reduction of length I: ``(2^k-1) * I * (2^A-1)``."""
-    return ((1 << k) - 1) * reduction * ((1 << abits) - 1)
 
 
 def round_shift(z, shift: int) -> torch.Tensor:

@@ -25,6 +25,7 @@ from typing import Generator
 import numpy as np
 
 from ..hw import isa
+from ..model import contract
 from ..hw.isa import Counter, EngineConfig
 from .transport import Exchange
 
@@ -120,15 +121,12 @@ def check_fits(bundle, cfg: EngineConfig) -> list[LayerPlan]:
             if np.any(t.S < 0) or np.any(t.S >= 1 << isa.SW):
                 raise ValueError(f"{field_}.S outside [0, {(1 << isa.SW) - 1}]")
             if not layer.relu:  # signed logits leave the engine in obits: prove they fit
-                olim = 1 << (cfg.obits - 1)
                 for k in range(1, bundle.nbits + 1):
-                    acc_max = ((1 << k) - 1) * plan.reduction * ((1 << cfg.abits) - 1)
-                    s = int(t.S[k - 1])
-                    zmax = acc_max * int(np.abs(t.M[k - 1]).max()) + int(np.abs(t.B[k - 1]).max())
-                    ymax = (zmax + (1 << s >> 1)) >> s
-                    if ymax >= olim:
-                        raise ValueError(f"{field_}: logits at k={k} may reach {ymax}, more than"
-                                         f" the engine's signed obits={cfg.obits} hold")
+                    why = contract.fit_problem(
+                        t.M[k - 1], t.B[k - 1], int(t.S[k - 1]), obits=cfg.obits,
+                        acc_max=contract.acc_bound(k, plan.reduction, cfg.abits))
+                    if why:
+                        raise ValueError(f"{field_}: k={k}: {why} (the engine's obits)")
     return plans
 
 
@@ -337,9 +335,7 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
     has no counters: none are cleared or read and ``counters`` stays empty (count cycles in the
     transport).
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= bundle.nbits:
-        raise ValueError(f"k must be an integer in [1, {bundle.nbits}], not {k!r}")
-    k = int(k)
+    k = contract.check_k(k, bundle.nbits)
     image = check_image(bundle, image, tables)
     if baseline:      # the baseline post-processes whole results (hw/baseline.py)
         cfg = cfg.full_rate_pp()

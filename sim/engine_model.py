@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..hw import isa
 from ..hw.isa import Counter, EngineConfig, Op
+from ..model import contract
 from .transport import Transport
 
 __all__ = ["EngineModel", "ModelTransport"]
@@ -85,7 +86,7 @@ class EngineModel:
                         for r in range(cfg.rows):
                             s, m, b = self._pp((k - 1) * f["ngroups"] + g, r)
                             z = acc[r] * m + b
-                            y = (z + (1 << s >> 1)) >> s
+                            y = (z + contract.round_half(s)) >> s
                             vals.append(min(max(y, 0), amax) if f["relu"] else y)
                         out.append(self._result(k, vals))
                 if f["save"]:

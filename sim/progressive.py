@@ -30,6 +30,7 @@ import numpy as np
 
 from ..hw import isa
 from ..hw.isa import Counter, EngineConfig
+from ..model import contract
 from .driver import (LayerPlan, _assemble, act_words, check_fits, check_image, im2col, layer_exchange, maxpool,
                      pp_words, weight_words)
 from .transport import Exchange
@@ -148,10 +149,7 @@ class ProgressiveFrame:
         """Compute the frame at ``k`` planes: fresh the first time, then continuing from the k
         already done (``k`` must grow)."""
         bundle, cfg = self.bundle, self.cfg
-        if (isinstance(k, bool) or not isinstance(k, (int, np.integer))
-                or not 1 <= k <= bundle.nbits):
-            raise ValueError(f"k must be an integer in [1, {bundle.nbits}], not {k!r}")
-        k = int(k)
+        k = contract.check_k(k, bundle.nbits)
         if k <= self.k:
             raise ValueError(f"a frame continues to more planes only: done k={self.k}, asked {k}")
         cont = self.k > 0 and self.continues
