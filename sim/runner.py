@@ -1,22 +1,34 @@
 """Build the generated Verilog with a simulator and run the cocotb regression on it.
 
 One build directory per (simulator, engine configuration): a second run with the same configuration
-reuses the simulator build instead of compiling again.
+reuses the simulator build instead of compiling again. Builds are shared, runs are not: every run
+writes its configuration, logs and report into a fresh folder ``<build>/runs/<name>-<time>-<pid>-*``
+of its own, so two runs in one build folder never read each other's results. The shared build is
+guarded by a lock file (``<build>/.lock``): exclusive while compiling, shared while a simulation
+runs from it, so a rebuild never replaces a simulator binary another run is using.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: no cross-process lock (runs still get their own folder)
+    fcntl = None
+
 from ..hw.isa import EngineConfig
 
-__all__ = ["SIMULATORS", "find_simulator", "build", "run_regression", "run_test_module"]
+__all__ = ["SIMULATORS", "find_simulator", "build", "run_regression", "run_test_module",
+           "new_run_dir"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -65,15 +77,30 @@ def _cfg_key(cfg: EngineConfig) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def build(cfg: EngineConfig, simulator: str, root: Path) -> Path:
-    """Generate ``pnn_engine.v`` for ``cfg`` and build it; return the build directory."""
+def _build_dir(cfg: EngineConfig, simulator: str, root) -> Path:
+    return Path(root) / f"{simulator}-{_cfg_key(cfg)}"
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path):
+    """An open lock file of ``build_dir``; yields ``lock(exclusive: bool)`` (blocking)."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(build_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+
+    def lock(exclusive: bool) -> None:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    try:
+        yield lock
+    finally:
+        os.close(fd)                      # releases the lock
+
+
+def _build(cfg: EngineConfig, simulator: str, build_dir: Path) -> Path:
     from cocotb_tools.runner import get_runner
 
     from ..hw.generate import generate_verilog
 
-    find_simulator(simulator)
-    build_dir = Path(root) / f"{simulator}-{_cfg_key(cfg)}"
-    build_dir.mkdir(parents=True, exist_ok=True)
     verilog = generate_verilog(cfg, build_dir / "rtl")
     runner = get_runner(simulator)
     runner.build(sources=[verilog], hdl_toplevel="pnn_engine", build_dir=build_dir,
@@ -83,10 +110,30 @@ def build(cfg: EngineConfig, simulator: str, root: Path) -> Path:
     return build_dir
 
 
+def build(cfg: EngineConfig, simulator: str, root: Path) -> Path:
+    """Generate ``pnn_engine.v`` for ``cfg`` and build it; return the build directory.
+
+    Holds the build directory's lock exclusively while it compiles."""
+    find_simulator(simulator)
+    build_dir = _build_dir(cfg, simulator, root)
+    with _build_lock(build_dir) as lock:
+        lock(True)
+        return _build(cfg, simulator, build_dir)
+
+
+def new_run_dir(build_root, name: str) -> Path:
+    """A fresh folder ``<build_root>/runs/<name>-<UTC time>-<pid>-<random>`` for one run's files
+    (created here, so no two runs, in any process, ever get the same one)."""
+    runs = Path(build_root) / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path(tempfile.mkdtemp(prefix=f"{name}-{stamp}-{os.getpid()}-", dir=runs)).resolve()
+
+
 def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus", images: int = 20,
                    bits=tuple(range(1, 9)), tables: str = "retrained", stall: float = 0.1,
                    seed: int = 0, build_root="build/sim", reset_test: bool = True,
-                   inject_fault: bool = False) -> dict:
+                   inject_fault: bool = False, run_dir=None) -> dict:
     """Run the cocotb regression; return its report (also written to the build directory).
 
     ``inject_fault`` flips one bit of the first result word read from the RTL, to show that the
@@ -99,7 +146,7 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
             "tables": tables, "stall": stall, "seed": seed, "reset_test": reset_test,
             "inject_fault": inject_fault}
     return run_test_module("progressivenn.sim.cocotb_bench", cfg, conf, simulator=simulator,
-                           build_root=build_root, name="regression")
+                           build_root=build_root, name="regression", run_dir=run_dir)
 
 
 def _failed_tests(results_xml) -> list[str]:
@@ -113,43 +160,50 @@ def _failed_tests(results_xml) -> list[str]:
 
 
 def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulator: str = "icarus",
-                    build_root="build/sim", name: str | None = None) -> dict:
+                    build_root="build/sim", name: str | None = None, run_dir=None) -> dict:
     """Build the engine for ``cfg`` and run any cocotb test module on it; return its report.
 
     ``conf`` (JSON-serialisable) reaches the test module through ``PNN_SIM_CONFIG``, completed with
     ``engine`` (the configuration) and ``out`` (the report file the module must write). The run
-    happens in its own directory ``<build>/<name>`` so it never collides with the regression.
+    happens in a folder of its own, ``run_dir`` (default: a fresh :func:`new_run_dir`), so runs in
+    one build folder never collide; the report's ``run_dir`` names it.
     """
     from cocotb_tools.runner import get_runner
 
     name = name or test_module.rsplit(".", 1)[-1]
-    t0 = time.perf_counter()
-    build_dir = build(cfg, simulator, Path(build_root)).resolve()
-    build_s = time.perf_counter() - t0
-    test_dir = build_dir / name
-    test_dir.mkdir(exist_ok=True)
-    out = test_dir / "report.json"
-    if out.exists():
-        out.unlink()
-    conf = dict(conf, engine={k: v for k, v in cfg.to_dict().items()
-                              if k in EngineConfig.__dataclass_fields__}, out=str(out))
-    conf_path = test_dir / "config.json"
-    conf_path.write_text(json.dumps(conf, indent=1))
-    t1 = time.perf_counter()
-    results_xml = test_dir / "results.xml"
-    try:
-        get_runner(simulator).test(
-            test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
-            build_dir=build_dir, test_dir=test_dir, results_xml=str(results_xml),
-            extra_env={"PNN_SIM_CONFIG": str(conf_path), "PYTHONPATH": os.pathsep.join(sys.path)},
-            timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
-    except SystemExit:  # cocotb's runner exits on a failed test under pytest; the report says why
-        pass
-    sim_s = time.perf_counter() - t1
+    find_simulator(simulator)
+    test_dir = Path(run_dir).resolve() if run_dir else new_run_dir(build_root, name)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    build_dir = _build_dir(cfg, simulator, build_root).resolve()
+    with _build_lock(build_dir) as lock:
+        t0 = time.perf_counter()
+        lock(True)                        # compile alone ...
+        _build(cfg, simulator, build_dir)
+        lock(False)                       # ... simulate alongside other runs of this build
+        build_s = time.perf_counter() - t0
+        out = test_dir / "report.json"
+        if out.exists():
+            out.unlink()
+        conf = dict(conf, engine={k: v for k, v in cfg.to_dict().items()
+                                  if k in EngineConfig.__dataclass_fields__}, out=str(out))
+        conf_path = test_dir / "config.json"
+        conf_path.write_text(json.dumps(conf, indent=1))
+        t1 = time.perf_counter()
+        results_xml = test_dir / "results.xml"
+        try:
+            get_runner(simulator).test(
+                test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
+                build_dir=build_dir, test_dir=test_dir, results_xml=str(results_xml),
+                extra_env={"PNN_SIM_CONFIG": str(conf_path),
+                           "PYTHONPATH": os.pathsep.join(sys.path)},
+                timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+        except SystemExit:  # cocotb's runner exits on a failed test under pytest; report says why
+            pass
+        sim_s = time.perf_counter() - t1
     if not out.exists():
         raise RuntimeError(f"{test_module} wrote no report; see {test_dir / 'sim.log'}")
     report = json.loads(out.read_text())
-    report["failed_tests"] = _failed_tests(results_xml)
+    report["failed_tests"] = _failed_tests(results_xml) if results_xml.exists() else [name]
     report.update(simulator=simulator, build_seconds=round(build_s, 2),
-                  sim_seconds=round(sim_s, 2), build_dir=str(build_dir))
+                  sim_seconds=round(sim_s, 2), build_dir=str(build_dir), run_dir=str(test_dir))
     return report

@@ -294,7 +294,7 @@ def run(args) -> int:
     rtl_rows = None
     rtl_report = None
     if args.rtl:
-        from ..sim.runner import run_test_module
+        from ..sim.runner import new_run_dir, run_test_module
 
         rc, rf = min(args.rtl_clips, clips.n_clips), min(args.rtl_frames, clips.n_frames)
         rtl_points = [{"label": f"{p['name']}<= {p['budget']:g}", "name": p["name"],
@@ -307,9 +307,8 @@ def run(args) -> int:
                                        **p["options"]).targets()
         frozen = gates.export(sorted(targets))
         from pathlib import Path
-        bdir = Path(args.build_dir)
-        bdir.mkdir(parents=True, exist_ok=True)
-        frames_file = (bdir / "dynamic_frames.npz").resolve()
+        run_dir = new_run_dir(args.build_dir, "dynamic")   # this run's own files
+        frames_file = run_dir / "dynamic_frames.npz"
         np.savez(frames_file, frames=clips.frames[:rc, :rf])
         log(f"RTL ({args.simulator}): {len(rtl_points)} operating points x {rc} clips x {rf} "
             f"frames ...")
@@ -318,7 +317,7 @@ def run(args) -> int:
             {"bundle": str(Path(args.bundle).resolve()), "frames": str(frames_file),
              "points": rtl_points, "gates": frozen.to_json(), "tables": args.tables,
              "stall": args.stall, "seed": args.seed},
-            simulator=args.simulator, build_root=args.build_dir, name="dynamic")
+            simulator=args.simulator, build_root=args.build_dir, name="dynamic", run_dir=run_dir)
         if rtl_report.get("error"):
             last = rtl_report["error"].strip().splitlines()[-1]
             raise RuntimeError(f"the RTL run failed: {last}")

@@ -94,6 +94,7 @@ def summarize(report: dict) -> dict:
         "build_seconds": report["build_seconds"],
         "sim_seconds": report["sim_seconds"],
         "sim_cycles_per_s": round(total_cycles / report["sim_seconds"], 1),
+        "run_dir": report.get("run_dir"),
     }
     return out
 
@@ -150,6 +151,7 @@ def run(args) -> int:
                             bits=bits, tables=args.tables, stall=args.stall, seed=args.seed,
                             build_root=args.build_dir)
     s = summarize(report)
+    print(f"pnn sim: this run's files: {report['run_dir']}", file=sys.stderr)
     if args.json:
         print(json.dumps(s, indent=1))
     else:
