@@ -143,7 +143,9 @@ class WindowGen(wiring.Component):
                 m.d.sync += [dy.eq(dy + 1), off.eq(off_row + d.rowstride),
                              off_row.eq(off_row + d.rowstride), c.eq(c + 1)]
             with m.Else():
-                m.d.sync += [off.eq(off + 1), c.eq(c + 1)]
+                # next word of the pixel or the next pixel's first (conv: contiguous); a pool
+                # steps whole pixels
+                m.d.sync += [off.eq(off + Mux(pool, d.ncw, 1)), c.eq(c + 1)]
             # planes, then output groups
             with m.If(plane_end):
                 m.d.sync += [p.eq(Mux(l_p, 0, p + 1)), wrow.eq(wrow + d.nchunks)]
