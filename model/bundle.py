@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .npz import MAX_BYTES, NpzError, read_arrays
 
 from . import contract
 
@@ -37,6 +38,8 @@ KINDS = ("conv", "linear", "maxpool", "flatten", "add")
 TABLE_SETS = ("retrained", "fixed")
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
+#: largest manifest.json read (bytes)
+MAX_MANIFEST = 16 << 20
 
 
 class BundleError(ValueError):
@@ -354,17 +357,46 @@ def save_bundle(bundle: Bundle, path) -> Path:
     return path
 
 
-def load_bundle(path) -> Bundle:
-    """Read and validate the bundle in directory ``path``."""
+def _array_names(man: dict) -> dict:
+    """``{array name: manifest field}`` for the arrays the manifest mentions (codes, tables,
+    test), whatever else it holds: only these are read from ``arrays.npz``."""
+    names = {}
+
+    def add(where, name):
+        if isinstance(name, str):
+            names.setdefault(name, where)
+    test = man.get("test")
+    if isinstance(test, dict):
+        add("test.x", test.get("x"))
+        add("test.y", test.get("y"))
+    for i, d in enumerate(man.get("layers") if isinstance(man.get("layers"), list) else []):
+        if not isinstance(d, dict):
+            continue
+        add(f"layers[{i}].codes", d.get("codes"))
+        tables = d.get("tables")
+        for ts, keys in tables.items() if isinstance(tables, dict) else []:
+            for f in ("M", "B", "S"):
+                add(f"layers[{i}].tables.{ts}.{f}", keys.get(f) if isinstance(keys, dict) else None)
+    return names
+
+
+def load_bundle(path, *, max_bytes: int = MAX_BYTES) -> Bundle:
+    """Read and validate the bundle in directory ``path``.
+
+    Only the arrays the manifest names are read, each checked from its npy header (integer dtype,
+    size agreeing with the zip entry) before any memory is allocated, and all of them together
+    at most ``max_bytes`` (default 256 MiB); every damaged file is one :class:`BundleError`."""
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"bundle: {path}: not a bundle directory")
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise BundleError(f"bundle: {MANIFEST}: missing in {path}")
+    if mpath.stat().st_size > MAX_MANIFEST:
+        _fail(MANIFEST, f"{mpath.stat().st_size} bytes, more than {MAX_MANIFEST}")
     try:
         man = json.loads(mpath.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise BundleError(f"bundle: {MANIFEST}: not valid JSON ({e})") from None
     if not isinstance(man, dict):
         _fail(MANIFEST, "must hold a JSON object")
@@ -378,11 +410,13 @@ def load_bundle(path) -> Bundle:
     apath = path / ARRAYS
     if not apath.is_file():
         raise BundleError(f"bundle: {ARRAYS}: missing in {path}")
+    names = _array_names(man)
     try:
-        with np.load(apath, allow_pickle=False) as z:
-            arrays = {key: z[key] for key in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise BundleError(f"bundle: {ARRAYS}: cannot read ({type(e).__name__}: {e})") from None
+        arrays = read_arrays(apath, names, max_bytes=max_bytes)
+    except NpzError as e:
+        if not e.field:
+            _fail(ARRAYS, e.msg)
+        _fail(names[e.field], f"{e.msg} ({ARRAYS} member {e.field!r})")
 
     def arr(where, key):
         if not isinstance(key, str):
@@ -447,6 +481,8 @@ def load_bundle(path) -> Bundle:
     if not isinstance(test, dict):
         _fail("test", "must be an object")
     tx, ty = arr("test.x", test.get("x")), arr("test.y", test.get("y"))
+    if tx.ndim != 4:
+        _fail("test_x", f"must be 4-d (n, C, H, W), not shape {tuple(tx.shape)}")
     if "count" in test and test["count"] != tx.shape[0]:
         _fail("test.count", f"{test['count']!r} != {tx.shape[0]} images in test_x")
     b = Bundle(nbits=man["nbits"], abits=man["abits"], mbits=man["mbits"],

@@ -21,12 +21,13 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Dataset", "load_dataset", "DATASETS", "read_idx"]
+__all__ = ["Dataset", "load_dataset", "DATASETS", "read_idx", "check_labels"]
 
 DATASETS = ("digits", "mnist", "cifar10", "cifar100")
 
@@ -54,21 +55,81 @@ def _code_dtype(abits: int):
     return np.uint8 if abits <= 8 else np.uint16
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read one idx file (``.gz`` or plain); checks magic and sizes."""
+#: largest idx file read (bytes, after decompression): MNIST's training images are 47 MB
+MAX_IDX_BYTES = 256 << 20
+
+
+def read_idx(path: Path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """Read one idx file (``.gz`` or plain); checks magic, sizes and the gzip stream (a truncated
+    or corrupt ``.gz`` is a ValueError naming the file, never more than ``max_bytes`` read)."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ValueError(f"{path}: truncated or corrupt gzip file ({type(e).__name__}:"
+                         f" {' '.join(str(e).split())})") from None
+    if len(raw) > max_bytes:
+        raise ValueError(f"{path}: more than {max_bytes} bytes; not an idx file of this size")
     if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte idx file (bad magic)")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * d: 8 + 4 * d], "big") for d in range(ndim)]
     start = 4 + 4 * ndim
-    size = int(np.prod(dims))
+    size = int(np.prod(dims, dtype=object)) if dims else 1
     if len(raw) - start != size:
         raise ValueError(f"{path}: expected {size} bytes of data for shape {dims}, "
                          f"found {len(raw) - start}")
     return np.frombuffer(raw, np.uint8, size, start).reshape(dims)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a dataset file runs no code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _load_pickle(p: Path) -> dict:
+    """A CIFAR python file as a dict; any damage is a ValueError naming the file."""
+    try:
+        with open(p, "rb") as f:
+            d = _ArraysOnly(f, encoding="bytes").load()
+    except OSError:
+        raise
+    except Exception as e:  # UnpicklingError, EOFError, ValueError, ... of a damaged file
+        raise ValueError(f"{p}: damaged or foreign pickle ({type(e).__name__}:"
+                         f" {' '.join(str(e).split())[:160]})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{p}: not a CIFAR python file (no dict inside)")
+    return d
+
+
+def _images(p: Path, d: dict, labels_key: bytes):
+    """(x [n, 3, 32, 32] uint8, y int64) from a CIFAR dict; ValueError naming ``p``."""
+    if b"data" not in d or labels_key not in d:
+        raise ValueError(f"{p}: not a CIFAR python file (no data/{labels_key.decode()})")
+    try:
+        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(d[labels_key], np.int64).reshape(-1)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"{p}: images or labels of the wrong shape or type ({e})") from None
+    return x, y
+
+
+def check_labels(where, x: np.ndarray, y: np.ndarray, classes: int) -> None:
+    """Refuse labels outside ``[0, classes-1]`` or a count different from the images'."""
+    if len(x) != len(y):
+        raise ValueError(f"{where}: {len(x)} images but {len(y)} labels")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise ValueError(f"{where}: label {bad} outside 0..{classes - 1}")
 
 
 def _find(data_dir: Path, stem: str) -> Path:
@@ -95,6 +156,7 @@ def _load_mnist(data_dir: Path):
         y = read_idx(_find(data_dir, f"{split}-labels-idx1-ubyte"))
         if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[1:] != (28, 28):
             raise ValueError(f"{data_dir}: {split} images {x.shape} and labels {y.shape} do not match")
+        check_labels(f"{data_dir}: {split} labels", x, y, 10)
         out += [x[:, None], y.astype(np.int64)]
     return out
 
@@ -106,10 +168,9 @@ def _load_cifar10(data_dir: Path):
         p = base / name
         if not p.is_file():
             raise FileNotFoundError(f"{base}: missing {name} (the CIFAR-10 python batches)")
-        with open(p, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32)
-        return x, np.asarray(d[b"labels"], np.int64)
+        x, y = _images(p, _load_pickle(p), b"labels")
+        check_labels(p, x, y, 10)
+        return x, y
 
     tr = [batch(f"data_batch_{i}") for i in range(1, 6)]
     te = batch("test_batch")
@@ -125,14 +186,8 @@ def _load_cifar100(data_dir: Path):
         p = base / name
         if not p.is_file():
             raise FileNotFoundError(f"{base}: missing {name} (the CIFAR-100 python files)")
-        with open(p, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-        if b"data" not in d or b"fine_labels" not in d:
-            raise ValueError(f"{p}: not a CIFAR-100 python file (no data/fine_labels)")
-        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32)
-        y = np.asarray(d[b"fine_labels"], np.int64)
-        if len(x) != len(y) or (len(y) and (y.min() < 0 or y.max() > 99)):
-            raise ValueError(f"{p}: {len(x)} images, {len(y)} labels or labels outside 0..99")
+        x, y = _images(p, _load_pickle(p), b"fine_labels")
+        check_labels(p, x, y, 100)
         return x, y
 
     return (*part("train"), *part("test"))
