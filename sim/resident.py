@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..hw.resident.layout import (ResidentConfig, Op, Kind, ResKind, desc_layout, cmd_layout,
-                                  res_layout, summary_layout, counter_layout, addr_width, DIMW)
+                                  res_layout, summary_layout, counter_layout, tap_layout,
+                                  addr_width, DIMW)
 
 __all__ = [
     "ResidentFitError", "ProgLayer", "ResidentProgram", "compile_program", "memory_usage",
@@ -61,6 +62,7 @@ class ResidentProgram:
     fm_words: int                    # feature-map words used
     classes: int
     tables: str
+    taps: list                       # tap table (tap_layout values) when the image is in tap banks
     usage: dict = field(default_factory=dict)   # memory -> (needed, available)
 
     @property
@@ -77,6 +79,9 @@ class ResidentProgram:
                 for a, w in enumerate(self.pp)]
         out += [cl.const({"op": Op.WRITE_PROG, "addr": a, "data": w}).as_bits()
                 for a, w in enumerate(self.prog_words)]
+        tl = tap_layout(self.cfg)
+        out += [cl.const({"op": Op.WRITE_TAP, "addr": a, "data": tl.const(t).as_bits()}).as_bits()
+                for a, t in enumerate(self.taps)]
         return out
 
 
@@ -89,6 +94,37 @@ def _check_field(layer: str, name: str, value: int, bits: int):
     if not 0 <= value < (1 << bits):
         raise ResidentFitError(f"resident: {layer}: {name} {value} does not fit the descriptor's "
                                f"{bits}-bit field")
+
+
+def _tap_mode(cfg: ResidentConfig, layer) -> bool:
+    """Does this first layer read tap banks (one input channel, whole window in one chunk)?"""
+    if not cfg.taps or layer.kind != "conv" or int(layer.in_shape[0]) != 1:
+        return False
+    (kh, kw), (_, h, w) = layer.kernel, layer.in_shape
+    return kh * kw <= cfg.taps and h * w <= cfg.tapdepth
+
+
+def _weight_words(u, cols, R: int, N: int) -> list:
+    """Weight words of one layer: word ``(g*N + p)*nchunks + c`` holds plane ``N-1-p`` of rows
+    ``g*R..``; bit ``r*C + l`` is the code bit of column ``cols[c, l]`` (-1: 0)."""
+    O = u.shape[0]
+    nchunks, C = cols.shape
+    valid = cols >= 0
+    out = []
+    for g in range(_cdiv(O, R)):
+        for p in range(N):
+            bits = (u >> (N - 1 - p)) & 1
+            for c in range(nchunks):
+                word = 0
+                for r in range(R):
+                    o = g * R + r
+                    if o >= O:
+                        continue
+                    row = np.where(valid[c], bits[o, np.where(valid[c], cols[c], 0)], 0)
+                    for lane in np.flatnonzero(row):
+                        word |= 1 << (r * C + int(lane))
+                out.append(word)
+    return out
 
 
 def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> ResidentProgram:
@@ -114,7 +150,10 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
     cin, h, w = (int(v) for v in bundle.input_shape)
     in_words = _cdiv(cin, C)
     cur = (0, cin, h, w)             # base, channels, height, width of the current map
-    fm_next = in_words * h * w
+    first = bundle.layers[0]
+    tap_table = []
+    # a one-channel image read by tap banks has no feature-map region
+    fm_next = 0 if _tap_mode(cfg, first) else in_words * h * w
     layers, weights, pp = [], [], []
     acc_lim = 1 << (cfg.acc_width - 1)
     amax = (1 << A) - 1
@@ -125,6 +164,7 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
                                    f"branches are not in resident mode yet; use --mode streamed")
         base, ch, hh, ww = cur
         ncw = _cdiv(ch, C)
+        taps = False
         if layer.kind == "flatten":
             continue
         if layer.kind == "maxpool":
@@ -148,28 +188,21 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
             if bound >= acc_lim:
                 raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): |acc| up to "
                                        f"{bound:,} needs more than acc_width {cfg.acc_width} bits")
-            nchunks, ngroups, out_words, nout = kh * kw * ncw, _cdiv(O, R), _cdiv(O, C), O
+            taps = li == 0 and _tap_mode(cfg, layer)
+            # columns of the reduction (torch order (cin, kh, kw)) per chunk and lane, -1: none;
+            # tap mode: one chunk, lane l = tap l; else chunk (dy*kw + dx)*ncw + cw, lane l ->
+            # channel cw*C + l
+            if taps:
+                cols = np.full((1, C), -1)
+                cols[0, :kh * kw] = np.arange(kh * kw)
+            else:
+                cols = np.array([[(cw * C + lane) * kh * kw + dy * kw + dx
+                                  if cw * C + lane < ch else -1 for lane in range(C)]
+                                 for dy in range(kh) for dx in range(kw) for cw in range(ncw)])
+            nchunks, ngroups, out_words, nout = len(cols), _cdiv(O, R), _cdiv(O, C), O
             kind, last, relu, oc = Kind.CONV, li == nl - 1, bool(layer.relu), O
-            # weights: word (g*N + p)*nchunks + c, c = (dy*kw + dx)*ncw + cw, lane l -> channel
-            # cw*C + l; torch order of the reduction is (cin, kh, kw)
             wbase = len(weights)
-            for g in range(ngroups):
-                rows = np.arange(g * R, g * R + R)
-                for p in range(N):
-                    j = N - 1 - p
-                    bits = (u >> j) & 1
-                    for dy in range(kh):
-                        for dx in range(kw):
-                            for cw in range(ncw):
-                                word = 0
-                                for r, o in enumerate(rows):
-                                    if o >= O:
-                                        continue
-                                    for lane in range(C):
-                                        ci = cw * C + lane
-                                        if ci < ch and bits[o, ci * kh * kw + dy * kw + dx]:
-                                            word |= 1 << (r * C + lane)
-                                weights.append(word)
+            weights += _weight_words(u, cols, R, N)
             ppbase = len(pp)
             t = layer.tables[tables]
             for g in range(ngroups):
@@ -188,8 +221,13 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
                                    f"is not supported in resident mode")
         rowstride = ww * ncw
         out_base = 0 if last else fm_next
+        if taps:            # the window generator walks positions only; the lanes hold the taps
+            tap_table = [{"valid": 1, "dy": t // kw, "dx": t % kw, "off": (t // kw) * ww + t % kw}
+                         if t < kh * kw else {"valid": 0, "dy": 0, "dx": 0, "off": 0}
+                         for t in range(cfg.taps)]
+            kh = kw = 1
         d = {
-            "kind": kind, "last": int(last), "relu": int(relu),
+            "kind": kind, "taps": int(taps), "last": int(last), "relu": int(relu),
             "in_h": hh, "in_w": ww, "out_h": ho, "out_w": wo,
             "kh": kh, "kw": kw, "sh": sh, "sw": sw, "ph": ph, "pw": pw,
             "ncw": ncw, "rowstride": rowstride & fmask,
@@ -213,7 +251,7 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
             fm_next += out_words * ho * wo
             cur = (out_base, oc, ho, wo)
     prog = ResidentProgram(cfg, layers, weights, pp, (cin, h, w), 0, in_words, fm_next,
-                           int(bundle.num_classes), tables)
+                           int(bundle.num_classes), tables, tap_table)
     prog.usage = memory_usage(prog)
     for mem, (need, avail) in prog.usage.items():
         _fit(mem, need, avail, "descriptors" if mem == "program memory" else
@@ -246,6 +284,11 @@ def image_beats(prog: ResidentProgram, image) -> list:
     if x.size and (x.min() < 0 or x.max() > (1 << A) - 1):
         raise ValueError(f"image codes must be in [0, {(1 << A) - 1}]")
     cl = cmd_layout(cfg)
+    if prog.taps:                    # C pixels a beat, into every tap bank
+        flat = x.reshape(-1)
+        return [cl.const({"op": Op.WRITE_IMG, "addr": a, "data": sum(
+            int(v) << (lane * A) for lane, v in enumerate(flat[a * C:(a + 1) * C]))}).as_bits()
+            for a in range(_cdiv(flat.size, C))]
     out = []
     for y in range(h):
         for xx in range(w):

@@ -70,7 +70,8 @@ DIGITS = [("conv", 16, (3, 3), (1, 1), (1, 1)), ("pool", (2, 2), (2, 2)),
 
 
 def small_cfg(nbits=3, **kw):
-    base = dict(rows=2, cols=4, nbits=nbits, abits=8, wdepth=1024, ppdepth=128, fmdepth=512)
+    base = dict(rows=2, cols=4, nbits=nbits, abits=8, wdepth=1024, ppdepth=128, fmdepth=512,
+                taps=4, tapdepth=256)
     base.update(kw)
     return ResidentConfig(**base)
 
@@ -95,6 +96,25 @@ def check_all(bundle, prog, results, ks):
 def test_odd_shapes_every_layer_every_k(specs, shape):
     b = chain_bundle(1, specs, input_shape=shape)
     prog = rs.compile_program(b, small_cfg())
+    ks = list(range(1, b.nbits + 1))
+    check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks), ks)
+
+
+# one-channel first layers read the tap banks (a whole window per chunk)
+TAPS_A = [("conv", 3, (2, 2), (2, 2), (1, 1)), ("pool", (2, 2), (2, 2)), ("flatten",),
+          ("linear", 4)]
+TAPS_B = [("conv", 5, (3, 3), (1, 1), (1, 1)), ("pool", (2, 2), (2, 2)),
+          ("conv", 3, (3, 3), (1, 1), (1, 1)), ("flatten",), ("linear", 3)]
+
+
+@pytest.mark.parametrize("specs,shape,cfg", [
+    (TAPS_A, (1, 7, 9), dict()),
+    (TAPS_B, (1, 6, 6), dict(rows=4, cols=16, taps=9, tapdepth=64))],
+    ids=["2x2-stride2-pad1", "3x3-pad1-C16"])
+def test_tap_banks_every_layer_every_k(specs, shape, cfg):
+    b = chain_bundle(3, specs, input_shape=shape)
+    prog = rs.compile_program(b, small_cfg(**cfg))
+    assert prog.layers[0].desc["taps"] == 1 and prog.layers[0].desc["nchunks"] == 1
     ks = list(range(1, b.nbits + 1))
     check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks), ks)
 
@@ -129,14 +149,14 @@ def test_fit_check_names_memory():
                        match=r"^resident: weight memory needs 249 words, 200 available$"):
         rs.compile_program(b, small_cfg(wdepth=200))
     with pytest.raises(rs.ResidentFitError, match=r"^resident: feature-map memory needs \d+ words"):
-        rs.compile_program(b, small_cfg(fmdepth=40))
+        rs.compile_program(b, small_cfg(fmdepth=40, tapdepth=32))
     with pytest.raises(rs.ResidentFitError, match=r"post-processing memory needs 15 words, 14 available"):
         rs.compile_program(b, small_cfg(ppdepth=14))
 
 
 def test_refuses_what_it_cannot_run():
     with pytest.raises(ValueError, match="rows 3 must divide cols 8"):
-        ResidentConfig(rows=3, cols=8)
+        ResidentConfig(rows=3, cols=8, taps=0)
     b = chain_bundle(1, ODD_A, input_shape=(3, 7, 6))
     with pytest.raises(rs.ResidentFitError, match="N=3, A=8; the configuration N=8"):
         rs.compile_program(b, ResidentConfig())

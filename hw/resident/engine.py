@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from ..pe_array import PEArray
 from ..postproc import PostProc
 from .layout import (ResidentConfig, Op, Kind, ResKind, SW, desc_layout, cmd_layout, res_layout,
-                     summary_layout, counter_layout, addr_width)
+                     summary_layout, counter_layout, tap_layout, addr_width, DIMW)
 from .window import WindowGen
 
 __all__ = ["ResidentEngine"]
@@ -124,11 +124,14 @@ class ResidentEngine(wiring.Component):
         s2_valid = Signal()
         s2_x = Signal(C * A)
         s2_w = Signal(R * C)
+        fm_x = Mux(s1["inb"], fm_rd.data, 0)
+        if cfg.taps:
+            fm_x = Mux(desc.taps, self._tap_banks(m, win, accept, cmd), fm_x)
         s2_pp = Signal(len(win.pp_addr))
         s1_pp = Signal(len(win.pp_addr))
         m.d.sync += [s1_pp.eq(win.pp_addr), s2_pp.eq(s1_pp)]
         m.d.sync += [s2_valid.eq(s1_valid), s2_w.eq(w_rd.data),
-                     s2_x.eq(Mux(s1["inb"], fm_rd.data, 0))]
+                     s2_x.eq(fm_x)]
         m.d.sync += [s.eq(s1[n]) for n, s in s2.items()]
         # PE array; its post-processing entry is read meanwhile and registered to align
         pp_reg = Signal(cfg.pp_width)
@@ -212,7 +215,8 @@ class ResidentEngine(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
-                with m.If(accept & ((cmd.op == Op.WRITE_FM) | (cmd.op == Op.RUN)) & ~counting):
+                with m.If(accept & ((cmd.op == Op.WRITE_FM) | (cmd.op == Op.WRITE_IMG) |
+                                    (cmd.op == Op.RUN)) & ~counting):
                     m.d.sync += [counting.eq(1), cycles.eq(1)]
                 with m.If(accept & (cmd.op == Op.RUN)):
                     m.d.sync += [k.eq(cmd.data[:5]), layer.eq(0), have.eq(0)]
@@ -268,3 +272,39 @@ class ResidentEngine(wiring.Component):
                 with m.If(self.res.ready):
                     m.next = "IDLE"
         return m
+
+    def _tap_banks(self, m, win, accept, cmd):
+        """Tap banks of a one-channel first layer: ``taps`` copies of the image, C pixels a word;
+        lane l reads the pixel at its tap (table entry l) of the current window, gated to 0 in
+        the padding, so a whole window is one chunk. Returns the lanes of the chunk, one cycle
+        after the issue (aligned with the feature-map read data)."""
+        cfg = self.cfg
+        C, A = cfg.cols, cfg.abits
+        lb = (C - 1).bit_length()                      # C is a power of two
+        taw = addr_width(cfg.tapdepth)
+        tl = tap_layout(cfg)
+        table = [Signal(tl, name=f"tap{l}") for l in range(cfg.taps)]
+        for l, t in enumerate(table):
+            with m.If(accept & (cmd.op == Op.WRITE_TAP) & (cmd.addr == l)):
+                m.d.sync += t.eq(cmd.data[:tl.size])
+        lanes = []
+        for l, t in enumerate(table):
+            bank = Memory(shape=C * A, depth=cfg.tap_words, init=[])
+            m.submodules[f"tapbank{l}"] = bank
+            wr, rd = bank.write_port(), bank.read_port()
+            m.d.comb += [wr.addr.eq(cmd.addr), wr.data.eq(cmd.data[:C * A]),
+                         wr.en.eq(accept & (cmd.op == Op.WRITE_IMG))]
+            addr = Signal(taw, name=f"tapaddr{l}")
+            iy = Signal(signed(DIMW + 3), name=f"tapiy{l}")
+            ix = Signal(signed(DIMW + 3), name=f"tapix{l}")
+            m.d.comb += [addr.eq(win.win + t.off), iy.eq(win.iy0 + t.dy), ix.eq(win.ix0 + t.dx),
+                         rd.addr.eq(addr[lb:])]
+            sel = Signal(max(lb, 1), name=f"tapsel{l}")
+            ok = Signal(name=f"tapok{l}")
+            m.d.sync += [sel.eq(addr[:lb] if lb else 0),
+                         ok.eq(t.valid & (iy >= 0) & (iy < win.desc.in_h) & (ix >= 0) &
+                               (ix < win.desc.in_w))]
+            px = Array(rd.data[i * A:(i + 1) * A] for i in range(C))[sel]
+            lanes.append(Mux(ok, px, 0))
+        lanes += [Const(0, A)] * (C - cfg.taps)
+        return Cat(*lanes)

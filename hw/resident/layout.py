@@ -24,7 +24,7 @@ from amaranth.lib import data, enum
 
 __all__ = [
     "ResidentConfig", "Op", "Kind", "ResKind", "SW",
-    "desc_layout", "cmd_layout", "res_layout", "summary_layout", "counter_layout",
+    "desc_layout", "tap_layout", "cmd_layout", "res_layout", "summary_layout", "counter_layout",
     "addr_width",
 ]
 
@@ -39,7 +39,7 @@ def addr_width(depth: int) -> int:
     return max(1, (depth - 1).bit_length())
 
 
-class Op(enum.Enum, shape=3):
+class Op(enum.Enum, shape=4):
     """Command opcodes (``cmd.op``)."""
     NOP = 0
     WRITE_W = 1       # weights[addr] <- data
@@ -48,6 +48,8 @@ class Op(enum.Enum, shape=3):
     WRITE_FM = 4      # feature map [addr] <- data (the image codes)
     RUN = 5           # run the program with k = data[:5] planes; answers with result beats
     READ_FM = 6       # answer with one FM_WORD beat holding feature map [addr]
+    WRITE_IMG = 7     # every tap bank [addr] <- data (C pixels of a one-channel image)
+    WRITE_TAP = 8     # tap table [addr] (lane) <- data (tap_layout)
 
 
 class Kind(enum.Enum, shape=1):
@@ -85,6 +87,8 @@ class ResidentConfig:
     fmdepth: int = 2048
     max_layers: int = 16
     max_classes: int = 16
+    taps: int = 9
+    tapdepth: int = 1024
 
     def __post_init__(self):
         def pos(name, lo, hi):
@@ -104,6 +108,11 @@ class ResidentConfig:
         pos("fmdepth", 2, 1 << 20)
         pos("max_layers", 1, 255)
         pos("max_classes", 1, 4096)
+        pos("taps", 0, self.cols)
+        pos("tapdepth", self.cols, self.fmdepth)
+        if self.taps and (self.cols & (self.cols - 1) or self.tapdepth % self.cols):
+            raise ValueError(f"tap banks need cols a power of two ({self.cols}) and tapdepth "
+                             f"a multiple of it ({self.tapdepth}); or taps=0")
         if self.cols % self.rows:
             raise ValueError(f"rows {self.rows} must divide cols {self.cols} in resident mode "
                              f"(an output group is a slice of one feature-map word)")
@@ -112,6 +121,11 @@ class ResidentConfig:
     def groups_per_word(self) -> int:
         """Output groups of R channels held by one feature-map word (C/R)."""
         return self.cols // self.rows
+
+    @property
+    def tap_words(self) -> int:
+        """Words of one tap bank (C pixels each)."""
+        return self.tapdepth // self.cols
 
     @property
     def pp_width(self) -> int:
@@ -155,6 +169,7 @@ def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
     ppaw = addr_width(cfg.ppdepth)
     return data.StructLayout({
         "kind": Kind,
+        "taps": 1,
         "last": 1,
         "relu": 1,
         "in_h": DIMW, "in_w": DIMW,
@@ -178,9 +193,18 @@ def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
     })
 
 
+def tap_layout(cfg: ResidentConfig) -> data.StructLayout:
+    """One tap-table entry (one lane of a first layer that reads the tap banks): the lane holds
+    the window tap (dy, dx), i.e. the pixel ``off = dy*in_w + dx`` after the window's top-left;
+    lanes without ``valid`` read 0."""
+    return data.StructLayout({"valid": 1, "dy": DIMW, "dx": DIMW,
+                              "off": addr_width(cfg.tapdepth)})
+
+
 def cmd_layout(cfg: ResidentConfig) -> data.StructLayout:
     """One command beat: opcode, address, data (the widest memory word)."""
-    width = max(cfg.w_width, cfg.pp_width, desc_layout(cfg).size, cfg.fm_width, 8)
+    width = max(cfg.w_width, cfg.pp_width, desc_layout(cfg).size, cfg.fm_width,
+                tap_layout(cfg).size, 8)
     aw = max(addr_width(d) for d in (cfg.wdepth, cfg.ppdepth, cfg.max_layers, cfg.fmdepth))
     return data.StructLayout({"op": Op, "addr": aw, "data": width})
 

@@ -55,6 +55,9 @@ class WindowGen(wiring.Component):
         Feature-map word the group's result goes to.
     gsub : Out(8)
         Conv: which R-lane slice of that word (``g mod C/R``).
+    win, iy0, ix0 : Out
+        Address of the window's top-left tap and its input row/column (``oy*sh - ph``,
+        ``ox*sw - pw``): the tap banks of a first layer add each lane's offset to them.
 
     Latency: 0 (outputs are functions of registers in the issue cycle). One chunk per cycle from
     the cycle after ``start`` to ``done``; a layer issues exactly
@@ -71,6 +74,7 @@ class WindowGen(wiring.Component):
             "fm_addr": Out(faw), "inb": Out(1), "w_addr": Out(waw), "pp_addr": Out(ppaw),
             "first": Out(1), "load": Out(1), "emit": Out(1),
             "g": Out(12), "o_addr": Out(faw), "gsub": Out(8),
+            "win": Out(faw), "iy0": Out(signed(DIMW + 2)), "ix0": Out(signed(DIMW + 2)),
         })
 
     def elaborate(self, platform):
@@ -121,6 +125,7 @@ class WindowGen(wiring.Component):
             self.g.eq(g),
             self.o_addr.eq(opos + Mux(pool, g, gw)),
             self.gsub.eq(gsub),
+            self.win.eq(win), self.iy0.eq(iy0), self.ix0.eq(ix0),
         ]
 
         with m.If(self.start):
