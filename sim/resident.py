@@ -34,7 +34,7 @@ def _cdiv(a: int, b: int) -> int:
 @dataclass
 class ProgLayer:
     """One program layer: the bundle layer it computes, its descriptor and where its output is."""
-    index: int            # bundle layer index
+    index: int            # bundle layer whose output the region holds (a fused pool's)
     name: str
     kind: str             # "conv" (conv or linear) | "pool"
     desc: dict            # field values of desc_layout
@@ -44,10 +44,11 @@ class ProgLayer:
     planes_fixed: bool    # pool: one pass whatever k
 
     def busy(self, k: int) -> int:
-        """Chunks this layer issues with k planes: out_h*out_w*ngroups*planes*nchunks."""
+        """Chunks this layer issues with k planes: P*ngroups*planes*nchunks (P output positions:
+        ``out_h*out_w`` tiles of ``qh*qw``)."""
         d = self.desc
-        return d["out_h"] * d["out_w"] * d["ngroups"] * (1 if self.planes_fixed else k) \
-            * d["nchunks"]
+        return d["out_h"] * d["out_w"] * d["qh"] * d["qw"] * d["ngroups"] \
+            * (1 if self.planes_fixed else k) * d["nchunks"]
 
 
 @dataclass
@@ -127,7 +128,8 @@ def _weight_words(u, cols, R: int, N: int) -> list:
     return out
 
 
-def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> ResidentProgram:
+def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
+                    fuse: bool = True) -> ResidentProgram:
     """Compile a chain bundle (conv, maxpool, flatten, linear) into a layer program.
 
     Memory map: feature map words ``[0, in_words*H*W)`` hold the image, then every conv/pool
@@ -158,7 +160,10 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
     acc_lim = 1 << (cfg.acc_width - 1)
     amax = (1 << A) - 1
     nl = len(bundle.layers)
+    skip = set()
     for li, layer in enumerate(bundle.layers):
+        if li in skip:
+            continue
         if layer.kind == "add" or getattr(layer, "input", None) is not None:
             raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): residual adds and "
                                    f"branches are not in resident mode yet; use --mode streamed")
@@ -221,6 +226,17 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
                                    f"is not supported in resident mode")
         rowstride = ww * ncw
         out_base = 0 if last else fm_next
+        # a following max-pool with kernel = stride is fused: positions are walked in tiles of
+        # the pool window and the write-back keeps the maximum
+        qh = qw = 1
+        nxt = bundle.layers[li + 1] if li + 1 < nl else None
+        pool_index = None
+        if (fuse and kind == Kind.CONV and not last and nxt is not None and nxt.kind == "maxpool"
+                and tuple(nxt.kernel) == tuple(nxt.stride) and ngroups <= cfg.fuse_groups):
+            qh, qw = (int(v) for v in nxt.kernel)
+            ho, wo = int(nxt.out_shape[1]), int(nxt.out_shape[2])
+            pool_index = li + 1
+            skip.add(li + 1)
         if taps:            # the window generator walks positions only; the lanes hold the taps
             tap_table = [{"valid": 1, "dy": t // kw, "dx": t % kw, "off": (t // kw) * ww + t % kw}
                          if t < kh * kw else {"valid": 0, "dy": 0, "dx": 0, "off": 0}
@@ -232,6 +248,8 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
             "kh": kh, "kw": kw, "sh": sh, "sw": sw, "ph": ph, "pw": pw,
             "ncw": ncw, "rowstride": rowstride & fmask,
             "xstep": (sw * ncw) & fmask, "ystep": (sh * rowstride) & fmask,
+            "qh": qh, "qw": qw, "tsh": qh * sh, "tsw": qw * sw,
+            "txstep": (qw * sw * ncw) & fmask, "tystep": (qh * sh * rowstride) & fmask,
             "win0": (base - ph * rowstride - pw * ncw) & fmask,
             "out_base": out_base, "out_words": out_words, "nchunks": nchunks,
             "ngroups": ngroups, "nout": nout,
@@ -242,11 +260,14 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained") -> R
         where = f"layers[{li}] ({layer.name})"
         for name, bits in (("in_h", DIMW), ("in_w", DIMW), ("out_h", DIMW), ("out_w", DIMW),
                            ("kh", DIMW), ("kw", DIMW), ("sh", DIMW), ("sw", DIMW), ("ph", DIMW),
-                           ("pw", DIMW), ("ncw", 8), ("out_words", 8), ("nchunks", 16),
+                           ("pw", DIMW), ("qh", DIMW), ("qw", DIMW), ("tsh", DIMW),
+                           ("tsw", DIMW), ("ncw", 8), ("out_words", 8), ("nchunks", 16),
                            ("ngroups", 12), ("nout", 16)):
             _check_field(where, name, d[name], bits)
-        layers.append(ProgLayer(li, layer.name, "pool" if kind == Kind.POOL else "conv", d,
-                                (oc, ho, wo), out_base, out_words, kind == Kind.POOL))
+        name = layer.name if pool_index is None else f"{layer.name}+{nxt.name}"
+        layers.append(ProgLayer(li if pool_index is None else pool_index, name,
+                                "pool" if kind == Kind.POOL else "conv", d, (oc, ho, wo),
+                                out_base, out_words, kind == Kind.POOL))
         if not last:
             fm_next += out_words * ho * wo
             cur = (out_base, oc, ho, wo)
@@ -402,17 +423,19 @@ def decode_readback(prog: ResidentProgram, beats: list) -> list:
 
 
 def layer_outputs(bundle, prog: ResidentProgram, res: RunResult) -> list:
-    """The engine's outputs in the golden model's per-bundle-layer form (flatten included)."""
+    """The engine's outputs in the golden model's per-bundle-layer form (flatten included);
+    ``None`` for a convolution whose pool was fused into it (its output is never stored: compile
+    with ``fuse=False`` to see it)."""
     by_index = {pl.index: m for pl, m in zip(prog.layers[:-1], res.maps)}
     out, prev = [], None
     for li, layer in enumerate(bundle.layers):
         if li == len(bundle.layers) - 1:
             v = np.asarray(res.logits, dtype=np.int64)
         elif layer.kind == "flatten":
-            v = prev.reshape(-1)
+            v = None if prev is None else prev.reshape(-1)
         else:
-            v = by_index[li]
-            if layer.kind == "linear":
+            v = by_index.get(li)
+            if v is not None and layer.kind == "linear":
                 v = v.reshape(-1)
         out.append(v)
         prev = v

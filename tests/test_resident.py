@@ -76,28 +76,37 @@ def small_cfg(nbits=3, **kw):
     return ResidentConfig(**base)
 
 
-def check_all(bundle, prog, results, ks):
-    """Every layer's output of every image and k against golden; busy counters against the
-    model P*k*nchunks*ngroups."""
+def check_all(bundle, prog, results, ks, *, fused=0):
+    """Every layer's output of every image and k against golden (but the ``fused`` convolutions
+    whose pool was fused into them); busy counters against the model P*k*nchunks*ngroups."""
     for i, per_k in enumerate(results):
         for k, r in zip(ks, per_k):
             exp = [e[0] for e in golden_outputs(bundle, bundle.test_x[i:i + 1], k)]
             got = rs.layer_outputs(bundle, prog, r)
-            cmp = compare_outputs(bundle, got, exp, k=k, image=i)
-            assert cmp.mismatches == 0, cmp.first
-            assert cmp.compared == sum(np.asarray(e).size for e in exp)
+            seen = [j for j, v in enumerate(got) if v is not None]
+            assert len(seen) == len(exp) - fused
+            cmp = compare_outputs(bundle, [got[j] for j in seen], [exp[j] for j in seen],
+                                  k=k, image=i)
+            assert cmp.mismatches == 0, (cmp.first, [bundle.layers[j].name for j in seen])
+            assert cmp.compared == sum(np.asarray(exp[j]).size for j in seen)
             assert r.k == k
             assert r.cls == int(np.argmax(exp[-1]))       # numpy argmax: lowest index wins ties
             assert r.busy == rs.expected_busy(prog, k), (k, r.busy, rs.expected_busy(prog, k))
 
 
+def fused(prog) -> int:
+    return sum("+" in pl.name for pl in prog.layers)
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["pool-alone", "pool-fused"])
 @pytest.mark.parametrize("specs,shape", [(ODD_A, (3, 7, 6)), (ODD_B, (5, 6, 7))],
                          ids=["5x5-unpadded-pool2x1", "stride2-pool1x2-linear-chain"])
-def test_odd_shapes_every_layer_every_k(specs, shape):
+def test_odd_shapes_every_layer_every_k(specs, shape, fuse):
     b = chain_bundle(1, specs, input_shape=shape)
-    prog = rs.compile_program(b, small_cfg())
+    prog = rs.compile_program(b, small_cfg(), fuse=fuse)
+    assert fused(prog) == fuse
     ks = list(range(1, b.nbits + 1))
-    check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks), ks)
+    check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks), ks, fused=fused(prog))
 
 
 # one-channel first layers read the tap banks (a whole window per chunk)
@@ -113,22 +122,26 @@ TAPS_B = [("conv", 5, (3, 3), (1, 1), (1, 1)), ("pool", (2, 2), (2, 2)),
     ids=["2x2-stride2-pad1", "3x3-pad1-C16"])
 def test_tap_banks_every_layer_every_k(specs, shape, cfg):
     b = chain_bundle(3, specs, input_shape=shape)
-    prog = rs.compile_program(b, small_cfg(**cfg))
+    prog = rs.compile_program(b, small_cfg(**cfg), fuse=False)
     assert prog.layers[0].desc["taps"] == 1 and prog.layers[0].desc["nchunks"] == 1
     ks = list(range(1, b.nbits + 1))
     check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks), ks)
+    prog = rs.compile_program(b, small_cfg(**cfg))            # the pool fused into the taps
+    assert fused(prog) == 1
+    check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks[::2]), ks[::2], fused=1)
 
 
 def test_back_pressure_and_idle_source():
     b = chain_bundle(2, ODD_B, input_shape=(5, 6, 7), images=2)
     prog = rs.compile_program(b, small_cfg(rows=4, cols=8))
     ks = [2, 1]
-    check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks, seed=3, p_idle=0.3, p_stall=0.5), ks)
+    check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks, seed=3, p_idle=0.3, p_stall=0.5), ks,
+              fused=fused(prog))
 
 
 def test_fixed_tables():
     b = chain_bundle(4, ODD_A, input_shape=(3, 7, 6))
-    prog = rs.compile_program(b, small_cfg(), tables="fixed")
+    prog = rs.compile_program(b, small_cfg(), tables="fixed", fuse=False)
     res = rs.run_amaranth(prog, b.test_x, [2])[0][0]
     exp = [e[0] for e in golden_outputs(b, b.test_x[:1], 2, tables="fixed")]
     assert compare_outputs(b, rs.layer_outputs(b, prog, res), exp, k=2, image=0).mismatches == 0
@@ -138,9 +151,10 @@ def test_fixed_tables():
 def test_digits_net_every_k():
     """The digits reference shape (R=8, C=16, N=8): every layer at every k."""
     b = chain_bundle(5, DIGITS, input_shape=(1, 8, 8), nbits=8)
-    prog = rs.compile_program(b, ResidentConfig())
     ks = list(range(1, 9))
-    check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks), ks)
+    for fuse in (False, True):
+        prog = rs.compile_program(b, ResidentConfig(), fuse=fuse)
+        check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks), ks, fused=fused(prog))
 
 
 def test_fit_check_names_memory():

@@ -10,7 +10,7 @@ Word formats: :mod:`.layout`; architecture and cycle model: ``docs/resident.md``
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, signed
-from amaranth.lib import wiring, stream
+from amaranth.lib import wiring, stream, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -86,8 +86,9 @@ class ResidentEngine(wiring.Component):
 
         # ---- blocks -----------------------------------------------------------------------------
         m.submodules.win = win = WindowGen(cfg)
-        tag = {"emit": 1, "o_addr": len(win.o_addr), "gsub": 8, "g": 12}
-        tw = sum(tag.values())
+        tag = data.StructLayout({"emit": 1, "tfirst": 1, "tlast": 1, "o_addr": len(win.o_addr),
+                                 "gsub": 8, "g": 12})
+        tw = tag.size
         m.submodules.pe = pe = PEArray(rows=R, cols=C, abits=A, acc_width=AW, tag_width=tw)
         m.submodules.pp = pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
                                         abits=A, obits=OW, shift_width=SW, tag_width=tw)
@@ -114,7 +115,7 @@ class ResidentEngine(wiring.Component):
         # ---- chunk pipeline ---------------------------------------------------------------------
         # S1: memories deliver; flags registered alongside
         s1 = {n: Signal(len(getattr(win, n)), name=f"s1_{n}")
-              for n in ("inb", "first", "load", "emit", "g", "o_addr", "gsub")}
+              for n in ("inb", "first", "load", "emit", "g", "o_addr", "gsub", "tfirst", "tlast")}
         s1_valid = Signal()
         m.d.sync += s1_valid.eq(win.active)
         m.d.sync += [s.eq(getattr(win, n)) for n, s in s1.items()]
@@ -137,18 +138,16 @@ class ResidentEngine(wiring.Component):
         pp_reg = Signal(cfg.pp_width)
         m.d.comb += pp_rd.addr.eq(s2_pp)
         m.d.sync += pp_reg.eq(pp_rd.data)
-        tag_in = Cat(s2["emit"], s2["o_addr"], s2["gsub"], s2["g"])
+        tag_in = Cat(s2["emit"], s2["tfirst"], s2["tlast"], s2["o_addr"], s2["gsub"], s2["g"])
         m.d.comb += [
             pe.i_valid.eq(s2_valid & ~pool), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x),
             pe.i_dbl.eq(s2["first"]), pe.i_load.eq(s2["load"]), pe.i_init.eq(0),
             pe.i_tag.eq(tag_in),
-            pp.i_valid.eq(pe.o_valid & pe.o_tag[0]), pp.i_acc.eq(pe.o_acc),
+            pp.i_valid.eq(pe.o_valid & data.View(tag, pe.o_tag).emit), pp.i_acc.eq(pe.o_acc),
             pp.i_pp.eq(pp_reg), pp.i_relu.eq(desc.relu), pp.i_tag.eq(pe.o_tag),
         ]
-        o_emit_w = len(win.o_addr)
-        o_addr = pp.o_tag[1:1 + o_emit_w]
-        o_gsub = pp.o_tag[1 + o_emit_w:9 + o_emit_w]
-        o_g = pp.o_tag[9 + o_emit_w:21 + o_emit_w]
+        otag = data.View(tag, pp.o_tag)
+        o_addr, o_gsub, o_g = otag.o_addr, otag.gsub, otag.g
         ys = [pp.o_y[r * OW:(r + 1) * OW].as_signed() for r in range(R)]
         rows_ok = [(o_g * R + r) < desc.nout for r in range(R)]
 
@@ -161,9 +160,18 @@ class ResidentEngine(wiring.Component):
             m.d.sync += mx.eq(newmax)
 
         # ---- feature-map ports: image writes, conv results, pool results; reads ---------------
-        conv_wr = pp.o_valid & ~desc.last
+        conv_wr = pp.o_valid & ~desc.last & otag.tlast
         pool_wr = s2_valid & pool & s2["emit"]
-        codes = Cat(*[y[:A] for y in ys])
+        # a fused pool: running maximum per output group over the tile's positions
+        codes = [y[:A] for y in ys]
+        if cfg.fuse_groups:
+            pmax = Array(Signal(R * A, name=f"pmax{i}") for i in range(cfg.fuse_groups))
+            old = pmax[o_g]
+            codes = [Mux(otag.tfirst | (cd > old[r * A:(r + 1) * A]), cd, old[r * A:(r + 1) * A])
+                     for r, cd in enumerate(codes)]
+            with m.If(pp.o_valid & ~desc.last & ~otag.tlast):
+                m.d.sync += pmax[o_g].eq(Cat(*codes))
+        codes = Cat(*codes)
         with m.If(pool_wr):
             m.d.comb += [fm_wr.addr.eq(s2["o_addr"]), fm_wr.data.eq(newmax),
                          fm_wr.en.eq((1 << C) - 1)]

@@ -89,6 +89,7 @@ class ResidentConfig:
     max_classes: int = 16
     taps: int = 9
     tapdepth: int = 1024
+    fuse_groups: int = 8
 
     def __post_init__(self):
         def pos(name, lo, hi):
@@ -109,6 +110,7 @@ class ResidentConfig:
         pos("max_layers", 1, 255)
         pos("max_classes", 1, 4096)
         pos("taps", 0, self.cols)
+        pos("fuse_groups", 0, 4096)
         pos("tapdepth", self.cols, self.fmdepth)
         if self.taps and (self.cols & (self.cols - 1) or self.tapdepth % self.cols):
             raise ValueError(f"tap banks need cols a power of two ({self.cols}) and tapdepth "
@@ -162,7 +164,10 @@ def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
       gated, never read);
     - ``nchunks = kh*kw*ncw`` (conv; pool: ``kh*kw``); ``wgstep = N*nchunks`` (weights of one
       output group); ``ngroups`` = ``ceil(O/R)`` (conv) or ``ncw`` (pool: one word per group);
-    - ``out_words`` per output pixel; ``nout`` valid output channels (rows past it are not written).
+    - ``out_words`` per output pixel; ``nout`` valid output channels (rows past it are not written);
+    - a max-pool with kernel = stride fused into a convolution: output positions are walked in
+      ``qh x qw`` tiles (the pool windows; 1x1 when nothing is fused), ``out_h x out_w`` counts
+      tiles, ``tsh = qh*sh``, ``tsw = qw*sw``, ``tystep = qh*ystep``, ``txstep = qw*xstep``.
     """
     faw = addr_width(cfg.fmdepth)
     waw = addr_width(cfg.wdepth)
@@ -177,8 +182,12 @@ def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
         "kh": DIMW, "kw": DIMW,
         "sh": DIMW, "sw": DIMW,
         "ph": DIMW, "pw": DIMW,
+        "qh": DIMW, "qw": DIMW,
+        "tsh": DIMW, "tsw": DIMW,
         "ncw": 8,
         "rowstride": faw,
+        "txstep": faw,
+        "tystep": faw,
         "xstep": faw,
         "ystep": faw,
         "win0": faw,

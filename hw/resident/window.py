@@ -1,7 +1,9 @@
 """Convolution-window address generator of the resident engine: one chunk per cycle.
 
 Walks one program layer (``layout.desc_layout``) in the order
-``for oy: for ox: for g: for p < planes: for dy < kh: for dx < kw: for cw < ncw`` and presents, per
+``for ty: for tx: for qy < qh: for qx < qw: for g: for p < planes: for dy < kh: for dx < kw:
+for cw < ncw`` (output position ``(ty*qh + qy, tx*qw + qx)``; a tile is the window of a pool fused
+into the convolution, 1x1 otherwise) and presents, per
 chunk, the feature-map word, the weight word and the flags the PE array, post-processing and
 write-back need. All addresses are kept incrementally (adders only, no multiplier); taps that fall
 into the zero padding are flagged (``inb`` low) so the engine gates them to zero instead of reading
@@ -55,13 +57,16 @@ class WindowGen(wiring.Component):
         Feature-map word the group's result goes to.
     gsub : Out(8)
         Conv: which R-lane slice of that word (``g mod C/R``).
+    tfirst, tlast : Out(1)
+        First / last output position of its tile (a fused pool window: the write-back keeps a
+        running maximum per group and writes at the last).
     win, iy0, ix0 : Out
         Address of the window's top-left tap and its input row/column (``oy*sh - ph``,
         ``ox*sw - pw``): the tap banks of a first layer add each lane's offset to them.
 
     Latency: 0 (outputs are functions of registers in the issue cycle). One chunk per cycle from
     the cycle after ``start`` to ``done``; a layer issues exactly
-    ``out_h*out_w*ngroups*planes*nchunks`` chunks.
+    ``out_h*out_w*qh*qw*ngroups*planes*nchunks`` chunks.
     """
 
     def __init__(self, cfg: ResidentConfig):
@@ -75,6 +80,7 @@ class WindowGen(wiring.Component):
             "first": Out(1), "load": Out(1), "emit": Out(1),
             "g": Out(12), "o_addr": Out(faw), "gsub": Out(8),
             "win": Out(faw), "iy0": Out(signed(DIMW + 2)), "ix0": Out(signed(DIMW + 2)),
+            "tfirst": Out(1), "tlast": Out(1),
         })
 
     def elaborate(self, platform):
@@ -86,7 +92,10 @@ class WindowGen(wiring.Component):
 
         cw, dx, dy = Signal(8), Signal(DIMW), Signal(DIMW)
         c, p, g = Signal(16), Signal(5), Signal(12)
-        ox, oy = Signal(DIMW), Signal(DIMW)
+        ox, oy = Signal(DIMW), Signal(DIMW)            # tile
+        qx, qy = Signal(DIMW), Signal(DIMW)            # position inside the tile
+        win_q, win_t = Signal(faw), Signal(faw)         # tile row start, tile origin
+        ix_t, iy_t = Signal(signed(DIMW + 2)), Signal(signed(DIMW + 2))
         gsub, gw = Signal(8), Signal(12)
         off, off_row = Signal(faw), Signal(faw)
         win, win_row = Signal(faw), Signal(faw)
@@ -106,6 +115,9 @@ class WindowGen(wiring.Component):
         group_end = plane_end & l_p
         l_g = g == d.ngroups - 1
         pos_end = group_end & l_g
+        l_qx = qx == d.qw - 1
+        l_qy = qy == d.qh - 1
+        tile_end = pos_end & l_qx & l_qy
         l_ox = ox == d.out_w - 1
         l_oy = oy == d.out_h - 1
 
@@ -114,7 +126,9 @@ class WindowGen(wiring.Component):
         m.d.comb += [iy.eq(iy0 + dy), ix.eq(ix0 + dx)]
         m.d.comb += [
             self.active.eq(active),
-            self.done.eq(active & pos_end & l_ox & l_oy),
+            self.done.eq(active & tile_end & l_ox & l_oy),
+            self.tfirst.eq((qx == 0) & (qy == 0)),
+            self.tlast.eq(l_qx & l_qy),
             self.fm_addr.eq(win + Mux(pool, g, 0) + off),
             self.inb.eq((iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)),
             self.w_addr.eq(wrow + c),
@@ -132,6 +146,8 @@ class WindowGen(wiring.Component):
             m.d.sync += [
                 active.eq(1),
                 cw.eq(0), dx.eq(0), dy.eq(0), c.eq(0), p.eq(0), g.eq(0), ox.eq(0), oy.eq(0),
+                qx.eq(0), qy.eq(0), win_q.eq(d.win0), win_t.eq(d.win0),
+                ix_t.eq(-d.pw), iy_t.eq(-d.ph),
                 gsub.eq(0), gw.eq(0), off.eq(0), off_row.eq(0),
                 win.eq(d.win0), win_row.eq(d.win0),
                 iy0.eq(-d.ph), ix0.eq(-d.pw),
@@ -165,14 +181,26 @@ class WindowGen(wiring.Component):
                         m.d.sync += [gsub.eq(0), gw.eq(gw + 1)]
                     with m.Else():
                         m.d.sync += gsub.eq(gsub + 1)
-            # output positions
+            # output positions: qx, qy inside a qw x qh tile (a fused pool window), then tiles
             with m.If(pos_end):
-                m.d.sync += opos.eq(opos + d.out_words)
-                with m.If(l_ox):
-                    m.d.sync += [ox.eq(0), ix0.eq(-d.pw), oy.eq(oy + 1), iy0.eq(iy0 + d.sh),
-                                 win.eq(win_row + d.ystep), win_row.eq(win_row + d.ystep)]
+                with m.If(~l_qx):
+                    m.d.sync += [qx.eq(qx + 1), ix0.eq(ix0 + d.sw), win.eq(win + d.xstep)]
+                with m.Elif(~l_qy):
+                    m.d.sync += [qx.eq(0), qy.eq(qy + 1), ix0.eq(ix_t), iy0.eq(iy0 + d.sh),
+                                 win.eq(win_q + d.ystep), win_q.eq(win_q + d.ystep)]
+                with m.Elif(~l_ox):
+                    m.d.sync += [qx.eq(0), qy.eq(0), ox.eq(ox + 1),
+                                 ix_t.eq(ix_t + d.tsw), ix0.eq(ix_t + d.tsw), iy0.eq(iy_t),
+                                 win_t.eq(win_t + d.txstep), win_q.eq(win_t + d.txstep),
+                                 win.eq(win_t + d.txstep)]
+                with m.Else():
+                    m.d.sync += [qx.eq(0), qy.eq(0), ox.eq(0), oy.eq(oy + 1),
+                                 iy_t.eq(iy_t + d.tsh), iy0.eq(iy_t + d.tsh),
+                                 ix_t.eq(-d.pw), ix0.eq(-d.pw),
+                                 win_row.eq(win_row + d.tystep), win_t.eq(win_row + d.tystep),
+                                 win_q.eq(win_row + d.tystep), win.eq(win_row + d.tystep)]
                     with m.If(l_oy):
                         m.d.sync += active.eq(0)
-                with m.Else():
-                    m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.sw), win.eq(win + d.xstep)]
+            with m.If(tile_end):
+                m.d.sync += opos.eq(opos + d.out_words)
         return m
