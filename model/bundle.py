@@ -12,6 +12,7 @@ naming the field, e.g. ``bundle: layers[1].tables.retrained.M: shape (8, 31) != 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -350,11 +351,25 @@ def save_bundle(bundle: Bundle, path) -> Path:
         "layers": layers, "test": {"x": "test_x", "y": "test_y", "count": int(bundle.test_x.shape[0])},
         "meta": bundle.meta,
     }
+    # The manifest records the arrays' hash and is written last: an interrupt leaves either no
+    # manifest (refused: missing) or a manifest whose hash names its own arrays.npz.
     tmp = path / (ARRAYS + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
+    manifest["arrays_sha256"] = _sha256(tmp)
+    (path / MANIFEST).unlink(missing_ok=True)
     tmp.replace(path / ARRAYS)
-    (path / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    mtmp = path / (MANIFEST + ".tmp")
+    mtmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    mtmp.replace(path / MANIFEST)
     return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _array_names(man: dict) -> dict:
@@ -490,4 +505,14 @@ def load_bundle(path, *, max_bytes: int = MAX_BYTES) -> Bundle:
                num_classes=man["num_classes"], input_scale=man["input_scale"],
                dataset=man["dataset"], layers=layers, test_x=tx, test_y=ty,
                meta=man.get("meta", {}))
-    return validate_bundle(b)
+    validate_bundle(b)
+    if "arrays_sha256" in man:        # bundles written before the hash existed have none
+        want = man["arrays_sha256"]
+        if not isinstance(want, str) or len(want) != 64:
+            _fail("arrays_sha256", f"must be 64 hex digits, not {want!r}")
+        if apath.stat().st_size > 4 * max_bytes + (1 << 20):
+            _fail(ARRAYS, f"{apath.stat().st_size} bytes on disk, beyond the cap")
+        if _sha256(apath) != want.lower():
+            _fail(ARRAYS, f"does not match {MANIFEST} (arrays_sha256 differs): an interrupted or"
+                          f" mixed export; export the bundle again")
+    return b

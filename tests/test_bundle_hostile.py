@@ -25,10 +25,31 @@ def good(tmp_path_factory):
     return save_bundle(random_bundle(5), tmp_path_factory.mktemp("good") / "bundle")
 
 
+@pytest.fixture(scope="module")
+def unhashed(good, tmp_path_factory):
+    return _copy(good, tmp_path_factory.mktemp("unhashed"), "bundle")
+
+
 def _copy(good, tmp_path, name="b"):
+    """A copy without the arrays' hash in the manifest, so that each damage below reaches the
+    check it is about (with the hash, any change to arrays.npz is refused as a mismatch too)."""
     dst = tmp_path / name
     shutil.copytree(good, dst)
+    man = json.loads((dst / "manifest.json").read_text())
+    del man["arrays_sha256"]
+    (dst / "manifest.json").write_text(json.dumps(man))
     return dst
+
+
+def test_manifest_and_arrays_must_belong_together(good, tmp_path):
+    """An interrupt between writing the arrays and the manifest used to pair new arrays with the
+    old manifest; the manifest now records the hash of its arrays.npz."""
+    other = save_bundle(random_bundle(6), tmp_path / "other")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(good, mixed)
+    shutil.copy(other / "arrays.npz", mixed / "arrays.npz")
+    with pytest.raises(BundleError, match=r"^bundle: arrays.npz: does not match manifest.json"):
+        load_bundle(mixed)
 
 
 def _members(path) -> dict:
@@ -200,8 +221,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["flip", "set", "cut", "insert", "drop"
 @pytest.fixture(scope="module")
 def stored(good, tmp_path_factory):
     """The same bundle with stored (uncompressed) members: mutations reach the npy headers."""
-    b = tmp_path_factory.mktemp("stored") / "bundle"
-    shutil.copytree(good, b)
+    b = _copy(good, tmp_path_factory.mktemp("stored"), "bundle")
     _write(b, _members(good), zipfile.ZIP_STORED)
     load_bundle(b)
     return b
@@ -236,6 +256,8 @@ def _fuzz(examples):
            target=st.sampled_from(["arrays.npz", "arrays.npz", "manifest.json"]), ops=OPS)
     def run(good, stored, tmp_path, kind, target, ops, counts):
         _fuzz_one(good if kind == "deflated" else stored, tmp_path, target, ops, counts)
+    # the fuzz runs on bundles without the arrays' hash, so that mutations reach the zip, npy
+    # and manifest checks instead of all being refused by the hash
     return run
 
 
@@ -243,16 +265,16 @@ _fuzz_small = _fuzz(150)
 _fuzz_large = _fuzz(2000)
 
 
-def test_fuzz_loader(good, stored, tmp_path):
+def test_fuzz_loader(unhashed, stored, tmp_path):
     counts = {"cases": 0, "refused": 0, "accepted": 0}
-    _fuzz_small(good, stored, tmp_path, counts=counts)
+    _fuzz_small(unhashed, stored, tmp_path, counts=counts)
     assert counts["cases"] >= 150 and counts["refused"] > 0
     print(f"\nloader fuzz: {counts}")
 
 
 @pytest.mark.slow
-def test_fuzz_loader_large(good, stored, tmp_path):
+def test_fuzz_loader_large(unhashed, stored, tmp_path):
     counts = {"cases": 0, "refused": 0, "accepted": 0}
-    _fuzz_large(good, stored, tmp_path, counts=counts)
+    _fuzz_large(unhashed, stored, tmp_path, counts=counts)
     assert counts["cases"] >= 2000
     print(f"\nloader fuzz: {counts}")

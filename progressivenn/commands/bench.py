@@ -29,6 +29,8 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output folder of the same kind (never another kind's)")
 
 
 def run(args) -> int:
@@ -63,11 +65,16 @@ def run(args) -> int:
     cfg = BenchConfig(out=Path(args.out), quick=args.quick, data_dir=data_dir, fpga=args.fpga,
                       simulators=sims, from_runs=Path(args.from_runs) if args.from_runs else None,
                       seed=args.seed, progress=not args.quiet)
-    report = run_bench(cfg)
-    argv = sys.argv[1:]
-    report["command"] = "pnn " + " ".join(shlex.quote(a) for a in argv) \
-        if argv[:1] == ["bench"] else "pnn bench"
-    files = write_report(report, args.out)
+    from progressivenn.outdir import check_target, output_dir
+
+    check_target(args.out, "bench", force=args.force)
+    # in place (the report names its own files); marked incomplete until the report is written
+    with output_dir(args.out, "bench", force=args.force, in_place=True, command="pnn bench"):
+        report = run_bench(cfg)
+        argv = sys.argv[1:]
+        report["command"] = "pnn " + " ".join(shlex.quote(a) for a in argv) \
+            if argv[:1] == ["bench"] else "pnn bench"
+        files = write_report(report, args.out)
     if args.results_md:
         write_results_md(report, args.results_md, command=report["command"],
                          plots_from=args.out, plot_dir=Path(args.results_md).stem)

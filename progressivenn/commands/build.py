@@ -31,6 +31,8 @@ def add_arguments(p):
                    help="build folder; each design gets DIR/<board>, DIR/<board>-baseline-dsp,"
                         " DIR/<board>-baseline-lut (default build)")
     p.add_argument("--json", action="store_true", help="print the report(s) as JSON on stdout")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing DIR/<board> build of the same kind (never another kind's)")
 
 
 def _summary(r: dict) -> str:
@@ -51,6 +53,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from progressivenn.hw.build import ToolMissing, build_board
+    from progressivenn.outdir import check_target, output_dir
 
     dsp = {"auto": None, "on": True, "off": False}[args.dsp]
     tty = sys.stderr.isatty()
@@ -63,13 +66,17 @@ def run(args) -> int:
     designs = [(False, dsp, "")]
     if args.baseline:
         designs += [(True, True, "-baseline-dsp"), (True, False, "-baseline-lut")]
+    for _, _, suffix in designs:             # every target checked before the first build
+        check_target(Path(args.out) / (args.board + suffix), "fpga-build", force=args.force)
     reports = []
     try:
         for baseline, use_dsp, suffix in designs:
             out = Path(args.out) / (args.board + suffix)
-            r = build_board(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
-                            baseline=baseline,
-                            dsp=use_dsp, out=out, progress=progress)
+            with output_dir(out, "fpga-build", force=args.force, in_place=True,
+                            command="pnn build") as out:
+                r = build_board(args.board, rows=args.rows, cols=args.cols,
+                                pp_lanes=args.pp_lanes, baseline=baseline,
+                                dsp=use_dsp, out=out, progress=progress)
             if tty:
                 print("\r" + " " * 72 + "\r", end="", file=sys.stderr)
             reports.append(r)

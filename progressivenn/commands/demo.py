@@ -22,6 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-sim", action="store_true", help="stop after export and Verilog")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output folder of the same kind (never another kind's)")
 
 
 def _step(n: int, total: int, text: str) -> float:
@@ -41,11 +43,16 @@ def _pnn(argv: list[str], capture: bool = False) -> str:
 
 
 def run(args) -> int:
+    from ..outdir import output_dir
     from .sim import parse_bits
 
     bits = None if args.skip_sim else parse_bits(args.bits, 8)   # the demo trains N=8: check first
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # in place (the report names its own files); marked incomplete until the last step is done
+    with output_dir(args.out, "demo", force=args.force, in_place=True, command="pnn demo") as out:
+        return _demo(args, out, bits)
+
+
+def _demo(args, out: Path, bits) -> int:
     run_dir, bundle, rtl, rep = out / "run", out / "bundle", out / "rtl", out / "report"
     total = 6 if not args.skip_sim else 5
     times = {}

@@ -22,10 +22,16 @@ def add_arguments(p):
                    help="test images for the per-epoch accuracy (default: all)")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST idx / CIFAR-10/100 python "
                                                     "files (never downloaded)")
+    p.add_argument("--schedule", default="sandwich", choices=("sandwich", "uniform"),
+                   help="--any-k planes per step: sandwich (k=N on the labels, k=1 and one k in "
+                        "2..N-1 distilled from it; default) or uniform (one random k, labels only)")
+    p.add_argument("--distill", type=float, default=0.5,
+                   help="--any-k sandwich: weight of distillation from k=N for the lower k (0..1, "
+                        "default 0.5; the rest is the labels)")
     p.add_argument("--any-k", action="store_true",
                    help="sample k in 1..N every step and train BN table k (default: train at k=N)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs (default: digits 30, mnist 2, cifar10/100 10)")
+                   help="epochs (default: digits 30 (--any-k 60), mnist 2, cifar10/100 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nbits", type=int, default=8, help="weight planes N (1..16, default 8)")
     p.add_argument("--abits", type=int, default=8, help="activation bits A (1..16, default 8)")
@@ -37,6 +43,8 @@ def add_arguments(p):
                         "oversubscribed cores slow torch down badly; 0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output folder of the same kind (never another kind's)")
 
 
 def run(args) -> int:
@@ -46,7 +54,7 @@ def run(args) -> int:
     from progressivenn.model.data import DATASETS, load_dataset
     from progressivenn.model.nets import ARCHS, NETS, build_net
     from progressivenn.model.train import pick_device
-    from progressivenn.model.runs import CONFIG, DEFAULT_EPOCHS, MODEL, write_json
+    from progressivenn.model.runs import CONFIG, MODEL, default_epochs, write_json
     from progressivenn.model.train import train
     from pathlib import Path
 
@@ -54,7 +62,9 @@ def run(args) -> int:
         raise ValueError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
     check_bits("--nbits", args.nbits)
     check_bits("--abits", args.abits)
-    epochs = DEFAULT_EPOCHS[args.dataset] if args.epochs is None else args.epochs
+    epochs = default_epochs(args.dataset, args.any_k) if args.epochs is None else args.epochs
+    if not 0 <= args.distill <= 1:
+        raise ValueError(f"--distill must be in [0, 1], not {args.distill}")
     if epochs < 1:
         raise ValueError(f"--epochs must be >= 1, not {epochs}")
     if args.batch_size < 1:
@@ -65,11 +75,11 @@ def run(args) -> int:
         raise ValueError(f"--threads must be >= 0, not {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = load_dataset(args.dataset, args.data_dir, abits=args.abits)
+    from progressivenn.outdir import check_target, output_dir
+
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_target(out, "run", force=args.force)     # before hours of training, not after
+    ds = load_dataset(args.dataset, args.data_dir, abits=args.abits)
     torch.manual_seed(args.seed)  # the initial weights too
     arch = args.arch or (args.dataset if args.dataset in NETS else "resnet18")
     if arch not in ARCHS:
@@ -85,16 +95,19 @@ def run(args) -> int:
     amp = None if args.amp == "auto" else args.amp == "on"
     aug = args.dataset.startswith("cifar") if args.augment == "auto" else args.augment == "on"
     log = train(net, ds, epochs=epochs, any_k=args.any_k, seed=args.seed,
+                schedule=args.schedule, distill=args.distill,
                 batch_size=args.batch_size, lr=args.lr, limit=args.limit, progress=not args.quiet,
                 device=str(device), amp=amp, augment_images=aug, test_limit=args.test_limit)
     cfg = {"dataset": args.dataset, "arch": arch,
            "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
            "nbits": args.nbits, "abits": args.abits, "input_scale": ds.input_scale,
            "input_shape": list(ds.input_shape), "num_classes": ds.num_classes,
-           "any_k": args.any_k, "epochs": epochs, "seed": args.seed, "limit": args.limit}
-    torch.save(net.state_dict(), out / MODEL)
-    write_json(out / CONFIG, cfg)
-    write_json(out / "train.json", log)
+           "any_k": args.any_k, "epochs": epochs,
+           **({"schedule": args.schedule, "distill": args.distill} if args.any_k else {}), "seed": args.seed, "limit": args.limit}
+    with output_dir(out, "run", force=args.force, command="pnn train") as tmp:
+        torch.save(net.state_dict(), tmp / MODEL)
+        write_json(tmp / CONFIG, cfg)
+        write_json(tmp / "train.json", log)
     last = log["epochs"][-1]
     acc = next(v for key, v in last.items() if key.startswith("test_acc"))
     print(f"trained {arch} on {args.dataset} ({'any-k' if args.any_k else f'k={args.nbits}'}) "

@@ -1,0 +1,149 @@
+"""Output folders that never lose data: the one helper every folder-writing command uses.
+
+``pnn train``, ``export``, ``verilog``, ``build``, ``bench`` and ``demo`` write a whole folder.
+:func:`output_dir` guards it:
+
+- a target that exists and is not a folder, or is a non-empty folder of another kind (or of no
+  kind at all: a user's own files), is refused, naming what it holds;
+- a target of the same kind is replaced only with ``force`` (``--force``);
+- the folder records its kind and completion in ``.pnn-output.json``
+  (``{"kind": ..., "complete": true, "command": ..., "finished": <UTC time>}``); an incomplete
+  one (an interrupted in-place run) is refused by name unless ``force``.
+
+Two ways of writing:
+
+``swap`` (default; train, export, verilog)
+    Everything is written into a temporary sibling ``.<name>.tmp-<pid>-*``; at the end the old
+    folder is moved aside and the new one renamed into place, then the old one deleted. An
+    interrupt leaves the old folder (or, during the two renames, the old one under
+    ``.<name>.old-*``) and never a mix of old and new files.
+``in_place`` (build, bench, demo: their reports record their own absolute paths)
+    The (emptied, with ``force``) target is marked incomplete first and complete at the end.
+
+Folders written before these markers existed are recognised by their files (``KINDS``).
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["MARKER", "KINDS", "OutputError", "kind_of", "output_dir", "write_marker"]
+
+MARKER = ".pnn-output.json"
+
+#: kind -> files (globs) that identify a folder of that kind written without a marker
+KINDS = {
+    "run": ("config.json", "model.pt"),
+    "bundle": ("manifest.json",),
+    "verilog": ("*pnn_engine.json",),
+    "fpga-build": ("report.json", "top.*"),
+    "bench": ("bench.json",),
+    "demo": ("report", "bundle"),
+}
+
+
+class OutputError(ValueError):
+    """A target folder that would lose data; the message names it and what to do."""
+
+
+def _marker(path: Path):
+    try:
+        m = json.loads((path / MARKER).read_text())
+        return m if isinstance(m, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def kind_of(path) -> tuple:
+    """``(kind, complete)`` of an existing folder: from its marker, else from its files
+    (``(None, True)``: a folder of nobody's kind)."""
+    path = Path(path)
+    m = _marker(path)
+    if m is not None and isinstance(m.get("kind"), str):
+        return m["kind"], bool(m.get("complete"))
+    for kind, globs in KINDS.items():
+        if all(any(path.glob(g)) for g in globs):
+            return kind, True
+    return None, True
+
+
+def write_marker(path, kind: str, *, complete: bool, command: str | None = None) -> None:
+    """Write ``path/.pnn-output.json`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    data = {"kind": kind, "complete": complete, "command": command or f"pnn {kind}",
+            ("finished" if complete else "started"): time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                   time.gmtime())}
+    tmp = path / (MARKER + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path / MARKER)
+
+
+def check_target(path, kind: str, *, force: bool = False) -> bool:
+    """Refuse a target that would lose data; return True when an old folder will be replaced."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder; choose another output")
+    if not any(path.iterdir()):
+        return False
+    have, complete = kind_of(path)
+    if have != kind:
+        what = f"a {have} folder" if have else "files that no pnn command wrote"
+        raise OutputError(f"{path}: holds {what}, not a {kind}; refusing to write into it"
+                          f" (choose an empty or new folder)")
+    if not force:
+        state = "an incomplete (interrupted)" if not complete else "a"
+        raise OutputError(f"{path}: already holds {state} {kind}; pass --force to replace it")
+    return True
+
+
+@contextlib.contextmanager
+def output_dir(path, kind: str, *, force: bool = False, in_place: bool = False,
+               command: str | None = None):
+    """Guard the output folder ``path`` of kind ``kind`` (module docstring); yields the folder
+    to write into. On an exception the new files are removed (swap) or the folder stays marked
+    incomplete (in place), and the exception propagates."""
+    path = Path(path)
+    replace = check_target(path, kind, force=force)
+    if in_place:
+        if replace:
+            shutil.rmtree(path)
+        top = path                       # the highest folder this call creates
+        while not top.parent.exists():
+            top = top.parent
+        created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        write_marker(path, kind, complete=False, command=command)
+        try:
+            yield path
+        except BaseException:
+            if created and [p.name for p in path.iterdir()] == [MARKER]:
+                shutil.rmtree(top, ignore_errors=True)     # failed before writing anything
+            raise
+        write_marker(path, kind, complete=True, command=command)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    try:
+        yield tmp
+        write_marker(tmp, kind, complete=True, command=command)
+        old = None
+        if path.exists():
+            check_target(path, kind, force=force)      # again: it may have appeared meanwhile
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
+                                        dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
