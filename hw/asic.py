@@ -42,7 +42,8 @@ from pathlib import Path
 from . import sky130
 from .synth import yosys_command
 
-__all__ = ["MEMORY_MODES", "MEMORY_MODULE", "MACRO_BIT_CELL", "synthesize", "macro_bit_area"]
+__all__ = ["MEMORY_MODES", "MEMORY_MODULE", "MACRO_BIT_CELL", "BASELINE_TOP", "synthesize",
+           "macro_bit_area", "baseline_verilog"]
 
 MEMORY_MODES = ("ff", "macro")
 #: module holding every memory of the design after the split (prefixed ``<top>_``)
@@ -153,28 +154,33 @@ def _report(stat, ltp_text, top, memory, memories, cells, out: Path, seconds) ->
                    if t.lstrip("\\") != mem}
     mem_cells = dict(mem_s.get("num_cells_by_type", {})) if memory == "ff" else {}
     bits = sum(m["bits"] for m in memories)
-    logic_area = float(top_s.get("area", 0.0))
+    # areas summed from the cell counts (Yosys' per-module JSON area includes submodules)
+    area_of = {c.module: c.area for c in cells}
+
+    def area(counts, only=None):
+        return sum(area_of[t.lstrip("\\")] * n for t, n in counts.items()
+                   if only is None or t.lstrip("\\") in only)
+    logic_area = area(logic_cells)
     if memory == "ff":
-        mem_area, model = float(mem_s.get("area", 0.0)), "measured (flip-flops)"
+        mem_area, model = area(mem_cells), "measured: flip-flops, decode and read multiplexers"
     else:
         per_bit = macro_bit_area(cells)
         mem_area = bits * per_bit
         model = (f"modelled: {bits} bits x {per_bit} um^2 ({sky130.LIBRARY}__{MACRO_BIT_CELL}"
                  f" latch per bit, decode and read-out not counted)")
+    seq_area = area(logic_cells, seq_types) + area(mem_cells, seq_types)
     depth = _ltp_by_module(ltp_text)
     all_cells: dict = {}
     for d in (logic_cells, mem_cells):
         for t, n in d.items():
-            all_cells[t] = all_cells.get(t, 0) + n
+            all_cells[t.lstrip("\\")] = all_cells.get(t.lstrip("\\"), 0) + n
     return {
         "top": top, "library": sky130.LIBRARY, "memory": memory,
         "area_um2": round(logic_area + mem_area, 2),
         "logic_area_um2": round(logic_area, 2),
         "memory_area_um2": round(mem_area, 2), "memory_area_model": model,
         "memory_bits": bits, "memories": memories,
-        "sequential_area_um2": round(float(top_s.get("sequential_area", 0.0))
-                                     + (float(mem_s.get("sequential_area", 0.0))
-                                        if memory == "ff" else 0.0), 2),
+        "sequential_area_um2": round(seq_area, 2),
         "cells": dict(sorted(all_cells.items())),
         "cell_count": sum(all_cells.values()),
         "logic_cell_count": sum(logic_cells.values()),
@@ -188,3 +194,21 @@ def _report(stat, ltp_text, top, memory, memories, cells, out: Path, seconds) ->
         "liberty": str(out / "cells.lib"),
         "seconds": round(seconds, 1),
     }
+
+
+#: top module name of the int8 baseline's Verilog
+BASELINE_TOP = "pnn_baseline"
+
+
+def baseline_verilog(cfg, out_dir) -> Path:
+    """Write the int8 bit-parallel MAC array (:class:`.baseline.MACArray`) of ``cfg`` as
+    ``out_dir/pnn_baseline.v`` (top ``pnn_baseline``); return its path."""
+    from amaranth.back import verilog
+
+    from .baseline import MACArray
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{BASELINE_TOP}.v"
+    path.write_text(verilog.convert(MACArray(cfg), name=BASELINE_TOP, emit_src=False))
+    return path

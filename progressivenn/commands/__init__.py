@@ -4,5 +4,6 @@
 
 #: subcommands in the order ``pnn --help`` lists them
 COMMANDS = (
-    "train", "retrain_bn", "eval", "export", "verilog", "sim", "build", "dynamic", "bench", "demo",
+    "train", "retrain_bn", "eval", "export", "verilog", "sim", "build", "asic", "dynamic", "bench",
+    "demo",
 )
