@@ -37,16 +37,22 @@ def plot_accuracy(ev: dict, path: Path, sim: dict | None = None) -> Path:
     ks = _ks(ev["accuracy"])
     x = [int(k) for k in ks]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(x, [100 * ev["accuracy"][k] for k in ks], "o-", label="golden, BN retrained per k")
-    ax.plot(x, [100 * ev["accuracy_no_bn_retrain"][k] for k in ks], "s--",
-            label="golden, k=N BN at every k")
+    main = ("golden, k=N BN at every k" if ev.get("tables") == "fixed"
+            else "golden, BN retrained per k")
+    ax.plot(x, [100 * ev["accuracy"][k] for k in ks], "o-",
+            label=f"{main} ({ev.get('n_test', '?')} images)")
+    if "accuracy_no_bn_retrain" in ev:
+        ax.plot(x, [100 * ev["accuracy_no_bn_retrain"][k] for k in ks], "s--",
+                label="golden, k=N BN at every k")
     if "float" in ev["accuracy"]:
         ax.axhline(100 * ev["accuracy"]["float"], color="gray", lw=0.8, ls=":", label="float")
     if sim:
         sk = _ks(sim["accuracy"])
         ax.plot([int(k) for k in sk], [100 * sim["accuracy"][k] for k in sk], "x", ms=9,
                 label=f"RTL ({sim['simulator']}, {sim['images']} images)")
-    return _finish(fig, ax, x, "test accuracy (%)", "ProgressiveNN: accuracy vs bit-planes", path)
+    where = ev.get("images_from", "test images")
+    return _finish(fig, ax, x, "test accuracy (%)",
+                   f"{ev.get('dataset', '?')}: accuracy vs bit-planes ({where})", path)
 
 
 def plot_cycles(sim: dict, path: Path) -> Path:
@@ -58,13 +64,23 @@ def plot_cycles(sim: dict, path: Path) -> Path:
     ks = _ks(sim["compute_cycles"])
     x = [int(k) for k in ks]
     top = ks[-1]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(x, [sim["compute_cycles"][k] / sim["compute_cycles"][top] for k in ks], "o-",
-            label="array compute cycles (RTL counter)")
-    ax.plot(x, [sim["cycles"][k] / sim["cycles"][top] for k in ks], "s--",
-            label="total cycles, loads included")
-    ax.plot(x, [int(k) / int(top) for k in ks], "k:", label=f"ideal k/{top}")
-    return _finish(fig, ax, x, f"cycles relative to k={top}", "Compute proportional to bits", path)
+    fig, (ax, dev) = plt.subplots(2, 1, figsize=(6, 5.5), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 2]})
+    comp = [sim["compute_cycles"][k] / sim["compute_cycles"][top] for k in ks]
+    tot = [sim["cycles"][k] / sim["cycles"][top] for k in ks]
+    ideal = [int(k) / int(top) for k in ks]
+    ax.plot(x, comp, "o-", label="array compute cycles (RTL counter)")
+    ax.plot(x, tot, "s--", label="total cycles, loads included")
+    ax.plot(x, ideal, "k:", label=f"ideal k/{top}")
+    ax.set_ylabel(f"cycles relative to k={top}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{sim.get('dataset', 'bundle')}: cycles vs k, sums over {sim['images']} images"
+                 f" ({sim['simulator']})", fontsize=10)
+    dev.axhline(0, color="k", lw=0.8, ls=":")
+    dev.plot(x, [c - i for c, i in zip(comp, ideal)], "o-", label="compute - k/" + top)
+    dev.plot(x, [c - i for c, i in zip(tot, ideal)], "s--", label="total - k/" + top)
+    return _finish(fig, dev, x, f"deviation from k/{top}", "", path)
 
 
 def write_report(out: Path, ev: dict, sim: dict | None, extra: dict) -> Path:

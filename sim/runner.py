@@ -77,8 +77,8 @@ def _cfg_key(cfg: EngineConfig) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def _build_dir(cfg: EngineConfig, simulator: str, root) -> Path:
-    return Path(root) / f"{simulator}-{_cfg_key(cfg)}"
+def _build_dir(cfg: EngineConfig, simulator: str, root, waves: bool = False) -> Path:
+    return Path(root) / f"{simulator}-{_cfg_key(cfg)}{'-waves' if waves else ''}"
 
 
 @contextlib.contextmanager
@@ -96,7 +96,7 @@ def _build_lock(build_dir: Path):
         os.close(fd)                      # releases the lock
 
 
-def _build(cfg: EngineConfig, simulator: str, build_dir: Path) -> Path:
+def _build(cfg: EngineConfig, simulator: str, build_dir: Path, waves: bool = False) -> Path:
     from cocotb_tools.runner import get_runner
 
     from ..hw.generate import generate_verilog
@@ -106,7 +106,7 @@ def _build(cfg: EngineConfig, simulator: str, build_dir: Path) -> Path:
     runner.build(sources=[verilog], hdl_toplevel="pnn_engine", build_dir=build_dir,
                  timescale=("1ns", "1ps"),
                  build_args=VERILATOR_ARGS if simulator == "verilator" else [],
-                 log_file=build_dir / "build.log")
+                 waves=waves, log_file=build_dir / "build.log")
     return build_dir
 
 
@@ -133,7 +133,7 @@ def new_run_dir(build_root, name: str) -> Path:
 def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus", images: int = 20,
                    bits=tuple(range(1, 9)), tables: str = "retrained", stall: float = 0.1,
                    seed: int = 0, build_root="build/sim", reset_test: bool = True,
-                   inject_fault: bool = False, run_dir=None) -> dict:
+                   inject_fault: bool = False, run_dir=None, waves: bool = False) -> dict:
     """Run the cocotb regression; return its report (also written to the build directory).
 
     ``inject_fault`` flips one bit of the first result word read from the RTL, to show that the
@@ -146,7 +146,8 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
             "tables": tables, "stall": stall, "seed": seed, "reset_test": reset_test,
             "inject_fault": inject_fault}
     return run_test_module("progressivenn.sim.cocotb_bench", cfg, conf, simulator=simulator,
-                           build_root=build_root, name="regression", run_dir=run_dir)
+                           build_root=build_root, name="regression", run_dir=run_dir,
+                           waves=waves)
 
 
 def _failed_tests(results_xml) -> list[str]:
@@ -160,13 +161,16 @@ def _failed_tests(results_xml) -> list[str]:
 
 
 def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulator: str = "icarus",
-                    build_root="build/sim", name: str | None = None, run_dir=None) -> dict:
+                    build_root="build/sim", name: str | None = None, run_dir=None,
+                    waves: bool = False) -> dict:
     """Build the engine for ``cfg`` and run any cocotb test module on it; return its report.
 
     ``conf`` (JSON-serialisable) reaches the test module through ``PNN_SIM_CONFIG``, completed with
     ``engine`` (the configuration) and ``out`` (the report file the module must write). The run
     happens in a folder of its own, ``run_dir`` (default: a fresh :func:`new_run_dir`), so runs in
-    one build folder never collide; the report's ``run_dir`` names it.
+    one build folder never collide; the report's ``run_dir`` names it, ``results_xml`` and
+    ``sim_log`` its cocotb results and log. ``waves``: record every signal (a build of its own;
+    Icarus writes ``pnn_engine.fst``, Verilator ``dump.vcd``, into the run folder: ``waves``).
     """
     from cocotb_tools.runner import get_runner
 
@@ -174,11 +178,11 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
     find_simulator(simulator)
     test_dir = Path(run_dir).resolve() if run_dir else new_run_dir(build_root, name)
     test_dir.mkdir(parents=True, exist_ok=True)
-    build_dir = _build_dir(cfg, simulator, build_root).resolve()
+    build_dir = _build_dir(cfg, simulator, build_root, waves).resolve()
     with _build_lock(build_dir) as lock:
         t0 = time.perf_counter()
         lock(True)                        # compile alone ...
-        _build(cfg, simulator, build_dir)
+        _build(cfg, simulator, build_dir, waves)
         lock(False)                       # ... simulate alongside other runs of this build
         build_s = time.perf_counter() - t0
         out = test_dir / "report.json"
@@ -196,7 +200,9 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
                 build_dir=build_dir, test_dir=test_dir, results_xml=str(results_xml),
                 extra_env={"PNN_SIM_CONFIG": str(conf_path),
                            "PYTHONPATH": os.pathsep.join(sys.path)},
-                timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+                timescale=("1ns", "1ps"), log_file=test_dir / "sim.log", waves=waves,
+                plusargs=[f"+dumpfile_path={test_dir / 'pnn_engine.fst'}"]
+                if waves and simulator == "icarus" else [])
         except SystemExit:  # cocotb's runner exits on a failed test under pytest; report says why
             pass
         sim_s = time.perf_counter() - t1
@@ -205,5 +211,9 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
     report = json.loads(out.read_text())
     report["failed_tests"] = _failed_tests(results_xml) if results_xml.exists() else [name]
     report.update(simulator=simulator, build_seconds=round(build_s, 2),
-                  sim_seconds=round(sim_s, 2), build_dir=str(build_dir), run_dir=str(test_dir))
+                  sim_seconds=round(sim_s, 2), build_dir=str(build_dir), run_dir=str(test_dir),
+                  results_xml=str(results_xml), sim_log=str(test_dir / "sim.log"), waves=None)
+    if waves:
+        wave = test_dir / ("pnn_engine.fst" if simulator == "icarus" else "dump.vcd")
+        report["waves"] = str(wave) if wave.exists() else None
     return report

@@ -1,0 +1,94 @@
+"""The Python API: every example of docs/api.md executed (in order, one namespace, in a scratch
+folder), and the API's own checks."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+import progressivenn as pnn
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+SLOW_TAG = "# (slow: RTL simulation)"
+
+
+def doc_examples() -> list[str]:
+    """The ```python blocks of docs/api.md, in order."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) >= 6, "docs/api.md lost its examples"
+    return blocks
+
+
+def _run(blocks, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ns = {"__name__": "api_md"}
+    for i, src in enumerate(blocks):
+        exec(compile(src, f"docs/api.md example {i + 1}", "exec"), ns)
+    return ns
+
+
+def test_api_md_examples(tmp_path, monkeypatch):
+    ns = _run([b for b in doc_examples() if SLOW_TAG not in b], tmp_path, monkeypatch)
+    # what the examples claim, checked
+    assert (tmp_path / "out" / "bundle" / "manifest.json").is_file()
+    assert len(ns["classes"]) == 1 and ns["logits"].shape == (1, 10)
+    assert set(ns["res"]["accuracy"]) == {"1", "2", "8"}
+    assert ns["again"].config["arch"] == "digits"
+    assert (tmp_path / "out" / "rtl" / "mine_pnn_engine_axis.v").is_file()
+    assert ns["v"].name == "mine_pnn_engine_axis.v"
+
+
+@pytest.mark.slow
+def test_api_md_simulation(tmp_path, monkeypatch):
+    ns = _run(doc_examples(), tmp_path, monkeypatch)
+    assert ns["res"]["mismatches"] == 0 and Path(ns["res"]["results_xml"]).is_file()
+
+
+def test_lazy_import_and_names():
+    import subprocess
+    import sys
+
+    code = ("import sys, progressivenn as p; assert 'torch' not in sys.modules; "
+            "assert callable(p.predict) and 'torch' not in sys.modules; print(sorted(p.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "simulate" in out.stdout
+    with pytest.raises(AttributeError):
+        pnn.no_such_thing
+
+
+def test_predict_and_evaluate_bundle_agree_with_golden(tmp_path):
+    import numpy as np
+
+    from bundles import random_bundle
+    from progressivenn.model import golden
+
+    b = random_bundle(seed=2, nbits=4, images=6)
+    for k in (1, 4):
+        want = golden.run_network(b, b.test_x, k).pred.numpy()
+        assert np.array_equal(pnn.predict(b, b.test_x, k), want)
+    path = pnn.save_bundle(b, tmp_path / "b")
+    res = pnn.evaluate_bundle(path, bits=[1, 4])
+    want = float((golden.run_network(b, b.test_x, 4).pred.numpy() == b.test_y).mean())
+    assert res["accuracy"]["4"] == want and res["n_test"] == 6
+    with pytest.raises(ValueError, match="labels"):
+        pnn.evaluate_bundle(b, images=b.test_x, labels=b.test_y[:2])
+
+
+def test_bundle_needs_retrained_run():
+    run = pnn.train("digits", epochs=1, limit=64)
+    with pytest.raises(ValueError, match="retrain_bn"):
+        run.export("never")
+
+
+@pytest.mark.slow
+def test_simulate_names_its_files_and_records_waves(tmp_path):
+    from bundles import random_bundle
+
+    b = random_bundle(seed=3, nbits=2, images=1)
+    res = pnn.simulate(b, images=1, bits=[2], rows=2, cols=4, waves=True,
+                       build_dir=tmp_path / "sim", stall=0.0)
+    assert res["mismatches"] == 0 and res["failed_tests"] == []
+    for key in ("results_xml", "sim_log", "waves"):
+        assert Path(res[key]).is_file(), key
+    assert res["waves"].endswith(".fst") and Path(res["waves"]).stat().st_size > 0
+    assert res["cycles_over"] == "sums over 1 image(s) per k" and res["ratio_reference_k"] == 2
