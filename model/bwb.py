@@ -11,8 +11,10 @@ a learned PACT-style clip ``c``; the scale is ``c / (2^A - 1)``). Rounding is ro
 (``floor(v + 0.5)``), the rounding the integer post-processing implements.
 
 Every BWB layer and every :class:`SwitchableBatchNorm` has a current ``k`` (planes used) and the
-BN keeps one table per ``k`` ("switchable BN"); :func:`set_k` and :func:`planes` set them for a
-whole network.
+BN keeps one table per ``k`` ("switchable BN"); a compute layer without BN has a
+:class:`SwitchableAffine` instead (a per-k, per-channel scale and offset; on the logits layer it is
+the per-k output scale before the argmax). Both fold into the per-k integer tables (M, B) of their
+layer. :func:`set_k` and :func:`planes` set ``k`` and the table for a whole network.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "round_half_up", "weight_codes", "weight_alpha", "BWBConv2d", "BWBLinear", "ActQuant",
-    "SwitchableBatchNorm", "set_k", "planes", "set_quant", "check_bits",
+    "SwitchableBatchNorm", "SwitchableAffine", "set_k", "planes", "set_quant", "check_bits",
 ]
 
 
@@ -164,6 +166,39 @@ class SwitchableBatchNorm(nn.Module):
         return self.tables[self.table - 1](x)
 
 
+class SwitchableAffine(nn.Module):
+    """One per-channel affine ``y = x * weight[t-1] + bias[t-1]`` per table ``t`` (= k), for a
+    compute layer without BN (e.g. the logits layer): ``weight``/``bias`` are ``[N, C]``, identity
+    at construction. Channels are dimension 1 of the input. ``self.table`` picks the one in use."""
+
+    def __init__(self, num_features: int, nbits: int = 8):
+        super().__init__()
+        self.nbits = check_bits("nbits", nbits)
+        self.weight = nn.Parameter(torch.ones(nbits, num_features))
+        self.bias = nn.Parameter(torch.zeros(nbits, num_features))
+        self.table = nbits
+
+    @property
+    def num_features(self) -> int:
+        return self.weight.shape[1]
+
+    def coefficients(self, table: int) -> tuple:
+        """(scale, offset) of table ``table`` as float64 numpy arrays ``[C]`` (for folding)."""
+        return (self.weight[table - 1].detach().double().numpy(),
+                self.bias[table - 1].detach().double().numpy())
+
+    def forward(self, x):
+        if not 1 <= self.table <= self.nbits:
+            raise ValueError(f"affine table must be an integer in [1, {self.nbits}], "
+                             f"not {self.table!r}")
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        t = self.table - 1
+        return x * self.weight[t].reshape(shape) + self.bias[t].reshape(shape)
+
+
+_TABLED = (SwitchableBatchNorm, SwitchableAffine)
+
+
 def set_k(net: nn.Module, k: int, table: int | None = None) -> None:
     """Use the top ``k`` weight planes everywhere in ``net`` and BN table ``table`` (default ``k``)."""
     for mod in net.modules():
@@ -171,7 +206,7 @@ def set_k(net: nn.Module, k: int, table: int | None = None) -> None:
             if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= mod.nbits:
                 raise ValueError(f"k must be an integer in [1, {mod.nbits}] (planes used), not {k!r}")
             mod.k = k
-        elif isinstance(mod, SwitchableBatchNorm):
+        elif isinstance(mod, _TABLED):
             t = k if table is None else table
             if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= mod.nbits:
                 raise ValueError(f"BN table must be an integer in [1, {mod.nbits}], not {t!r}")
@@ -189,7 +224,7 @@ def set_quant(net: nn.Module, on: bool) -> None:
 def planes(net: nn.Module, k: int, table: int | None = None):
     """Context manager: run ``net`` with ``k`` planes (and BN table ``table``), then restore."""
     saved = [(m, m.k) for m in net.modules() if isinstance(m, _BWBMixin)]
-    saved_bn = [(m, m.table) for m in net.modules() if isinstance(m, SwitchableBatchNorm)]
+    saved_bn = [(m, m.table) for m in net.modules() if isinstance(m, _TABLED)]
     set_k(net, k, table)
     try:
         yield net

@@ -14,6 +14,10 @@ possible logit fits signed 32 bits. Then ``y = (acc*M + B + 2^(S-1)) >> S``. The
 ReLU and no activation scale: its output scale is the finest for which the largest possible |logit|
 over all inputs stays within about 2^30 and M fits at ``S >= 0``.
 
+A layer without BN (e.g. the logits layer) has a per-k affine ``x*a[o] + d[o]`` instead
+(:class:`~progressivenn.model.bwb.SwitchableAffine`); it folds the same way (``g = a``, and
+``d`` joins ``b``), so the per-k integer tables (M, B, S) carry every per-k parameter.
+
 Residual adds (:class:`~progressivenn.model.nets.AddBlock`): ``y = ActQuant(xa + xb)`` with
 ``xa = ca*sa``, ``xb = cb*sb`` folds to ``clamp((ca*Ma + cb*Mb + 2^(S-1)) >> S, 0, 2^A-1)`` with
 ``M = floor(s/s_out * 2^S + 1/2)`` and the largest S that fits; activation scales do not depend on k,
@@ -152,6 +156,9 @@ def fold_network(net: QNet, *, fixed_net: QNet | None = None, mbits: int = 18,
                     if src.bn is not None:
                         bn = src.bn.tables[(k if ts == "retrained" else n) - 1]
                     g, c = _bn_affine(bn, o)
+                    if src.affine is not None:
+                        ga, ca = src.affine.coefficients(k if ts == "retrained" else n)
+                        g, c = g * ga, c * ga + ca
                     mreal = s_in * alpha * 2.0 ** (n - k) * g
                     breal = g * bias + c
                     bound = contract.acc_bound(k, red, a)

@@ -2,7 +2,8 @@
 
 A :class:`QNet` is a chain of stages:
 
-- :class:`ComputeBlock`: a BWB conv or linear, an optional per-k BatchNorm, and (hidden layers
+- :class:`ComputeBlock`: a BWB conv or linear, a per-k BatchNorm (or, for a layer without BN such
+  as the logits layer, a per-k :class:`~progressivenn.model.bwb.SwitchableAffine`), and (hidden layers
   only) an :class:`~progressivenn.model.bwb.ActQuant` (ReLU + requantization to A-bit codes);
 - ``nn.MaxPool2d`` (no padding) acting on activation codes;
 - ``nn.Flatten`` (C, H, W order).
@@ -32,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .bwb import ActQuant, BWBConv2d, BWBLinear, SwitchableBatchNorm, check_bits
+from .bwb import ActQuant, BWBConv2d, BWBLinear, SwitchableAffine, SwitchableBatchNorm, check_bits
 
 __all__ = ["ComputeBlock", "AddBlock", "QNet", "from_sequential", "reference_sequential",
            "build_net", "resnet", "NETS", "RESNETS", "ARCHS"]
@@ -42,13 +43,21 @@ NETS = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10), "cifar10": ((3, 3
 
 
 class ComputeBlock(nn.Module):
-    """conv/linear -> optional per-k BN -> (hidden layers) ReLU + A-bit requantization."""
+    """conv/linear -> per-k BN, or else a per-k affine -> (hidden layers) ReLU + A-bit requantization.
+
+    A block without BN gets a :class:`~progressivenn.model.bwb.SwitchableAffine` (identity until
+    trained) so that every compute layer has a trainable per-k scale and offset; both fold into the
+    layer's per-k integer tables.
+    """
 
     def __init__(self, op: nn.Module, bn: SwitchableBatchNorm | None, act: ActQuant | None):
         super().__init__()
         self.op = op
         self.bn = bn
         self.act = act
+        self.affine = None
+        if bn is None:
+            self.affine = SwitchableAffine(op.weight.shape[0], op.nbits)
 
     @property
     def hidden(self) -> bool:
@@ -58,6 +67,8 @@ class ComputeBlock(nn.Module):
         x = self.op(x)
         if self.bn is not None:
             x = self.bn(x)
+        if self.affine is not None:
+            x = self.affine(x)
         if self.act is not None:
             x = self.act(x)
         return x
@@ -147,6 +158,19 @@ class QNet(nn.Module):
 
     def bn_modules(self):
         return [s.bn for s in self.compute_blocks() if s.bn is not None]
+
+    def affine_modules(self):
+        return [s.affine for s in self.compute_blocks() if s.affine is not None]
+
+    def table_parameters(self, k: int) -> list:
+        """The trainable per-k parameters of table ``k``: every BN table's gamma/beta and every
+        per-k affine's scale/offset (as whole tensors; the affine rows are ``[k-1]``)."""
+        params = []
+        for bn in self.bn_modules():
+            params += list(bn.tables[k - 1].parameters())
+        for af in self.affine_modules():
+            params += [af.weight, af.bias]
+        return params
 
 
 def from_sequential(seq: nn.Sequential, *, input_shape, nbits: int = 8, abits: int = 8,

@@ -15,13 +15,21 @@ import torch
 from .data import Dataset, load_dataset
 from .nets import QNet, build_net
 
-__all__ = ["CONFIG", "MODEL", "RETRAINED", "DEFAULT_EPOCHS", "check_run", "read_config",
-           "write_json", "build_from_config", "load_trained", "load_retrained", "dataset_for"]
+__all__ = ["CONFIG", "MODEL", "RETRAINED", "DEFAULT_EPOCHS", "default_epochs", "check_run",
+           "read_config", "write_json", "build_from_config", "load_trained", "load_retrained",
+           "dataset_for"]
 
 CONFIG = "config.json"
 MODEL = "model.pt"
 RETRAINED = "bn_retrained.pt"
 DEFAULT_EPOCHS = {"digits": 30, "mnist": 2, "cifar10": 10, "cifar100": 10}
+#: --any-k trains every k on the same images: longer where the data set is small
+DEFAULT_EPOCHS_ANY_K = {**DEFAULT_EPOCHS, "digits": 60}
+
+
+def default_epochs(dataset: str, any_k: bool = False) -> int:
+    """The default number of training epochs for ``dataset`` (and mode)."""
+    return (DEFAULT_EPOCHS_ANY_K if any_k else DEFAULT_EPOCHS)[dataset]
 
 
 def check_run(run) -> Path:
@@ -73,6 +81,11 @@ def _load(run: Path, fname: str, cfg: dict) -> QNet:
                          f" re-create it with `pnn {'train' if fname == MODEL else 'retrain-bn'}`")\
             from None
     try:
+        own = net.state_dict()
+        if isinstance(state, dict) and any(key not in state for key in own) \
+                and all(".affine." in key for key in own if key not in state):
+            # a checkpoint from before the per-k affine tables: those stay the identity
+            state = {**{key: v for key, v in own.items() if key not in state}, **state}
         net.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:
         msg = " ".join(str(e).split())[:200]

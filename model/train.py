@@ -2,9 +2,17 @@
 
 Two modes:
 
-- default (the paper): train at ``k = N`` planes; BN table ``N`` is trained.
-- ``any_k``: every step samples ``k`` uniformly from ``1..N``, runs the network with the top ``k``
-  planes and trains BN table ``k`` (the shared weights and activation clips learn from every k).
+- default (the paper): train at ``k = N`` planes; BN table ``N`` is trained (the per-k affines of
+  layers without BN stay the identity: they are left to BN retraining).
+- ``any_k``: the shared weights and activation clips learn from every k, each k trains its own
+  table (BN and per-k affines). ``schedule`` picks the planes of a step:
+
+  - ``"sandwich"`` (default): every step runs ``k = N`` on the labels, then ``k = 1`` and one ``k``
+    drawn from ``2..N-1``, each trained against the k=N output of the same step (distillation,
+    weight ``distill``, temperature ``temperature``; the rest of the loss is the labels); the
+    gradients of the three add up before one optimizer step (the smallest and largest k every
+    step, as in slimmable / any-precision networks);
+  - ``"uniform"``: one ``k`` drawn uniformly from ``1..N`` per step, labels only.
 """
 
 from __future__ import annotations
@@ -15,12 +23,23 @@ import time
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from .bwb import planes, set_k
 from .data import Dataset
 from .nets import QNet
 
-__all__ = ["train", "accuracy", "batches", "pick_device", "augment"]
+__all__ = ["train", "accuracy", "batches", "pick_device", "augment", "SCHEDULES", "distill_loss"]
+
+#: any-k schedules (see the module docstring)
+SCHEDULES = ("sandwich", "uniform")
+
+
+def distill_loss(out: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T^2 * KL(softmax(teacher/T) || softmax(out/T))`` (batch mean); ``teacher`` is not trained."""
+    t = float(temperature)
+    return t * t * F.kl_div(F.log_softmax(out / t, 1), F.log_softmax(teacher.detach() / t, 1),
+                            reduction="batchmean", log_target=True)
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None = None):
@@ -77,7 +96,8 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
           batch_size: int = 64, lr: float = 3e-3, limit: int | None = None,
           progress: bool = True, device: str = "cpu", amp: bool | None = None,
           augment_images: bool = False, test_limit: int | None = None,
-          max_steps: int | None = None) -> dict:
+          max_steps: int | None = None, schedule: str = "sandwich", distill: float = 0.5,
+          temperature: float = 1.0) -> dict:
     """Train ``net`` on ``ds`` in place; returns a log (per-epoch loss and test accuracy at k=N).
 
     ``device``: ``cpu``, ``cuda`` or ``auto``; the network is trained there and returned on the CPU.
@@ -88,9 +108,14 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
     is switched off. Evaluation, BN retraining and export always run in float32/float64.
     ``augment_images``: random flips + crops (CIFAR). ``test_limit``: test images per epoch report.
     ``max_steps``: stop after this many optimizer steps (smoke tests).
+    ``schedule``, ``distill``, ``temperature``: the any-k schedule (module docstring).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+    if not 0 <= distill <= 1:
+        raise ValueError(f"distill must be in [0, 1], not {distill!r}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = ds.train_x, ds.train_y
@@ -98,7 +123,9 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
         x, y = x[:limit], y[:limit]
     steps_per_epoch = math.ceil(len(x) / batch_size)
     total = epochs * steps_per_epoch
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    # at k=N only, the per-k affines (layers without BN) stay the identity (BN retraining's part)
+    affine = {id(p) for m in net.affine_modules() for p in m.parameters()}
+    opt = torch.optim.Adam([p for p in net.parameters() if any_k or id(p) not in affine], lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     loss_fn = nn.CrossEntropyLoss()
@@ -112,6 +139,8 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
     tx, ty = ds.test_x[:test_limit], ds.test_y[:test_limit]
     log = {"epochs": [], "any_k": any_k, "seed": seed, "batch_size": batch_size, "lr": lr,
            "device": str(dev), "amp": amp, "augment": augment_images}
+    if any_k:
+        log.update(schedule=schedule, distill=distill, temperature=temperature)
     step = 0
     t0 = time.time()
     bar = None
@@ -123,20 +152,33 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
         net.train()
         tot, cnt = 0.0, 0
         for xb, yb in batches(x, y, batch_size, rng):
-            k = int(rng.integers(1, n + 1)) if any_k else n
-            set_k(net, k)
+            if not any_k:
+                ks = [n]
+            elif schedule == "uniform" or n == 1:
+                ks = [int(rng.integers(1, n + 1))]
+            else:
+                ks = [n, 1] + ([int(rng.integers(2, n))] if n > 2 else [])
             if augment_images:
                 xb = augment(xb, gen)
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
-                out = net(xb)
-            loss = loss_fn(out.float(), yb)
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            top = None
+            for i, k in enumerate(ks):
+                set_k(net, k)
+                with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+                    out = net(xb)
+                out = out.float()
+                if i == 0:
+                    loss = loss_fn(out, yb)
+                    top, loss_top = out.detach(), loss.item()   # the log reports the top k's loss
+                else:
+                    loss = ((1 - distill) * loss_fn(out, yb)
+                            + distill * distill_loss(out, top, temperature))
+                scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             sched.step()
-            tot += loss.item() * len(yb)
+            tot += loss_top * len(yb)
             cnt += len(yb)
             step += 1
             if bar is not None:

@@ -4,7 +4,9 @@ Sections (every figure is measured here, nothing is copied from elsewhere):
 
 - **accuracy** vs k = 1..N, golden integer model on the exported bundle, with the per-k retrained BN
   tables and with the fixed (k = N) BN, for a net trained at k = N and one trained with ``--any-k``,
-  on digits (bundled) and MNIST (``data_dir``; skipped with a note when missing);
+  on digits (bundled) and MNIST (``data_dir``; skipped with a note when missing); each trained with
+  several seeds (``seeds``; MNIST ``mnist_seeds``): the tables give the mean over the seeds, and
+  ``per_seed`` / ``spread`` (standard deviation, min, max per k) say how much a seed moves them;
 - **residual**: a ResNet-8 trained here, exported and run through the generated Verilog at k = 1, 4, 8
   against the golden model (mismatches counted);
 - **scalability** from the RTL's own cycle counters, read around every compute layer:
@@ -34,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["BenchConfig", "run_bench", "write_report", "write_results_md", "machine_info",
-           "lane_utilization", "default_mnist_dir", "summary_lines", "report_markdown"]
+           "seed_summary", "lane_utilization", "default_mnist_dir", "summary_lines",
+           "report_markdown"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,6 +57,8 @@ class BenchConfig:
     simulators: tuple = ("verilator", "icarus")
     from_runs: Path | None = None         # reuse <from_runs>/<dataset>-<mode> RUN folders
     seed: int = 0
+    seeds: tuple = (0, 1, 2)              # accuracy section: digits nets trained per seed
+    mnist_seeds: tuple = (0,)             # MNIST nets (minutes each on a CPU)
     progress: bool = True
     notes: list = field(default_factory=list)
 
@@ -89,8 +94,11 @@ def machine_info() -> dict:
 
 # ---- accuracy --------------------------------------------------------------------------------------
 
-def _train_or_reuse(cfg: BenchConfig, dataset: str, mode: str, ds, arch: str | None = None):
-    """Return (trained net, retrained net, info) for one dataset and training mode."""
+def _train_or_reuse(cfg: BenchConfig, dataset: str, mode: str, ds, arch: str | None = None,
+                    seed: int | None = None):
+    """Return (trained net, retrained net, info) for one dataset, training mode and seed
+    (default ``cfg.seed``); ``from_runs`` folders are ``<name>-s<seed>``, or ``<name>`` for
+    ``cfg.seed``."""
     import torch
 
     from .model.bn_retrain import retrain_bn
@@ -98,9 +106,13 @@ def _train_or_reuse(cfg: BenchConfig, dataset: str, mode: str, ds, arch: str | N
     from .model.runs import load_retrained, load_trained, read_config
     from .model.train import train
 
+    seed = cfg.seed if seed is None else seed
     name = f"{dataset}-{mode}" if arch is None else f"{dataset}-{arch}-{mode}"
     if cfg.from_runs is not None:
-        run = Path(cfg.from_runs) / name
+        runs = [Path(cfg.from_runs) / f"{name}-s{seed}"]
+        if seed == cfg.seed:
+            runs.append(Path(cfg.from_runs) / name)
+        run = next((r for r in runs if (r / "bn_retrained.pt").is_file()), runs[0])
         if (run / "bn_retrained.pt").is_file():
             rc = read_config(run)
             info = {"source": str(run), "epochs": rc.get("epochs"), "any_k": rc.get("any_k"),
@@ -110,16 +122,17 @@ def _train_or_reuse(cfg: BenchConfig, dataset: str, mode: str, ds, arch: str | N
                 info["train_seconds"] = json.loads(tlog.read_text()).get("seconds")
             return load_trained(run), load_retrained(run), info
     sz = cfg.sizes(dataset)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     net = build_net(arch or dataset, input_scale=ds.input_scale, input_shape=ds.input_shape,
                     num_classes=ds.num_classes)
+    epochs = sz["epochs"] * (2 if mode == "anyk" and dataset == "digits" else 1)  # small data
     t0 = time.perf_counter()
-    train(net, ds, epochs=sz["epochs"], any_k=(mode == "anyk"), seed=cfg.seed,
+    train(net, ds, epochs=epochs, any_k=(mode == "anyk"), seed=seed,
           limit=sz["limit"], progress=False, test_limit=sz["test"] or None)
     t_train = time.perf_counter() - t0
     fixed = copy.deepcopy(net).eval()
-    retrain_bn(net, ds, max_samples=sz["bn_samples"], seed=cfg.seed, progress=False)
-    info = {"source": "trained by this bench", "epochs": sz["epochs"], "any_k": mode == "anyk",
+    retrain_bn(net, ds, max_samples=sz["bn_samples"], seed=seed, progress=False)
+    info = {"source": "trained by this bench", "epochs": epochs, "any_k": mode == "anyk",
             "train_images": min(sz["limit"] or len(ds.train_x), len(ds.train_x)),
             "train_seconds": round(t_train, 1),
             "bn_samples": min(sz["bn_samples"] or len(ds.train_x), len(ds.train_x)),
@@ -148,23 +161,59 @@ def bench_accuracy(cfg: BenchConfig) -> tuple[dict, dict]:
     for dataset in datasets:
         ds = load_dataset(dataset, cfg.data_dir if dataset != "digits" else None)
         out[dataset] = {}
+        seeds = list(cfg.seeds if dataset == "digits" else cfg.mnist_seeds) or [cfg.seed]
         for mode in ("k8", "anyk"):
-            _log(cfg, f"accuracy: {dataset} {mode}: training / BN retraining")
-            fixed, net, info = _train_or_reuse(cfg, dataset, mode, ds)
-            b = _bundle(net, fixed, ds, dataset, cfg.sizes(dataset)["test"])
-            t0 = time.perf_counter()
-            ev = evaluate(net, b)
-            info["eval_seconds"] = round(time.perf_counter() - t0, 1)
-            out[dataset][mode] = {
-                "retrained": {k: v for k, v in ev["accuracy"].items() if k != "float"},
-                "fixed": ev["accuracy_no_bn_retrain"],
-                "fakequant": ev["accuracy_fakequant"], "agreement": ev["agreement"],
-                "float": ev["accuracy"]["float"], "test_images": ev["n_test"], **info}
-            bundles[f"{dataset}-{mode}"] = b
-            r = out[dataset][mode]
-            _log(cfg, f"accuracy: {dataset} {mode}: k=1 {r['retrained']['1']:.4f} "
-                      f"(fixed BN {r['fixed']['1']:.4f}), k=8 {r['retrained']['8']:.4f}")
+            runs = {}
+            for seed in seeds:
+                _log(cfg, f"accuracy: {dataset} {mode} seed {seed}: training / BN retraining")
+                fixed, net, info = _train_or_reuse(cfg, dataset, mode, ds, seed=seed)
+                b = _bundle(net, fixed, ds, dataset, cfg.sizes(dataset)["test"])
+                t0 = time.perf_counter()
+                ev = evaluate(net, b)
+                info["eval_seconds"] = round(time.perf_counter() - t0, 1)
+                runs[seed] = {
+                    "retrained": {k: v for k, v in ev["accuracy"].items() if k != "float"},
+                    "fixed": ev["accuracy_no_bn_retrain"],
+                    "fakequant": ev["accuracy_fakequant"], "agreement": ev["agreement"],
+                    "float": ev["accuracy"]["float"], "test_images": ev["n_test"], **info}
+                if seed == seeds[0]:
+                    bundles[f"{dataset}-{mode}"] = b   # the RTL sections run the first seed's
+                r = runs[seed]
+                _log(cfg, f"accuracy: {dataset} {mode} seed {seed}: k=1 {r['retrained']['1']:.4f}"
+                          f" (fixed BN {r['fixed']['1']:.4f}), k=8 {r['retrained']['8']:.4f}")
+            out[dataset][mode] = seed_summary(runs)
     return out, bundles
+
+
+_PER_K = ("retrained", "fixed", "fakequant", "agreement")
+
+
+def seed_summary(runs: dict) -> dict:
+    """One entry from per-seed results ``{seed: entry}``: the per-k tables (``retrained``,
+    ``fixed``, ``fakequant``, ``agreement``) and ``float`` are means over the seeds; ``spread``
+    gives per table and k the standard deviation (population), min and max; ``per_seed`` keeps
+    the per-seed tables; other fields come from the first seed (``train_seconds`` summed)."""
+    import numpy as np
+    seeds = list(runs)
+    first = runs[seeds[0]]
+    out = {key: v for key, v in first.items() if key not in _PER_K}
+    out["seeds"] = seeds
+    out["spread"] = {}
+    for table in _PER_K:
+        if table not in first:
+            continue
+        out[table], out["spread"][table] = {}, {}
+        for k in first[table]:
+            v = np.array([runs[s][table][k] for s in seeds], float)
+            out[table][k] = float(v.mean())
+            out["spread"][table][k] = {"std": float(v.std()), "min": float(v.min()),
+                                       "max": float(v.max())}
+    out["float"] = float(np.mean([runs[s]["float"] for s in seeds]))
+    if all(runs[s].get("train_seconds") is not None for s in seeds):
+        out["train_seconds"] = round(sum(runs[s]["train_seconds"] for s in seeds), 1)
+    out["per_seed"] = {str(s): {t: runs[s][t] for t in ("retrained", "fixed", "agreement")
+                                if t in runs[s]} for s in seeds}
+    return out
 
 
 # ---- RTL: scalability, utilization, throughput -------------------------------------------------
@@ -458,12 +507,28 @@ def report_markdown(report: dict, plot_dir: str | None = None) -> str:
         for mode, r in modes.items():
             what = "trained with --any-k" if mode == "anyk" else "trained at k=8"
             secs = "" if r.get("train_seconds") is None else f", training {r['train_seconds']:.0f} s"
+            seeds = r.get("seeds", [])
+            many = (f" Seeds {', '.join(str(v) for v in seeds)}: mean, standard deviation and "
+                    f"min-max over the seeds." if len(seeds) > 1 else "")
             L.append(f"**{ds}, {what}** — {r['epochs']} epoch(s) on {r['train_images']} training "
                      f"images, {r['test_images']} test images; source: {r['source']}{secs}; "
-                     f"float (unquantized) {_pct(r['float'])}%.\n")
+                     f"float (unquantized) {_pct(r['float'])}%.{many}\n")
             ks = sorted(r["retrained"], key=int)
             L.append("| k | " + " | ".join(ks) + " |")
             L.append("|---|" + "---|" * len(ks))
+            if many:
+                sp = r["spread"]
+                for table, label in (("retrained", "BN retrained"), ("fixed", "fixed BN")):
+                    L.append(f"| {label}, mean (%) | "
+                             + " | ".join(_pct(r[table][k]) for k in ks) + " |")
+                    L.append(f"| {label}, std (points) | "
+                             + " | ".join(_pct(sp[table][k]["std"]) for k in ks) + " |")
+                    L.append(f"| {label}, min-max (%) | " + " | ".join(
+                        f"{_pct(sp[table][k]['min'])}-{_pct(sp[table][k]['max'])}" for k in ks)
+                        + " |")
+                L.append("| torch = golden, lowest (%) | "
+                         + " | ".join(_pct(sp["agreement"][k]["min"]) for k in ks) + " |\n")
+                continue
             L.append("| BN retrained (%) | " + " | ".join(_pct(r["retrained"][k]) for k in ks) + " |")
             L.append("| fixed BN (%) | " + " | ".join(_pct(r["fixed"][k]) for k in ks) + " |")
             L.append("| torch = golden (%) | " + " | ".join(_pct(r["agreement"][k]) for k in ks)
@@ -553,9 +618,13 @@ def summary_lines(report: dict) -> list[str]:
          f"{report['machine']['nproc']} CPUs, {report['machine']['date']}"]
     for ds, modes in report.get("accuracy", {}).items():
         for mode, r in modes.items():
-            L.append(f"- {ds} {mode} ({r['epochs']} epoch(s), {r['train_images']} images): "
+            many = len(r.get("seeds", [])) > 1
+            what = f", mean of seeds {','.join(str(v) for v in r['seeds'])}" if many else ""
+            lo = (f" (k=1 lowest seed {_pct(r['spread']['retrained']['1']['min'])}%)"
+                  if many else "")
+            L.append(f"- {ds} {mode} ({r['epochs']} epoch(s), {r['train_images']} images{what}): "
                      f"k=1 {_pct(r['retrained']['1'])}% BN retrained / {_pct(r['fixed']['1'])}% "
-                     f"fixed BN, k=8 {_pct(r['retrained']['8'])}%")
+                     f"fixed BN, k=8 {_pct(r['retrained']['8'])}%{lo}")
     r = report.get("residual", {})
     if r.get("rtl"):
         L.append(f"- {r['arch']} on {r['dataset']}: RTL k = 1, 4, 8, {r['rtl']['images']} images: "

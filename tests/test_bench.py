@@ -130,6 +130,8 @@ def test_markdown_shows_the_numbers():
     (["bench", "--out", "X", "--data-dir", "/nonexistent/mnist"], "no such directory"),
     (["bench", "--out", "X", "--threads", "-1"], "--threads"),
     (["bench", "--out", "X", "--from-runs", "/nonexistent"], "no such directory"),
+    (["bench", "--out", "X", "--seeds", "0,x"], "--seeds: comma-separated integers"),
+    (["bench", "--out", "X", "--mnist-seeds", "1,1"], "--mnist-seeds: give distinct"),
 ])
 def test_cli_errors_are_one_line(argv, msg, capsys):
     assert main(argv) == 2
@@ -168,3 +170,27 @@ def test_summary_lines_and_plot_copy(tmp_path):
     write_results_md(rep, tmp_path / "docs" / "results.md", command="pnn bench", plot_dir="results",
                      plots_from=tmp_path / "out")
     assert (tmp_path / "docs" / "results" / "cycles_vs_k.png").is_file()
+
+
+def test_seed_summary_gives_mean_and_spread():
+    from progressivenn.bench import seed_summary
+    runs = {s: {"retrained": {"1": a, "8": 0.99}, "fixed": {"1": a - 0.3, "8": 0.99},
+                "agreement": {"1": 1.0, "8": 1.0}, "float": 0.99, "epochs": 2,
+                "train_seconds": 1.0, "source": "test"}
+            for s, a in ((0, 0.90), (1, 0.80), (2, 0.94))}
+    r = seed_summary(runs)
+    assert r["seeds"] == [0, 1, 2] and r["train_seconds"] == 3.0
+    assert r["retrained"]["1"] == pytest.approx(0.88)
+    sp = r["spread"]["retrained"]["1"]
+    assert (sp["min"], sp["max"]) == (0.80, 0.94)
+    assert sp["std"] == pytest.approx(float(np.std([0.90, 0.80, 0.94])))
+    assert r["per_seed"]["1"]["retrained"]["1"] == 0.80
+    rep = _hand_report()
+    rep["accuracy"]["digits"]["k8"] = {**r, "train_images": 10, "test_images": 5}
+    md = report_markdown(rep)
+    assert "Seeds 0, 1, 2: mean" in md
+    assert "| BN retrained, mean (%) | 88.00 | 99.00 |" in md
+    assert "| BN retrained, min-max (%) | 80.00-94.00 | 99.00-99.00 |" in md
+    from progressivenn.bench import summary_lines
+    assert any("mean of seeds 0,1,2" in ln and "lowest seed 80.00%" in ln
+               for ln in summary_lines(rep))

@@ -136,6 +136,10 @@ def tiny_net(seed=0, nbits=8, abits=8):
             t.running_var.copy_(torch.rand(c, generator=g) + 0.05)
             t.weight.data.copy_(torch.randn(c, generator=g))   # negative gammas included
             t.bias.data.copy_(torch.randn(c, generator=g) + 0.5)
+    for af in net.affine_modules():   # per-k scale/offset of the logits layer (no BN), signs mixed
+        sign = torch.where(torch.rand(af.weight.shape, generator=g) < 0.2, -1.0, 1.0)
+        af.weight.data.copy_(sign * (torch.rand(af.weight.shape, generator=g) + 0.5))
+        af.bias.data.copy_(torch.randn(af.bias.shape, generator=g))
     for blk in net.compute_blocks():
         if blk.act is not None:
             blk.act.clip.data.fill_(2.0)

@@ -27,10 +27,25 @@ def add_arguments(p):
     p.add_argument("--results-md", default=None, metavar="FILE",
                    help="also write FILE (e.g. docs/results.md) from the report")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the RTL and residual sections")
+    p.add_argument("--seeds", default="0,1,2",
+                   help="comma-separated seeds of the digits accuracy nets (default 0,1,2): the "
+                        "report gives the mean and the spread over them")
+    p.add_argument("--mnist-seeds", default="0",
+                   help="seeds of the MNIST accuracy nets (default 0: minutes per net on a CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--force", action="store_true",
                    help="replace an existing output folder of the same kind (never another kind's)")
+
+
+def _seeds(flag: str, text: str) -> tuple:
+    try:
+        seeds = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag}: comma-separated integers, not {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"{flag}: give distinct non-negative seeds, not {text!r}")
+    return seeds
 
 
 def run(args) -> int:
@@ -64,7 +79,9 @@ def run(args) -> int:
         raise FileNotFoundError(f"--from-runs {args.from_runs}: no such directory")
     cfg = BenchConfig(out=Path(args.out), quick=args.quick, data_dir=data_dir, fpga=args.fpga,
                       simulators=sims, from_runs=Path(args.from_runs) if args.from_runs else None,
-                      seed=args.seed, progress=not args.quiet)
+                      seed=args.seed, seeds=_seeds("--seeds", args.seeds),
+                      mnist_seeds=_seeds("--mnist-seeds", args.mnist_seeds),
+                      progress=not args.quiet)
     from progressivenn.outdir import check_target, output_dir
 
     check_target(args.out, "bench", force=args.force)

@@ -103,7 +103,8 @@ def run(args) -> int:
            "nbits": args.nbits, "abits": args.abits, "input_scale": ds.input_scale,
            "input_shape": list(ds.input_shape), "num_classes": ds.num_classes,
            "any_k": args.any_k, "epochs": epochs,
-           **({"schedule": args.schedule, "distill": args.distill} if args.any_k else {}), "seed": args.seed, "limit": args.limit}
+           **({"schedule": args.schedule, "distill": args.distill} if args.any_k else {}),
+           "seed": args.seed, "limit": args.limit}
     with output_dir(out, "run", force=args.force, command="pnn train") as tmp:
         torch.save(net.state_dict(), tmp / MODEL)
         write_json(tmp / CONFIG, cfg)
