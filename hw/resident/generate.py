@@ -1,0 +1,58 @@
+"""Emit the resident engine as Verilog (``pnn_resident.v``) plus its parameters file
+(``pnn_resident.json``: configuration, ports, and every word layout with its field offsets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .engine import ResidentEngine
+from .layout import (ResidentConfig, desc_layout, tap_layout, cmd_layout, res_layout,
+                     summary_layout, counter_layout)
+
+__all__ = ["TOP", "generate_resident_verilog", "resident_params"]
+
+#: Verilog top module name
+TOP = "pnn_resident"
+
+
+def _fields(layout) -> dict:
+    return {str(name): {"offset": layout[name].offset, "width": layout[name].width}
+            for name, _ in layout}
+
+
+def resident_params(cfg: ResidentConfig) -> dict:
+    """Configuration, ports and word layouts of one resident engine build."""
+    eng = ResidentEngine(cfg)
+    eng._MustUse__silence = True
+    from amaranth.hdl import Shape
+    from amaranth.lib import wiring
+    ports = [{"name": "clk", "dir": "input", "width": 1},
+             {"name": "rst", "dir": "input", "width": 1}]
+    for path, member in eng.signature.members.flatten():
+        if member.is_port:
+            ports.append({"name": "__".join(str(p) for p in path),
+                          "dir": "input" if member.flow == wiring.In else "output",
+                          "width": Shape.cast(member.shape).width})
+    return {
+        "top": TOP, "format_version": 1,
+        "clock": {"name": "clk", "edge": "rising"},
+        "reset": {"name": "rst", "kind": "synchronous, active high"},
+        "config": cfg.to_dict(), "ports": ports,
+        "layouts": {name: _fields(fn(cfg)) for name, fn in (
+            ("cmd", cmd_layout), ("desc", desc_layout), ("tap", tap_layout), ("res", res_layout),
+            ("summary", summary_layout), ("counter", counter_layout))},
+    }
+
+
+def generate_resident_verilog(cfg: ResidentConfig, out_dir) -> Path:
+    """Write ``pnn_resident.v`` and ``pnn_resident.json`` into ``out_dir``; return the .v path."""
+    from amaranth.back import verilog
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(ResidentEngine(cfg), name=TOP, emit_src=False)
+    path = out / f"{TOP}.v"
+    path.write_text(text)
+    (out / f"{TOP}.json").write_text(json.dumps(resident_params(cfg), indent=1) + "\n")
+    return path

@@ -1,0 +1,149 @@
+"""cocotb test module: a bundle's network resident in the generated ``pnn_resident``.
+
+Started by :func:`progressivenn.sim.resident_runner.run_resident_cocotb`, never imported by hand.
+The configuration comes as a JSON file named by ``PNN_RESIDENT_CONFIG``; the report goes to the
+file it names (``out``), written before any assertion. Python touches the design only per beat
+(commands in, results out; sleeping on ``ready``/``valid`` in between), with random idle cycles
+between command beats and ``ready`` held low on result beats (probability ``stall``).
+
+The network is loaded once; for every image and k: the image beats and RUN go in, the SUMMARY,
+logits and busy counters come out, then every hidden layer's feature map is read back; every
+layer is compared with the golden model (``model.golden.run_network``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+from ..hw.resident.layout import ResidentConfig
+from ..model.bundle import load_bundle
+from . import resident as rs
+from .compare import compare_outputs, golden_outputs
+
+
+class _Bench:
+    def __init__(self, dut, stall: float, seed: int):
+        self.dut, self.clk, self.stall = dut, dut.clk, stall
+        self.rng = random.Random(seed)
+
+    def _stalled(self) -> bool:
+        return bool(self.stall) and self.rng.random() < self.stall
+
+    async def reset(self):
+        dut = self.dut
+        await FallingEdge(self.clk)
+        dut.cmd__valid.value = 0
+        dut.res__ready.value = 0
+        dut.rst.value = 1
+        for _ in range(3):
+            await FallingEdge(self.clk)
+        dut.rst.value = 0
+
+    async def feed(self, words):
+        dut = self.dut
+        await FallingEdge(self.clk)
+        i = 0
+        while i < len(words):
+            if self._stalled():
+                dut.cmd__valid.value = 0
+                await FallingEdge(self.clk)
+                continue
+            dut.cmd__payload.value = words[i]
+            dut.cmd__valid.value = 1
+            while True:
+                await ReadOnly()
+                if dut.cmd__ready.value == 1:
+                    break
+                await RisingEdge(dut.cmd__ready)
+                await FallingEdge(self.clk)
+            await FallingEdge(self.clk)
+            i += 1
+        dut.cmd__valid.value = 0
+
+    async def collect(self, n):
+        dut, out = self.dut, []
+        await FallingEdge(self.clk)
+        while len(out) < n:
+            ready = not self._stalled()
+            dut.res__ready.value = int(ready)
+            await ReadOnly()
+            if dut.res__valid.value != 1:
+                await RisingEdge(dut.res__valid)
+                await FallingEdge(self.clk)
+                continue
+            if ready:
+                out.append(int(dut.res__payload.value))
+            await FallingEdge(self.clk)
+        dut.res__ready.value = 0
+        return out
+
+    async def exchange(self, words, n):
+        task = cocotb.start_soon(self.feed(words))
+        got = await self.collect(n)
+        await task
+        return got
+
+
+@cocotb.test()
+async def resident(dut):
+    """Every image x every k: every layer of the resident RTL == golden model."""
+    with open(os.environ["PNN_RESIDENT_CONFIG"]) as f:
+        conf = json.load(f)
+    cfg = ResidentConfig(**conf["config"])
+    bundle = load_bundle(conf["bundle"])
+    prog = rs.compile_program(bundle, cfg, conf["tables"], fuse=conf["fuse"])
+    ks = conf["bits"]
+    images = bundle.test_x[:conf["images"]]
+    labels = bundle.test_y[:conf["images"]]
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    bench = _Bench(dut, conf["stall"], conf["seed"])
+    await bench.reset()
+    t0 = time.perf_counter()
+    await bench.exchange(prog.load_beats(), 0)
+    nres = rs.result_beat_count(prog)
+    rb = rs.readback_beats(prog)
+    report = {"per_k": {str(k): {"cycles": [], "busy": None, "compared": 0, "mismatches": 0,
+                                 "correct": 0, "class_agree": 0} for k in ks},
+              "first_mismatch": None, "images": int(len(images)), "bits": ks,
+              "layers": [pl.name for pl in prog.layers]}
+    sim_cycles_start = cocotb.utils.get_sim_time("ns") // 10
+    for i, img in enumerate(images):
+        for k in ks:
+            res = rs.decode_run(prog, await bench.exchange(
+                rs.image_beats(prog, img) + rs.run_beats(prog, k), nres))
+            res.maps = rs.decode_readback(prog, await bench.exchange(rb, len(rb)))
+            exp = [e[0] for e in golden_outputs(bundle, images[i:i + 1], k, conf["tables"])]
+            got = rs.layer_outputs(bundle, prog, res)
+            seen = [j for j, v in enumerate(got) if v is not None]
+            cmp = compare_outputs(bundle, [got[j] for j in seen], [exp[j] for j in seen],
+                                  k=k, image=i)
+            pk = report["per_k"][str(k)]
+            pk["cycles"].append(res.cycles)
+            pk["busy"] = res.busy
+            pk["compared"] += cmp.compared
+            pk["mismatches"] += cmp.mismatches
+            pk["correct"] += int(res.cls == int(labels[i]))
+            pk["class_agree"] += int(res.cls == int(np.argmax(exp[-1])))
+            if res.busy != rs.expected_busy(prog, k):
+                pk["busy_model_differs"] = rs.expected_busy(prog, k)
+            if cmp.first and report["first_mismatch"] is None:
+                first = dict(cmp.first)
+                first["name"] = bundle.layers[seen[first["layer"]]].name
+                first["layer"] = seen[first["layer"]]
+                report["first_mismatch"] = first
+    report["sim_cycles"] = int(cocotb.utils.get_sim_time("ns") // 10 - sim_cycles_start)
+    report["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    report["mismatches"] = sum(v["mismatches"] for v in report["per_k"].values())
+    with open(conf["out"], "w") as f:
+        json.dump(report, f, indent=1)
+    assert report["mismatches"] == 0, report["first_mismatch"]
+    assert not any("busy_model_differs" in v for v in report["per_k"].values())
