@@ -59,6 +59,7 @@ class BenchConfig:
     seed: int = 0
     seeds: tuple = (0, 1, 2)              # accuracy section: digits nets trained per seed
     mnist_seeds: tuple = (0,)             # MNIST nets (minutes each on a CPU)
+    accuracy_only: bool = False           # stop after the accuracy section
     progress: bool = True
     notes: list = field(default_factory=list)
 
@@ -339,6 +340,11 @@ def run_bench(cfg: BenchConfig) -> dict:
     report = {"quick": cfg.quick, "machine": machine_info(), "notes": cfg.notes,
               "data_dir": str(cfg.data_dir) if cfg.data_dir else None}
     report["accuracy"], bundles = bench_accuracy(cfg)
+    if cfg.accuracy_only:
+        cfg.notes.append("--accuracy-only: the RTL, residual, throughput and FPGA sections not run")
+        report["seconds"] = round(time.perf_counter() - t_start, 1)
+        report["torch_threads"] = torch.get_num_threads()
+        return report
 
     # residual network: trained here (or reused), exported, through the RTL at k = 1, 4, 8
     from .model.data import load_dataset
@@ -590,6 +596,8 @@ def report_markdown(report: dict, plot_dir: str | None = None) -> str:
                      f"{u['busy_over_ideal']:.4f} | {_pct(u['lane_utilization'])}% | "
                      f"{_pct(u['lane_utilization_total'])}% |")
         L.append(f"\n![utilization]({pre}utilization.png)\n")
+    if "sim_cycles_per_s" not in report:          # --accuracy-only
+        return "\n".join(L) + "\n"
     L.append("## Simulation throughput\n")
     for sim, v in report.get("sim_cycles_per_s", {}).items():
         L.append(f"- {sim}: {v:,.0f} simulated cycles / s ({report.get('sim_workload', '')}; "

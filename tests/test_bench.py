@@ -194,3 +194,10 @@ def test_seed_summary_gives_mean_and_spread():
     from progressivenn.bench import summary_lines
     assert any("mean of seeds 0,1,2" in ln and "lowest seed 80.00%" in ln
                for ln in summary_lines(rep))
+
+
+def test_accuracy_only_report_has_no_rtl_sections():
+    rep = {k: v for k, v in _hand_report().items()
+           if k in ("quick", "machine", "notes", "seconds", "accuracy")}
+    md = report_markdown(rep)
+    assert "Accuracy vs k" in md and "Simulation throughput" not in md and "## FPGA" not in md

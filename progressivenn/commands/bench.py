@@ -28,9 +28,11 @@ def add_arguments(p):
                    help="also write FILE (e.g. docs/results.md) from the report")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the RTL and residual sections")
-    p.add_argument("--seeds", default="0,1,2",
-                   help="comma-separated seeds of the digits accuracy nets (default 0,1,2): the "
-                        "report gives the mean and the spread over them")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated seeds of the digits accuracy nets (default 0,1,2; --quick: "
+                        "--seed only): the report gives the mean and the spread over them")
+    p.add_argument("--accuracy-only", action="store_true",
+                   help="only the accuracy section (no RTL, residual, throughput or FPGA runs)")
     p.add_argument("--mnist-seeds", default="0",
                    help="seeds of the MNIST accuracy nets (default 0: minutes per net on a CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -79,8 +81,11 @@ def run(args) -> int:
         raise FileNotFoundError(f"--from-runs {args.from_runs}: no such directory")
     cfg = BenchConfig(out=Path(args.out), quick=args.quick, data_dir=data_dir, fpga=args.fpga,
                       simulators=sims, from_runs=Path(args.from_runs) if args.from_runs else None,
-                      seed=args.seed, seeds=_seeds("--seeds", args.seeds),
+                      seed=args.seed,
+                      seeds=_seeds("--seeds", args.seeds or (str(args.seed) if args.quick
+                                                             else "0,1,2")),
                       mnist_seeds=_seeds("--mnist-seeds", args.mnist_seeds),
+                      accuracy_only=args.accuracy_only,
                       progress=not args.quiet)
     from progressivenn.outdir import check_target, output_dir
 
