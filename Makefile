@@ -8,13 +8,14 @@ PNN    := $(VENV)/bin/pnn
 STAMP  := $(VENV)/.installed
 OUT    ?= demo
 
-.PHONY: all setup demo test test-all test-board clean help
+.PHONY: all setup demo test test-all test-board wheel-check clean help
 
 help:
 	@echo "make demo      run the whole flow on the bundled 8x8 digits (writes $(OUT)/)"
 	@echo "make test      install everything needed and run the fast tests"
 	@echo "make test-all  also the slow and fpga tests"
 	@echo "make setup     only create $(VENV) and install the project, simulators and tools"
+	@echo "make wheel-check  build the wheel, install it into a fresh venv, run pnn and the API there"
 
 setup: $(STAMP)
 
@@ -46,3 +47,8 @@ clean:
 # one real bitstream (iCEBreaker, ~1 min): what CI runs after the tests
 test-board: $(STAMP)
 	$(PY) -m pytest -q -m fpga -k "bitstream and icebreaker" tests/test_boards.py
+
+# the wheel as a user installs it: fresh venv under $(WHEEL_DIR), pnn --help, pnn verilog, the API
+WHEEL_DIR ?= /tmp/pnn-wheel-check
+wheel-check:
+	.ci/wheel-check $(WHEEL_DIR)
