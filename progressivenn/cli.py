@@ -31,6 +31,21 @@ def describe(e: BaseException) -> str:
     return text
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows every option's default, except where the help text already states it
+    or there is none to show (flags, options without a default)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS)
+                or isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction,
+                                       argparse._VersionAction))
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _modules():
     for name in COMMANDS:
         try:
@@ -40,18 +55,35 @@ def _modules():
                 raise
 
 
+def _docs_epilog() -> str | None:
+    """Where the documentation the commands refer to (docs/*.md) is, checkout or wheel."""
+    from .resources import docs_dir
+
+    try:
+        return (f"documentation (engine.md, bundle.md, boards.md, api.md, integration.md, ...): "
+                f"{docs_dir()}; Python API: import progressivenn as pnn")
+    except FileNotFoundError:
+        return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pnn",
         description="ProgressiveNN: train BWB networks, export bundles, generate and verify a "
-                    "bit-serial accelerator, build it for FPGA boards.")
+                    "bit-serial accelerator, build it for FPGA boards.",
+        epilog=_docs_epilog())
     parser.add_argument("--version", action="version", version=f"progressivenn {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of a failure (also PNN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _modules():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP,
+                           formatter_class=HelpFormatter)
         mod.add_arguments(p)
+        for action in p._actions:           # options without help text still show their default
+            if action.help is None and action.option_strings and action.default not in (
+                    None, False, argparse.SUPPRESS):
+                action.help = "(default: %(default)s)"
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the Python traceback of a failure (also PNN_DEBUG=1)")
         p.set_defaults(_run=mod.run)

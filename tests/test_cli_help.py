@@ -1,0 +1,27 @@
+"""``--help`` shows the default of every option that has one, in every subcommand."""
+
+import argparse
+
+import pytest
+
+from progressivenn.cli import build_parser
+
+
+def _subparsers():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("name", sorted(_subparsers()))
+def test_help_shows_defaults(name):
+    p = _subparsers()[name]
+    text = " ".join(p.format_help().split())
+    for action in p._actions:
+        if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
+                or isinstance(action, argparse._HelpAction)):
+            continue
+        formatter = p._get_formatter()
+        shown = formatter._expand_help(action) if action.help else ""
+        assert "default" in shown.lower(), f"pnn {name} {action.option_strings[0]}: {shown!r}"
+    assert "(default: %(default)s)" not in text
