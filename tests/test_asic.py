@@ -251,3 +251,29 @@ def test_gate_level_netlist_with_flip_flop_memories_is_bit_exact(tmp_path, capsy
     assert g["bits"] == [1, 2, 3, 4] and g["failed_tests"] == []
     assert g["mismatches"] == 0 and g["compared_values"] > 0
     assert rc == 0
+
+
+def test_area_times_cycles_uses_measured_cycles_of_both_designs():
+    """Engine cycles grow with k, the baseline's do not; ratios are area x cycles quotients."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bundles import random_bundle
+
+    from progressivenn.hw.isa import EngineConfig
+    from progressivenn.sim.asic_compare import area_cycles
+
+    b = random_bundle(0, nbits=4, images=1)
+    cfg = EngineConfig(rows=2, cols=4, abits=b.abits, nbits=b.nbits, max_reduction=45,
+                       mbits=b.mbits, bbits=24, obits=24, wdepth=64, adepth=16, ppdepth=4,
+                       accdepth=2)
+    eng = {"area_um2": 300.0, "logic_area_um2": 100.0}
+    base = {"area_um2": 900.0, "logic_area_um2": 500.0}
+    r = area_cycles(b, cfg, eng, base, ks=(1, 2, 4))
+    bc = r["baseline"]["cycles"]
+    assert r["baseline"]["k"] == 4 and bc > 0
+    cyc = [e["cycles"] for e in r["engine"]]
+    assert [e["k"] for e in r["engine"]] == [1, 2, 4] and cyc[0] < cyc[1] < cyc[2]
+    for e in r["engine"]:
+        assert e["ratio"] == pytest.approx(300 * e["cycles"] / (900 * bc), abs=1e-4)
+        assert e["ratio_logic"] == pytest.approx(100 * e["cycles"] / (500 * bc), abs=1e-4)
+        assert e["compared"] > 0
