@@ -104,11 +104,14 @@ async def resident(dut):
     ks = conf["bits"]
     images = bundle.test_x[:conf["images"]]
     labels = bundle.test_y[:conf["images"]]
+    dut._log.info(f"program compiled: {len(prog.layers)} layers")
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     bench = _Bench(dut, conf["stall"], conf["seed"])
     await bench.reset()
+    dut._log.info("reset done")
     t0 = time.perf_counter()
     await bench.exchange(prog.load_beats(), 0)
+    dut._log.info(f"network loaded: {len(prog.load_beats())} beats")
     nres = rs.result_beat_count(prog)
     rb = rs.readback_beats(prog)
     report = {"per_k": {str(k): {"cycles": [], "busy": None, "compared": 0, "mismatches": 0,
@@ -126,6 +129,8 @@ async def resident(dut):
             seen = [j for j, v in enumerate(got) if v is not None]
             cmp = compare_outputs(bundle, [got[j] for j in seen], [exp[j] for j in seen],
                                   k=k, image=i)
+            dut._log.info(f"image {i} k={k}: class {res.cls}, {res.cycles} cycles, "
+                          f"{cmp.mismatches} mismatches")
             pk = report["per_k"][str(k)]
             pk["cycles"].append(res.cycles)
             pk["busy"] = res.busy

@@ -86,3 +86,58 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
                   sim_seconds=round(sim_s, 2), build_dir=str(build_dir), run_dir=str(test_dir),
                   sim_log=str(test_dir / "sim.log"))
     return report
+
+
+def resident_config(*, rows: int, cols: int, bundle) -> ResidentConfig:
+    """The resident engine for an R x C array and ``bundle``'s widths (tap banks where C is a
+    power of two)."""
+    pow2 = cols & (cols - 1) == 0
+    return ResidentConfig(rows=rows, cols=cols, nbits=int(bundle.nbits), abits=int(bundle.abits),
+                          mbits=max(18, int(bundle.mbits)), taps=min(9, cols) if pow2 else 0)
+
+
+def summarize_resident(report: dict, prog) -> dict:
+    """The resident regression in the shape of ``pnn sim --json`` (``progressivenn.simulation.
+    summarize``), plus ``mode``, ``link_bytes_per_image`` and per-layer busy cycles. ``cycles``
+    here is one image's, from its first input beat to its result (equal for every image)."""
+    from .resident import link_bytes_per_image
+
+    per_k = report["per_k"]
+    ks = sorted(per_k, key=int)
+    n = report["images"]
+    top = ks[-1]
+    cyc = {k: max(per_k[k]["cycles"]) for k in ks}
+    busy = {k: sum(per_k[k]["busy"]) for k in ks}
+    lb = link_bytes_per_image(prog)
+    return {
+        "mode": "resident",
+        "simulator": report["simulator"], "images": n, "bits": [int(k) for k in ks],
+        "mismatches": report["mismatches"],
+        "compared_values": sum(per_k[k]["compared"] for k in ks),
+        "first_mismatch": report["first_mismatch"],
+        "cycles": cyc,
+        "compute_cycles": busy,
+        "ideal_cycles": {k: sum(pl.busy(int(k)) for pl in prog.layers) for k in ks},
+        "layer_busy_cycles": {k: dict(zip(report["layers"], per_k[k]["busy"])) for k in ks},
+        "accuracy": {k: per_k[k]["correct"] / n for k in ks},
+        "golden_agreement": {k: per_k[k]["class_agree"] / n for k in ks},
+        "cycles_ratio": {k: cyc[k] / cyc[top] for k in ks},
+        "link_bytes_per_image": {k: lb for k in ks},
+        "failed_tests": report.get("failed_tests", []),
+        "build_seconds": report["build_seconds"], "sim_seconds": report["sim_seconds"],
+        "sim_cycles_per_s": round(report["sim_cycles"] / max(report["wall_seconds"], 1e-9), 1),
+        "ratio_reference_k": int(top),
+        "cycles_over": "one image, from its first input beat to its result",
+        "run_dir": report.get("run_dir"), "sim_log": report.get("sim_log"),
+    }
+
+
+def print_resident_table(s: dict) -> None:
+    print(f"resident mode, {s['simulator']}, {s['images']} image(s): {s['mismatches']} mismatches "
+          f"in {s['compared_values']} values (every layer)")
+    print(f"{'k':>3} {'cycles/image':>13} {'ratio':>6} {'busy':>7} {'accuracy':>9} "
+          f"{'link B':>7}")
+    for k in map(str, s["bits"]):
+        print(f"{k:>3} {s['cycles'][k]:>13} {s['cycles_ratio'][k]:>6.3f} "
+              f"{s['compute_cycles'][k]:>7} {100 * s['accuracy'][k]:>8.1f}% "
+              f"{s['link_bytes_per_image'][k]:>7}")

@@ -220,9 +220,13 @@ class ResidentEngine(wiring.Component):
         m.d.comb += cnt.busy.eq(busies[ridx])
         out = self.res.payload
 
+        # ``alive`` rises one cycle after reset: an event for event-driven simulators (Icarus)
+        # whose combinational blocks would otherwise never see the initial state
+        alive = Signal()
+        m.d.sync += alive.eq(1)
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
+                m.d.comb += self.cmd.ready.eq(alive)
                 with m.If(accept & ((cmd.op == Op.WRITE_FM) | (cmd.op == Op.WRITE_IMG) |
                                     (cmd.op == Op.RUN)) & ~counting):
                     m.d.sync += [counting.eq(1), cycles.eq(1)]
