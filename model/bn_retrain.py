@@ -7,10 +7,11 @@ e.g. the per-class output scale before the logits). The shared weights and activ
 never touched, so the hardware contract holds: one weight set, one table per k.
 
 Per ``k`` several candidate tables are built and the one with the best accuracy on a held-out part
-of the training images is kept (ties: ``fixed``, then ``trained``, else the lower cross-entropy):
+of the training images is kept (ties: ``trained``, then ``fixed``, else the lower cross-entropy):
 
 - ``fixed``: the k=N table used at k (what the network does without BN retraining);
-- ``trained``: table k as the checkpoint holds it (an ``--any-k`` net trains one per k);
+- ``trained``: table k as the checkpoint holds it, when it was trained (an ``--any-k`` net trains
+  one per k; a net trained at k=N leaves tables 1..N-1 at their initial values: no candidate);
 - ``reestimated``: table k with its statistics re-estimated at k (the paper's BN retraining);
 - ``tuned``: start from the N table's gamma/beta with statistics at k, train gamma/beta and the
   per-k affines at k (Adam, BN in training mode, weights frozen) against the k=N network's outputs
@@ -139,6 +140,15 @@ def _tune(net: QNet, k: int, x, y, teacher: torch.Tensor, *, steps: int, lr: flo
             p.requires_grad_(r)
 
 
+def _was_trained(net: QNet, k: int) -> bool:
+    """Whether table ``k`` saw training (BN batches counted; a net without BN: any affine moved)."""
+    bns = net.bn_modules()
+    if bns:
+        return any(int(bn.tables[k - 1].num_batches_tracked) > 0 for bn in bns)
+    return any(not (torch.all(af.weight[k - 1] == 1) and torch.all(af.bias[k - 1] == 0))
+               for af in net.affine_modules())
+
+
 def holdout_split(n: int, holdout: float, seed: int) -> tuple:
     """(fitting, held-out) sorted indices of ``n`` images: a seeded ``holdout`` share held out."""
     perm = np.random.default_rng(seed).permutation(n)
@@ -193,7 +203,9 @@ def retrain_bn(net: QNet, ds: Dataset, *, tune: bool = True, select: bool = True
         from tqdm import tqdm
         ks = tqdm(ks, desc="retrain-bn", unit="k")
     for k in ks:
-        cands = {"fixed": fixed_state, "trained": table_state(net, k)}
+        cands = {"fixed": fixed_state}
+        if _was_trained(net, k):
+            cands["trained"] = table_state(net, k)
         reestimate_bn(net, xf, k)
         cands["reestimated"] = table_state(net, k)
         if tune:
@@ -212,8 +224,8 @@ def retrain_bn(net: QNet, ds: Dataset, *, tune: bool = True, select: bool = True
                     scores[name] = _score(net, xh, yh, k)
             top = max(v[0] for v in scores.values())
             tied = [c for c in scores if scores[c][0] == top]
-            # a table that is not strictly better than the fixed (or as-trained) one does not win
-            best = next((c for c in ("fixed", "trained") if c in tied),
+            # a new table must be strictly better than the one the network was trained with
+            best = next((c for c in ("trained", "fixed") if c in tied),
                         min(tied, key=lambda c: scores[c][1]))
             entry = {"holdout_accuracy": {c: round(s[0], 5) for c, s in scores.items()},
                      "holdout_loss": {c: round(s[1], 5) for c, s in scores.items()}}

@@ -43,16 +43,22 @@ def round_half_up(v: torch.Tensor) -> torch.Tensor:
 
 
 def weight_alpha(w: torch.Tensor, nbits: int) -> torch.Tensor:
-    """Per-output-channel step of the N-bit grid: ``max|w[o]| / (2^N - 1)`` (no gradient)."""
-    m = w.detach().reshape(w.shape[0], -1).abs().amax(dim=1)
+    """Per-output-channel step of the N-bit grid: ``max|w[o]| / (2^N - 1)`` (no gradient), in
+    float64 whatever the dtype of ``w``, so that the codes do not depend on it (see
+    :func:`weight_codes`)."""
+    m = w.detach().double().reshape(w.shape[0], -1).abs().amax(dim=1)
     return torch.clamp(m, min=1e-8) / ((1 << nbits) - 1)
 
 
 def weight_codes(w: torch.Tensor, alpha: torch.Tensor, nbits: int) -> torch.Tensor:
     """Codes ``u = clamp(floor(w / (2 alpha) + 2^(N-1)), 0, 2^N-1)``: ``q_N = 2u - (2^N-1)`` is the
-    odd integer nearest to ``w / alpha``. Returned as int64 ``[O, ...]``."""
-    a = alpha.reshape(-1, *([1] * (w.dim() - 1)))
-    u = torch.floor(w.detach() / (2 * a) + (1 << (nbits - 1)))
+    odd integer nearest to ``w / alpha``. Returned as int64 ``[O, ...]``.
+
+    Computed in float64 for every dtype: a weight next to a code boundary (at k=1 the boundary is
+    ``w = 0``) must get the same code in a float32 training run, a float64 evaluation and the
+    exported bundle."""
+    a = alpha.double().reshape(-1, *([1] * (w.dim() - 1)))
+    u = torch.floor(w.detach().double() / (2 * a) + (1 << (nbits - 1)))
     return u.clamp(0, (1 << nbits) - 1).to(torch.int64)
 
 

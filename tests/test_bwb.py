@@ -151,3 +151,22 @@ def test_datasets_refuse_bad_input(tmp_path):
     (tmp_path / "bad").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
     with pytest.raises(ValueError, match="expected 5 bytes"):
         read_idx(tmp_path / "bad")
+
+
+def test_weight_codes_do_not_depend_on_the_dtype():
+    """A weight just below 0 sits on the k=1 code boundary: float32 arithmetic would round
+    ``w/(2 alpha) + 128`` up to 128 (MSB set, +1) where float64 gives 127 (-1)."""
+    w = torch.tensor([[1.0, -1e-8, 0.5, -0.25]])
+    for nbits in (8, 4):
+        a32, a64 = weight_alpha(w, nbits), weight_alpha(w.double(), nbits)
+        u32, u64 = weight_codes(w, a32, nbits), weight_codes(w.double(), a64, nbits)
+        assert torch.equal(u32, u64)
+        assert int(u32[0, 1]) == (1 << (nbits - 1)) - 1      # the negative weight: MSB clear
+    lin = BWBLinear(4, 1, bias=False, nbits=8)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    lin.k = 1
+    w32 = lin.effective_weight().detach().double()
+    w64 = lin.double().effective_weight().detach()
+    assert torch.equal(torch.sign(w32), torch.sign(w64)) and torch.allclose(w32, w64, rtol=1e-6)
+    assert float(w64[0, 1]) < 0
