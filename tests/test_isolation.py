@@ -42,6 +42,7 @@ def test_two_sims_in_one_folder_at_once(tmp_path):
     for name, (images, bits) in runs.items():
         argv = [sys.executable, "-m", "progressivenn", "sim", str(bundle), "--json", "--stall", "0",
                 "--rows", "4", "--cols", "4", "--images", str(images), "--bits", bits,
+                "--mode", "streamed",
                 "--build-dir", str(build)]
         procs[name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True)

@@ -58,6 +58,9 @@ def add_arguments(p) -> None:
                    help="probability of a random valid/ready stall per beat")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--build-dir", default="build/sim", help="simulator builds are kept here")
+    p.add_argument("--mode", choices=["auto", "resident", "streamed"], default="auto",
+                   help="resident: the whole network on chip (docs/resident.md); streamed: the "
+                        "host sends every layer; auto (default): resident when the bundle fits")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--waves", action="store_true",
                    help="record every signal: Icarus writes pnn_engine.fst, Verilator dump.vcd, in "
@@ -73,6 +76,10 @@ def run(args) -> int:
     bundle = load_bundle(args.bundle)
     bits = parse_bits(f"1-{bundle.nbits}" if args.bits is None else args.bits, bundle.nbits)
     check_sim_args(bundle, bits, args.images, args.stall)
+    if getattr(args, "mode", "streamed") != "streamed":
+        done = _run_resident(args, bundle, bits)
+        if done is not None:
+            return done
     cfg = engine_config(args, bundle)
     check_fits(bundle, cfg)        # before anything is printed, generated or built
     lanes = f", {cfg.pp_par} post-processing lane(s)" if cfg.pp_slices > 1 else ""
@@ -84,7 +91,42 @@ def run(args) -> int:
                  build_dir=args.build_dir, config=cfg)
     print(f"pnn sim: this run's files: {s['run_dir']}", file=sys.stderr)
     if args.json:
-        print(json.dumps(s, indent=1))
+        print(json.dumps(dict(s, mode="streamed"), indent=1))
     else:
         print_table(s)
+    return 0 if s["mismatches"] == 0 and not s["failed_tests"] else 1
+
+
+def _run_resident(args, bundle, bits):
+    """Resident mode (``docs/resident.md``); None when ``--mode auto`` and the bundle does not
+    fit (the streamed mode runs it). A bundle that does not fit ``--mode resident`` is refused
+    with one line naming the memory, before anything is built."""
+    from ..sim import resident as rs
+    from ..sim.resident_runner import (resident_config, run_resident_cocotb, summarize_resident,
+                                       print_resident_table)
+
+    if args.board or args.pp_lanes or args.max_reduction or args.waves:
+        if args.mode == "resident":
+            raise ValueError("--mode resident takes --rows/--cols only (no board configurations, "
+                             "--pp-lanes, --max-reduction or --waves yet)")
+        return None
+    cfg = resident_config(rows=args.rows, cols=args.cols, bundle=bundle)
+    try:
+        prog = rs.compile_program(bundle, cfg, args.tables)
+    except rs.ResidentFitError as e:
+        if args.mode == "resident":
+            raise ValueError(f"{e}; --mode streamed runs it") from None
+        print(f"pnn sim: {e}: running streamed", file=sys.stderr)
+        return None
+    print(f"pnn sim: {args.simulator}, resident R={cfg.rows} C={cfg.cols}, {args.images} images "
+          f"x k={','.join(map(str, bits))} ...", file=sys.stderr)
+    rep = run_resident_cocotb(args.bundle, cfg, simulator=args.simulator, images=args.images,
+                              bits=bits, tables=args.tables, stall=args.stall, seed=args.seed,
+                              build_root=args.build_dir)
+    s = summarize_resident(rep, prog)
+    print(f"pnn sim: this run's files: {s['run_dir']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(s, indent=1))
+    else:
+        print_resident_table(s)
     return 0 if s["mismatches"] == 0 and not s["failed_tests"] else 1
