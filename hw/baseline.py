@@ -17,15 +17,15 @@ networks on it with ``infer(..., baseline=True)`` for k <= 7 (int8 holds q_k onl
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .controller import Sequencer
+from .sequencer import Sequencer
 from .loader import DataLoader
-from .isa import CMD_WIDTH, SW, EngineConfig, Op
+from .isa import CMD_WIDTH, SW, EngineConfig, Kind, Op
 from .pe_array import adder_tree
 from .postproc import PostProc
 
@@ -99,21 +99,26 @@ class MACArray(wiring.Component):
 
         m.submodules.seq = seq = Sequencer(waddr_width=waw, aaddr_width=aaw, ppaddr_width=ppaw,
                                            accaddr_width=1)
-        kw = isa.FIELDS["k_end"][1]
-        m.submodules.pp = pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
+        kw = isa.KW
+        m.submodules.pp = pp = PostProc(lanes=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
                                         abits=A, obits=cfg.obits, shift_width=SW, tag_width=kw)
         m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(width=cfg.res_width,
                                                            depth=self.FIFO_DEPTH)
 
         # ---- commands and loads ----------------------------------------------------------------
         pending = Signal()
-        cmd = Signal(CMD_WIDTH)
+        cmd = Signal(isa.Command)
         m.d.comb += self.cmd.ready.eq(~pending)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [pending.eq(1), cmd.eq(self.cmd.payload)]
-        op = isa.cmd_field(cmd, "op")
+        op = cmd.op
 
-        loader = DataLoader(m, self.data, {Op.LOAD_W: w_wr, Op.LOAD_A: a_wr, Op.LOAD_PP: pp_wr})
+        m.submodules.loader = loader = DataLoader(len(self.data.payload), {
+            Op.LOAD_W: (waw, R * C * WBITS), Op.LOAD_A: (aaw, C * A), Op.LOAD_PP: (ppaw, cfg.pp_width)})
+        wiring.connect(m, wiring.flipped(self.data), loader.data)
+        wiring.connect(m, loader.w, w_wr)
+        wiring.connect(m, loader.a, a_wr)
+        wiring.connect(m, loader.pp, pp_wr)
 
         # in-flight work (for the load hazards and busy)
         pipe = Signal(4)          # issue -> memory data registered -> tree -> acc
@@ -126,10 +131,10 @@ class MACArray(wiring.Component):
             with m.Switch(op):
                 with m.Case(Op.LOAD_W, Op.LOAD_A, Op.LOAD_PP):
                     with m.If(~computing):
-                        cnt = isa.cmd_field(cmd, "count")
-                        addr = isa.cmd_field(cmd, "addr")
-                        bank = Mux(op == Op.LOAD_A, Mux(cmd[4], cfg.adepth, 0), 0)
-                        m.d.sync += loader.start(op[:2], addr + bank, cnt)
+                        bank = Mux(op == Op.LOAD_A, Mux(cmd.bank, cfg.adepth, 0), 0)
+                        m.d.comb += [loader.start.eq(1), loader.target.eq(op),
+                                     loader.addr.eq(cmd.p.load.addr + bank),
+                                     loader.count.eq(cmd.p.load.count)]
                         m.d.sync += pending.eq(0)
                 with m.Case(Op.RUN):
                     with m.If(~seq.active):
@@ -140,20 +145,20 @@ class MACArray(wiring.Component):
 
         m.d.comb += [
             seq.start.eq(start),
-            seq.k_start.eq(0), seq.k_end.eq(1), seq.wplanes.eq(1),
-            seq.ngroups.eq(isa.cmd_field(cmd, "ngroups")), seq.nchunks.eq(isa.cmd_field(cmd, "nchunks")),
-            seq.npos.eq(isa.cmd_field(cmd, "npos")), seq.every_plane.eq(0), seq.save.eq(0),
-            seq.relu.eq(isa.cmd_field(cmd, "relu")),
-            seq.abase.eq(Mux(cmd[4], cfg.adepth, 0)),
+            seq.run.k_start.eq(0), seq.run.k_end.eq(1), seq.run.wplanes.eq(1),
+            seq.run.ngroups.eq(cmd.p.run.ngroups), seq.run.nchunks.eq(cmd.p.run.nchunks),
+            seq.run.npos.eq(cmd.p.run.npos), seq.run.every_plane.eq(0), seq.run.save.eq(0),
+            seq.run.relu.eq(cmd.p.run.relu),
+            seq.abase.eq(Mux(cmd.bank, cfg.adepth, 0)),
             seq.hold.eq(rfifo.level + inflight >= self.FIFO_DEPTH - 1),
-            w_rd.addr.eq(seq.waddr), a_rd.addr.eq(seq.aaddr), pp_rd.addr.eq(seq.ppaddr),
+            w_rd.addr.eq(seq.addr.w), a_rd.addr.eq(seq.addr.a), pp_rd.addr.eq(seq.addr.pp),
         ]
 
         # ---- datapath: memory data (stage 0) -> registered (r) -> products + trees (1) -> ------
         # ---- accumulate (2); as in the engine, no memory output drives logic directly ----------
         emit0, load0, relu0, k0 = Signal(), Signal(), Signal(), Signal(kw)
-        m.d.sync += [pipe[0].eq(seq.issue), emit0.eq(seq.issue & seq.emit),
-                     load0.eq(seq.load), relu0.eq(seq.relu_o), k0.eq(seq.k)]
+        m.d.sync += [pipe[0].eq(seq.issue), emit0.eq(seq.issue & seq.chunk.emit),
+                     load0.eq(seq.chunk.load), relu0.eq(seq.chunk.relu), k0.eq(seq.chunk.k)]
         emitr, loadr, relur, kr = Signal(), Signal(), Signal(), Signal(kw)
         wq, xq = Signal(R * C * WBITS), Signal(C * A)
         m.d.sync += [pipe[1].eq(pipe[0]), emitr.eq(emit0), loadr.eq(load0), relur.eq(relu0),
@@ -185,17 +190,18 @@ class MACArray(wiring.Component):
             pp.i_valid.eq(pipe[3] & emit2), pp.i_acc.eq(Cat(*accs)), pp.i_pp.eq(pp_word),
             pp.i_relu.eq(relu2), pp.i_tag.eq(k2),
         ]
+        beat = Signal(isa.result_layout(cfg))
         m.d.comb += [
-            rfifo.w_en.eq(pp.o_valid),
-            rfifo.w_data.eq(Cat(Const(0, 1), pp.o_tag, Const(0, 2), pp.o_y)),
+            beat.kind.eq(Kind.RESULT), beat.tag.eq(pp.o_tag), beat.body.values.eq(pp.o_y),
+            rfifo.w_stream.valid.eq(pp.o_valid),
+            rfifo.w_stream.payload.eq(beat),
         ]
-        with m.If(seq.issue & seq.emit & ~rfifo.w_en):
+        with m.If(seq.issue & seq.chunk.emit & ~rfifo.w_en):
             m.d.sync += inflight.eq(inflight + 1)
-        with m.Elif(~(seq.issue & seq.emit) & rfifo.w_en):
+        with m.Elif(~(seq.issue & seq.chunk.emit) & rfifo.w_en):
             m.d.sync += inflight.eq(inflight - 1)
+        wiring.connect(m, rfifo.r_stream, wiring.flipped(self.res))
         m.d.comb += [
-            self.res.valid.eq(rfifo.r_rdy), self.res.payload.eq(rfifo.r_data),
-            rfifo.r_en.eq(self.res.ready),
             self.busy.eq(pending | loader.active | computing | rfifo.r_rdy | (inflight != 0)),
         ]
         return m

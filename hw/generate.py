@@ -40,6 +40,7 @@ def engine_params(engine) -> dict:
     from .postproc import PostProc
 
     cfg = engine.cfg
+    beat = isa.result_layout(cfg)
     return {
         "top": TOP,
         "format_version": 1,
@@ -49,10 +50,13 @@ def engine_params(engine) -> dict:
         "ports": engine_ports(engine),
         "command_fields": {name: {"lo": lo, "width": w, "hi": lo + w - 1}
                            for name, (lo, w) in isa.FIELDS.items()},
-        "ops": {name: getattr(isa.Op, name) for name in dir(isa.Op) if name.isupper()},
+        "ops": {op.name: op.value for op in isa.Op},
         "counters": list(isa.Counter.NAMES),
-        "result_beat": {"kind_bit": 0, "tag_lo": 1, "tag_width": 5, "values_lo": 8,
+        "result_beat": {"kind_bit": beat["kind"].offset, "tag_lo": beat["tag"].offset,
+                        "tag_width": beat["tag"].width, "values_lo": beat["body"].offset,
                         "value_width": cfg.obits, "counter_width": 64},
+        "layouts": {name: isa.layout_rows(layout)
+                    for name, layout in isa.word_layouts(cfg).items()},
         "latency": {
             "run_accept_to_last_result": engine.latency,
             "issue_to_fifo": engine.issue_to_fifo,

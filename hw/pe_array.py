@@ -13,6 +13,8 @@ from amaranth.hdl import Module, Signal, Cat, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import isa
+
 __all__ = ["PEArray", "adder_tree"]
 
 
@@ -46,11 +48,8 @@ def adder_tree(m: Module, terms, *, name: str = "t", keep: bool = True):
     return terms[0]
 
 
-def _check_int(name, value, lo, hi=None):
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo or \
-            (hi is not None and value > hi):
-        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an integer {rng}, not {value!r}")
+#: old name of :func:`isa.check_int`
+_check_int = isa.check_int
 
 
 class PEArray(wiring.Component):
@@ -104,16 +103,9 @@ class PEArray(wiring.Component):
     LATENCY = 2
 
     def __init__(self, *, rows: int, cols: int, abits: int, acc_width: int, tag_width: int = 0):
-        try:
-            _check_int("rows", rows, 1, 256)
-            _check_int("cols", cols, 1, 1024)
-            _check_int("abits", abits, 1, 16)
-            _check_int("tag_width", tag_width, 0)
-            lane_bits = abits + (cols + 1).bit_length() + 2
-            _check_int("acc_width", acc_width, lane_bits)
-        except ValueError:
-            self._MustUse__silence = True      # refused: no "never used" warning
-            raise
+        isa.check_args(self, ("rows", rows, 1, 256), ("cols", cols, 1, 1024),
+                       ("abits", abits, 1, 16), ("tag_width", tag_width, 0))
+        isa.check_args(self, ("acc_width", acc_width, abits + (cols + 1).bit_length() + 2))
         self.rows, self.cols, self.abits = rows, cols, abits
         self.acc_width, self.tag_width = acc_width, tag_width
         super().__init__({

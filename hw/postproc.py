@@ -1,7 +1,8 @@
-"""Post-processing unit: R parallel ``y = (acc*M + B + 2^(S-1)) >> S``, then clamp or signed.
+"""Post-processing unit: P parallel lanes of ``y = (acc*M + B + 2^(S-1)) >> S``, then clamp or
+signed.
 
-BN, ReLU and requantization in one (``DESIGN.md`` section 3). Fully pipelined: one vector of R
-accumulators per cycle.
+BN, ReLU and requantization in one (the numeric contract, ``docs/engine.md`` "RUN"). Fully
+pipelined: one vector of P accumulators per cycle.
 """
 
 from __future__ import annotations
@@ -10,18 +11,18 @@ from amaranth.hdl import Module, Signal, Cat, Const, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .pe_array import _check_int
+from . import isa
 
 __all__ = ["PostProc"]
 
 
 class PostProc(wiring.Component):
-    """R-wide pipelined ``z = acc*M + B; y = (z + 2^(S-1)) >> S`` with ReLU clamp or saturation.
+    """P-lane pipelined ``z = acc*M + B; y = (z + 2^(S-1)) >> S`` with ReLU clamp or saturation.
 
     Parameters
     ----------
-    rows : int
-        R, values per vector.
+    lanes : int
+        P, values per vector (``rows=`` is accepted as the old name).
     acc_width : int
         AW, signed width of each accumulator.
     mbits : int
@@ -42,16 +43,17 @@ class PostProc(wiring.Component):
     -------
     i_valid : In(1)
         A vector is presented this cycle.
-    i_acc : In(R*AW)
-        Row r signed at ``[r*AW +: AW]``.
-    i_pp : In(shift_width + R*(MW+BW))
-        A post-processing table word: S at the bottom, then (M, B) per row (``docs/engine.md``).
+    i_acc : In(P*AW)
+        Lane j signed at ``[j*AW +: AW]``.
+    i_pp : In(shift_width + P*(MW+BW))
+        A post-processing table word, ``isa.pp_word_layout(P, MW, BW, shift_width)``: S, then
+        (M, B) per lane.
     i_relu : In(1)
         Clamp to ``[0, 2^A-1]`` (hidden layer) instead of signed output (logits).
     i_tag : In(tag_width)
     o_valid : Out(1)
-    o_y : Out(R*OW)
-        Row r signed at ``[r*OW +: OW]``.
+    o_y : Out(P*OW)
+        Lane j signed at ``[j*OW +: OW]``.
     o_tag : Out(tag_width)
     o_active : Out(1)
         A vector is inside the pipeline.
@@ -63,34 +65,34 @@ class PostProc(wiring.Component):
     #: cycles from a vector at the inputs to its result at the outputs
     LATENCY = 4
 
-    def __init__(self, *, rows: int, acc_width: int, mbits: int, bbits: int, abits: int,
-                 obits: int, shift_width: int = 6, tag_width: int = 0):
-        try:
-            _check_int("rows", rows, 1, 256)
-            _check_int("acc_width", acc_width, 2)
-            _check_int("mbits", mbits, 2, 32)
-            _check_int("bbits", bbits, 2, 96)
-            _check_int("abits", abits, 1, 16)
-            _check_int("obits", obits, abits + 1, 64)
-            _check_int("shift_width", shift_width, 1, 7)
-            _check_int("tag_width", tag_width, 0)
-        except ValueError:
-            self._MustUse__silence = True      # refused: no "never used" warning
-            raise
-        self.rows, self.acc_width, self.mbits, self.bbits = rows, acc_width, mbits, bbits
+    def __init__(self, *, lanes: int | None = None, acc_width: int, mbits: int, bbits: int,
+                 abits: int, obits: int, shift_width: int = 6, tag_width: int = 0,
+                 rows: int | None = None):
+        if lanes is None:
+            lanes = rows
+        isa.check_args(self, ("lanes", lanes, 1, 256), ("acc_width", acc_width, 2),
+                       ("mbits", mbits, 2, 32), ("bbits", bbits, 2, 96), ("abits", abits, 1, 16))
+        isa.check_args(self, ("obits", obits, abits + 1, 64), ("shift_width", shift_width, 1, 7),
+                       ("tag_width", tag_width, 0))
+        self.lanes, self.acc_width, self.mbits, self.bbits = lanes, acc_width, mbits, bbits
         self.abits, self.obits = abits, obits
         self.shift_width, self.tag_width = shift_width, tag_width
         super().__init__({
             "i_valid": In(1),
-            "i_acc": In(rows * acc_width),
-            "i_pp": In(shift_width + rows * (mbits + bbits)),
+            "i_acc": In(lanes * acc_width),
+            "i_pp": In(shift_width + lanes * (mbits + bbits)),
             "i_relu": In(1),
             "i_tag": In(tag_width),
             "o_valid": Out(1),
-            "o_y": Out(rows * obits),
+            "o_y": Out(lanes * obits),
             "o_tag": Out(tag_width),
             "o_active": Out(1),
         })
+
+    @property
+    def rows(self) -> int:
+        """Old name of :attr:`lanes`."""
+        return self.lanes
 
     @property
     def latency(self) -> int:
@@ -108,10 +110,10 @@ class PostProc(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, AW, MW, BW, SWd = self.rows, self.acc_width, self.mbits, self.bbits, self.shift_width
+        R, AW, MW, BW, SWd = self.lanes, self.acc_width, self.mbits, self.bbits, self.shift_width
         ZW = self.z_width
-        stride = MW + BW
-        shift = self.i_pp[:SWd]
+        word = isa.pp_word_layout(R, MW, BW, SWd)(self.i_pp)
+        shift = word.shift
 
         # stage 1: products (registered: maps to DSP output registers)
         v1, relu1, sh1, tag1 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
@@ -120,9 +122,7 @@ class PostProc(wiring.Component):
         m.d.sync += [v1.eq(self.i_valid), relu1.eq(self.i_relu), sh1.eq(shift), tag1.eq(self.i_tag)]
         for r in range(R):
             acc = self.i_acc[r * AW:(r + 1) * AW].as_signed()
-            mm = self.i_pp[SWd + r * stride:SWd + r * stride + MW].as_signed()
-            bb = self.i_pp[SWd + r * stride + MW:SWd + (r + 1) * stride].as_signed()
-            m.d.sync += [prods[r].eq(acc * mm), bs1[r].eq(bb)]
+            m.d.sync += [prods[r].eq(acc * word.lanes[r].m), bs1[r].eq(word.lanes[r].b)]
 
         # stage 2: z = prod + B + round constant
         v2, relu2, sh2, tag2 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)

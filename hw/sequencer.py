@@ -8,17 +8,37 @@ per-chunk flags the PE array and the post-processing path need.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .pe_array import _check_int
+from .isa import check_int
 
-__all__ = ["Sequencer"]
+__all__ = ["Sequencer", "chunk_layout", "seq_addr_layout"]
 
 
 def _fw(name):
     return isa.FIELDS[name][1]
+
+
+#: flags of the chunk presented in the issue cycle
+chunk_layout = data.StructLayout({
+    "dbl": 1,         # first chunk of a plane: the accumulator doubles
+    "load": 1,        # first chunk of a (pos, g) job: the accumulator starts anew
+    "use_saved": 1,   # the job starts from a saved accumulator (k_start > 0)
+    "emit": 1,        # the accumulators are post-processed after this chunk
+    "save": 1,        # the accumulators are saved after this chunk
+    "plane_end": 1,   # last chunk of a plane
+    "k": isa.KW,      # planes done after this chunk's plane
+    "relu": 1,        # ReLU (the RUN's relu)
+})
+
+
+def seq_addr_layout(waddr_width: int, aaddr_width: int, ppaddr_width: int,
+                    accaddr_width: int) -> data.StructLayout:
+    """Memory addresses of the chunk presented in the issue cycle."""
+    return data.StructLayout({"w": waddr_width, "a": aaddr_width, "pp": ppaddr_width,
+                              "acc": accaddr_width})
 
 
 class Sequencer(wiring.Component):
@@ -38,8 +58,8 @@ class Sequencer(wiring.Component):
     -------
     start : In(1)
         Load the RUN parameters below and begin (honoured when ``~active | last``).
-    k_start, k_end, wplanes, ngroups, nchunks, npos, every_plane, save, relu : In
-        RUN fields (widths as in ``isa.FIELDS``).
+    run : In(isa.RunArgs)
+        The RUN's arguments (a view of the command's ``p.run``).
     abase : In(aaddr_width)
         Activation address of the RUN's bank (bank * adepth).
     hold : In(1)
@@ -50,43 +70,32 @@ class Sequencer(wiring.Component):
         The current chunk is issued this cycle (the memories read the addresses below).
     last : Out(1)
         The current chunk is the RUN's last one (valid with ``issue``).
-    waddr, aaddr, ppaddr, accaddr : Out
-        Addresses of the current chunk: weight word, activation word, post-processing word of its
-        plane's k (meaningful when ``emit``), saved-accumulator word of its (pos, g).
-    dbl, load, use_saved, emit, save_o, plane_end, k, relu_o : Out
-        Flags of the current chunk: first chunk of a plane; first chunk of a (pos, g) job; the job
-        starts from a saved accumulator (k_start > 0); the accumulator is to be post-processed
-        after this chunk; it is to be saved after this chunk; last chunk of a plane; planes done
-        after this chunk's plane; ReLU.
+    addr : Out(seq_addr_layout(...))
+        Addresses of the current chunk: weight word ``w``, activation word ``a``,
+        post-processing table entry ``pp`` of its plane's k (meaningful when ``emit``),
+        saved-accumulator word ``acc`` of its (pos, g).
+    chunk : Out(chunk_layout)
+        Flags of the current chunk (see :data:`chunk_layout`).
 
     Latency: 0 (addresses are registers presented in the issue cycle; synchronous memories deliver
-    the data one cycle later).
+    the data one cycle later); a RUN's first chunk is presented the cycle after ``start``.
     """
 
     def __init__(self, *, waddr_width: int, aaddr_width: int, ppaddr_width: int,
                  accaddr_width: int):
         for n, v in (("waddr_width", waddr_width), ("aaddr_width", aaddr_width),
                      ("ppaddr_width", ppaddr_width), ("accaddr_width", accaddr_width)):
-            try:
-                _check_int(n, v, 1, 32)
-            except ValueError:
-                self._MustUse__silence = True  # refused: no "never used" warning
-                raise
+            check_int(n, v, 1, 32)
         self.waddr_width, self.aaddr_width = waddr_width, aaddr_width
         self.ppaddr_width, self.accaddr_width = ppaddr_width, accaddr_width
         super().__init__({
             "start": In(1),
-            "k_start": In(_fw("k_start")), "k_end": In(_fw("k_end")),
-            "wplanes": In(_fw("wplanes")), "ngroups": In(_fw("ngroups")),
-            "nchunks": In(_fw("nchunks")), "npos": In(_fw("npos")),
-            "every_plane": In(1), "save": In(1), "relu": In(1),
+            "run": In(isa.RunArgs),
             "abase": In(aaddr_width),
             "hold": In(1),
             "active": Out(1), "issue": Out(1), "last": Out(1),
-            "waddr": Out(waddr_width), "aaddr": Out(aaddr_width),
-            "ppaddr": Out(ppaddr_width), "accaddr": Out(accaddr_width),
-            "dbl": Out(1), "load": Out(1), "use_saved": Out(1), "emit": Out(1), "save_o": Out(1),
-            "plane_end": Out(1), "k": Out(_fw("k_end")), "relu_o": Out(1),
+            "addr": Out(seq_addr_layout(waddr_width, aaddr_width, ppaddr_width, accaddr_width)),
+            "chunk": Out(chunk_layout),
         })
 
     @property
@@ -135,18 +144,18 @@ class Sequencer(wiring.Component):
             self.active.eq(active),
             self.issue.eq(issue),
             self.last.eq(last),
-            self.waddr.eq(waddr),
-            self.aaddr.eq(aaddr),
-            self.ppaddr.eq(pprow + g),
-            self.accaddr.eq(accaddr),
-            self.dbl.eq(c == 0),
-            self.load.eq((c == 0) & (p == j_kstart)),
-            self.use_saved.eq(j_saved),
-            self.emit.eq(emit),
-            self.save_o.eq(last_c & last_p & j_save),
-            self.plane_end.eq(last_c),
-            self.k.eq(p + 1),
-            self.relu_o.eq(j_relu),
+            self.addr.w.eq(waddr),
+            self.addr.a.eq(aaddr),
+            self.addr.pp.eq(pprow + g),
+            self.addr.acc.eq(accaddr),
+            self.chunk.dbl.eq(c == 0),
+            self.chunk.load.eq((c == 0) & (p == j_kstart)),
+            self.chunk.use_saved.eq(j_saved),
+            self.chunk.emit.eq(emit),
+            self.chunk.save.eq(last_c & last_p & j_save),
+            self.chunk.plane_end.eq(last_c),
+            self.chunk.k.eq(p + 1),
+            self.chunk.relu.eq(j_relu),
         ]
 
         with m.If(issue):
@@ -172,35 +181,36 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += active.eq(0)
 
+        run = self.run
         with m.If(self.start & (~active | (issue & last))):
-            wstart = self.k_start * self.nchunks
+            wstart = run.k_start * run.nchunks
             m.d.sync += [
                 active.eq(1),
-                j_kstart.eq(self.k_start),
-                j_ncm1.eq(self.nchunks - 1),
-                j_kendm1.eq(self.k_end - 1),
-                j_ngm1.eq(self.ngroups - 1),
-                j_npm1.eq(self.npos - 1),
-                j_nchunks.eq(self.nchunks),
-                j_ngroups.eq(self.ngroups),
-                j_wstride.eq(self.wplanes * self.nchunks),
+                j_kstart.eq(run.k_start),
+                j_ncm1.eq(run.nchunks - 1),
+                j_kendm1.eq(run.k_end - 1),
+                j_ngm1.eq(run.ngroups - 1),
+                j_npm1.eq(run.npos - 1),
+                j_nchunks.eq(run.nchunks),
+                j_ngroups.eq(run.ngroups),
+                j_wstride.eq(run.wplanes * run.nchunks),
                 j_wstart.eq(wstart),
-                j_ppstart.eq(self.k_start * self.ngroups),
-                j_every.eq(self.every_plane),
-                j_save.eq(self.save),
-                j_relu.eq(self.relu),
-                j_saved.eq(self.k_start != 0),
-                j_c1.eq(self.nchunks == 1),
-                j_p1.eq(self.k_start == self.k_end - 1),
-                j_g1.eq(self.ngroups == 1),
-                last_c.eq(self.nchunks == 1),
-                last_p.eq(self.k_start == self.k_end - 1),
-                last_g.eq(self.ngroups == 1),
-                last_pos.eq(self.npos == 1),
-                c.eq(0), p.eq(self.k_start), g.eq(0), pos.eq(0),
+                j_ppstart.eq(run.k_start * run.ngroups),
+                j_every.eq(run.every_plane),
+                j_save.eq(run.save),
+                j_relu.eq(run.relu),
+                j_saved.eq(run.k_start != 0),
+                j_c1.eq(run.nchunks == 1),
+                j_p1.eq(run.k_start == run.k_end - 1),
+                j_g1.eq(run.ngroups == 1),
+                last_c.eq(run.nchunks == 1),
+                last_p.eq(run.k_start == run.k_end - 1),
+                last_g.eq(run.ngroups == 1),
+                last_pos.eq(run.npos == 1),
+                c.eq(0), p.eq(run.k_start), g.eq(0), pos.eq(0),
                 waddr.eq(wstart), gwbase.eq(wstart),
                 aaddr.eq(self.abase), apos.eq(self.abase),
-                pprow.eq(self.k_start * self.ngroups),
+                pprow.eq(run.k_start * run.ngroups),
                 accaddr.eq(0),
             ]
         return m

@@ -15,6 +15,7 @@ import random
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from ..hw import isa
 from .transport import Exchange
 
 __all__ = ["CocotbEngine"]
@@ -84,7 +85,7 @@ class CocotbEngine:
                 if self.fault:
                     self.fault -= 1
                     if not self.fault:
-                        word ^= 1 << 8
+                        word ^= 1 << isa.BEAT_BODY_LO     # the first value's lowest bit
                 out.append(word)
             await FallingEdge(self.clk)
         dut.res__ready.value = 0

@@ -161,12 +161,6 @@ def add_codes(xa: np.ndarray, xb: np.ndarray, m, shift: int, abits: int) -> np.n
     return np.clip(z, 0, (1 << abits) - 1)
 
 
-def _bits_to_words(bits: np.ndarray) -> list[int]:
-    """``bits`` [n, w] of 0/1, bit 0 first -> n Python integers."""
-    packed = np.packbits(bits.astype(np.uint8), axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
-
-
 def weight_words(cfg: EngineConfig, codes: np.ndarray, nbits: int, k: int, g0: int, ngs: int,
                  nchunks: int) -> list[int]:
     """Weight words for groups ``g0..g0+ngs-1``, planes ``p = 0..k-1`` (MSB first), all chunks,
@@ -178,7 +172,7 @@ def weight_words(cfg: EngineConfig, codes: np.ndarray, nbits: int, k: int, g0: i
     full[:rows.shape[0], :i] = rows
     planes = np.stack([(full >> (nbits - 1 - p)) & 1 for p in range(k)])     # [k, ngs*R, nchunks*C]
     planes = planes.reshape(k, ngs, R, nchunks, C).transpose(1, 0, 3, 2, 4)   # [g, p, c, R, C]
-    return _bits_to_words(planes.reshape(ngs * k * nchunks, R * C))
+    return isa.pack_array_words(isa.weight_layout(cfg), planes.reshape(ngs * k * nchunks, R, C))
 
 
 #: weight bits of the bit-parallel baseline (``hw/baseline.py``: ``MACArray``, int8 weights)
@@ -204,10 +198,9 @@ def baseline_weight_words(cfg: EngineConfig, codes: np.ndarray, nbits: int, k: i
     full = np.zeros((ngs * R, nchunks * C), dtype=np.int64)
     rows = codes[g0 * R:(g0 + ngs) * R].astype(np.int64)
     full[:rows.shape[0], :i] = 2 * (rows >> (nbits - k)) - ((1 << k) - 1)
-    full &= (1 << BASELINE_WBITS) - 1                                     # two's complement bytes
     blocks = full.reshape(ngs, R, nchunks, C).transpose(0, 2, 1, 3)       # [g, c, R, C]
-    bits = (blocks.reshape(ngs * nchunks, R * C, 1) >> np.arange(BASELINE_WBITS)) & 1
-    return _bits_to_words(bits.reshape(ngs * nchunks, R * C * BASELINE_WBITS))
+    return isa.pack_array_words(isa.baseline_weight_layout(cfg, BASELINE_WBITS),
+                                blocks.reshape(ngs * nchunks, R, C))
 
 
 def act_words(cfg: EngineConfig, patches: np.ndarray, nchunks: int) -> list[int]:
@@ -218,8 +211,7 @@ def act_words(cfg: EngineConfig, patches: np.ndarray, nchunks: int) -> list[int]
         raise ValueError(f"activation codes must lie in [0, {(1 << A) - 1}]")
     full = np.zeros((p, nchunks * C), dtype=np.int64)
     full[:, :i] = patches
-    bits = (full.reshape(p * nchunks, C, 1) >> np.arange(A)) & 1        # [words, C, A], LSB first
-    return _bits_to_words(bits.reshape(p * nchunks, C * A))
+    return isa.pack_array_words(isa.act_layout(cfg), full.reshape(p * nchunks, C))
 
 
 def pp_words(cfg: EngineConfig, tables, k: int, g0: int, ngs: int) -> list[int]:

@@ -23,25 +23,16 @@ class EngineModel:
         self.amem = [[0] * cfg.adepth, [0] * cfg.adepth]
         self.ppmem = [0] * cfg.ppdepth
         self.accmem = [[0] * cfg.rows for _ in range(cfg.accdepth)]
+        self.woffs = isa.array_offsets(isa.weight_layout(cfg))     # [R, C] bit of each weight
 
     def _lanes(self, word: int) -> list[int]:
-        a = self.cfg.abits
-        return [(word >> (l * a)) & ((1 << a) - 1) for l in range(self.cfg.cols)]
+        return list(isa.act_layout(self.cfg).from_bits(word))
 
     def _pp(self, entry: int, r: int) -> tuple[int, int, int]:
         """(S, M, B) of row r in table entry ``entry`` (words ``entry*Q ..``, P rows each)."""
         cfg = self.cfg
-        word = self.ppmem[entry * cfg.pp_slices + r // cfg.pp_par]
-        base = isa.SW + (r % cfg.pp_par) * (cfg.mbits + cfg.bbits)
-        m = isa.to_signed(word >> base, cfg.mbits)
-        b = isa.to_signed(word >> (base + cfg.mbits), cfg.bbits)
-        return word & ((1 << isa.SW) - 1), m, b
-
-    def _result(self, k: int, values: list[int]) -> int:
-        word = k << 1
-        for r, v in enumerate(values):
-            word |= isa.to_unsigned(v, self.cfg.obits) << (8 + r * self.cfg.obits)
-        return word
+        s, ms, bs = isa.unpack_pp_word(cfg, self.ppmem[entry * cfg.pp_slices + r // cfg.pp_par])
+        return s, ms[r % cfg.pp_par], bs[r % cfg.pp_par]
 
     def execute(self, cmds: list[int], data: list[int]) -> list[int]:
         cfg = self.cfg
@@ -57,7 +48,7 @@ class EngineModel:
             elif op == Op.RUN:
                 out += self._run(f)
             elif op == Op.READ_COUNTERS:
-                out += [1 | (i << 1) for i in range(len(Counter.NAMES))]
+                out += [isa.encode_counter(cfg, i, 0) for i in range(len(Counter.NAMES))]
             elif op not in (Op.NOP, Op.CLEAR_COUNTERS):
                 raise ValueError(f"unknown opcode {op}")
         return out
@@ -78,7 +69,7 @@ class EngineModel:
                         w = self.wmem[(g * f["wplanes"] + p) * f["nchunks"] + c]
                         xs = self._lanes(self.amem[f["bank"]][pos * f["nchunks"] + c])
                         for r in range(cfg.rows):
-                            acc[r] += sum(x if (w >> (r * cfg.cols + l)) & 1 else -x
+                            acc[r] += sum(x if (w >> int(self.woffs[r, l])) & 1 else -x
                                           for l, x in enumerate(xs))
                     if f["every_plane"] or p == f["k_end"] - 1:
                         k = p + 1
@@ -88,7 +79,7 @@ class EngineModel:
                             z = acc[r] * m + b
                             y = (z + contract.round_half(s)) >> s
                             vals.append(min(max(y, 0), amax) if f["relu"] else y)
-                        out.append(self._result(k, vals))
+                        out.append(isa.encode_result(cfg, k, vals))
                 if f["save"]:
                     self.accmem[pos * f["ngroups"] + g] = acc
         return out

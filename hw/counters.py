@@ -1,0 +1,86 @@
+"""The engine's performance counters and the counter beats READ_COUNTERS sends
+(``docs/engine.md`` "Counters")."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .isa import EngineConfig, Kind
+
+__all__ = ["Counters", "events_layout"]
+
+#: one event bit per counter, in counter index order (``isa.Counter.NAMES``)
+events_layout = data.StructLayout({name: 1 for name in isa.Counter.NAMES})
+
+
+class Counters(wiring.Component):
+    """Six 64-bit event counters; on request, one counter beat per counter.
+
+    Members
+    -------
+    events : In(events_layout)
+        Count each set bit this cycle.
+    clear : In(1)
+        Zero every counter (wins over an event in the same cycle).
+    req : In(1)
+        A READ_COUNTERS command is pending.
+    idle : In(1)
+        Every earlier command has finished (results drained): the read may begin.
+    reading : Out(1)
+        The beats are being sent (the engine's ``res`` carries them instead of results).
+    done : Out(1)
+        The last beat has been taken: the command completes this cycle.
+    beats : Out(stream.Signature(cfg.res_width))
+        Counter beats, ``isa.result_layout(cfg)`` with kind COUNTER, index 0..5 in order.
+
+    Latency: the first beat is valid 2 cycles after ``req & idle`` (mode set, beat loaded); one
+    beat per cycle while ``beats.ready``; ``done`` the cycle after the last beat is taken.
+    """
+
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = cfg
+        super().__init__({
+            "events": In(events_layout),
+            "clear": In(1),
+            "req": In(1),
+            "idle": In(1),
+            "reading": Out(1),
+            "done": Out(1),
+            "beats": Out(stream.Signature(cfg.res_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = len(isa.Counter.NAMES)
+        counters = [Signal(64, name=f"cnt_{name}") for name in isa.Counter.NAMES]
+        for cnt, name in zip(counters, isa.Counter.NAMES):
+            with m.If(self.clear):
+                m.d.sync += cnt.eq(0)
+            with m.Elif(self.events[name]):
+                m.d.sync += cnt.eq(cnt + 1)
+
+        # the beat of index ``idx`` (a mux; loaded into ``beats.payload`` when a beat starts)
+        idx = Signal(range(n + 1))
+        beat = Signal(isa.result_layout(self.cfg))
+        with m.Switch(idx):
+            for i in range(n):
+                with m.Case(i):
+                    m.d.comb += beat.eq(isa.result_layout(self.cfg).const(
+                        {"kind": Kind.COUNTER, "tag": i}))
+                    m.d.comb += beat.body.counter.eq(counters[i])
+        payload = Signal(self.cfg.res_width)
+        m.d.comb += self.beats.payload.eq(payload)
+        xfer = self.beats.valid & self.beats.ready
+        with m.If(self.req):
+            with m.If(~self.reading & self.idle):
+                m.d.sync += [self.reading.eq(1), idx.eq(0), self.beats.valid.eq(0)]
+            with m.If(self.reading & (~self.beats.valid | xfer)):
+                with m.If(idx == n):
+                    m.d.sync += [self.reading.eq(0), self.beats.valid.eq(0)]
+                    m.d.comb += self.done.eq(1)
+                with m.Else():
+                    m.d.sync += [payload.eq(beat), self.beats.valid.eq(1), idx.eq(idx + 1)]
+        return m

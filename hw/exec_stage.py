@@ -1,0 +1,162 @@
+"""The engine's exec stage: RUN sequencer, weight / activation / saved-accumulator memories, the
+bit-serial PE array and the write-back of saved accumulators (``docs/architecture.md``)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory, WritePort
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .isa import EngineConfig
+from .pe_array import PEArray
+from .sequencer import Sequencer
+
+__all__ = ["ExecStage", "exec_out_layout", "exec_status_layout"]
+
+
+def exec_out_layout(cfg: EngineConfig) -> data.StructLayout:
+    """One chunk leaving the PE array: the R accumulators and the chunk's side-band metadata."""
+    return data.StructLayout({"acc": cfg.rows * cfg.acc_width,
+                              "meta": isa.pe_meta_layout(isa.addr_width(cfg.accdepth))})
+
+
+#: what the command front-end needs to know about the exec stage
+exec_status_layout = data.StructLayout({
+    "seq_active": 1,   # a RUN is being sequenced
+    "issue": 1,        # a chunk is issued this cycle
+    "issue_emit": 1,   # ... and it produces a result (takes a result credit)
+    "plane_end": 1,    # ... and it ends a plane pass
+    "free": 1,         # a new RUN may start this cycle (none active, or the last chunk issued)
+    "idle": 1,         # no chunk anywhere in the stage (sequencer, pipeline, PE array)
+})
+
+
+class ExecStage(wiring.Component):
+    """Sequencer -> memories -> registered memory data -> PE array -> saved-accumulator write.
+
+    Members
+    -------
+    start : In(1)
+        Start the RUN described by ``run`` and ``bank`` (see :class:`Sequencer`).
+    run : In(isa.RunArgs)
+    bank : In(1)
+        Activation bank of the RUN.
+    hold : In(1)
+        Do not issue a result-producing chunk this cycle (no result credit).
+    w_wr : Out(WritePort.Signature(addr_width(wdepth), R*C))
+        Weight memory write port (``isa.weight_layout`` words).
+    a_wr : Out(WritePort.Signature(addr_width(2*adepth), C*A))
+        Activation memory write port, two banks of ``adepth`` words (``isa.act_layout``).
+    pp_req : Out(stream.Signature(addr_width(pp_entries), always_ready=True))
+        Table entry of a result-producing chunk, valid ``PEArray.LATENCY`` cycles before its
+        accumulators leave on ``o`` (the result stage reads its table then).
+    o : Out(stream.Signature(exec_out_layout(cfg), always_ready=True))
+        Every chunk's accumulators and metadata (``isa.pe_meta_layout``) as they leave the array.
+    status : Out(exec_status_layout)
+
+    Widths: accumulators ``cfg.acc_width`` each; memories weights ``wdepth x R*C``, activations
+    ``2*adepth x C*A``, saved accumulators ``accdepth x R*AW``; all synchronous-read.
+
+    Latency (:attr:`latency`): 2 + ``PEArray.LATENCY`` cycles from a chunk's issue to its
+    accumulators on ``o``: memory read (1), memory data registered (1: no memory output feeds
+    logic directly), PE array. A RUN's first chunk is issued the cycle after ``start`` and its
+    last ``busy_cycles`` later; one chunk per cycle, no bubbles.
+    """
+
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = cfg
+        self.waw = isa.addr_width(cfg.wdepth)
+        self.aaw = isa.addr_width(2 * cfg.adepth)
+        self.ppew = isa.addr_width(cfg.pp_entries)
+        self.accaw = isa.addr_width(cfg.accdepth)
+        super().__init__({
+            "start": In(1),
+            "run": In(isa.RunArgs),
+            "bank": In(1),
+            "hold": In(1),
+            "w_wr": Out(WritePort.Signature(addr_width=self.waw, shape=cfg.rows * cfg.cols)),
+            "a_wr": Out(WritePort.Signature(addr_width=self.aaw, shape=cfg.cols * cfg.abits)),
+            "pp_req": Out(stream.Signature(self.ppew, always_ready=True)),
+            "o": Out(stream.Signature(exec_out_layout(cfg), always_ready=True)),
+            "status": Out(exec_status_layout),
+        })
+
+    #: cycles from a chunk's issue to its accumulators on ``o``
+    LATENCY = 2 + PEArray.LATENCY
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a chunk's issue to its accumulators on ``o``."""
+        return self.LATENCY
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, cfg.acc_width
+
+        m.submodules.wmem = wmem = Memory(shape=R * C, depth=cfg.wdepth, init=[])
+        m.submodules.amem = amem = Memory(shape=C * A, depth=2 * cfg.adepth, init=[])
+        m.submodules.accmem = accmem = Memory(shape=R * AW, depth=cfg.accdepth, init=[])
+        w_rd, a_rd, acc_rd, acc_wr = (wmem.read_port(), amem.read_port(), accmem.read_port(),
+                                      accmem.write_port())
+        wiring.connect(m, wiring.flipped(self.w_wr), wmem.write_port())
+        wiring.connect(m, wiring.flipped(self.a_wr), amem.write_port())
+
+        m.submodules.seq = seq = Sequencer(waddr_width=self.waw, aaddr_width=self.aaw,
+                                           ppaddr_width=self.ppew, accaddr_width=self.accaw)
+        meta_layout = isa.pe_meta_layout(self.accaw)
+        m.submodules.pe = pe = PEArray(rows=R, cols=C, abits=A, acc_width=AW,
+                                       tag_width=meta_layout.size)
+        m.d.comb += [
+            seq.start.eq(self.start),
+            seq.run.eq(self.run),
+            seq.abase.eq(Mux(self.bank, cfg.adepth, 0)),
+            seq.hold.eq(self.hold),
+            w_rd.addr.eq(seq.addr.w),
+            a_rd.addr.eq(seq.addr.a),
+            acc_rd.addr.eq(seq.addr.acc),
+        ]
+
+        # issue (S0) -> memory data (S1) -> registered (S2) -> PE array
+        ch = seq.chunk
+        s1_valid, s2_valid = Signal(), Signal()
+        s1_meta, s2_meta = Signal(meta_layout), Signal(meta_layout)
+        s1_load, s1_dbl, s1_saved, s2_load, s2_dbl = Signal(), Signal(), Signal(), Signal(), Signal()
+        s1_pp, s2_pp = Signal(self.ppew), Signal(self.ppew)
+        s2_emit = Signal()
+        s2_w, s2_x, s2_init = Signal(R * C), Signal(C * A), Signal(R * AW)
+        m.d.sync += [
+            s1_valid.eq(seq.issue),
+            s1_load.eq(ch.load), s1_dbl.eq(ch.dbl), s1_saved.eq(ch.use_saved),
+            s1_meta.emit.eq(ch.emit), s1_meta.save.eq(ch.save), s1_meta.relu.eq(ch.relu),
+            s1_meta.k.eq(ch.k), s1_meta.accaddr.eq(seq.addr.acc),
+            s1_pp.eq(seq.addr.pp),
+            s2_pp.eq(s1_pp),
+            s2_emit.eq(s1_valid & s1_meta.emit),
+            s2_valid.eq(s1_valid), s2_meta.eq(s1_meta), s2_load.eq(s1_load), s2_dbl.eq(s1_dbl),
+            s2_w.eq(w_rd.data), s2_x.eq(a_rd.data), s2_init.eq(Mux(s1_saved, acc_rd.data, 0)),
+        ]
+        m.d.comb += [
+            pe.i_valid.eq(s2_valid), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x), pe.i_dbl.eq(s2_dbl),
+            pe.i_load.eq(s2_load), pe.i_init.eq(s2_init), pe.i_tag.eq(s2_meta),
+        ]
+        o_meta = data.View(meta_layout, pe.o_tag)
+        m.d.comb += [
+            acc_wr.addr.eq(o_meta.accaddr),
+            acc_wr.data.eq(pe.o_acc),
+            acc_wr.en.eq(pe.o_valid & o_meta.save),
+            self.pp_req.valid.eq(s2_emit),
+            self.pp_req.payload.eq(s2_pp),
+            self.o.valid.eq(pe.o_valid),
+            self.o.payload.acc.eq(pe.o_acc),
+            self.o.payload.meta.eq(o_meta),
+            self.status.seq_active.eq(seq.active),
+            self.status.issue.eq(seq.issue),
+            self.status.issue_emit.eq(seq.issue & ch.emit),
+            self.status.plane_end.eq(ch.plane_end),
+            self.status.free.eq(~seq.active | (seq.issue & seq.last)),
+            self.status.idle.eq(~seq.active & ~s1_valid & ~s2_valid & ~pe.o_active),
+        ]
+        return m
