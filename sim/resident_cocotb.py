@@ -119,10 +119,15 @@ async def resident(dut):
               "first_mismatch": None, "images": int(len(images)), "bits": ks,
               "layers": [pl.name for pl in prog.layers]}
     sim_cycles_start = cocotb.utils.get_sim_time("ns") // 10
+    run_cycles, run_wall = 0, 0.0           # image in -> result out only (no read-back, golden)
     for i, img in enumerate(images):
         for k in ks:
-            res = rs.decode_run(prog, await bench.exchange(
-                rs.image_beats(prog, img) + rs.run_beats(prog, k), nres))
+            words = rs.image_beats(prog, img) + rs.run_beats(prog, k)
+            c0, w0 = cocotb.utils.get_sim_time("ns"), time.perf_counter()
+            beats = await bench.exchange(words, nres)
+            run_wall += time.perf_counter() - w0
+            run_cycles += (cocotb.utils.get_sim_time("ns") - c0) // 10
+            res = rs.decode_run(prog, beats)
             res.maps = rs.decode_readback(prog, await bench.exchange(rb, len(rb)))
             exp = [e[0] for e in golden_outputs(bundle, images[i:i + 1], k, conf["tables"])]
             got = rs.layer_outputs(bundle, prog, res)
@@ -147,6 +152,8 @@ async def resident(dut):
                 report["first_mismatch"] = first
     report["sim_cycles"] = int(cocotb.utils.get_sim_time("ns") // 10 - sim_cycles_start)
     report["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    report["run_cycles"] = int(run_cycles)
+    report["run_seconds"] = round(run_wall, 3)
     report["mismatches"] = sum(v["mismatches"] for v in report["per_k"].values())
     with open(conf["out"], "w") as f:
         json.dump(report, f, indent=1)

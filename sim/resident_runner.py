@@ -126,6 +126,7 @@ def summarize_resident(report: dict, prog) -> dict:
         "failed_tests": report.get("failed_tests", []),
         "build_seconds": report["build_seconds"], "sim_seconds": report["sim_seconds"],
         "sim_cycles_per_s": round(report["sim_cycles"] / max(report["wall_seconds"], 1e-9), 1),
+        "run_cycles_per_s": round(report["run_cycles"] / max(report["run_seconds"], 1e-9), 1),
         "ratio_reference_k": int(top),
         "cycles_over": "one image, from its first input beat to its result",
         "run_dir": report.get("run_dir"), "sim_log": report.get("sim_log"),
