@@ -1,14 +1,26 @@
 """A UART and a bridge that carries the engine's three streams over one serial link.
 
-Framing (``docs/uart.md`` has the full description and a worked example)::
+Framing, version 2 (``docs/uart.md`` has the full description and a worked example). Every frame,
+in both directions, is generic -- a type, a sequence number, a length, a payload and a CRC::
 
-    host -> board   frame   = channel(1 byte)  nbytes(1 byte)  payload(nbytes bytes, little-endian)
-                    channel : 0 identify, 1 command word, 2 data beat, 3 engine reset
-    board -> host   message = tag(1 byte) [body]
+    host -> board   frame   = 0xA5  type  seq  len  payload[len]  crc16
+                    type    : 0 identify, 1 command word, 2 data beat, 3 engine reset, 4 status
+    board -> host   message = 0x5A  tag   seq  len  body[len]     crc16
                     tag     : 0x01 result word (RB bytes, little-endian, RB = ceil(res_width / 8))
                               0x02 credit: the host may send ``credit_unit`` more bytes
                               0x03 identify reply: "PNN", version, data bytes, result bytes,
-                                   FIFO depth (2 bytes LE), credit unit
+                                   FIFO depth (2 bytes LE), credit unit, token (the identify's seq)
+                              0x04 status: token, expected seq, bad frames (2), out-of-sequence
+                                   frames (2), flags (overrun, frame error)
+
+``crc16`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, most significant byte
+first on the line) over type/tag, seq, len and payload/body. The board drops a frame whose CRC is
+wrong or whose length is impossible (counted in ``bad_frames``), and a command or data frame whose
+``seq`` is not the one it expects (counted in ``seq_errors``): after a lost frame nothing more
+reaches the engine until the host resynchronises with an identify. Identify, reset and status
+frames are accepted with any ``seq`` (identify and reset set the expected one to ``seq + 1``).
+Each board message carries the board's own message counter in ``seq``, so the host sees any lost or
+duplicated message. Both parsers hunt for the start byte after garbage.
 
 A frame's payload is zero-extended into the stream payload, so narrow words cost only their own
 bytes. There are no flow-control wires: the board buffers received bytes in a FIFO of
@@ -21,27 +33,34 @@ Only the ``sync`` clock domain is used; no vendor primitives.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["UARTRx", "UARTTx", "UARTBridge", "Channel", "Tag", "PROTOCOL_VERSION",
-           "IDENT_MAGIC", "divisor_for"]
+           "IDENT_MAGIC", "FRAME_SYNC", "MESSAGE_SYNC", "STATUS_BYTES", "crc16", "divisor_for"]
 
 #: version byte of the framing, sent in the identify reply
-PROTOCOL_VERSION = 1
-#: bytes that start an identify reply (tag 0x03 then "PNN")
-IDENT_MAGIC = b"\x03PNN"
+PROTOCOL_VERSION = 2
+#: the body of an identify reply starts with these bytes
+IDENT_MAGIC = b"PNN"
+#: first byte of every host -> board frame / board -> host message
+FRAME_SYNC = 0xA5
+MESSAGE_SYNC = 0x5A
+#: body bytes of a status message
+STATUS_BYTES = 7
+_CRC_POLY = 0x1021
 
 
 class Channel:
-    """Channel byte of a host -> board frame."""
+    """Type byte of a host -> board frame."""
     IDENTIFY = 0
     CMD = 1
     DATA = 2
     RESET = 3
+    STATUS = 4
 
 
 class Tag:
@@ -49,6 +68,31 @@ class Tag:
     RESULT = 0x01
     CREDIT = 0x02
     IDENTIFY = 0x03
+    STATUS = 0x04
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE of ``data`` (what the bridge computes in hardware, byte by byte)."""
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ _CRC_POLY if crc & 0x8000 else crc << 1) & 0xFFFF
+    return crc
+
+
+def _crc16_step(crc: int, byte: int) -> int:
+    return crc16(bytes([byte]), crc)
+
+
+def _crc16_next(crc, byte):
+    """The CRC register after one more byte, as 16 XORs of input bits (one byte step of a CRC is
+    linear over GF(2): each output bit is the parity of some of the 16 + 8 input bits)."""
+    bits = []
+    for i in range(16):
+        taps = [crc[j] for j in range(16) if _crc16_step(1 << j, 0) >> i & 1]
+        taps += [byte[j] for j in range(8) if _crc16_step(0, 1 << j) >> i & 1]
+        bits.append(Cat(*taps).xor())
+    return Cat(*bits)
 
 
 def divisor_for(clk_hz: float, baud: int) -> int:
@@ -217,7 +261,7 @@ class UARTBridge(wiring.Component):
         Bytes returned by one credit message (1..255).
     timeout : int
         Cycles without a byte in the middle of a frame after which the parser drops the frame and
-        waits for a channel byte again (0 disables). Boards use about 0.25 s.
+        hunts for a start byte again (0 disables). Boards use about 0.25 s.
 
     Members
     -------
@@ -226,19 +270,22 @@ class UARTBridge(wiring.Component):
     tx : Out(1)
         Serial line to the host.
     cmd : Out(stream.Signature(cmd_width))
-        Command words, one per channel-1 frame.
+        Command words, one per good, in-sequence type-1 frame.
     data : Out(stream.Signature(data_width))
-        Data beats, one per channel-2 frame.
+        Data beats, one per good, in-sequence type-2 frame.
     res : In(stream.Signature(res_width))
         Result words, each sent as one tag-0x01 message; ``ready`` is high for one cycle per
         word, when the transmitter takes it.
     engine_rst : Out(1)
-        One-cycle pulse per channel-3 frame: the board top resets the engine with it.
+        One-cycle pulse per good type-3 frame: the board top resets the engine with it.
     overrun, frame_error : Out(1)
         Sticky receive errors (a host that ignored the credits; a wrong baud rate).
+    bad_frames, seq_errors : Out(16)
+        Frames dropped for a wrong CRC or an impossible length, and command/data frames dropped
+        out of sequence (saturating counters, also read by a status frame).
 
-    Latency: a frame's word is offered on ``cmd``/``data`` one cycle after its last byte leaves
-    the FIFO; the parser takes one FIFO byte per cycle, so it never limits the link.
+    Latency: a frame's word is offered on ``cmd``/``data`` two cycles after its last CRC byte
+    leaves the FIFO; the parser takes one FIFO byte per cycle, so it never limits the link.
     """
 
     def __init__(self, *, divisor: int, data_width: int, res_width: int, cmd_width: int = 64,
@@ -273,6 +320,8 @@ class UARTBridge(wiring.Component):
             "engine_rst": Out(1),
             "overrun": Out(1),
             "frame_error": Out(1),
+            "bad_frames": Out(16),
+            "seq_errors": Out(16),
         })
 
     @property
@@ -284,8 +333,13 @@ class UARTBridge(wiring.Component):
         return -(-self.res_width // 8)
 
     @property
+    def max_payload(self) -> int:
+        """Longest frame payload the board accepts (a longer ``len`` is a bad frame)."""
+        return max(self.data_bytes, -(-self.cmd_width // 8))
+
+    @property
     def ident(self) -> bytes:
-        """The identify reply, tag included."""
+        """The identify reply's body, less its last byte (the token: the identify frame's seq)."""
         return IDENT_MAGIC + bytes([PROTOCOL_VERSION, self.data_bytes, self.res_bytes,
                                     self.fifo_depth & 0xFF, self.fifo_depth >> 8,
                                     self.credit_unit])
@@ -304,18 +358,38 @@ class UARTBridge(wiring.Component):
         m.d.comb += self.overrun.eq(urx.overrun)       # a byte lost: the host ignored credits
 
         # ---- frame parser: FIFO -> cmd / data ----------------------------------------------------
-        nlanes = max(self.data_bytes, -(-self.cmd_width // 8))
+        nlanes = self.max_payload
         word = Signal(8 * nlanes)
         channel = Signal(8)
+        seq = Signal(8)
+        expect = Signal(8)                   # seq of the next command/data frame
         nbytes = Signal(8)
         idx = Signal(8)
+        rcrc = Signal(16)
+        crc_hi = Signal(8)
+        byte = fifo.r_data
         pop = Signal()
         ident_req = Signal()
         ident_take = Signal()
-        dispatch_ident = Signal()  # an identify frame restarts the byte count (no pop then)
+        status_req = Signal()
+        status_take = Signal()
+        token = Signal(8)
+        dispatch_ident = Signal()  # an identify frame restarts the byte count
+        bad = Signal()
+        seq_bad = Signal()
         m.d.comb += [pop.eq(fifo.r_en & fifo.r_rdy),
                      self.cmd.payload.eq(word[:self.cmd_width]),
                      self.data.payload.eq(word[:self.data_width])]
+        with m.If(bad & (self.bad_frames != 0xFFFF)):
+            m.d.sync += self.bad_frames.eq(self.bad_frames + 1)
+        with m.If(seq_bad & (self.seq_errors != 0xFFFF)):
+            m.d.sync += self.seq_errors.eq(self.seq_errors + 1)
+
+        # requests taken by the transmitter; a new request in the same cycle wins (written later)
+        with m.If(ident_take):
+            m.d.sync += ident_req.eq(0)
+        with m.If(status_take):
+            m.d.sync += status_req.eq(0)
 
         idle = Signal(range(max(self.timeout, 1) + 1))
         in_frame = Signal()
@@ -327,57 +401,99 @@ class UARTBridge(wiring.Component):
         timed_out = Signal()
         m.d.comb += timed_out.eq(idle == self.timeout) if self.timeout else timed_out.eq(0)
 
+        rcrc_next = Signal(16)
+        m.d.comb += rcrc_next.eq(_crc16_next(rcrc, byte))
+
+        def header_byte(state_next, target=None):
+            """Take one header/payload byte into the CRC (and ``target``); hunt on a timeout."""
+            m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
+            with m.If(fifo.r_rdy):
+                m.d.sync += rcrc.eq(rcrc_next)
+                if target is not None:
+                    m.d.sync += target.eq(byte)
+                if state_next is not None:
+                    m.next = state_next
+            with m.Elif(timed_out):
+                m.next = "HUNT"
+
         with m.FSM(name="parse"):
-            with m.State("CHANNEL"):
+            with m.State("HUNT"):                    # skip anything until a start byte
                 m.d.comb += fifo.r_en.eq(1)
-                with m.If(fifo.r_rdy):
-                    m.d.sync += channel.eq(fifo.r_data)
-                    m.next = "LEN"
+                with m.If(fifo.r_rdy & (byte == FRAME_SYNC)):
+                    m.d.sync += rcrc.eq(0xFFFF)
+                    m.next = "TYPE"
+            with m.State("TYPE"):
+                header_byte("SEQ", channel)
+            with m.State("SEQ"):
+                header_byte("LEN", seq)
             with m.State("LEN"):
-                m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
+                header_byte(None, nbytes)
                 with m.If(fifo.r_rdy):
-                    m.d.sync += [nbytes.eq(fifo.r_data), idx.eq(0), word.eq(0)]
-                    with m.If(fifo.r_data == 0):
-                        m.next = "DISPATCH"
+                    m.d.sync += [idx.eq(0), word.eq(0)]
+                    with m.If(byte > nlanes):        # impossible length: garbage, hunt again
+                        m.d.comb += bad.eq(1)
+                        m.next = "HUNT"
+                    with m.Elif(byte == 0):
+                        m.next = "CRC_HI"
                     with m.Else():
                         m.next = "PAYLOAD"
-                with m.Elif(timed_out):
-                    m.next = "CHANNEL"
             with m.State("PAYLOAD"):
-                m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
+                header_byte(None)
                 with m.If(fifo.r_rdy):
                     with m.Switch(idx):
                         for lane in range(nlanes):
                             with m.Case(lane):
-                                m.d.sync += word[8 * lane:8 * lane + 8].eq(fifo.r_data)
+                                m.d.sync += word[8 * lane:8 * lane + 8].eq(byte)
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == nbytes):
-                        m.next = "DISPATCH"
+                        m.next = "CRC_HI"
+            with m.State("CRC_HI"):
+                m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
+                with m.If(fifo.r_rdy):
+                    m.d.sync += crc_hi.eq(byte)
+                    m.next = "CRC_LO"
                 with m.Elif(timed_out):
-                    m.next = "CHANNEL"
+                    m.next = "HUNT"
+            with m.State("CRC_LO"):
+                m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
+                with m.If(fifo.r_rdy):
+                    with m.If(Cat(byte, crc_hi) == rcrc):
+                        m.next = "DISPATCH"
+                    with m.Else():
+                        m.d.comb += bad.eq(1)
+                        m.next = "HUNT"
+                with m.Elif(timed_out):
+                    m.next = "HUNT"
             with m.State("DISPATCH"):
+                m.next = "HUNT"
                 with m.Switch(channel):
-                    with m.Case(Channel.CMD):
-                        m.next = "CMD"
-                    with m.Case(Channel.DATA):
-                        m.next = "DATA"
+                    with m.Case(Channel.CMD, Channel.DATA):
+                        with m.If(seq == expect):
+                            m.d.sync += expect.eq(expect + 1)
+                            with m.If(channel == Channel.CMD):
+                                m.next = "CMD"
+                            with m.Else():
+                                m.next = "DATA"
+                        with m.Else():
+                            m.d.comb += seq_bad.eq(1)
                     with m.Case(Channel.IDENTIFY):
                         m.d.comb += dispatch_ident.eq(1)
-                        m.d.sync += ident_req.eq(1)
-                        m.next = "CHANNEL"
+                        m.d.sync += [ident_req.eq(1), expect.eq(seq + 1), token.eq(seq)]
                     with m.Case(Channel.RESET):
                         m.d.comb += self.engine_rst.eq(1)
-                        m.next = "CHANNEL"
-                    with m.Default():                 # unknown channel: frame dropped
-                        m.next = "CHANNEL"
+                        m.d.sync += expect.eq(seq + 1)
+                    with m.Case(Channel.STATUS):
+                        m.d.sync += [status_req.eq(1), token.eq(seq)]
+                    with m.Default():                 # unknown type: dropped and counted
+                        m.d.comb += bad.eq(1)
             with m.State("CMD"):
                 m.d.comb += self.cmd.valid.eq(1)
                 with m.If(self.cmd.ready):
-                    m.next = "CHANNEL"
+                    m.next = "HUNT"
             with m.State("DATA"):
                 m.d.comb += self.data.valid.eq(1)
                 with m.If(self.data.ready):
-                    m.next = "CHANNEL"
+                    m.next = "HUNT"
 
         # ---- credits: one per credit_unit bytes popped from the FIFO ---------------------------
         popped = Signal(range(self.credit_unit))
@@ -391,46 +507,82 @@ class UARTBridge(wiring.Component):
             with m.Else():
                 m.d.sync += popped.eq(popped + 1)
         with m.If(ident_take):
-            m.d.sync += [owed.eq(0), ident_req.eq(0)]
+            m.d.sync += owed.eq(0)
         with m.Else():
             m.d.sync += owed.eq(owed + credit_inc - credit_dec)
         with m.If(dispatch_ident):
             m.d.sync += popped.eq(0)
 
-        # ---- transmit: credits, identify replies, result words ---------------------------------
+        # ---- transmit: credits, identify replies, status, result words -------------------------
         rbytes = self.res_bytes
         ident = self.ident
-        shreg = Signal(8 * rbytes)
-        cnt = Signal(range(max(rbytes, len(ident)) + 1))
+        shreg = Signal(8 * max(rbytes, STATUS_BYTES))
+        cnt = Signal(range(max(rbytes, len(ident) + 1, STATUS_BYTES) + 1))
         ident_rom = Array(Const(b, 8) for b in ident)
+        tag = Signal(8)
+        length = Signal(8)
+        mseq = Signal(8)
+        tcrc = Signal(16)
+        status_body = Cat(token, expect, self.bad_frames, self.seq_errors, self.overrun,
+                          self.frame_error, Const(0, 6))
+        assert len(status_body) == 8 * STATUS_BYTES
+
+        tcrc_next = Signal(16)
+        m.d.comb += tcrc_next.eq(_crc16_next(tcrc, utx.i.payload))
+
+        def send(value, state_next, *, crc=True):
+            m.d.comb += [utx.i.payload.eq(value), utx.i.valid.eq(1)]
+            with m.If(utx.i.ready):
+                if crc:
+                    m.d.sync += tcrc.eq(tcrc_next)
+                if state_next is not None:
+                    m.next = state_next
+
         with m.FSM(name="send"):
             with m.State("IDLE"):
                 with m.If(owed != 0):
-                    m.d.comb += [utx.i.payload.eq(Tag.CREDIT), utx.i.valid.eq(1)]
-                    with m.If(utx.i.ready):
-                        m.d.comb += credit_dec.eq(1)
+                    m.d.comb += credit_dec.eq(1)
+                    m.d.sync += [tag.eq(Tag.CREDIT), length.eq(0)]
+                    m.next = "SYNC"
                 with m.Elif(ident_req):
                     m.d.comb += ident_take.eq(1)
-                    m.d.sync += cnt.eq(0)
-                    m.next = "IDENT"
+                    m.d.sync += [tag.eq(Tag.IDENTIFY), length.eq(len(ident) + 1)]
+                    m.next = "SYNC"
+                with m.Elif(status_req):
+                    m.d.comb += status_take.eq(1)
+                    m.d.sync += [tag.eq(Tag.STATUS), length.eq(STATUS_BYTES),
+                                 shreg.eq(status_body)]
+                    m.next = "SYNC"
                 with m.Elif(self.res.valid):
                     m.d.comb += self.res.ready.eq(1)
-                    m.d.sync += [shreg.eq(self.res.payload), cnt.eq(0)]
-                    m.next = "HEADER"
-            with m.State("IDENT"):
-                m.d.comb += [utx.i.payload.eq(ident_rom[cnt]), utx.i.valid.eq(1)]
+                    m.d.sync += [tag.eq(Tag.RESULT), length.eq(rbytes),
+                                 shreg.eq(self.res.payload)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.sync += [tcrc.eq(0xFFFF), cnt.eq(0)]
+                send(MESSAGE_SYNC, "TAG", crc=False)
+            with m.State("TAG"):
+                send(tag, "SEQ")
+            with m.State("SEQ"):
+                send(mseq, "LEN")
+            with m.State("LEN"):
+                send(length, None)
                 with m.If(utx.i.ready):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == len(ident) - 1):
-                        m.next = "IDLE"
-            with m.State("HEADER"):
-                m.d.comb += [utx.i.payload.eq(Tag.RESULT), utx.i.valid.eq(1)]
-                with m.If(utx.i.ready):
-                    m.next = "BODY"
+                    with m.If(length == 0):
+                        m.next = "CRC_HI"
+                    with m.Else():
+                        m.next = "BODY"
             with m.State("BODY"):
-                m.d.comb += [utx.i.payload.eq(shreg[:8]), utx.i.valid.eq(1)]
+                ident_byte = Mux(cnt == len(ident), token, ident_rom[cnt])
+                send(Mux(tag == Tag.IDENTIFY, ident_byte, shreg[:8]), None)
                 with m.If(utx.i.ready):
                     m.d.sync += [shreg.eq(shreg >> 8), cnt.eq(cnt + 1)]
-                    with m.If(cnt == rbytes - 1):
-                        m.next = "IDLE"
+                    with m.If(cnt == length - 1):
+                        m.next = "CRC_HI"
+            with m.State("CRC_HI"):
+                send(tcrc[8:], "CRC_LO", crc=False)
+            with m.State("CRC_LO"):
+                send(tcrc[:8], "IDLE", crc=False)
+                with m.If(utx.i.ready):
+                    m.d.sync += mseq.eq(mseq + 1)
         return m

@@ -1,36 +1,51 @@
 """The driver's exchanges over a serial link to a board's UART bridge (``docs/uart.md``).
 
-:class:`SerialTransport` speaks the bridge's framing over any *byte port*: an object with
-``write(bytes)`` and ``read(n) -> bytes`` (``read`` may return fewer bytes, or none on a timeout),
-like a ``pyserial`` ``Serial``. Give it a device name (``"/dev/ttyUSB1"``) and it opens one with
-pyserial, imported only then (``pip install pyserial``).
+:class:`SerialTransport` speaks the bridge's framing (version 2: every frame and message carries a
+sequence number and a CRC-16) over any *byte port*: an object with ``write(bytes)`` and
+``read(n) -> bytes`` (``read`` may return fewer bytes, or none on a timeout), like a ``pyserial``
+``Serial``. Give it a device name (``"/dev/ttyUSB1"``) and it opens one with pyserial, imported only
+then (``pip install pyserial``).
 
 :class:`AmaranthSerialPort` is such a byte port in simulation: it drives the ``rx`` pin and decodes
 the ``tx`` pin of a design with the board top's UART pins (:class:`~progressivenn.hw.boards.EngineOverUART`)
 in the Amaranth simulator, advancing the simulation only while the host waits for bytes.
+:class:`FaultyPort` wraps a byte port and flips, drops, duplicates or inserts bytes in either
+direction (fault injection).
 
-Flow control is by credits: after ``connect()`` the host may have at most ``fifo_depth`` bytes in
-flight; every credit message returns ``credit_unit`` bytes. Commands go out in order, each followed
-by the data beats its LOAD asks for, which is the order the engine consumes them in.
+Never a wrong result: a damaged frame is dropped by the board (and its loss seen in the status the
+host asks for at the end of every exchange); a damaged, lost or duplicated message is seen by the
+host (CRC, message sequence numbers). Either way :class:`LinkError` says what happened. Only what is
+safe to repeat is retried: the identify when connecting and the status request. An exchange has
+one deadline, fixed when it starts, that no received byte extends; credits never raise the
+allowance above the board's FIFO depth.
 """
 
 from __future__ import annotations
 
+import random
 import time
 
 from ..hw import isa
 from ..hw.isa import EngineConfig
-from ..hw.uart import IDENT_MAGIC, PROTOCOL_VERSION, Channel, Tag
+from ..hw.uart import (FRAME_SYNC, IDENT_MAGIC, MESSAGE_SYNC, PROTOCOL_VERSION, STATUS_BYTES,
+                       Channel, Tag, crc16)
 from .transport import Exchange, Transport, drive
 
-__all__ = ["frame", "exchange_bytes", "UpstreamParser", "SerialTransport", "AmaranthSerialPort"]
+__all__ = ["frame", "exchange_frames", "exchange_bytes", "Message", "UpstreamParser",
+           "LinkError", "SerialTransport", "AmaranthSerialPort", "FaultyPort"]
 
 _LOADS = (isa.Op.LOAD_W, isa.Op.LOAD_A, isa.Op.LOAD_PP)
+_IDENT_BYTES = len(IDENT_MAGIC) + 7
 
 
-def frame(channel: int, value: int = 0, width: int | None = None) -> bytes:
-    """One host -> board frame: channel, byte count, ``value`` little-endian (leading zero bytes
-    dropped: the bridge zero-extends)."""
+class LinkError(RuntimeError):
+    """The serial link lost or damaged something the host cannot safely repeat; the engine's
+    state is unknown (reconnect: that resets it)."""
+
+
+def frame(channel: int, value: int = 0, width: int | None = None, seq: int = 0) -> bytes:
+    """One host -> board frame: start byte, type, seq, byte count, ``value`` little-endian
+    (leading zero bytes dropped: the bridge zero-extends), CRC-16 (high byte first)."""
     value = int(value)
     if value < 0:
         raise ValueError(f"frame payload must be non-negative, not {value}")
@@ -39,55 +54,96 @@ def frame(channel: int, value: int = 0, width: int | None = None) -> bytes:
     n = (value.bit_length() + 7) // 8
     if n > 255:
         raise ValueError(f"frame payload of {n} bytes exceeds 255")
-    return bytes([channel, n]) + value.to_bytes(n, "little")
+    body = bytes([channel, seq & 0xFF, n]) + value.to_bytes(n, "little")
+    return bytes([FRAME_SYNC]) + body + crc16(body).to_bytes(2, "big")
 
 
-def exchange_bytes(cfg: EngineConfig, ex: Exchange) -> bytes:
-    """The byte stream of one exchange: each command, then the data beats it loads; data beats no
-    command claims go last."""
-    out = bytearray()
+def exchange_frames(cfg: EngineConfig, ex: Exchange) -> list:
+    """``(type, word, width)`` of one exchange, in sending order: each command, then the data beats
+    it loads; data beats no command claims go last."""
+    out = []
     data = iter(ex.data)
     left = len(ex.data)
     for c in ex.cmds:
-        out += frame(Channel.CMD, c, isa.CMD_WIDTH)
+        out.append((Channel.CMD, c, isa.CMD_WIDTH))
         f = isa.decode_cmd(c)
         if f["op"] in _LOADS:
             n = min(f["count"], left)
-            for _ in range(n):
-                out += frame(Channel.DATA, next(data), cfg.data_width)
+            out += [(Channel.DATA, next(data), cfg.data_width) for _ in range(n)]
             left -= n
-    for d in data:
-        out += frame(Channel.DATA, d, cfg.data_width)
-    return bytes(out)
+    out += [(Channel.DATA, d, cfg.data_width) for d in data]
+    return out
+
+
+def exchange_bytes(cfg: EngineConfig, ex: Exchange, seq: int = 0) -> bytes:
+    """The byte stream of one exchange, its frames numbered from ``seq``."""
+    return b"".join(frame(t, w, width, seq + i)
+                    for i, (t, w, width) in enumerate(exchange_frames(cfg, ex)))
+
+
+class Message:
+    """One board -> host message: ``tag``, the board's message counter ``seq``, ``body``."""
+
+    __slots__ = ("tag", "seq", "body")
+
+    def __init__(self, tag: int, seq: int, body: bytes):
+        self.tag, self.seq, self.body = tag, seq, body
+
+    def __repr__(self):
+        return f"Message(tag={self.tag:#x}, seq={self.seq}, body={self.body.hex()})"
 
 
 class UpstreamParser:
-    """Incremental decoder of board -> host messages."""
+    """Incremental decoder of board -> host messages; hunts for the start byte after garbage.
+
+    A candidate whose length is impossible for its tag or whose CRC is wrong is counted in
+    ``bad`` and only its start byte skipped, so a real message behind garbage is still found;
+    bytes skipped while hunting are counted in ``garbage``. The buffer never holds more than one
+    message. ``messages`` collects the good ones in order."""
 
     def __init__(self, res_bytes: int):
         self.res_bytes = res_bytes
+        self.lengths = {Tag.RESULT: res_bytes, Tag.CREDIT: 0, Tag.IDENTIFY: _IDENT_BYTES,
+                        Tag.STATUS: STATUS_BYTES}
         self.buf = bytearray()
-        self.results: list[int] = []
-        self.credits = 0
+        self.messages: list = []
+        self.bad = 0
+        self.garbage = 0
 
     def feed(self, data: bytes) -> None:
-        self.buf += data
         buf = self.buf
-        i = 0
-        while i < len(buf):
-            tag = buf[i]
-            if tag == Tag.CREDIT:
-                self.credits += 1
-                i += 1
-            elif tag == Tag.RESULT:
-                if len(buf) - i < 1 + self.res_bytes:
-                    break
-                self.results.append(int.from_bytes(buf[i + 1:i + 1 + self.res_bytes], "little"))
-                i += 1 + self.res_bytes
-            else:
-                raise RuntimeError(f"serial link out of step: unexpected message tag {tag:#04x}"
-                                   f" (reset the board and reconnect)")
-        del buf[:i]
+        buf += data
+        while buf:
+            i = buf.find(MESSAGE_SYNC)
+            if i < 0:
+                self.garbage += len(buf)
+                buf.clear()
+                break
+            if i:
+                self.garbage += i
+                del buf[:i]
+            if len(buf) < 4:
+                break
+            tag, seq, n = buf[1], buf[2], buf[3]
+            if self.lengths.get(tag) != n:
+                self.bad += 1
+                del buf[:1]
+                continue
+            if len(buf) < 6 + n:
+                break
+            if crc16(bytes(buf[1:4 + n])) != int.from_bytes(buf[4 + n:6 + n], "big"):
+                self.bad += 1
+                del buf[:1]
+                continue
+            self.messages.append(Message(tag, seq, bytes(buf[4:4 + n])))
+            del buf[:6 + n]
+
+
+def _status(body: bytes) -> dict:
+    return {"token": body[0], "expect": body[1],
+            "bad_frames": int.from_bytes(body[2:4], "little"),
+            "seq_errors": int.from_bytes(body[4:6], "little"),
+            "overrun": bool(body[6] & 1), "frame_error": bool(body[6] & 2)}
 
 
 class SerialTransport(Transport):
@@ -100,14 +156,26 @@ class SerialTransport(Transport):
     port : str or byte port
         A device name (opened with pyserial at ``baud``) or an object with ``write``/``read``.
     baud : int
+        Also sets the deadline's allowance per byte (10 bits each, times 4). A port with a
+        ``baud`` attribute and a ``clock()`` (a simulated port) gives both: then all times below
+        are the port's (simulated) seconds.
     timeout : float
-        Seconds without any byte from the board, while one is expected, before ``TimeoutError``.
+        Base of every deadline, in seconds: an exchange must finish within
+        ``timeout + 4 * 10 / baud * bytes``, counted from its start; no byte received extends it.
     reset : bool
-        Reset the engine when connecting (channel 3), so no stale results are pending.
+        Reset the engine when connecting (type 3), so no stale results are pending.
+    probe : float
+        Seconds of silence, once everything is sent, before the host asks for the status again
+        (the only request it repeats within an exchange).
+    retries : int
+        Identify requests sent before ``connect()`` gives up.
+
+    ``link`` counts what the link went through: messages received, bad candidates and garbage
+    bytes skipped by the parser, status probes repeated, identify retries.
     """
 
     def __init__(self, cfg: EngineConfig, port, *, baud: int = 115200, timeout: float = 10.0,
-                 reset: bool = True):
+                 reset: bool = True, probe: float = 0.5, retries: int = 3):
         self.cfg = cfg
         if isinstance(port, str):
             try:
@@ -116,8 +184,13 @@ class SerialTransport(Transport):
                 raise RuntimeError("a serial port needs pyserial: pip install pyserial") from e
             port = serial.Serial(port, baud, timeout=0.05)
         self.port = port
+        # a simulated port keeps its own time (simulated seconds): deadlines follow it
+        self.clock = getattr(port, "clock", time.monotonic)
+        self.baud = getattr(port, "baud", baud)
         self.timeout = timeout
         self.reset = reset
+        self.probe = probe
+        self.retries = retries
         self.connected = False
         self.fifo_depth = 0
         self.credit_unit = 0
@@ -126,6 +199,12 @@ class SerialTransport(Transport):
         self.bytes_received = 0
         self.res_bytes = -(-cfg.res_width // 8)
         self.parser = UpstreamParser(self.res_bytes)
+        self.seq = 0              # seq of the next command/data frame
+        self.mseq = 0             # seq of the next board message
+        self.token = 0            # of the last status request
+        self.results: list[int] = []
+        self.status = None
+        self.link = {"messages": 0, "bad": 0, "garbage": 0, "probes": 0, "identify_retries": 0}
 
     # ---- byte level -----------------------------------------------------------------------------
     def _read_some(self) -> bytes:
@@ -138,25 +217,47 @@ class SerialTransport(Transport):
         self.port.write(data)
         self.bytes_sent += len(data)
 
+    def _deadline(self, nbytes: int) -> float:
+        return self.clock() + self.timeout + 40.0 / self.baud * nbytes
+
+    def _drain(self) -> list:
+        """Read what the port has; return the good messages decoded so far."""
+        data = self._read_some()
+        if data:
+            self.parser.feed(data)
+        self.link["bad"], self.link["garbage"] = self.parser.bad, self.parser.garbage
+        msgs, self.parser.messages = self.parser.messages, []
+        self.link["messages"] += len(msgs)
+        return msgs
+
     def connect(self) -> dict:
         """Reset the engine (if asked), identify the bridge and start the credit count.
 
-        Returns the identify reply's fields."""
-        self._write((frame(Channel.RESET) if self.reset else b"") + frame(Channel.IDENTIFY))
-        buf = bytearray()
-        deadline = time.monotonic() + self.timeout
-        while True:
-            j = buf.find(IDENT_MAGIC)
-            if j >= 0 and len(buf) >= j + len(IDENT_MAGIC) + 6:
+        The identify is safe to repeat and is, up to ``retries`` times. Returns the identify
+        reply's fields."""
+        info = None
+        deadline = self._deadline(64 * self.retries)
+        self.parser = UpstreamParser(self.res_bytes)
+        for attempt in range(self.retries):
+            if attempt:
+                self.link["identify_retries"] += 1
+            self.token = (self.token + 1) & 0xFF
+            self._write((frame(Channel.RESET, seq=self.token) if self.reset else b"")
+                        + frame(Channel.IDENTIFY, seq=self.token))
+            wait = self.clock() + (deadline - self.clock()) / (self.retries - attempt)
+            while info is None and self.clock() < wait:
+                msgs = self._drain()
+                for i, msg in enumerate(msgs):   # anything before our identify reply is stale
+                    if (msg.tag == Tag.IDENTIFY and msg.body.startswith(IDENT_MAGIC)
+                            and msg.body[-1] == self.token):
+                        info, ident_seq, rest = msg.body[len(IDENT_MAGIC):], msg.seq, msgs[i + 1:]
+                        break
+            if info is not None:
                 break
-            data = self._read_some()
-            if data:
-                buf += data
-                deadline = time.monotonic() + self.timeout
-            elif time.monotonic() > deadline:
-                raise TimeoutError("no identify reply from the board: check the port, the baud"
-                                   " rate and that the bitstream is loaded")
-        f = buf[j + len(IDENT_MAGIC):j + len(IDENT_MAGIC) + 6]
+        if info is None:
+            raise TimeoutError("no identify reply from the board: check the port, the baud rate"
+                               " and that the bitstream is loaded")
+        f = info
         info = {"version": f[0], "data_bytes": f[1], "res_bytes": f[2],
                 "fifo_depth": f[3] | f[4] << 8, "credit_unit": f[5]}
         if info["version"] != PROTOCOL_VERSION:
@@ -170,40 +271,89 @@ class SerialTransport(Transport):
                                f" EngineConfig")
         self.fifo_depth, self.credit_unit = info["fifo_depth"], info["credit_unit"]
         self.allowance = self.fifo_depth
-        self.parser = UpstreamParser(self.res_bytes)
-        self.parser.feed(bytes(buf[j + len(IDENT_MAGIC) + 6:]))
+        self.seq = (self.token + 1) & 0xFF
+        self.mseq = (ident_seq + 1) & 0xFF
+        self.results = []
+        self.status = None
+        for msg in rest:                     # credits sent right after the reply
+            self._take(msg)
         self.connected = True
         return info
 
-    def _absorb(self, data: bytes) -> None:
-        self.parser.feed(data)
-        self.allowance += self.parser.credits * self.credit_unit
-        self.parser.credits = 0
+    def _take(self, msg) -> None:
+        """Account one message of an exchange; a lost or duplicated one is a LinkError."""
+        if msg.seq != self.mseq:
+            self.connected = False
+            raise LinkError(f"serial link: board message #{self.mseq} lost or damaged (got"
+                            f" #{msg.seq} next); the engine state is unknown: reconnect and run"
+                            f" again")
+        self.mseq = (self.mseq + 1) & 0xFF
+        if msg.tag == Tag.CREDIT:
+            self.allowance = min(self.fifo_depth, self.allowance + self.credit_unit)
+        elif msg.tag == Tag.RESULT:
+            self.results.append(int.from_bytes(msg.body, "little"))
+        elif msg.tag == Tag.STATUS:
+            st = _status(msg.body)
+            if st["token"] == self.token:
+                self.status = st
+        else:
+            self.connected = False
+            raise LinkError(f"serial link: unexpected {msg!r} in an exchange")
+
+    def _status_request(self) -> bytes:
+        self.token = (self.token + 1) & 0xFF
+        self.status = None
+        return frame(Channel.STATUS, seq=self.token)
 
     def exchange(self, ex: Exchange) -> list[int]:
-        """Send one exchange and return its ``n_results`` result words."""
+        """Send one exchange and return its ``n_results`` result words (or raise LinkError)."""
         if not self.connected:
             self.connect()
-        out = exchange_bytes(self.cfg, ex)
+        nframes = len(exchange_frames(self.cfg, ex))
+        out = exchange_bytes(self.cfg, ex, self.seq) + self._status_request()
+        self.seq = (self.seq + nframes) & 0xFF
         pos = 0
-        deadline = time.monotonic() + self.timeout
-        while pos < len(out) or len(self.parser.results) < ex.n_results:
+        deadline = self._deadline(len(out) + ex.n_results * (6 + self.res_bytes))
+        quiet_since = self.clock()
+        while True:
             if pos < len(out) and self.allowance > 0:
                 n = min(self.allowance, len(out) - pos)
                 self._write(out[pos:pos + n])
                 pos += n
                 self.allowance -= n
                 continue
-            data = self._read_some()
-            if data:
-                self._absorb(data)
-                deadline = time.monotonic() + self.timeout
-            elif time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"board silent for {self.timeout} s: sent {pos}/{len(out)} bytes, got"
-                    f" {len(self.parser.results)}/{ex.n_results} results")
-        res = self.parser.results[:ex.n_results]
-        del self.parser.results[:ex.n_results]
+            msgs = self._drain()
+            for msg in msgs:
+                self._take(msg)
+            if self.status is not None and self.status["expect"] != self.seq:
+                self.connected = False
+                raise LinkError(
+                    f"serial link: the board dropped host frames (expects frame #"
+                    f"{self.status['expect']}, {self.seq} sent; {self.status['bad_frames']} bad,"
+                    f" {self.status['seq_errors']} out of sequence so far); the engine state is"
+                    f" unknown: reconnect and run again")
+            if len(self.results) > ex.n_results:
+                self.connected = False
+                raise LinkError(f"serial link: {len(self.results)} results for an exchange of"
+                                f" {ex.n_results}")
+            if pos == len(out) and self.status is not None and len(self.results) == ex.n_results:
+                break
+            now = self.clock()
+            if msgs:
+                quiet_since = now
+            elif pos == len(out) and now - quiet_since > self.probe and self.allowance >= 8:
+                probe = self._status_request()        # safe to repeat: it only reads counters
+                self._write(probe)
+                self.allowance -= len(probe)
+                self.link["probes"] += 1
+                quiet_since = now
+            if now > deadline:
+                self.connected = False
+                raise LinkError(
+                    f"serial link: exchange not finished by its deadline: sent {pos}/{len(out)}"
+                    f" bytes, got {len(self.results)}/{ex.n_results} results"
+                    f"{'' if self.status else ', no status reply'}; reconnect and run again")
+        res, self.results = self.results, []
         return res
 
     def run(self, gen):
@@ -213,6 +363,62 @@ class SerialTransport(Transport):
         close = getattr(self.port, "close", None)
         if close:
             close()
+
+
+class FaultyPort:
+    """A byte port that damages the traffic of ``port`` (fault injection).
+
+    Each byte written (host -> board, ``down``) or read (board -> host, ``up``) is, with
+    probability ``rate``, flipped in one bit, dropped, duplicated or preceded by a random byte
+    (``kinds``). ``injected`` counts the faults by direction and kind. ``armed`` switches the
+    injection on and off (e.g. only while an exchange runs)."""
+
+    KINDS = ("flip", "drop", "duplicate", "insert")
+
+    def __init__(self, port, *, rate: float, seed: int = 0, down: bool = True, up: bool = True,
+                 kinds=KINDS):
+        self.port = port
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.dirs = {"down": down, "up": up}
+        self.kinds = tuple(kinds)
+        self.armed = True
+        self.injected = {f"{d}.{k}": 0 for d in ("down", "up") for k in self.KINDS}
+
+    def total(self) -> int:
+        return sum(self.injected.values())
+
+    def _damage(self, data: bytes, direction: str) -> bytes:
+        if not (self.armed and self.dirs[direction]):
+            return data
+        out = bytearray()
+        for b in data:
+            if self.rng.random() >= self.rate:
+                out.append(b)
+                continue
+            kind = self.rng.choice(self.kinds)
+            self.injected[f"{direction}.{kind}"] += 1
+            if kind == "flip":
+                out.append(b ^ (1 << self.rng.randrange(8)))
+            elif kind == "duplicate":
+                out += bytes([b, b])
+            elif kind == "insert":
+                out += bytes([self.rng.randrange(256), b])
+        return bytes(out)
+
+    @property
+    def in_waiting(self) -> int:
+        return self.port.in_waiting
+
+    def write(self, data: bytes) -> int:
+        self.port.write(self._damage(data, "down"))
+        return len(data)
+
+    def read(self, n: int = 1) -> bytes:
+        return self._damage(self.port.read(n), "up")
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
 
 
 class AmaranthSerialPort:
@@ -227,14 +433,15 @@ class AmaranthSerialPort:
         Probability of an idle bit time between two bytes sent (the host's random stalls).
     seed : int
     max_cycles : int
-        ``read`` gives up (returns ``b""``) after this many cycles without a byte.
+        ``read`` gives up (returns ``b""``) after this many cycles without a byte (the port's
+        read timeout; the host's deadlines are in the simulated time of :meth:`clock`).
     vcd : str or None
         Waveform file.
     watch : sequence of Signal
         Signals that :meth:`peek` may read (default: ``dut.error`` and ``dut.busy`` where present).
     """
 
-    def __init__(self, dut, *, gap: float = 0.0, seed: int = 0, max_cycles: int = 2_000_000,
+    def __init__(self, dut, *, gap: float = 0.0, seed: int = 0, max_cycles: int = 20_000,
                  vcd: str | None = None, watch=None):
         import random
 
@@ -309,6 +516,14 @@ class AmaranthSerialPort:
         return self.values[id(signal)]
 
     # ---- byte-port interface ----------------------------------------------------------------
+    def clock(self) -> float:
+        """Simulated seconds so far."""
+        return self.cycles * self.period
+
+    @property
+    def baud(self) -> float:
+        return 1.0 / (self.period * self.div)
+
     @property
     def in_waiting(self) -> int:
         return len(self.rx_buf)

@@ -124,22 +124,38 @@ def test_divisor_and_bad_parameters():
 # ---- host-side framing ----------------------------------------------------------------------------
 
 def test_frames_and_exchange_order():
-    assert frame(1, 0) == b"\x01\x00"
-    assert frame(2, 0x1234) == b"\x02\x02\x34\x12"
+    from progressivenn.hw.uart import crc16
+    assert crc16(b"123456789") == 0x29B1                 # the CRC-16/CCITT-FALSE check value
+    assert frame(1, 0) == b"\xa5\x01\x00\x00" + crc16(b"\x01\x00\x00").to_bytes(2, "big")
+    assert frame(2, 0x1234, seq=7)[:7] == b"\xa5\x02\x07\x02\x34\x12" + bytes([
+        crc16(b"\x02\x07\x02\x34\x12") >> 8])
     with pytest.raises(ValueError):
         frame(2, 1 << 9, width=8)
     from progressivenn.hw import isa
     cmds = [isa.cmd_load_w(0, 2), isa.cmd_run(bank=0, relu=True, k_start=0, k_end=1, wplanes=1,
                                               ngroups=1, nchunks=1, npos=1),
             isa.cmd_load_a(1, 0, 1)]
-    got = exchange_bytes(CFG, Exchange(cmds, [5, 6, 7, 8], 0))
-    want = (frame(1, cmds[0]) + frame(2, 5) + frame(2, 6) + frame(1, cmds[1]) + frame(1, cmds[2])
-            + frame(2, 7) + frame(2, 8))
+    got = exchange_bytes(CFG, Exchange(cmds, [5, 6, 7, 8], 0), seq=250)
+    want = (frame(1, cmds[0], seq=250) + frame(2, 5, seq=251) + frame(2, 6, seq=252)
+            + frame(1, cmds[1], seq=253) + frame(1, cmds[2], seq=254) + frame(2, 7, seq=255)
+            + frame(2, 8, seq=0))
     assert got == want
+
+
+def _msg(tag, seq, body=b""):
+    from progressivenn.hw.uart import crc16
+    head = bytes([tag, seq, len(body)]) + body
+    return b"\x5a" + head + crc16(head).to_bytes(2, "big")
+
+
+def test_upstream_parser_resynchronises():
     p = UpstreamParser(3)
-    p.feed(b"\x02\x01\x01\x02")
-    p.feed(b"\x03\x02")
-    assert p.results == [0x030201] and p.credits == 2
+    good = _msg(1, 0, b"\x01\x02\x03") + _msg(2, 1)
+    p.feed(b"\x00\xff" + good[:5])
+    p.feed(good[5:] + b"\x5a\x01\x01\x03zzzzz" + _msg(2, 2))   # a damaged candidate, then one more
+    assert [(m.tag, m.seq, m.body) for m in p.messages] == [(1, 0, b"\x01\x02\x03"), (2, 1, b""),
+                                                            (2, 2, b"")]
+    assert p.bad == 1 and p.garbage >= 2
 
 
 # ---- bridge round trip through the serial transport ----------------------------------------------
@@ -157,7 +173,7 @@ def test_bridge_round_trip_with_stalls(fifo_depth, credit_unit, gap):
     _, port, tr = _echo_transport(fifo_depth=fifo_depth, credit_unit=credit_unit, gap=gap,
                                   seed=fifo_depth)
     info = tr.connect()
-    assert info == {"version": 1, "data_bytes": -(-CFG.data_width // 8),
+    assert info == {"version": 2, "data_bytes": -(-CFG.data_width // 8),
                     "res_bytes": -(-CFG.res_width // 8), "fifo_depth": fifo_depth,
                     "credit_unit": credit_unit}
 
@@ -175,7 +191,9 @@ def test_bridge_round_trip_with_stalls(fifo_depth, credit_unit, gap):
 
     assert tr.run(gen()) == "done"
     port.run_cycles(40 * 3 * (fifo_depth // credit_unit + 2))   # the last credits come home
-    tr._absorb(port.read(port.in_waiting) if port.in_waiting else b"")
+    if port.in_waiting:
+        for msg in tr._drain():
+            tr._take(msg)
     # every byte sent is credited back once popped (less the partial unit), nothing was lost
     assert fifo_depth - credit_unit < tr.allowance <= fifo_depth
     assert port.peek(port.dut.error) == 0
@@ -184,7 +202,7 @@ def test_bridge_round_trip_with_stalls(fifo_depth, credit_unit, gap):
 def test_bridge_never_overruns_and_resyncs_after_a_torn_frame():
     dut, port, tr = _echo_transport(fifo_depth=16, credit_unit=4, gap=0.0, seed=3, timeout=400)
     tr.connect()
-    port.write(b"\x02\x09\x01\x02")        # a torn data frame: 7 bytes never come
+    port.write(frame(2, 0x1122334455, seq=tr.seq)[:6])   # a torn data frame: the rest never comes
     port.run_cycles(2000)                    # > timeout: the parser drops it
     tr.connected = False                     # reconnect: reset + identify
     assert tr.connect()["fifo_depth"] == 16
@@ -224,8 +242,8 @@ class StuckEngine(EchoEngine):
 def test_host_ignoring_credits_is_flagged_as_overrun():
     dut = EngineOverUART(CFG, divisor=2, engine=StuckEngine(CFG), fifo_depth=16, credit_unit=4)
     port = AmaranthSerialPort(dut)
-    port.write(frame(1, 0x5) * 8)           # 24 bytes > 16 + 1 held: the host ignored credits
-    port.run_cycles(24 * 10 * 2 + 100)
+    port.write(frame(1, 0x5) * 4)           # 28 bytes > 16 + 1 held: the host ignored credits
+    port.run_cycles(28 * 10 * 2 + 100)
     assert port.peek(dut.error) == 1
 
 
