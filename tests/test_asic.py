@@ -182,7 +182,10 @@ def test_pnn_asic_refuses_compare_without_baseline(tmp_path, capsys):
 
 # ---- gate-level regression ---------------------------------------------------------------------
 
-def _gate_case(tmp_path, *, nbits, net, rows, cols, **depths):
+def _gate_case(tmp_path, *, nbits, net, rows, cols, mbits=None, bbits=24, obits=24, **depths):
+    """A random bundle (``mbits``: its declared M width, default the bundle's 18) saved under
+    ``tmp_path`` and the ``pnn asic`` engine options of an engine that holds it."""
+    import dataclasses
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
     from bundles import random_bundle
@@ -190,10 +193,12 @@ def _gate_case(tmp_path, *, nbits, net, rows, cols, **depths):
     from progressivenn.model.bundle import save_bundle
 
     b = random_bundle(0, nbits=nbits, **net)
+    if mbits is not None:          # the random tables' M fit 11 bits: a smaller multiplier
+        b = dataclasses.replace(b, mbits=mbits)
     path = save_bundle(b, tmp_path / "bundle")
     red = max(layer.reduction for layer in b.compute_layers())
     opts = ["--rows", str(rows), "--cols", str(cols), "--max-reduction", str(red),
-            "--bbits", "24", "--obits", "24"]
+            "--bbits", str(bbits), "--obits", str(obits)]
     for name, v in depths.items():
         opts += [f"--{name}", str(v)]
     return path, opts
@@ -214,10 +219,11 @@ def _run_asic(argv, capsys):
 @needs_yosys
 @needs_iverilog
 def test_gate_level_netlist_of_a_tiny_engine_is_bit_exact(tmp_path, capsys):
-    """R=1 x C=2 engine, memories as a macro: the sky130 netlist runs a 3-layer network at
-    every k of an N=2 bundle, every layer value equal to the golden model's."""
-    bundle, opts = _gate_case(tmp_path, nbits=2, rows=1, cols=2, wdepth=24, adepth=16,
-                              ppdepth=2, accdepth=1,
+    """R=1 x C=2 engine (11-bit M, 16-bit B), memories as a macro: the sky130 netlist runs a
+    conv-pool-conv-linear network at every k of an N=2 bundle, every layer value equal to the
+    golden model's."""
+    bundle, opts = _gate_case(tmp_path, nbits=2, rows=1, cols=2, mbits=11, bbits=16, obits=16,
+                              wdepth=24, adepth=16, ppdepth=2, accdepth=1,
                               net=dict(images=1, input_shape=(1, 4, 4), channels=(2, 2),
                                        classes=2))
     rc, rep = _run_asic(["asic", *opts, "--simulate", str(bundle), "--images", "1",
