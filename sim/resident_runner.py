@@ -32,9 +32,7 @@ def build_resident(cfg: ResidentConfig, simulator: str, root) -> Path:
     build_dir = _build_dir(cfg, simulator, root)
     with _build_lock(build_dir) as lock:
         lock(True)
-        verilog = build_dir / "rtl" / f"{TOP}.v"
-        if not verilog.exists():
-            generate_resident_verilog(cfg, build_dir / "rtl")
+        verilog = generate_resident_verilog(cfg, build_dir / "rtl")   # rewritten only if changed
         get_runner(simulator).build(
             sources=[verilog], hdl_toplevel=TOP, build_dir=build_dir, timescale=("1ns", "1ps"),
             build_args=VERILATOR_ARGS if simulator == "verilator" else [],
@@ -45,7 +43,7 @@ def build_resident(cfg: ResidentConfig, simulator: str, root) -> Path:
 def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "icarus",
                         images: int = 2, bits=tuple(range(1, 9)), tables: str = "retrained",
                         fuse: bool = True, stall: float = 0.1, seed: int = 0,
-                        build_root="build/sim") -> dict:
+                        reset_test: bool = True, build_root="build/sim") -> dict:
     """Run the resident regression; return its report (per k: whole-image cycles per image, busy
     cycles per program layer, values compared, mismatches; the first mismatch)."""
     from cocotb_tools.runner import get_runner
@@ -60,7 +58,7 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
     conf = {"bundle": str(Path(bundle_path).resolve()), "config": {
         k: v for k, v in cfg.to_dict().items() if k in ResidentConfig.__dataclass_fields__},
         "images": images, "bits": list(bits), "tables": tables, "fuse": fuse, "stall": stall,
-        "seed": seed, "out": str(out)}
+        "seed": seed, "reset_test": reset_test, "out": str(out)}
     conf_path = test_dir / "config.json"
     conf_path.write_text(json.dumps(conf, indent=1))
     results_xml = test_dir / "results.xml"

@@ -295,7 +295,8 @@ class ResidentEngine(wiring.Component):
         lb = (C - 1).bit_length()                      # C is a power of two
         taw = addr_width(cfg.tapdepth)
         tl = tap_layout(cfg)
-        table = [Signal(tl, name=f"tap{l}") for l in range(cfg.taps)]
+        # network state, like the memories: kept across a reset
+        table = [Signal(tl, name=f"tap{l}", reset_less=True) for l in range(cfg.taps)]
         for l, t in enumerate(table):
             with m.If(accept & (cmd.op == Op.WRITE_TAP) & (cmd.addr == l)):
                 m.d.sync += t.eq(cmd.data[:tl.size])

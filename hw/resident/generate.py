@@ -53,6 +53,9 @@ def generate_resident_verilog(cfg: ResidentConfig, out_dir) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     text = verilog.convert(ResidentEngine(cfg), name=TOP, emit_src=False)
     path = out / f"{TOP}.v"
-    path.write_text(text)
-    (out / f"{TOP}.json").write_text(json.dumps(resident_params(cfg), indent=1) + "\n")
+    # unchanged files keep their time stamps, so a simulator build of them is reused
+    for p, t in ((path, text), (out / f"{TOP}.json",
+                                 json.dumps(resident_params(cfg), indent=1) + "\n")):
+        if not p.exists() or p.read_text() != t:
+            p.write_text(t)
     return path
