@@ -157,6 +157,21 @@ def test_digits_net_every_k():
         check_all(b, prog, rs.run_amaranth(prog, b.test_x, ks), ks, fused=fused(prog))
 
 
+MNIST = [("conv", 16, (3, 3), (1, 1), (1, 1)), ("pool", (2, 2), (2, 2)),
+         ("conv", 32, (3, 3), (1, 1), (1, 1)), ("pool", (2, 2), (2, 2)),
+         ("conv", 64, (3, 3), (1, 1), (1, 1)), ("pool", (2, 2), (2, 2)), ("flatten",),
+         ("linear", 10)]
+
+
+@pytest.mark.slow
+def test_mnist_net_k1():
+    """The MNIST reference shape (28x28, three conv+pool, linear 576->10) at k=1 and 2, pools
+    fused: every stored layer against golden, busy counters against the model."""
+    b = chain_bundle(6, MNIST, input_shape=(1, 28, 28), nbits=8)
+    prog = rs.compile_program(b, ResidentConfig())
+    check_all(b, prog, rs.run_amaranth(prog, b.test_x, [1, 2]), [1, 2], fused=fused(prog))
+
+
 def test_fit_check_names_memory():
     b = chain_bundle(1, ODD_A, input_shape=(3, 7, 6))
     with pytest.raises(rs.ResidentFitError,
