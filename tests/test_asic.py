@@ -283,3 +283,14 @@ def test_area_times_cycles_uses_measured_cycles_of_both_designs():
         assert e["ratio"] == pytest.approx(300 * e["cycles"] / (900 * bc), abs=1e-4)
         assert e["ratio_logic"] == pytest.approx(100 * e["cycles"] / (500 * bc), abs=1e-4)
         assert e["compared"] > 0
+
+
+@needs_sky130
+def test_pnn_asic_refuses_a_folder_of_other_files(tmp_path, capsys):
+    from progressivenn.cli import main
+
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["asic", "--rows", "1", "--cols", "2", "--max-reduction", "64",
+                 "--out", str(tmp_path)]) == 2
+    assert "refusing" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "keep me"

@@ -39,6 +39,8 @@ def add_arguments(p):
                                                 "(default: 1..N of the bundle)")
     p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing pnn asic output folder (never another kind's)")
 
 
 def engine_config(args, bundle=None):
@@ -66,10 +68,8 @@ def _summary(name: str, r: dict) -> str:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from progressivenn.hw import asic, sky130
-    from progressivenn.hw.generate import generate_verilog
+    from progressivenn.hw import sky130
+    from progressivenn.outdir import check_target, output_dir
 
     if args.compare and not args.baseline:
         raise ValueError("--compare needs --baseline (it compares the engine with the baseline)")
@@ -93,9 +93,25 @@ def run(args) -> int:
     if bundle is not None:
         from progressivenn.sim.driver import check_fits
         check_fits(bundle, cfg)        # before minutes of synthesis
-    out = Path(args.out)
+    check_target(args.out, "asic", force=args.force)     # before minutes of synthesis
     print(f"pnn asic: engine R={cfg.rows} C={cfg.cols} -> sky130_fd_sc_hd, memories as "
           f"{args.memory} (Yosys; minutes) ...", file=sys.stderr)
+    with output_dir(args.out, "asic", force=args.force, in_place=True,
+                    command="pnn asic") as out:
+        rep = _build(args, cfg, bundle, bits, out)
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        _print(rep, out)
+    bad = "gate_sim" in rep and (rep["gate_sim"]["mismatches"] or rep["gate_sim"]["failed_tests"])
+    return 1 if bad else 0
+
+
+def _build(args, cfg, bundle, bits, out) -> dict:
+    """Synthesize (and compare, simulate) into ``out``; return the report."""
+    from progressivenn.hw import asic
+    from progressivenn.hw.generate import generate_verilog
+
     vpath = generate_verilog(cfg, out / "rtl")
     rep = asic.synthesize(vpath, out / "engine", top="pnn_engine", memory=args.memory)
     rep["config"] = cfg.to_dict()
@@ -120,23 +136,22 @@ def run(args) -> int:
                            "build_seconds": g["build_seconds"], "sim_seconds": g["sim_seconds"],
                            "run_dir": g["run_dir"]}
     (out / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(rep, indent=1))
-    else:
-        print(_summary("engine", rep))
-        if "baseline" in rep:
-            print(_summary("baseline", rep["baseline"]))
-        if "area_x_cycles" in rep:
-            b = rep["area_x_cycles"]["baseline"]
-            print(f"area x cycles per inference (engine / int8 baseline, {b['cycles']} cycles):")
-            for r in rep["area_x_cycles"]["engine"]:
-                print(f"  k={r['k']}: {r['cycles']} cycles, ratio {r['ratio']:.3f} (logic only "
-                      f"{r['ratio_logic']:.3f})")
-        if "gate_sim" in rep:
-            g = rep["gate_sim"]
-            print(f"gate level ({g['simulator']}): {g['compared_values']} values compared, "
-                  f"{g['mismatches']} mismatches")
-        print(f"timing: {rep['timing']}")
-        print(f"-> {out / 'report.json'}, netlist {rep['netlist']}")
-    bad = "gate_sim" in rep and (rep["gate_sim"]["mismatches"] or rep["gate_sim"]["failed_tests"])
-    return 1 if bad else 0
+    return rep
+
+
+def _print(rep: dict, out) -> None:
+    print(_summary("engine", rep))
+    if "baseline" in rep:
+        print(_summary("baseline", rep["baseline"]))
+    if "area_x_cycles" in rep:
+        b = rep["area_x_cycles"]["baseline"]
+        print(f"area x cycles per inference (engine / int8 baseline, {b['cycles']} cycles):")
+        for r in rep["area_x_cycles"]["engine"]:
+            print(f"  k={r['k']}: {r['cycles']} cycles, ratio {r['ratio']:.3f} (logic only "
+                  f"{r['ratio_logic']:.3f})")
+    if "gate_sim" in rep:
+        g = rep["gate_sim"]
+        print(f"gate level ({g['simulator']}): {g['compared_values']} values compared, "
+              f"{g['mismatches']} mismatches")
+    print(f"timing: {rep['timing']}")
+    print(f"-> {out / 'report.json'}, netlist {rep['netlist']}")
