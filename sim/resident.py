@@ -17,9 +17,10 @@ from ..hw.resident.layout import (ResidentConfig, Op, Kind, ResKind, desc_layout
                                   addr_width, DIMW)
 
 __all__ = [
-    "ResidentFitError", "ProgLayer", "ResidentProgram", "compile_program", "memory_usage",
+    "ResidentFitError", "ProgLayer", "ResidentProgram", "compile_program",
     "image_beats", "run_beats", "readback_beats", "decode_run", "RunResult", "layer_outputs",
-    "expected_busy", "run_amaranth", "link_bytes_per_image",
+    "expected_busy", "run_amaranth", "link_bytes_per_image", "decode_readback",
+    "result_beat_count", "memory_usage",
 ]
 
 

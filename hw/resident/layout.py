@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, asdict
 
-from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 __all__ = [
