@@ -2,8 +2,9 @@
 
 ``build_board("icebreaker", out="build/icebreaker")`` elaborates :class:`~.boards.BoardTop` on the
 board's amaranth-boards platform, runs Yosys, nextpnr and icepack/ecppack, and returns a JSON-ready
-dict (``docs/boards.md`` lists its fields): resources from Yosys (``top.stat.json``) and from
-nextpnr (``top.tim``), post-route Fmax against the board clock, the bitstream path and timings.
+dict (``docs/boards.md`` lists its fields): resources from Yosys (``stat -json``: ``top.stat.json``)
+and from nextpnr (``--report``: ``top.report.json``), post-route Fmax against the board clock, the
+bitstream path and timings.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .boards import BoardTop, board_platform, board_spec
 from .synth import classify_cells
 from .uart import divisor_for
 
-__all__ = ["ToolMissing", "fpga_tools", "build_board", "parse_nextpnr_log", "parse_yosys_stat",
+__all__ = ["ToolMissing", "fpga_tools", "build_board", "parse_nextpnr_report", "parse_nextpnr_log",
+           "parse_yosys_stat",
            "constraint_text"]
 
 #: env var read by amaranth -> YoWASP executable
@@ -101,6 +103,21 @@ def parse_nextpnr_log(path) -> dict:
     for mm in _FMAX.finditer(text):   # later (post-route) figures overwrite earlier ones
         clocks[mm.group(1)] = {"fmax_mhz": float(mm.group(2)), "target_mhz": float(mm.group(4)),
                                "pass": mm.group(3) == "PASS"}
+    return {"utilisation": util, "clocks": clocks}
+
+
+def parse_nextpnr_report(path) -> dict:
+    """From nextpnr's ``--report`` JSON: the device utilisation (``{bel: [used, available]}``)
+    and, per clock, the achieved (post-route) frequency with its target; the same shape as
+    :func:`parse_nextpnr_log`, which remains for logs of builds without a report file."""
+    data = json.loads(Path(path).read_text())
+    util = {bel: [int(v["used"]), int(v["available"])]
+            for bel, v in sorted(data.get("utilization", {}).items())}
+    clocks = {}
+    for name, v in data.get("fmax", {}).items():
+        achieved, target = float(v["achieved"]), float(v["constraint"])
+        clocks[name] = {"fmax_mhz": round(achieved, 2), "target_mhz": target,
+                        "pass": achieved >= target}
     return {"utilisation": util, "clocks": clocks}
 
 
@@ -192,15 +209,17 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
         design += "-lut"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("top.tim", "top.asc", "top.config", "top.bin", "top.bit", "top.stat.json"):
+    for stale in ("top.tim", "top.asc", "top.config", "top.bin", "top.bit", "top.stat.json",
+                  "top.report.json"):
         (out / stale).unlink(missing_ok=True)
 
     t0 = time.monotonic()
     top = BoardTop(spec, engine=engine)
     overrides = {"synth_opts": " ".join(synth_opts),
                  "script_after_synth": "tee -q -o top.stat.json stat -json"}
-    if spec.nextpnr_opts:
-        overrides["nextpnr_opts"] = " ".join(spec.nextpnr_opts)
+    # nextpnr writes its utilisation and per-clock Fmax as JSON (parse_nextpnr_report)
+    overrides["nextpnr_opts"] = " ".join([*(spec.nextpnr_opts or ()), "--report",
+                                          "top.report.json"])
     plan = platform.prepare(top, name="top", **overrides)
     plan.extract(str(out))
     elaborate_s = time.monotonic() - t0
@@ -244,7 +263,8 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
         # synthesis worked, place-and-route did not (the design does not fit): still a result
 
     ys = parse_yosys_stat(out / "top.stat.json", spec.family)
-    pnr = parse_nextpnr_log(out / "top.tim")
+    pnr = (parse_nextpnr_report(out / "top.report.json") if (out / "top.report.json").exists()
+           else parse_nextpnr_log(out / "top.tim"))
     clk_hz = platform.default_clk_frequency
     # the board clock (nextpnr also lists pseudo-clocks such as '$PACKER_GND_NET', the tied-off
     # clock of an unused memory port)

@@ -196,6 +196,7 @@ def test_board_bitstream_builds_and_meets_timing(board, tmp_path):
     assert r["bitstream"] and Path(r["bitstream"]).stat().st_size > 0
     assert r["timing_met"], r
     assert r["logic_cells"] <= r["logic_cells_available"]
+    assert (tmp_path / board / "top.report.json").is_file()     # figures from nextpnr's JSON
     json.dumps(r)
 
 
