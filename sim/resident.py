@@ -277,7 +277,7 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
     prog.usage = memory_usage(prog)
     for mem, (need, avail) in prog.usage.items():
         _fit(mem, need, avail, "descriptors" if mem == "program memory" else
-             "classes" if mem == "logit registers" else "words")
+             "classes" if mem == "logit register file" else "words")
     return prog
 
 
@@ -289,7 +289,7 @@ def memory_usage(prog: ResidentProgram) -> dict:
         "post-processing memory": (len(prog.pp), cfg.ppdepth),
         "feature-map memory": (prog.fm_words, cfg.fmdepth),
         "program memory": (len(prog.layers), cfg.max_layers),
-        "logit registers": (prog.classes, cfg.max_classes),
+        "logit register file": (prog.classes, cfg.max_classes),
     }
 
 
