@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .bwb import planes
 from .data import Dataset
 from .nets import QNet
-from .train import batches
+from .train import batches, distill_loss
 
 __all__ = ["reestimate_bn", "retrain_bn", "table_state", "load_table_state", "holdout_split",
            "CANDIDATES"]
@@ -124,10 +124,7 @@ def _tune(net: QNet, k: int, x, y, teacher: torch.Tensor, *, steps: int, lr: flo
                     if distill < 1:
                         loss = (1 - distill) * F.cross_entropy(out, torch.from_numpy(y[j]))
                     if distill > 0:
-                        t = temperature
-                        kl = F.kl_div(F.log_softmax(out / t, 1), F.log_softmax(teacher[j] / t, 1),
-                                      reduction="batchmean", log_target=True)
-                        loss = loss + distill * t * t * kl
+                        loss = loss + distill * distill_loss(out, teacher[j], temperature)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
