@@ -38,7 +38,8 @@ def _config() -> dict:
 
 async def _start(dut, conf):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    eng = CocotbEngine(dut, stall=conf.get("stall", 0.0), seed=conf.get("seed", 0))
+    eng = CocotbEngine(dut, stall=conf.get("stall", 0.0), seed=conf.get("seed", 0),
+                       idle=conf.get("idle"), backpressure=conf.get("backpressure"))
     await eng.reset()
     return eng
 

@@ -4,12 +4,18 @@ Python touches the design only per stream beat, never per idle cycle: a producer
 ``ready`` sleeps until ``ready`` rises, the result collector sleeps until ``valid`` rises, and the
 array computes free-running in between. Every beat is driven on the falling clock edge and the
 handshake is sampled once signals settle (``ReadOnly``), so the rising edge performs exactly the
-transfers that were seen. Random back-pressure: idle cycles between input beats and ``ready`` low on
-result beats, with probability ``stall``.
+transfers that were seen.
+
+Pauses, as in cocotbext's sources and sinks, come from two separate *pause generators*: ``idle``
+(the sources: an idle cycle before an input beat, ``valid`` low) and ``backpressure`` (the sink:
+``ready`` low on a result cycle). Each is an iterator of booleans (True: pause this cycle), e.g.
+:func:`random_pauses` or ``itertools.cycle([1, 0, 0])``; a float is a probability. ``stall`` sets
+both to the same probability (the older single knob).
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import cocotb
@@ -18,17 +24,40 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from ..hw import isa
 from .transport import Exchange
 
-__all__ = ["CocotbEngine"]
+__all__ = ["CocotbEngine", "random_pauses", "pauses"]
+
+
+def random_pauses(p: float, seed: int = 0):
+    """An endless pause generator: True with probability ``p`` on every cycle."""
+    if not 0 <= p < 1:
+        raise ValueError(f"a pause probability must be in [0, 1), not {p!r}")
+    rng = random.Random(seed)
+    while True:
+        yield bool(p) and rng.random() < p
+
+
+def pauses(spec, seed: int = 0):
+    """A pause generator from ``spec``: None or 0 (never), a probability, or an iterable of
+    booleans (used as given, e.g. ``itertools.cycle([1, 0])``)."""
+    if spec is None:
+        return itertools.repeat(False)
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return random_pauses(float(spec), seed)
+    return iter(spec)
 
 
 class CocotbEngine:
-    """One ``pnn_engine`` instance under cocotb: clock edges, reset, exchanges."""
+    """One ``pnn_engine`` instance under cocotb: clock edges, reset, exchanges.
 
-    def __init__(self, dut, *, stall: float = 0.0, seed: int = 0):
+    ``idle`` and ``backpressure`` are the source and sink pause generators (module docstring);
+    ``stall`` is the probability used for whichever of them is not given."""
+
+    def __init__(self, dut, *, stall: float = 0.0, seed: int = 0, idle=None, backpressure=None):
         self.dut = dut
         self.clk = dut.clk
         self.stall = stall
-        self.rng = random.Random(seed)
+        self.idle = pauses(stall if idle is None else idle, seed)
+        self.backpressure = pauses(stall if backpressure is None else backpressure, seed + 1)
         self._tasks = []
         self.fault = 0  # > 0: flip a result bit in the fault-th result word (judge self-test)
 
@@ -42,9 +71,6 @@ class CocotbEngine:
             await FallingEdge(self.clk)
         dut.rst.value = 0
 
-    def _stalled(self) -> bool:
-        return bool(self.stall) and self.rng.random() < self.stall
-
     async def _feed(self, prefix: str, words: list[int]) -> None:
         dut = self.dut
         valid = getattr(dut, f"{prefix}__valid")
@@ -53,7 +79,7 @@ class CocotbEngine:
         i = 0
         await FallingEdge(self.clk)
         while i < len(words):
-            if self._stalled():  # an idle cycle between beats (valid never drops mid-beat)
+            if next(self.idle):  # an idle cycle between beats (valid never drops mid-beat)
                 valid.value = 0
                 await FallingEdge(self.clk)
                 continue
@@ -73,7 +99,7 @@ class CocotbEngine:
         dut = self.dut
         await FallingEdge(self.clk)
         while len(out) < n:
-            ready = not self._stalled()
+            ready = not next(self.backpressure)
             dut.res__ready.value = int(ready)
             await ReadOnly()
             if dut.res__valid.value != 1:

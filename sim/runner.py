@@ -133,8 +133,12 @@ def new_run_dir(build_root, name: str) -> Path:
 def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus", images: int = 20,
                    bits=tuple(range(1, 9)), tables: str = "retrained", stall: float = 0.1,
                    seed: int = 0, build_root="build/sim", reset_test: bool = True,
-                   inject_fault: bool = False, run_dir=None, waves: bool = False) -> dict:
+                   inject_fault: bool = False, run_dir=None, waves: bool = False,
+                   idle: float | None = None, backpressure: float | None = None) -> dict:
     """Run the cocotb regression; return its report (also written to the build directory).
+
+    ``stall`` is the probability of a pause per cycle on every stream; ``idle`` (input sources)
+    and ``backpressure`` (the result sink) override it separately.
 
     ``inject_fault`` flips one bit of the first result word read from the RTL, to show that the
     comparison catches and locates a wrong value (used by the tests).
@@ -144,7 +148,7 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
     """
     conf = {"bundle": str(Path(bundle_path).resolve()), "images": images, "bits": list(bits),
             "tables": tables, "stall": stall, "seed": seed, "reset_test": reset_test,
-            "inject_fault": inject_fault}
+            "inject_fault": inject_fault, "idle": idle, "backpressure": backpressure}
     return run_test_module("progressivenn.sim.cocotb_bench", cfg, conf, simulator=simulator,
                            build_root=build_root, name="regression", run_dir=run_dir,
                            waves=waves)

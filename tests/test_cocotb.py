@@ -16,20 +16,32 @@ from progressivenn.model.bundle import save_bundle
 from progressivenn.sim.runner import run_regression
 
 BUILD = Path(__file__).resolve().parent.parent / "build" / "test-sim"
+#: the simulators to run, cocotb's SIM variable honoured (SIM=verilator, SIM=icarus,verilator)
+SIMS = [s.strip() for s in os.environ.get("SIM", "icarus,verilator").split(",") if s.strip()]
+
+
+def need(simulator: str) -> None:
+    """Skip, with the reason, a simulator that SIM deselects or that is not installed."""
+    if simulator not in SIMS:
+        pytest.skip(f"SIM={os.environ.get('SIM')} does not select {simulator}")
+    if not have_simulator(simulator):
+        pytest.skip(f"{simulator} is not installed (make setup installs it)")
 
 
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
 def test_random_network_every_k(tmp_path, simulator):
-    if not have_simulator(simulator):
-        pytest.fail(f"{simulator} is not installed (make setup installs it)")
+    need(simulator)
     b = random_bundle(seed=3, nbits=4, images=2)
     save_bundle(b, tmp_path / "bundle")
     # Verilator's engine shares one post-processing lane over its 2 rows (pp_lanes=1)
     lanes = 1 if simulator == "verilator" else 0
     cfg = EngineConfig(rows=2, cols=4, abits=8, nbits=4, max_reduction=64, wdepth=64, adepth=32,
                        ppdepth=32, accdepth=32, pp_lanes=lanes)
+    # separate pause generators: source idles and sink back-pressure, different rates
+    pause = {"idle": 0.3, "backpressure": 0.1} if simulator == "icarus" else \
+        {"idle": 0.1, "backpressure": 0.4}
     rep = run_regression(tmp_path / "bundle", cfg, simulator=simulator, images=2,
-                         bits=[1, 2, 3, 4], stall=0.2, build_root=BUILD)
+                         bits=[1, 2, 3, 4], build_root=BUILD, **pause)
     assert rep["failed_tests"] == [], rep
     assert rep["mismatches"] == 0, rep["first_mismatch"]
     # every output of every layer, every image, every k
@@ -40,8 +52,51 @@ def test_random_network_every_k(tmp_path, simulator):
         assert s["compute_cycles"] == s["ideal_cycles"]   # chunks issued (stalls not counted)
 
 
+def test_pause_generators():
+    import itertools
+
+    from progressivenn.sim.cocotb_transport import pauses
+
+    rnd = list(itertools.islice(pauses(0.3, seed=1), 4000))
+    assert 0.25 < sum(rnd) / len(rnd) < 0.35
+    assert list(itertools.islice(pauses(itertools.cycle([1, 0, 0])), 6)) == [1, 0, 0, 1, 0, 0]
+    assert not any(itertools.islice(pauses(None), 100))
+    with pytest.raises(ValueError, match="pause probability"):
+        next(pauses(1.5))
+
+
+def _idle_backpressure(tmp_path, simulator, idle, backpressure, seed):
+    need(simulator)
+    b = random_bundle(seed=seed, nbits=3, images=1)
+    save_bundle(b, tmp_path / "bundle")
+    cfg = EngineConfig(rows=2, cols=4, abits=8, nbits=3, max_reduction=64, wdepth=64, adepth=32,
+                       ppdepth=32, accdepth=32)
+    rep = run_regression(tmp_path / "bundle", cfg, simulator=simulator, images=1, bits=[1, 2, 3],
+                         idle=idle, backpressure=backpressure, seed=seed, build_root=BUILD,
+                         reset_test=False)
+    assert rep["failed_tests"] == [], rep
+    assert rep["mismatches"] == 0, rep["first_mismatch"]
+    assert rep["compared_values"] > 0
+
+
+@pytest.mark.slow  # two more simulator runs; the default regression above crosses them already
+@pytest.mark.parametrize("idle,backpressure", [(0.5, 0.0), (0.0, 0.5)])
+def test_idle_and_backpressure_separately(tmp_path, idle, backpressure):
+    """Source pauses alone, sink back-pressure alone (k = 1..3 each), on the first of SIM."""
+    _idle_backpressure(tmp_path, SIMS[0], idle, backpressure, seed=7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+@pytest.mark.parametrize("idle", [0.0, 0.3, 0.7])
+@pytest.mark.parametrize("backpressure", [0.0, 0.3, 0.7])
+def test_k_x_idle_x_backpressure(tmp_path, simulator, idle, backpressure):
+    _idle_backpressure(tmp_path, simulator, idle, backpressure, seed=8)
+
+
 def test_an_injected_fault_is_caught(tmp_path):
     """The judge can fail: one result bit flipped on its way from the RTL is found and located."""
+    need("icarus")
     b = random_bundle(seed=4, nbits=2, images=1)
     save_bundle(b, tmp_path / "bundle")
     cfg = EngineConfig(rows=2, cols=4, abits=8, nbits=2, max_reduction=64, wdepth=64, adepth=32,

@@ -214,3 +214,20 @@ def test_layouts_are_shared():
     eng = ResidentEngine(cfg)
     eng._MustUse__silence = True
     assert eng.cmd.payload.shape() == cl
+
+
+def test_pnn_sim_refuses_resident_bundle_that_does_not_fit(tmp_path, capsys):
+    """``pnn sim --mode resident`` refuses, in one line naming the memory, before any build."""
+    from progressivenn.cli import main
+    from progressivenn.model.bundle import save_bundle
+
+    b = chain_bundle(2, [("conv", 3, (3, 3), (1, 1), (1, 1)), ("flatten",), ("linear", 20)],
+                     input_shape=(1, 4, 4), nbits=8, images=2)
+    save_bundle(b, tmp_path / "bundle")
+    build = tmp_path / "build"
+    assert main(["sim", str(tmp_path / "bundle"), "--mode", "resident", "--images", "1",
+                 "--build-dir", str(build)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["pnn sim: error: resident: logit register file needs 20 classes, "
+                                "16 available; --mode streamed runs it"]
+    assert not build.exists()
