@@ -90,10 +90,14 @@ def write_report(out: Path, ev: dict, sim: dict | None, extra: dict) -> Path:
     plot_accuracy(ev, out / "accuracy_vs_k.png", sim)
     lines = ["# progressivenn demo report", ""]
     for key, value in extra.items():
+        if isinstance(value, dict):      # numbers in report.json, text here
+            value = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in value.items())
         lines.append(f"- {key}: {value}")
-    lines += ["", "## Accuracy per k (integer golden model)", "",
+    lines += ["", f"## Accuracy per k (integer golden model, {ev.get('n_test', '?')} "
+                  f"{ev.get('dataset', '')} test images)", "",
               "| k | BN retrained | k=N BN | agreement torch/golden |" +
-              (" RTL |" if sim else ""),
+              (f" RTL ({sim['images']} images) |" if sim else ""),
               "|---|---|---|---|" + ("---|" if sim else "")]
     for k in _ks(ev["accuracy"]):
         row = (f"| {k} | {100 * ev['accuracy'][k]:.2f}% | "

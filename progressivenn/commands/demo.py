@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,20 +28,9 @@ def _step(n: int, total: int, text: str) -> float:
     return time.perf_counter()
 
 
-def _pnn(argv: list[str], capture: bool = False) -> str:
-    from ..cli import main
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf) if capture else contextlib.nullcontext():
-        rc = main(argv)
-    if rc:
-        raise RuntimeError(f"`pnn {' '.join(argv)}` failed with status {rc}")
-    return buf.getvalue()
-
-
 def run(args) -> int:
     from ..outdir import output_dir
-    from .sim import parse_bits
+    from ..simulation import parse_bits
 
     bits = None if args.skip_sim else parse_bits(args.bits, 8)   # the demo trains N=8: check first
     # in place (the report names its own files); marked incomplete until the last step is done
@@ -53,41 +39,40 @@ def run(args) -> int:
 
 
 def _demo(args, out: Path, bits) -> int:
+    """The steps, as Python API calls (``docs/api.md``); each step's time goes into the report."""
+    import torch
+
+    from .. import api
+
+    torch.set_num_threads(1)         # these small nets gain nothing from more threads
     run_dir, bundle, rtl, rep = out / "run", out / "bundle", out / "rtl", out / "report"
     total = 6 if not args.skip_sim else 5
     times = {}
 
     t = _step(1, total, f"training a BWB CNN on the 8x8 digits (trained at k=8) -> {run_dir}")
-    train = ["train", "--dataset", "digits", "--seed", str(args.seed), "--out", str(run_dir)]
-    if args.epochs:
-        train += ["--epochs", str(args.epochs)]
-    _pnn(train)
+    run = api.train("digits", epochs=args.epochs, seed=args.seed, progress=True, out=run_dir)
+    last = run.logs["train"]["epochs"][-1]
+    print(f"  loss {last['loss']:.4f} after {run.config['epochs']} epochs", file=sys.stderr)
     times["train_s"] = time.perf_counter() - t
 
-    t = _step(2, total, "re-estimating the BN tables for every k")
-    _pnn(["retrain-bn", str(run_dir)])
+    t = _step(2, total, "retraining the BN tables for every k")
+    run.retrain_bn(progress=True).save()
     times["retrain_bn_s"] = time.perf_counter() - t
 
     t = _step(3, total, "accuracy at every k: fake-quant torch and the integer golden model")
-    ev = json.loads(_pnn(["eval", str(run_dir), "--json"], capture=True))
+    ev = run.evaluate()
+    run.save()                       # eval.json next to the checkpoints
     _print_eval(ev)
     times["eval_s"] = time.perf_counter() - t
 
     t = _step(4, total, f"exporting the bundle -> {bundle}")
-    _pnn(["export", str(run_dir), "--out", str(bundle)])
+    b = run.export(bundle)
     times["export_s"] = time.perf_counter() - t
 
-    from ..model.bundle import load_bundle
-    from .sim import engine_config
-
-    b = load_bundle(bundle)
-    eng_args = type("EngineArgs", (), {"rows": 8, "cols": 16, "max_reduction": None})()
-    cfg = engine_config(eng_args, b)
+    cfg = api.engine_config(b, rows=8, cols=16)
     t = _step(5, total, f"generating Verilog for an R={cfg.rows} x C={cfg.cols} PE array -> {rtl}")
-    from ..hw.generate import generate_verilog
-
-    v = generate_verilog(cfg, rtl)
-    print(f"  {v} ({v.stat().st_size // 1024} KiB) and {v.with_suffix('.json').name}",
+    v = api.generate_verilog(rtl, config=cfg)
+    print(f"  {v} ({v.stat().st_size // 1024} KiB) with {v.stem}.json/.sdc/.xdc/.core/.vlt",
           file=sys.stderr)
     times["verilog_s"] = time.perf_counter() - t
 
@@ -95,12 +80,10 @@ def _demo(args, out: Path, bits) -> int:
     if not args.skip_sim:
         t = _step(6, total, f"cocotb on {args.simulator}: {args.images} test images x k="
                             f"{bits[0]}..{bits[-1]}, every layer compared with the golden model")
-        from ..sim.runner import run_regression
-        from .sim import print_table, summarize
+        from ..simulation import print_table
 
-        report = run_regression(bundle, cfg, simulator=args.simulator, images=args.images,
-                                bits=bits, build_root=str(out / "sim_build"), seed=args.seed)
-        sim = summarize(report)
+        sim = api.simulate(bundle, simulator=args.simulator, images=args.images, bits=bits,
+                           seed=args.seed, build_dir=str(out / "sim_build"), config=cfg)
         print_table(sim, file=sys.stderr)
         times["sim_s"] = time.perf_counter() - t
 
@@ -127,5 +110,5 @@ def _write(rep: Path, ev: dict, sim, cfg, times: dict) -> Path:
 
     extra = {"engine": f"R={cfg.rows} rows x C={cfg.cols} lanes, A={cfg.abits}, N={cfg.nbits},"
                        f" accumulator {cfg.acc_width} bits",
-             "times": ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in times.items())}
+             "seconds": {k[:-2]: round(v, 1) for k, v in times.items()}}
     return write_report(rep, ev, sim, extra)
