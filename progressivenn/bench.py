@@ -29,7 +29,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -305,27 +304,19 @@ def bench_golden_speed(bundles: dict, images: int = 200) -> dict:
 
 
 def bench_fpga(cfg: BenchConfig) -> dict:
-    try:
-        import progressivenn.commands.build  # noqa: F401
-    except ImportError:
-        return {"note": "pnn build is not available in this checkout"}
+    """One ``pnn build`` per board, called as the library function (``hw.build.build_board``) in
+    this process; a board that fails or a missing tool is recorded, not raised."""
+    from .hw.build import ToolMissing, build_board
+
     res = {}
     for board in ("icebreaker", "ulx3s-85f"):
-        _log(cfg, f"fpga: pnn build --board {board}")
-        cmd = [sys.executable, "-m", "progressivenn", "build", "--board", board, "--json",
-               "--out", str(Path(cfg.out) / "fpga")]
+        _log(cfg, f"fpga: build --board {board}")
         try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-        except subprocess.TimeoutExpired:
-            res[board] = {"error": "timed out after 1 h"}
-            continue
-        if p.returncode != 0:
-            res[board] = {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
-            continue
-        try:
-            res[board] = json.loads(p.stdout)
-        except ValueError:
-            res[board] = {"error": "pnn build printed no JSON"}
+            res[board] = build_board(board, out=Path(cfg.out) / "fpga" / board, timeout=3600)
+        except ToolMissing as e:
+            res[board] = {"error": str(e)}
+        except (RuntimeError, TimeoutError, ValueError) as e:
+            res[board] = {"error": " ".join(str(e).split())[:300]}
     return res
 
 
