@@ -30,7 +30,9 @@ from ..hw.isa import Counter, EngineConfig
 from .transport import Exchange
 
 __all__ = ["InferenceResult", "LayerPlan", "check_fits", "check_image", "plan_layers", "infer", "im2col",
-           "maxpool", "ideal_cycles", "add_codes", "baseline_weight_words", "BASELINE_WBITS"]
+           "maxpool", "ideal_cycles", "add_codes", "baseline_weight_words", "BASELINE_WBITS",
+           "Target", "Int8Baseline", "ENGINE", "INT8_BASELINE", "layer_exchange", "assemble",
+           "read_counters", "walk_layers", "patches_of"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -221,15 +223,90 @@ def pp_words(cfg: EngineConfig, tables, k: int, g0: int, ngs: int) -> list[int]:
             for w in isa.pack_pp_words(cfg, s, m[g * R:(g + 1) * R], b[g * R:(g + 1) * R])]
 
 
+class Target:
+    """What the driver needs to know about the hardware it drives (the engine's streamed-layers
+    contract, ``docs/engine.md``). :data:`ENGINE` is the bit-serial engine; :data:`INT8_BASELINE`
+    the bit-parallel int8 MAC array (``hw/baseline.py``) behind the same ports."""
+
+    name = "engine"
+    #: the target has the engine's counters (cleared and read around an image)
+    counters = True
+
+    def config(self, cfg: EngineConfig) -> EngineConfig:
+        """The configuration the target really has for ``cfg``."""
+        return cfg
+
+    def check(self, cfg: EngineConfig, plans: list, k: int) -> None:
+        """Refuse (ValueError) what the target cannot run beyond :func:`check_fits`."""
+
+    def weight_words(self, cfg: EngineConfig, codes, nbits: int, k: int, g0: int, ngs: int,
+                     nchunks: int) -> list[int]:
+        return weight_words(cfg, codes, nbits, k, g0, ngs, nchunks)
+
+    def wdepth(self, cfg: EngineConfig) -> int:
+        """Weight memory words."""
+        return cfg.wdepth
+
+    def planes(self, k: int) -> int:
+        """Planes of one RUN (its ``k_end`` and ``wplanes``, and the k its result beats carry)."""
+        return k
+
+    def pp_addr(self, cfg: EngineConfig, k: int, ngs: int) -> int:
+        """Post-processing word where the table of k for ``ngs`` groups goes."""
+        return (k - 1) * ngs * cfg.pp_slices
+
+
+class Int8Baseline(Target):
+    """Whole int8 weights of k planes (:func:`baseline_weight_words`, k <= 7) in
+    ``wdepth // nbits`` words, the table of k at post-processing address 0, RUNs of one "plane"
+    (its beats carry k = 1), one post-processing lane per row, no counters."""
+
+    name = "int8-baseline"
+    counters = False
+
+    def config(self, cfg):
+        return cfg.full_rate_pp()
+
+    def check(self, cfg, plans, k):
+        if k > BASELINE_WBITS - 1:
+            raise ValueError(f"the int8 baseline runs k <= {BASELINE_WBITS - 1} only (k={k} needs"
+                             f" {k + 1}-bit signed weights)")
+        for plan in plans:
+            if plan.nchunks > self.wdepth(cfg):
+                raise ValueError(f"layer {plan.index} ({plan.name}): one row group needs"
+                                 f" {plan.nchunks} int8 weight words, the baseline has"
+                                 f" {self.wdepth(cfg)}")
+
+    def weight_words(self, cfg, codes, nbits, k, g0, ngs, nchunks):
+        return baseline_weight_words(cfg, codes, nbits, k, g0, ngs, nchunks)
+
+    def wdepth(self, cfg):
+        return max(1, cfg.wdepth // cfg.nbits)
+
+    def planes(self, k):
+        return 1
+
+    def pp_addr(self, cfg, k, ngs):
+        return 0
+
+
+#: the bit-serial engine (``hw/engine.py``)
+ENGINE = Target()
+#: the bit-parallel int8 baseline (``hw/baseline.py``)
+INT8_BASELINE = Int8Baseline()
+
+
+def _target(target, baseline: bool) -> Target:
+    return target if target is not None else (INT8_BASELINE if baseline else ENGINE)
+
+
 def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarray, nbits: int,
                    k: int, tables, bank: int,
                    tile_positions: int | str | None = "auto",
-                   baseline: bool = False) -> tuple[Exchange, list, int]:
-    """Commands and data for one compute layer at k planes.
-
-    ``baseline``: for the bit-parallel int8 baseline (``hw/baseline.py``) instead of the engine:
-    whole int8 weights of k planes (:func:`baseline_weight_words`, k <= 7) in ``wdepth // nbits``
-    words, the table of k at post-processing address g, RUNs with one "plane" (its beats carry k=1).
+                   baseline: bool = False, target: Target | None = None
+                   ) -> tuple[Exchange, list, int]:
+    """Commands and data for one compute layer at k planes on ``target`` (default
+    :data:`ENGINE`; ``baseline=True`` is the same as ``target=INT8_BASELINE``).
 
     ``tile_positions`` caps the positions per activation tile. Smaller tiles let the engine load
     tile t+1 into the other bank while it computes tile t, so only the first tile's load is
@@ -239,12 +316,11 @@ def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarra
     Returns the exchange, the (group start, group count, tile start, tile positions) order in which
     result beats come back, and the activation bank the next layer should start with.
     """
+    tg = _target(target, baseline)
+    kr = tg.planes(k)
     ex = Exchange()
-    words_per_group = plan.nchunks if baseline else k * plan.nchunks
-    wdepth = max(1, cfg.wdepth // cfg.nbits) if baseline else cfg.wdepth
-    ngs_max = max(1, min(plan.ngroups, wdepth // words_per_group,
-                         cfg.pp_entries // (1 if baseline else k),
-                         (1 << isa.FIELDS["ngroups"][1]) - 1))
+    ngs_max = max(1, min(plan.ngroups, tg.wdepth(cfg) // (kr * plan.nchunks),
+                         cfg.pp_entries // kr, (1 << isa.FIELDS["ngroups"][1]) - 1))
     if tile_positions == "auto":   # about 8 tiles per layer, at least 2 positions per tile
         tile_positions = max(2, _ceil(plan.positions, 8))
     elif tile_positions is not None and (isinstance(tile_positions, bool)
@@ -257,21 +333,17 @@ def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarra
     order = []
     for g0 in range(0, plan.ngroups, ngs_max):
         ngs = min(ngs_max, plan.ngroups - g0)
-        if baseline:
-            w = baseline_weight_words(cfg, layer.codes, nbits, k, g0, ngs, plan.nchunks)
-        else:
-            w = weight_words(cfg, layer.codes, nbits, k, g0, ngs, plan.nchunks)
+        w = tg.weight_words(cfg, layer.codes, nbits, k, g0, ngs, plan.nchunks)
         ex.cmds.append(isa.cmd_load_w(0, len(w)))
         ex.data += w
         pp = pp_words(cfg, tables, k, g0, ngs)
-        ex.cmds.append(isa.cmd_load_pp(0 if baseline else (k - 1) * ngs * cfg.pp_slices, len(pp)))
+        ex.cmds.append(isa.cmd_load_pp(tg.pp_addr(cfg, k, ngs), len(pp)))
         ex.data += pp
         for t0 in range(0, plan.positions, tile):
             npos = min(tile, plan.positions - t0)
             a = act_words(cfg, patches[t0:t0 + npos], plan.nchunks)
             ex.cmds.append(isa.cmd_load_a(bank, 0, len(a)))
             ex.data += a
-            kr = 1 if baseline else k
             ex.cmds.append(isa.cmd_run(bank=bank, relu=plan.relu, k_start=0, k_end=kr, wplanes=kr,
                                        ngroups=ngs, nchunks=plan.nchunks, npos=npos))
             ex.n_results += npos * ngs
@@ -280,8 +352,9 @@ def layer_exchange(cfg: EngineConfig, plan: LayerPlan, layer, patches: np.ndarra
     return ex, order, bank
 
 
-def _assemble(cfg: EngineConfig, plan: LayerPlan, order, words: list[int], k: int) -> np.ndarray:
-    """Result beats -> [O, P] values, checking each beat's kind and k tag."""
+def assemble(cfg: EngineConfig, plan: LayerPlan, order, words: list[int], k: int) -> np.ndarray:
+    """Result beats of one layer (in ``order``, from :func:`layer_exchange`) -> its [O, P]
+    values, checking each beat's kind and k tag."""
     out = np.zeros((plan.ngroups * cfg.rows, plan.positions), dtype=np.int64)
     it = iter(words)
     for g0, ngs, t0, npos in order:
@@ -294,6 +367,21 @@ def _assemble(cfg: EngineConfig, plan: LayerPlan, order, words: list[int], k: in
                                        f" tag={beat.tag}")
                 out[g * cfg.rows:(g + 1) * cfg.rows, pos] = beat.values
     return out[:plan.outputs]
+
+
+#: old name of :func:`assemble`
+_assemble = assemble
+
+
+def read_counters(cfg: EngineConfig, words: list[int], where: str) -> dict:
+    """Counter beats (the last ``len(Counter.NAMES)`` words of an exchange) -> name -> value."""
+    got = {}
+    for w in words:
+        beat = isa.decode_result(cfg, w)
+        if beat.kind != isa.Kind.COUNTER:
+            raise RuntimeError(f"{where}: expected a counter beat")
+        got[Counter.NAMES[beat.tag]] = beat.values[0]
+    return got
 
 
 def check_image(bundle, image, tables: str = "retrained") -> np.ndarray:
@@ -309,97 +397,105 @@ def check_image(bundle, image, tables: str = "retrained") -> np.ndarray:
     return image
 
 
+def walk_layers(bundle, image: np.ndarray, compute, *, start: int = 0, x=None,
+                outputs: list | None = None) -> Generator[Exchange, list[int], list]:
+    """The host's walk over ``bundle.layers[start:]``, shared by :func:`infer` and the
+    progressive frame: residual adds, pooling and flattening on the host (integers), a layer with
+    ``input`` set reading that earlier output, and ``yield from compute(i, layer, x)`` for every
+    compute layer (it returns the layer's output codes). ``image`` is the network input (layer
+    index -1), ``x`` the current codes (default: the image), ``outputs`` the outputs of the layers
+    before ``start``. Returns every layer's output."""
+    outputs = [] if outputs is None else outputs
+    x_in = image.astype(np.int64)
+    x = x_in if x is None else x
+    for i in range(start, len(bundle.layers)):
+        layer = bundle.layers[i]
+        if layer.kind == "add":
+            a, b = (x_in if j == -1 else outputs[j] for j in layer.inputs)
+            x = add_codes(a, b, layer.add_m, int(layer.add_s), bundle.abits)
+        else:
+            if getattr(layer, "input", None) is not None:   # a branch reads an earlier layer
+                x = x_in if layer.input == -1 else outputs[layer.input]
+            if layer.kind in ("conv", "linear"):
+                x = yield from compute(i, layer, x)
+            elif layer.kind == "maxpool":
+                x = maxpool(x, layer.kernel, layer.stride, layer.padding)
+            elif layer.kind == "flatten":
+                x = x.reshape(-1)
+            else:
+                raise ValueError(f"layer {i} ({layer.name}): kind {layer.kind!r} is not supported"
+                                 f" by the driver")
+        outputs.append(x)
+    return outputs
+
+
+def patches_of(layer, x) -> np.ndarray:
+    """The [P, I] reduction inputs of a compute layer: im2col patches (conv) or one row."""
+    if layer.kind == "conv":
+        return im2col(x, layer.kernel, layer.stride, layer.padding)
+    return x.reshape(1, -1)
+
+
 def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "retrained",
           plans: list[LayerPlan] | None = None,
           layer_counters: bool = False,
           tile_positions: int | str | None = "auto",
-          baseline: bool = False
+          baseline: bool = False, target: Target | None = None,
           ) -> Generator[Exchange, list[int], InferenceResult]:
-    """Run one image (codes [C,H,W]) through the engine at ``k`` planes; see the module doc.
+    """Run one image (codes [C,H,W]) through ``target`` (default :data:`ENGINE`) at ``k`` planes;
+    see the module doc.
 
     ``layer_counters``: clear and read the counters around every compute layer instead of around
     the image; ``InferenceResult.layer_counters`` then holds each layer's own figures and
     ``counters`` their sums. ``tile_positions``: see :func:`layer_exchange`.
 
-    ``baseline``: drive the bit-parallel int8 baseline (``hw/baseline.py``: ``MACArray``) instead:
-    the int8 weights are the k-plane weights of the golden model, so k <= 7
-    (:func:`baseline_weight_words`), and every RUN is one pass per chunk whatever k is. The baseline
-    has no counters: none are cleared or read and ``counters`` stays empty (count cycles in the
-    transport).
+    ``target=INT8_BASELINE`` (or ``baseline=True``) drives the bit-parallel int8 baseline
+    (``hw/baseline.py``: ``MACArray``) instead: the int8 weights are the k-plane weights of the
+    golden model, so k <= 7 (:func:`baseline_weight_words`), and every RUN is one pass per chunk
+    whatever k is. The baseline has no counters: none are cleared or read and ``counters`` stays
+    empty (count cycles in the transport).
     """
     k = contract.check_k(k, bundle.nbits)
     image = check_image(bundle, image, tables)
-    if baseline:      # the baseline post-processes whole results (hw/baseline.py)
-        cfg = cfg.full_rate_pp()
+    tg = _target(target, baseline)
+    cfg = tg.config(cfg)
     plans = plans if plans is not None else check_fits(bundle, cfg)
-    if baseline:
-        if k > BASELINE_WBITS - 1:
-            raise ValueError(f"the int8 baseline runs k <= {BASELINE_WBITS - 1} only (k={k} needs"
-                             f" {k + 1}-bit signed weights)")
-        for plan in plans:
-            if plan.nchunks > max(1, cfg.wdepth // cfg.nbits):
-                raise ValueError(f"layer {plan.index} ({plan.name}): one row group needs"
-                                 f" {plan.nchunks} int8 weight words, the baseline has"
-                                 f" {max(1, cfg.wdepth // cfg.nbits)}")
+    tg.check(cfg, plans, k)
     by_index = {p.index: p for p in plans}
     last_compute = plans[-1].index
-    x = image.astype(np.int64)
-    outputs = []
-    bank = 0
+    outputs: list = []
+    state = {"bank": 0}
     counters: dict = {}
     res_layers: dict = {}
-    x_in = x
-    for i, layer in enumerate(bundle.layers):
-        if layer.kind == "add":   # residual add: on the host, in integers (like pooling)
-            a, b = (x_in if j == -1 else outputs[j] for j in layer.inputs)
-            x = add_codes(a, b, layer.add_m, int(layer.add_s), bundle.abits)
-            outputs.append(x)
-            continue
-        if getattr(layer, "input", None) is not None:   # a branch reads an earlier layer
-            x = x_in if layer.input == -1 else outputs[layer.input]
-        if layer.kind in ("conv", "linear"):
-            plan = by_index[i]
-            if layer.kind == "conv":
-                patches = im2col(x, layer.kernel, layer.stride, layer.padding)
+
+    def compute(i, layer, x):
+        plan = by_index[i]
+        ex, order, state["bank"] = layer_exchange(cfg, plan, layer, patches_of(layer, x),
+                                                  bundle.nbits, k, layer.tables[tables],
+                                                  state["bank"], tile_positions, target=tg)
+        read = tg.counters and (layer_counters or i == last_compute)
+        if tg.counters and (not outputs or layer_counters):
+            ex.cmds.insert(0, isa.cmd_clear_counters())
+        if read:
+            ex.cmds.append(isa.cmd_read_counters())
+            ex.n_results += len(Counter.NAMES)
+        words = yield ex
+        if len(words) != ex.n_results:
+            raise RuntimeError(f"layer {layer.name}: expected {ex.n_results} result words,"
+                               f" got {len(words)}")
+        if read:
+            got = read_counters(cfg, words[-len(Counter.NAMES):], f"layer {layer.name}")
+            if layer_counters:
+                res_layers[i] = got
+                for name, v in got.items():
+                    counters[name] = counters.get(name, 0) + v
             else:
-                patches = x.reshape(1, -1)
-            ex, order, bank = layer_exchange(cfg, plan, layer, patches, bundle.nbits, k,
-                                             layer.tables[tables], bank, tile_positions,
-                                             baseline=baseline)
-            read = not baseline and (layer_counters or i == last_compute)
-            if not baseline and (not outputs or layer_counters):
-                ex.cmds.insert(0, isa.cmd_clear_counters())
-            if read:
-                ex.cmds.append(isa.cmd_read_counters())
-                ex.n_results += len(Counter.NAMES)
-            words = yield ex
-            if len(words) != ex.n_results:
-                raise RuntimeError(f"layer {layer.name}: expected {ex.n_results} result words,"
-                                   f" got {len(words)}")
-            if read:
-                got = {}
-                for w in words[-len(Counter.NAMES):]:
-                    beat = isa.decode_result(cfg, w)
-                    if beat.kind != 1:
-                        raise RuntimeError(f"layer {layer.name}: expected a counter beat")
-                    got[Counter.NAMES[beat.tag]] = beat.values[0]
-                if layer_counters:
-                    res_layers[i] = got
-                    for name, v in got.items():
-                        counters[name] = counters.get(name, 0) + v
-                else:
-                    counters.update(got)
-                words = words[:-len(Counter.NAMES)]
-            y = _assemble(cfg, plan, order, words, 1 if baseline else k)
-            x = y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
-        elif layer.kind == "maxpool":
-            x = maxpool(x, layer.kernel, layer.stride, layer.padding)
-        elif layer.kind == "flatten":
-            x = x.reshape(-1)
-        else:
-            raise ValueError(f"layer {i} ({layer.name}): kind {layer.kind!r} is not supported by"
-                             f" the driver")
-        outputs.append(x)
+                counters.update(got)
+            words = words[:-len(Counter.NAMES)]
+        y = assemble(cfg, plan, order, words, tg.planes(k))
+        return y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
+
+    yield from walk_layers(bundle, image, compute, outputs=outputs)
     logits = outputs[-1]
     return InferenceResult(k=k, logits=logits, pred=int(np.argmax(logits)), outputs=outputs,
                            counters=counters,

@@ -31,8 +31,9 @@ import numpy as np
 from ..hw import isa
 from ..hw.isa import Counter, EngineConfig
 from ..model import contract
-from .driver import (LayerPlan, _assemble, act_words, check_fits, check_image, im2col, layer_exchange, maxpool,
-                     pp_words, weight_words)
+from .driver import (LayerPlan, act_words, assemble, check_fits, check_image, im2col,
+                     layer_exchange, maxpool, patches_of, pp_words, walk_layers, weight_words)
+from .driver import read_counters as counter_values
 from .transport import Exchange
 
 __all__ = ["StepResult", "ProgressiveFrame", "first_layer_continues", "cost_model", "run_frame",
@@ -91,7 +92,7 @@ class ProgressiveFrame:
     def __init__(self, bundle, cfg: EngineConfig, image, tables: str = "retrained",
                  plans: list[LayerPlan] | None = None, read_counters: bool = True):
         image = check_image(bundle, image, tables)
-        self.bundle, self.cfg, self.tables = bundle, cfg, tables
+        self.bundle, self.cfg, self.tables, self.image = bundle, cfg, tables, image
         self.plans = plans if plans is not None else check_fits(bundle, cfg)
         self.reason = first_layer_continues(bundle, cfg, self.plans)
         self.continues = self.reason is None
@@ -156,28 +157,21 @@ class ProgressiveFrame:
         fresh = self.k == 0
         by_index = {p.index: p for p in self.plans}
         first, last = self.plans[0].index, self.plans[-1].index
-        outputs = list(self.pre)
-        x = None
-        bank = 0
+        state = {"bank": 0}
         counters: dict = {}
-        for i in range(first, len(bundle.layers)):
-            layer = bundle.layers[i]
-            if not layer.is_compute:
-                x = self._host_op(layer, x)
-                outputs.append(x)
-                continue
+
+        def compute(i, layer, x):
             plan = by_index[i]
             if i == first and (fresh and self.continues or cont):
                 ex = self._first_exchange(self.k if cont else 0, k)
                 order = [(0, plan.ngroups, 0, plan.positions)]
-                bank = 1
+                state["bank"] = 1
                 self.ideal += plan.ideal_cycles(k - self.k if cont else k)
             else:
-                patches = (self.patches0 if i == first else
-                           im2col(x, layer.kernel, layer.stride, layer.padding)
-                           if layer.kind == "conv" else x.reshape(1, -1))
-                ex, order, bank = layer_exchange(cfg, plan, layer, patches, bundle.nbits, k,
-                                                 layer.tables[self.tables], bank)
+                patches = self.patches0 if i == first else patches_of(layer, x)
+                ex, order, state["bank"] = layer_exchange(cfg, plan, layer, patches, bundle.nbits,
+                                                          k, layer.tables[self.tables],
+                                                          state["bank"])
                 self.ideal += plan.ideal_cycles(k)
             if i == first and fresh:
                 ex.cmds.insert(0, isa.cmd_clear_counters())
@@ -190,15 +184,14 @@ class ProgressiveFrame:
                 raise RuntimeError(f"layer {layer.name}: expected {ex.n_results} result words,"
                                    f" got {len(words)}")
             if ncnt:
-                for w in words[-ncnt:]:
-                    beat = isa.decode_result(cfg, w)
-                    if beat.kind != 1:
-                        raise RuntimeError("expected a counter beat after the last layer")
-                    counters[Counter.NAMES[beat.tag]] = beat.values[0]
+                counters.update(counter_values(cfg, words[-ncnt:], "after the last layer"))
                 words = words[:-ncnt]
-            y = _assemble(cfg, plan, order, words, k)
-            x = y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
-            outputs.append(x)
+            y = assemble(cfg, plan, order, words, k)
+            return y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
+
+        outputs = yield from walk_layers(bundle, self.image, compute, start=first,
+                                         x=self.pre[-1] if self.pre else None,
+                                         outputs=list(self.pre))
         self.k = k
         self.path = self.path + (k,)
         logits = outputs[-1]

@@ -34,11 +34,6 @@ class Exchange:
     data: list[int] = field(default_factory=list)
     n_results: int = 0
 
-    def extend(self, other: "Exchange") -> None:
-        self.cmds += other.cmds
-        self.data += other.data
-        self.n_results += other.n_results
-
 
 def drive(gen: Generator[Exchange, list[int], R], exchange) -> R:
     """Run driver generator ``gen`` to completion with ``exchange(ex) -> list[int]``."""
