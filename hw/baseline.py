@@ -11,7 +11,7 @@ beats carry k = 1):
 
 Commands: LOAD_W / LOAD_A / LOAD_PP / RUN as in ``docs/engine.md``; READ_COUNTERS and
 CLEAR_COUNTERS are accepted and do nothing (the baseline has no counters). The host driver runs
-networks on it with ``infer(..., baseline=True)`` for k <= 7 (int8 holds q_k only up to 7 planes);
+networks on it with ``infer(..., target=INT8_BASELINE)`` for k <= 7 (int8 holds q_k only up to 7 planes);
 ``tests/test_boards.py`` checks one RUN against numpy and a whole network against the golden model.
 """
 
@@ -70,7 +70,7 @@ class MACArray(wiring.Component):
         if not isinstance(cfg, EngineConfig):
             raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
         # a bit-parallel array can finish a result every cycle: its post-processing keeps one lane
-        # per row whatever ``cfg.pp_lanes`` says (the driver's ``baseline=True`` does the same)
+        # per row whatever ``cfg.pp_lanes`` says (the driver's ``INT8_BASELINE`` target does the same)
         cfg = cfg.full_rate_pp()
         self.cfg = cfg
         self.wdepth = max(1, cfg.wdepth // cfg.nbits)
@@ -154,15 +154,36 @@ class MACArray(wiring.Component):
             w_rd.addr.eq(seq.addr.w), a_rd.addr.eq(seq.addr.a), pp_rd.addr.eq(seq.addr.pp),
         ]
 
-        # ---- datapath: memory data (stage 0) -> registered (r) -> products + trees (1) -> ------
-        # ---- accumulate (2); as in the engine, no memory output drives logic directly ----------
+        self._datapath(m, seq, pp, pipe, w_rd.data, a_rd.data, pp_rd.data)
+        beat = Signal(isa.result_layout(cfg))
+        m.d.comb += [
+            beat.kind.eq(Kind.RESULT), beat.tag.eq(pp.o_tag), beat.body.values.eq(pp.o_y),
+            rfifo.w_stream.valid.eq(pp.o_valid),
+            rfifo.w_stream.payload.eq(beat),
+        ]
+        with m.If(seq.issue & seq.chunk.emit & ~rfifo.w_en):
+            m.d.sync += inflight.eq(inflight + 1)
+        with m.Elif(~(seq.issue & seq.chunk.emit) & rfifo.w_en):
+            m.d.sync += inflight.eq(inflight - 1)
+        wiring.connect(m, rfifo.r_stream, wiring.flipped(self.res))
+        m.d.comb += [
+            self.busy.eq(pending | loader.active | computing | rfifo.r_rdy | (inflight != 0)),
+        ]
+        return m
+
+    def _datapath(self, m, seq, pp, pipe, w_data, a_data, pp_data):
+        """Memory data (stage 0) -> registered (r) -> products + adder trees (1) -> accumulate (2)
+        -> post-processing; as in the engine, no memory output drives logic directly."""
+        cfg = self.cfg
+        R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, self.acc_width
+        kw = isa.KW
         emit0, load0, relu0, k0 = Signal(), Signal(), Signal(), Signal(kw)
         m.d.sync += [pipe[0].eq(seq.issue), emit0.eq(seq.issue & seq.chunk.emit),
                      load0.eq(seq.chunk.load), relu0.eq(seq.chunk.relu), k0.eq(seq.chunk.k)]
         emitr, loadr, relur, kr = Signal(), Signal(), Signal(), Signal(kw)
         wq, xq = Signal(R * C * WBITS), Signal(C * A)
         m.d.sync += [pipe[1].eq(pipe[0]), emitr.eq(emit0), loadr.eq(load0), relur.eq(relu0),
-                     kr.eq(k0), wq.eq(w_rd.data), xq.eq(a_rd.data)]
+                     kr.eq(k0), wq.eq(w_data), xq.eq(a_data)]
         sums = [Signal(signed(AW), name=f"sum{r}") for r in range(R)]
         emit1, load1, relu1, k1 = Signal(), Signal(), Signal(), Signal(kw)
         m.d.sync += [pipe[2].eq(pipe[1]), emit1.eq(emitr), load1.eq(loadr), relu1.eq(relur),
@@ -185,24 +206,8 @@ class MACArray(wiring.Component):
                 m.d.sync += accs[r].eq(Mux(load1, 0, accs[r]) + sums[r])
         # the post-processing table word travels with its chunk (read at issue, like the data)
         pp1, ppr, pp_word = Signal(cfg.pp_width), Signal(cfg.pp_width), Signal(cfg.pp_width)
-        m.d.sync += [pp1.eq(pp_rd.data), ppr.eq(pp1), pp_word.eq(ppr)]
+        m.d.sync += [pp1.eq(pp_data), ppr.eq(pp1), pp_word.eq(ppr)]
         m.d.comb += [
             pp.i_valid.eq(pipe[3] & emit2), pp.i_acc.eq(Cat(*accs)), pp.i_pp.eq(pp_word),
             pp.i_relu.eq(relu2), pp.i_tag.eq(k2),
         ]
-        beat = Signal(isa.result_layout(cfg))
-        m.d.comb += [
-            beat.kind.eq(Kind.RESULT), beat.tag.eq(pp.o_tag), beat.body.values.eq(pp.o_y),
-            rfifo.w_stream.valid.eq(pp.o_valid),
-            rfifo.w_stream.payload.eq(beat),
-        ]
-        with m.If(seq.issue & seq.chunk.emit & ~rfifo.w_en):
-            m.d.sync += inflight.eq(inflight + 1)
-        with m.Elif(~(seq.issue & seq.chunk.emit) & rfifo.w_en):
-            m.d.sync += inflight.eq(inflight - 1)
-        wiring.connect(m, rfifo.r_stream, wiring.flipped(self.res))
-        m.d.comb += [
-            self.busy.eq(pending | loader.active | computing | rfifo.r_rdy | (inflight != 0)),
-        ]
-        return m
-

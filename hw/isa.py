@@ -555,3 +555,7 @@ def markdown_tables(cfg: EngineConfig) -> str:
             out.append(f"| `{r['field']}` | `[{r['hi']}:{r['lo']}]` | {r['type']} |")
         out.append("")
     return "\n".join(out)
+
+
+if __name__ == "__main__":      # regenerate the "Word layouts" tables of docs/engine.md
+    print(markdown_tables(EngineConfig()))

@@ -7,6 +7,8 @@ per-chunk flags the PE array and the post-processing path need.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -39,6 +41,24 @@ def seq_addr_layout(waddr_width: int, aaddr_width: int, ppaddr_width: int,
     """Memory addresses of the chunk presented in the issue cycle."""
     return data.StructLayout({"w": waddr_width, "a": aaddr_width, "pp": ppaddr_width,
                               "acc": accaddr_width})
+
+
+def _job_layout(width: int) -> data.StructLayout:
+    """The job registers: a RUN's fields and the constants derived from them at start."""
+    return data.StructLayout({
+        "kstart": _fw("k_start"),
+        "ncm1": _fw("nchunks"),       # nchunks - 1
+        "kendm1": _fw("k_end"),       # k_end - 1
+        "ngm1": _fw("ngroups"),
+        "npm1": _fw("npos"),
+        "nchunks": _fw("nchunks"),
+        "ngroups": _fw("ngroups"),
+        "wstride": width,             # wplanes * nchunks: weight words per group
+        "wstart": width,              # k_start * nchunks
+        "ppstart": width,             # k_start * ngroups
+        "every": 1, "save": 1, "relu": 1, "saved": 1,
+        "c1": 1, "p1": 1, "g1": 1,    # one chunk / plane / group per job
+    })
 
 
 class Sequencer(wiring.Component):
@@ -106,19 +126,12 @@ class Sequencer(wiring.Component):
         m = Module()
         W = 32  # internal arithmetic width (wider than any address)
 
-        # job parameters
-        j_kstart = Signal(_fw("k_start"))
-        j_ncm1 = Signal(_fw("nchunks"))      # nchunks - 1
-        j_kendm1 = Signal(_fw("k_end"))      # k_end - 1
-        j_ngm1 = Signal(_fw("ngroups"))
-        j_npm1 = Signal(_fw("npos"))
-        j_nchunks = Signal(_fw("nchunks"))
-        j_ngroups = Signal(_fw("ngroups"))
-        j_wstride = Signal(W)                # wplanes * nchunks: weight words per group
-        j_wstart = Signal(W)                 # k_start * nchunks
-        j_ppstart = Signal(W)                # k_start * ngroups
-        j_every, j_save, j_relu, j_saved = Signal(), Signal(), Signal(), Signal()
-        j_c1, j_p1, j_g1 = Signal(), Signal(), Signal()   # one chunk / plane / group per job
+        j = Signal(_job_layout(W))           # the RUN being sequenced (its derived constants)
+        j_kstart, j_ncm1, j_kendm1, j_ngm1, j_npm1 = j.kstart, j.ncm1, j.kendm1, j.ngm1, j.npm1
+        j_nchunks, j_ngroups, j_wstride, j_wstart, j_ppstart = (j.nchunks, j.ngroups, j.wstride,
+                                                                j.wstart, j.ppstart)
+        j_every, j_save, j_relu, j_saved = j.every, j.save, j.relu, j.saved
+        j_c1, j_p1, j_g1 = j.c1, j.p1, j.g1
 
         # loop state
         active = Signal()
@@ -181,36 +194,43 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += active.eq(0)
 
+        self._start(m, j, SimpleNamespace(
+            active=active, issue=issue, last=last, last_c=last_c, last_p=last_p, last_g=last_g,
+            last_pos=last_pos, c=c, p=p, g=g, pos=pos, waddr=waddr, gwbase=gwbase, aaddr=aaddr,
+            apos=apos, pprow=pprow, accaddr=accaddr))
+        return m
+
+    def _start(self, m, j, st):
+        """Load a new RUN into the job registers ``j`` and the loop state ``st``."""
         run = self.run
-        with m.If(self.start & (~active | (issue & last))):
+        with m.If(self.start & (~st.active | (st.issue & st.last))):
             wstart = run.k_start * run.nchunks
             m.d.sync += [
-                active.eq(1),
-                j_kstart.eq(run.k_start),
-                j_ncm1.eq(run.nchunks - 1),
-                j_kendm1.eq(run.k_end - 1),
-                j_ngm1.eq(run.ngroups - 1),
-                j_npm1.eq(run.npos - 1),
-                j_nchunks.eq(run.nchunks),
-                j_ngroups.eq(run.ngroups),
-                j_wstride.eq(run.wplanes * run.nchunks),
-                j_wstart.eq(wstart),
-                j_ppstart.eq(run.k_start * run.ngroups),
-                j_every.eq(run.every_plane),
-                j_save.eq(run.save),
-                j_relu.eq(run.relu),
-                j_saved.eq(run.k_start != 0),
-                j_c1.eq(run.nchunks == 1),
-                j_p1.eq(run.k_start == run.k_end - 1),
-                j_g1.eq(run.ngroups == 1),
-                last_c.eq(run.nchunks == 1),
-                last_p.eq(run.k_start == run.k_end - 1),
-                last_g.eq(run.ngroups == 1),
-                last_pos.eq(run.npos == 1),
-                c.eq(0), p.eq(run.k_start), g.eq(0), pos.eq(0),
-                waddr.eq(wstart), gwbase.eq(wstart),
-                aaddr.eq(self.abase), apos.eq(self.abase),
-                pprow.eq(run.k_start * run.ngroups),
-                accaddr.eq(0),
+                st.active.eq(1),
+                j.kstart.eq(run.k_start),
+                j.ncm1.eq(run.nchunks - 1),
+                j.kendm1.eq(run.k_end - 1),
+                j.ngm1.eq(run.ngroups - 1),
+                j.npm1.eq(run.npos - 1),
+                j.nchunks.eq(run.nchunks),
+                j.ngroups.eq(run.ngroups),
+                j.wstride.eq(run.wplanes * run.nchunks),
+                j.wstart.eq(wstart),
+                j.ppstart.eq(run.k_start * run.ngroups),
+                j.every.eq(run.every_plane),
+                j.save.eq(run.save),
+                j.relu.eq(run.relu),
+                j.saved.eq(run.k_start != 0),
+                j.c1.eq(run.nchunks == 1),
+                j.p1.eq(run.k_start == run.k_end - 1),
+                j.g1.eq(run.ngroups == 1),
+                st.last_c.eq(run.nchunks == 1),
+                st.last_p.eq(run.k_start == run.k_end - 1),
+                st.last_g.eq(run.ngroups == 1),
+                st.last_pos.eq(run.npos == 1),
+                st.c.eq(0), st.p.eq(run.k_start), st.g.eq(0), st.pos.eq(0),
+                st.waddr.eq(wstart), st.gwbase.eq(wstart),
+                st.aaddr.eq(self.abase), st.apos.eq(self.abase),
+                st.pprow.eq(run.k_start * run.ngroups),
+                st.accaddr.eq(0),
             ]
-        return m

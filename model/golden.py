@@ -1,4 +1,5 @@
-"""Integer golden model: the numeric contract of ``DESIGN.md`` section 3, in torch int64 only.
+"""Integer golden model: the numeric contract (``docs/architecture.md`` "Numeric contract"), in
+torch int64 only.
 
 Everything the hardware computes is defined here, once. The RTL, the Amaranth-simulator tests, the
 cocotb benches and the driver are all checked against these functions. No float is used anywhere in

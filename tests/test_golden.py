@@ -1,4 +1,5 @@
-"""Property tests of the numeric contract (DESIGN.md section 3) and the network-level golden model."""
+"""Property tests of the numeric contract (docs/architecture.md "Numeric contract") and the
+network-level golden model."""
 
 from fractions import Fraction
 import math

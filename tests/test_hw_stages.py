@@ -273,3 +273,31 @@ def test_engine_latency_is_the_sum_of_its_stages(lanes):
     cfg = EngineConfig(rows=4, cols=4, max_reduction=64, pp_lanes=lanes)
     stages = CommandFrontEnd.LATENCY + ExecStage.LATENCY + ResultStage.latency_of(cfg)
     assert Engine(cfg).latency == stages == 11 + cfg.pp_slices - 1
+
+
+def test_docs_engine_layout_tables_match_the_code():
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "docs" / "engine.md").read_text()
+    begin, end = "<!-- layouts:begin -->\n", "\n<!-- layouts:end -->"
+    doc = text[text.index(begin) + len(begin):text.index(end)]
+    assert doc == isa.markdown_tables(EngineConfig()).rstrip("\n"), \
+        "docs/engine.md is stale: python -m progressivenn.hw.isa prints the tables"
+
+
+def test_layouts_round_trip_and_agree_with_the_field_table():
+    cfg = EngineConfig(rows=3, cols=5, abits=6, obits=20, max_reduction=64, pp_lanes=1,
+                       ppdepth=12)
+    word = isa.cmd_run(bank=1, relu=True, k_start=2, k_end=5, wplanes=6, ngroups=7, nchunks=9,
+                       npos=11, save=True)
+    view = isa.Command.from_bits(word)
+    assert (view.op, view.bank, view.p.run.k_end, view.p.run.npos) == (Op.RUN, 1, 5, 11)
+    assert isa.decode_cmd(word)["nchunks"] == 9 == (word >> isa.FIELDS["nchunks"][0]) & 1023
+    vals = (-(1 << 19), 5, (1 << 19) - 1)
+    assert isa.decode_result(cfg, isa.encode_result(cfg, 4, vals)).values == vals
+    assert isa.unpack_pp_word(cfg, isa.pack_pp_word(cfg, 7, [-3], [9])) == (7, [-3], [9])
+    # the numpy packers and the scalar ones agree, bit positions taken from the layouts
+    xs = np.arange(5) * 11 % 64
+    assert isa.pack_array_words(isa.act_layout(cfg), xs[None])[0] == isa.pack_act_word(cfg, xs)
+    assert isa.array_offsets(isa.weight_layout(cfg))[2, 4] == 2 * 5 + 4
+    with pytest.raises(ValueError, match="does not fit"):
+        isa.encode_result(cfg, 1, [1 << 19, 0, 0])
