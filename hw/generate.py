@@ -17,20 +17,21 @@ TOP = "pnn_engine"
 
 def engine_ports(engine) -> list[dict]:
     """The Verilog port list of ``engine`` in a stable order: clock, reset, then every signature
-    member (``cmd__valid``, ..., ``busy``), each with direction and width."""
-    from amaranth.hdl import Shape
-    from amaranth.lib import wiring
-
+    member (``cmd__valid``, ..., ``busy``), each with direction and width, read from the
+    component's own description (``ComponentMetadata.as_json()``)."""
     ports = [{"name": "clk", "dir": "input", "width": 1},
              {"name": "rst", "dir": "input", "width": 1}]
-    for path, member in engine.signature.members.flatten():
-        if not member.is_port:
-            continue
-        ports.append({
-            "name": "__".join(str(p) for p in path),
-            "dir": "input" if member.flow == wiring.In else "output",
-            "width": Shape.cast(member.shape).width,
-        })
+
+    def walk(members):
+        for member in members.values():
+            if member["type"] == "port":
+                ports.append({"name": member["name"],
+                              "dir": "input" if member["dir"] == "in" else "output",
+                              "width": member["width"]})
+            else:
+                walk(member["members"])
+
+    walk(engine.metadata.as_json()["interface"]["members"])
     return ports
 
 
