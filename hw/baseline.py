@@ -68,7 +68,7 @@ class MACArray(wiring.Component):
 
     def __init__(self, cfg: EngineConfig):
         if not isinstance(cfg, EngineConfig):
-            raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
+            isa.refuse(self, TypeError(f"cfg must be an EngineConfig, not {cfg!r}"))
         # a bit-parallel array can finish a result every cycle: its post-processing keeps one lane
         # per row whatever ``cfg.pp_lanes`` says (the driver's ``INT8_BASELINE`` target does the same)
         cfg = cfg.full_rate_pp()

@@ -68,8 +68,7 @@ class Engine(wiring.Component):
 
     def __init__(self, cfg: EngineConfig = EngineConfig()):
         if not isinstance(cfg, EngineConfig):
-            self._MustUse__silence = True      # refused: no "never used" warning
-            raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
+            isa.refuse(self, TypeError(f"cfg must be an EngineConfig, not {cfg!r}"))
         self.cfg = cfg
         super().__init__({
             "cmd": In(stream.Signature(CMD_WIDTH)),

@@ -41,7 +41,7 @@ __all__ = [
     "cmd_clear_counters", "decode_cmd", "encode_result", "encode_counter",
     "pack_weight_word", "pack_act_word", "pack_pp_word", "pack_pp_words", "decode_result",
     "ResultBeat",
-    "signed_bits", "to_signed", "to_unsigned", "addr_width", "check_int", "check_args",
+    "signed_bits", "to_signed", "to_unsigned", "addr_width", "check_int", "check_args", "refuse",
 ]
 
 CMD_WIDTH = 64
@@ -155,9 +155,15 @@ def check_args(component, *checks) -> None:
     try:
         for check in checks:
             check_int(*check)
-    except ValueError:
-        component._MustUse__silence = True
-        raise
+    except ValueError as e:
+        refuse(component, e)
+
+
+def refuse(component, error: Exception):
+    """Raise ``error`` from ``component``'s constructor, marking the refused component as used
+    (Amaranth warns about components never elaborated): the one place that does so."""
+    component._MustUse__silence = True
+    raise error
 
 
 def _cmd(op: Op, bank: int = 0, **args: int) -> int:
