@@ -41,8 +41,6 @@ def baseline_data_width(cfg: EngineConfig) -> int:
     return max(cfg.rows * cfg.cols * WBITS, cfg.cols * cfg.abits, cfg.pp_width)
 
 
-
-
 class MACArray(wiring.Component):
     """R x C int8 MAC array behind the engine's ports.
 

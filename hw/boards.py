@@ -15,6 +15,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from .board_names import BOARD_NAMES
 from .isa import EngineConfig
 from .uart import UARTBridge, divisor_for
 
@@ -143,6 +144,9 @@ BOARDS: dict[str, BoardSpec] = {
         "ulx3s-12f", "amaranth_boards.ulx3s:ULX3S_12F_Platform", "ecp5", ULX3S_12F_CFG,
         note="LFE5U-12F-6BG381C, 25 MHz", reset_button=("button_fire", 0)),
 }
+
+
+assert tuple(BOARDS) == BOARD_NAMES, "hw/board_names.py lists every board of BOARDS, in order"
 
 
 def board_spec(name: str, *, rows: int | None = None, cols: int | None = None,

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 
+from ..hw.board_names import BOARD_NAMES
+
 NAME = "build"
 HELP = ("build the engine (UART bridge, board top) for an FPGA board with Yosys + nextpnr from PyPI"
         " and report area and post-route Fmax")
 
-#: the keys of progressivenn.hw.boards.BOARDS (not imported here: amaranth is slow to import)
-_BOARDS = ("icebreaker", "ulx3s-85f", "ulx3s-45f", "ulx3s-25f", "ulx3s-12f")
+#: the keys of progressivenn.hw.boards.BOARDS (from hw/board_names.py: hw.boards itself is not
+#: imported here, amaranth is slow to import)
+_BOARDS = BOARD_NAMES
 
 
 def add_arguments(p):
