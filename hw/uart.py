@@ -10,8 +10,8 @@ in both directions, is generic -- a type, a sequence number, a length, a payload
                               0x02 credit: the host may send ``credit_unit`` more bytes
                               0x03 identify reply: "PNN", version, data bytes, result bytes,
                                    FIFO depth (2 bytes LE), credit unit, token (the identify's seq)
-                              0x04 status: token, expected seq, bad frames (2), out-of-sequence
-                                   frames (2), flags (overrun, frame error)
+                              0x04 status: token, expected seq, bad frames, out-of-sequence
+                                   frames, flags (overrun, frame error)
 
 ``crc16`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, most significant byte
 first on the line) over type/tag, seq, len and payload/body. The board drops a frame whose CRC is
@@ -50,7 +50,7 @@ IDENT_MAGIC = b"PNN"
 FRAME_SYNC = 0xA5
 MESSAGE_SYNC = 0x5A
 #: body bytes of a status message
-STATUS_BYTES = 7
+STATUS_BYTES = 5
 _CRC_POLY = 0x1021
 
 
@@ -280,7 +280,7 @@ class UARTBridge(wiring.Component):
         One-cycle pulse per good type-3 frame: the board top resets the engine with it.
     overrun, frame_error : Out(1)
         Sticky receive errors (a host that ignored the credits; a wrong baud rate).
-    bad_frames, seq_errors : Out(16)
+    bad_frames, seq_errors : Out(8)
         Frames dropped for a wrong CRC or an impossible length, and command/data frames dropped
         out of sequence (saturating counters, also read by a status frame).
 
@@ -320,8 +320,8 @@ class UARTBridge(wiring.Component):
             "engine_rst": Out(1),
             "overrun": Out(1),
             "frame_error": Out(1),
-            "bad_frames": Out(16),
-            "seq_errors": Out(16),
+            "bad_frames": Out(8),
+            "seq_errors": Out(8),
         })
 
     @property
@@ -366,7 +366,6 @@ class UARTBridge(wiring.Component):
         nbytes = Signal(8)
         idx = Signal(8)
         rcrc = Signal(16)
-        crc_hi = Signal(8)
         byte = fifo.r_data
         pop = Signal()
         ident_req = Signal()
@@ -380,9 +379,9 @@ class UARTBridge(wiring.Component):
         m.d.comb += [pop.eq(fifo.r_en & fifo.r_rdy),
                      self.cmd.payload.eq(word[:self.cmd_width]),
                      self.data.payload.eq(word[:self.data_width])]
-        with m.If(bad & (self.bad_frames != 0xFFFF)):
+        with m.If(bad & (self.bad_frames != 0xFF)):
             m.d.sync += self.bad_frames.eq(self.bad_frames + 1)
-        with m.If(seq_bad & (self.seq_errors != 0xFFFF)):
+        with m.If(seq_bad & (self.seq_errors != 0xFF)):
             m.d.sync += self.seq_errors.eq(self.seq_errors + 1)
 
         # requests taken by the transmitter; a new request in the same cycle wins (written later)
@@ -447,23 +446,16 @@ class UARTBridge(wiring.Component):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == nbytes):
                         m.next = "CRC_HI"
-            with m.State("CRC_HI"):
-                m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
-                with m.If(fifo.r_rdy):
-                    m.d.sync += crc_hi.eq(byte)
-                    m.next = "CRC_LO"
-                with m.Elif(timed_out):
-                    m.next = "HUNT"
+            with m.State("CRC_HI"):               # the CRC runs over its own two bytes too:
+                header_byte("CRC_LO")                # a good frame leaves the register at 0
             with m.State("CRC_LO"):
-                m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
+                header_byte(None)
                 with m.If(fifo.r_rdy):
-                    with m.If(Cat(byte, crc_hi) == rcrc):
+                    with m.If(rcrc_next == 0):
                         m.next = "DISPATCH"
                     with m.Else():
                         m.d.comb += bad.eq(1)
                         m.next = "HUNT"
-                with m.Elif(timed_out):
-                    m.next = "HUNT"
             with m.State("DISPATCH"):
                 m.next = "HUNT"
                 with m.Switch(channel):
@@ -514,18 +506,32 @@ class UARTBridge(wiring.Component):
             m.d.sync += popped.eq(0)
 
         # ---- transmit: credits, identify replies, status, result words -------------------------
+        # No copy of the result word: its bytes are sent straight from ``res.payload`` (held
+        # stable by the stream rules while ``valid`` and not ``ready``) and the word is taken
+        # (``ready``) with its last byte.
         rbytes = self.res_bytes
         ident = self.ident
-        shreg = Signal(8 * max(rbytes, STATUS_BYTES))
         cnt = Signal(range(max(rbytes, len(ident) + 1, STATUS_BYTES) + 1))
-        ident_rom = Array(Const(b, 8) for b in ident)
-        tag = Signal(8)
-        length = Signal(8)
+        tag = Signal(3)
         mseq = Signal(8)
         tcrc = Signal(16)
-        status_body = Cat(token, expect, self.bad_frames, self.seq_errors, self.overrun,
-                          self.frame_error, Const(0, 6))
-        assert len(status_body) == 8 * STATUS_BYTES
+        length = Signal(8)
+        m.d.comb += length.eq(Mux(tag == Tag.RESULT, rbytes,
+                                  Mux(tag == Tag.IDENTIFY, len(ident) + 1,
+                                      Mux(tag == Tag.STATUS, STATUS_BYTES, 0))))
+        res_word = Cat(self.res.payload, Const(0, 8 * rbytes - self.res_width))
+        bodies = {
+            Tag.RESULT: [res_word[8 * i:8 * i + 8] for i in range(rbytes)],
+            Tag.IDENTIFY: [Const(b, 8) for b in ident] + [token],
+            Tag.STATUS: [token, expect, self.bad_frames, self.seq_errors,
+                         Cat(self.overrun, self.frame_error, Const(0, 6))],
+        }
+        assert len(bodies[Tag.STATUS]) == STATUS_BYTES
+        body_byte = Signal(8)
+        with m.Switch(tag):
+            for t, parts in bodies.items():
+                with m.Case(t):
+                    m.d.comb += body_byte.eq(Array(parts)[cnt])
 
         tcrc_next = Signal(16)
         m.d.comb += tcrc_next.eq(_crc16_next(tcrc, utx.i.payload))
@@ -542,21 +548,18 @@ class UARTBridge(wiring.Component):
             with m.State("IDLE"):
                 with m.If(owed != 0):
                     m.d.comb += credit_dec.eq(1)
-                    m.d.sync += [tag.eq(Tag.CREDIT), length.eq(0)]
+                    m.d.sync += tag.eq(Tag.CREDIT)
                     m.next = "SYNC"
                 with m.Elif(ident_req):
                     m.d.comb += ident_take.eq(1)
-                    m.d.sync += [tag.eq(Tag.IDENTIFY), length.eq(len(ident) + 1)]
+                    m.d.sync += tag.eq(Tag.IDENTIFY)
                     m.next = "SYNC"
                 with m.Elif(status_req):
                     m.d.comb += status_take.eq(1)
-                    m.d.sync += [tag.eq(Tag.STATUS), length.eq(STATUS_BYTES),
-                                 shreg.eq(status_body)]
+                    m.d.sync += tag.eq(Tag.STATUS)
                     m.next = "SYNC"
                 with m.Elif(self.res.valid):
-                    m.d.comb += self.res.ready.eq(1)
-                    m.d.sync += [tag.eq(Tag.RESULT), length.eq(rbytes),
-                                 shreg.eq(self.res.payload)]
+                    m.d.sync += tag.eq(Tag.RESULT)
                     m.next = "SYNC"
             with m.State("SYNC"):
                 m.d.sync += [tcrc.eq(0xFFFF), cnt.eq(0)]
@@ -573,11 +576,11 @@ class UARTBridge(wiring.Component):
                     with m.Else():
                         m.next = "BODY"
             with m.State("BODY"):
-                ident_byte = Mux(cnt == len(ident), token, ident_rom[cnt])
-                send(Mux(tag == Tag.IDENTIFY, ident_byte, shreg[:8]), None)
+                send(body_byte, None)
                 with m.If(utx.i.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), cnt.eq(cnt + 1)]
+                    m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == length - 1):
+                        m.d.comb += self.res.ready.eq(tag == Tag.RESULT)
                         m.next = "CRC_HI"
             with m.State("CRC_HI"):
                 send(tcrc[8:], "CRC_LO", crc=False)

@@ -140,10 +140,8 @@ class UpstreamParser:
 
 
 def _status(body: bytes) -> dict:
-    return {"token": body[0], "expect": body[1],
-            "bad_frames": int.from_bytes(body[2:4], "little"),
-            "seq_errors": int.from_bytes(body[4:6], "little"),
-            "overrun": bool(body[6] & 1), "frame_error": bool(body[6] & 2)}
+    return {"token": body[0], "expect": body[1], "bad_frames": body[2], "seq_errors": body[3],
+            "overrun": bool(body[4] & 1), "frame_error": bool(body[4] & 2)}
 
 
 class SerialTransport(Transport):
