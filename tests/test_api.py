@@ -92,3 +92,12 @@ def test_simulate_names_its_files_and_records_waves(tmp_path):
         assert Path(res[key]).is_file(), key
     assert res["waves"].endswith(".fst") and Path(res["waves"]).stat().st_size > 0
     assert res["cycles_over"] == "sums over 1 image(s) per k" and res["ratio_reference_k"] == 2
+
+
+@pytest.mark.slow
+def test_readme_example(tmp_path, monkeypatch):
+    readme = DOC.parent.parent / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert len(blocks) == 1
+    ns = _run(blocks, tmp_path, monkeypatch)
+    assert ns["res"]["mismatches"] == 0 and (tmp_path / "out" / "rtl").is_dir()
