@@ -96,14 +96,16 @@ def _build_lock(build_dir: Path):
         os.close(fd)                      # releases the lock
 
 
-def _build(cfg: EngineConfig, simulator: str, build_dir: Path, waves: bool = False) -> Path:
+def _build(cfg: EngineConfig, simulator: str, build_dir: Path, waves: bool = False,
+           sources=None) -> Path:
     from cocotb_tools.runner import get_runner
 
     from ..hw.generate import generate_verilog
 
-    verilog = generate_verilog(cfg, build_dir / "rtl")
+    if sources is None:
+        sources = [generate_verilog(cfg, build_dir / "rtl")]
     runner = get_runner(simulator)
-    runner.build(sources=[verilog], hdl_toplevel="pnn_engine", build_dir=build_dir,
+    runner.build(sources=list(sources), hdl_toplevel="pnn_engine", build_dir=build_dir,
                  timescale=("1ns", "1ps"),
                  build_args=VERILATOR_ARGS if simulator == "verilator" else [],
                  waves=waves, log_file=build_dir / "build.log")
@@ -166,7 +168,7 @@ def _failed_tests(results_xml) -> list[str]:
 
 def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulator: str = "icarus",
                     build_root="build/sim", name: str | None = None, run_dir=None,
-                    waves: bool = False) -> dict:
+                    waves: bool = False, sources=None) -> dict:
     """Build the engine for ``cfg`` and run any cocotb test module on it; return its report.
 
     ``conf`` (JSON-serialisable) reaches the test module through ``PNN_SIM_CONFIG``, completed with
@@ -175,6 +177,8 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
     one build folder never collide; the report's ``run_dir`` names it, ``results_xml`` and
     ``sim_log`` its cocotb results and log. ``waves``: record every signal (a build of its own;
     Icarus writes ``pnn_engine.fst``, Verilator ``dump.vcd``, into the run folder: ``waves``).
+    ``sources``: Verilog files to build instead of the generated RTL (a gate-level netlist with
+    its cell models, :mod:`.gate_sim`); give them a ``build_root`` of their own.
     """
     from cocotb_tools.runner import get_runner
 
@@ -186,7 +190,7 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
     with _build_lock(build_dir) as lock:
         t0 = time.perf_counter()
         lock(True)                        # compile alone ...
-        _build(cfg, simulator, build_dir, waves)
+        _build(cfg, simulator, build_dir, waves, sources)
         lock(False)                       # ... simulate alongside other runs of this build
         build_s = time.perf_counter() - t0
         out = test_dir / "report.json"
