@@ -114,7 +114,7 @@ class BoardSpec:
 #: reference networks; 18-bit M like the ECP5 boards (any bundle exported by default runs).
 ICEBREAKER_CFG = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=576, mbits=18,
                               bbits=40, obits=32, wdepth=512, adepth=128, ppdepth=128,
-                              accdepth=32, pp_lanes=1)
+                              accdepth=32, pp_lanes=1, counter_bits=32)
 #: ECP5: the default 8 x 16 array (85F/45F), 8 x 8 for the 25F and 4 x 8 for the 12F; B is 40 bits
 #: on the smaller parts (a trained digits bundle needs 33).
 ULX3S_BIG_CFG = EngineConfig(rows=8, cols=16, abits=8, nbits=8, max_reduction=4096, mbits=18,

@@ -17,7 +17,10 @@ events_layout = data.StructLayout({name: 1 for name in isa.Counter.NAMES})
 
 
 class Counters(wiring.Component):
-    """Six 64-bit event counters; on request, one counter beat per counter.
+    """Six event counters of ``cfg.counter_bits`` bits; on request, one counter beat per counter.
+
+    A counter narrower than 64 bits saturates at ``2**counter_bits - 1`` (never wraps); the beat
+    carries it zero-extended to 64 bits.
 
     Members
     -------
@@ -55,11 +58,13 @@ class Counters(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = len(isa.Counter.NAMES)
-        counters = [Signal(64, name=f"cnt_{name}") for name in isa.Counter.NAMES]
+        bits = self.cfg.counter_bits
+        counters = [Signal(bits, name=f"cnt_{name}") for name in isa.Counter.NAMES]
         for cnt, name in zip(counters, isa.Counter.NAMES):
+            room = ~cnt.all() if bits < 64 else 1       # 2^64 cycles never come
             with m.If(self.clear):
                 m.d.sync += cnt.eq(0)
-            with m.Elif(self.events[name]):
+            with m.Elif(self.events[name] & room):
                 m.d.sync += cnt.eq(cnt + 1)
 
         # the beat of index ``idx`` (a mux; loaded into ``beats.payload`` when a beat starts)

@@ -380,7 +380,11 @@ def read_counters(cfg: EngineConfig, words: list[int], where: str) -> dict:
         beat = isa.decode_result(cfg, w)
         if beat.kind != isa.Kind.COUNTER:
             raise RuntimeError(f"{where}: expected a counter beat")
-        got[Counter.NAMES[beat.tag]] = beat.values[0]
+        name, value = Counter.NAMES[beat.tag], beat.values[0]
+        if cfg.counter_bits < 64 and value == (1 << cfg.counter_bits) - 1:
+            raise RuntimeError(f"{where}: counter {name} saturated at its {cfg.counter_bits} bits"
+                               f" (counter_bits); the reading is not a count")
+        got[name] = value
     return got
 
 

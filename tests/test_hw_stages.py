@@ -301,3 +301,30 @@ def test_layouts_round_trip_and_agree_with_the_field_table():
     assert isa.array_offsets(isa.weight_layout(cfg))[2, 4] == 2 * 5 + 4
     with pytest.raises(ValueError, match="does not fit"):
         isa.encode_result(cfg, 1, [1 << 19, 0, 0])
+
+
+def test_narrow_counters_saturate_and_the_driver_refuses_the_reading():
+    """counter_bits < 64: a counter stops at 2^bits - 1 (no wrap-around); the host refuses it."""
+    from dataclasses import replace
+    from progressivenn.sim.driver import read_counters
+
+    cfg = replace(CFG, counter_bits=16)
+    cnt = Counters(cfg)
+    got = []
+
+    async def tb(ctx):
+        ctx.set(cnt.events, {"total": 1, "busy": 1})
+        await ctx.tick().repeat((1 << 16) + 5)          # 5 events past the top
+        ctx.set(cnt.events, {"busy": 1})
+        ctx.set(cnt.req, 1)
+        ctx.set(cnt.idle, 1)
+        for _ in range(6):
+            got.append(await stream_get(ctx, cnt.beats))
+
+    _run(cnt, tb)
+    values = {isa.Counter.NAMES[b.tag]: b.values[0] for b in (isa.decode_result(cfg, w) for w in got)}
+    assert values["busy"] == values["total"] == (1 << 16) - 1
+    with pytest.raises(RuntimeError, match="counter (total|busy) saturated"):
+        read_counters(cfg, got, "test")
+    with pytest.raises(ValueError, match="counter_bits"):
+        replace(CFG, counter_bits=8)
