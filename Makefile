@@ -36,10 +36,10 @@ demo: $(STAMP)
 	$(PNN) demo --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -n auto -m ''
 
 clean:
 	rm -rf build sim_build demo .pytest_cache
