@@ -16,82 +16,33 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 
 import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge
 
 from ..hw.resident.layout import ResidentConfig
 from ..model.bundle import load_bundle
 from . import resident as rs
+from .cocotb_transport import CocotbEngine
+from .transport import Exchange
 from .compare import compare_outputs, golden_outputs
 
 
-class _Bench:
+class _Bench(CocotbEngine):
+    """The engine harness (``cocotb_transport``) on a resident engine: commands in, results out."""
+
     def __init__(self, dut, stall: float, seed: int):
-        self.dut, self.clk, self.stall = dut, dut.clk, stall
-        self.rng = random.Random(seed)
-
-    def _stalled(self) -> bool:
-        return bool(self.stall) and self.rng.random() < self.stall
-
-    async def reset(self):
-        dut = self.dut
-        await FallingEdge(self.clk)
-        dut.cmd__valid.value = 0
-        dut.res__ready.value = 0
-        dut.rst.value = 1
-        for _ in range(3):
-            await FallingEdge(self.clk)
-        dut.rst.value = 0
+        super().__init__(dut, stall=stall, seed=seed)
 
     async def feed(self, words):
-        dut = self.dut
-        await FallingEdge(self.clk)
-        i = 0
-        while i < len(words):
-            if self._stalled():
-                dut.cmd__valid.value = 0
-                await FallingEdge(self.clk)
-                continue
-            dut.cmd__payload.value = words[i]
-            dut.cmd__valid.value = 1
-            while True:
-                await ReadOnly()
-                if dut.cmd__ready.value == 1:
-                    break
-                await RisingEdge(dut.cmd__ready)
-                await FallingEdge(self.clk)
-            await FallingEdge(self.clk)
-            i += 1
-        dut.cmd__valid.value = 0
-
-    async def collect(self, n):
-        dut, out = self.dut, []
-        await FallingEdge(self.clk)
-        while len(out) < n:
-            ready = not self._stalled()
-            dut.res__ready.value = int(ready)
-            await ReadOnly()
-            if dut.res__valid.value != 1:
-                await RisingEdge(dut.res__valid)
-                await FallingEdge(self.clk)
-                continue
-            if ready:
-                out.append(int(dut.res__payload.value))
-            await FallingEdge(self.clk)
-        dut.res__ready.value = 0
-        return out
+        await self._feed("cmd", words)
 
     async def exchange(self, words, n):
-        task = cocotb.start_soon(self.feed(words))
-        got = await self.collect(n)
-        await task
-        return got
+        return await super().exchange(Exchange(cmds=list(words), n_results=n))
 
 
 @cocotb.test()
