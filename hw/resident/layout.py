@@ -49,6 +49,8 @@ class Op(enum.Enum, shape=4):
     READ_FM = 6       # answer with one FM_WORD beat holding feature map [addr]
     WRITE_IMG = 7     # every tap bank [addr] <- data (C pixels of a one-channel image)
     WRITE_TAP = 8     # tap table [addr] (lane) <- data (tap_layout)
+    WRITE_GATE = 9    # policy wrapper (policy.py): confidence gate [addr] <- data
+    RUN_POLICY = 10   # policy wrapper (policy.py): run a precision policy on the image
 
 
 class Kind(enum.Enum, shape=1):
