@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from . import contract
-from .bundle import BBITS, OBITS, SBITS, Bundle, LayerSpec, Tables, validate_bundle
+from .bundle import (BBITS, OBITS, SBITS, TABLE_SETS, Bundle, LayerSpec, Tables, conv_out_hw,
+                     validate_bundle)
 from .nets import AddBlock, ComputeBlock, QNet
 
 __all__ = ["fold_network", "choose_shift", "FoldError"]
@@ -78,6 +79,137 @@ def _bn_affine(bn: nn.Module | None, o: int):
     return g, beta - g * mean
 
 
+def _per_k_tables(blk, *, retrained: bool, n: int, a: int, mbits: int, s_in: float,
+                  s_out: float | None, alpha, bias, red: int, name: str, ts: str,
+                  logit_scales: list) -> Tables:
+    """(M, B, S) for k = 1..N of one compute block ``blk`` for one BN table set (module
+    docstring); the last layer (``s_out`` None) appends its per-k logit scale to
+    ``logit_scales``."""
+    o = len(alpha)
+    M = np.zeros((n, o), np.int64)
+    B = np.zeros((n, o), np.int64)
+    S = np.zeros(n, np.int64)
+    for k in range(1, n + 1):
+        kt = k if retrained else n            # the BN / affine table used at k planes
+        g, c = _bn_affine(blk.bn.tables[kt - 1] if blk.bn is not None else None, o)
+        if blk.affine is not None:
+            ga, ca = blk.affine.coefficients(kt)
+            g, c = g * ga, c * ga + ca
+        mreal = s_in * alpha * 2.0 ** (n - k) * g
+        breal = g * bias + c
+        bound = contract.acc_bound(k, red, a)
+        if s_out is None:
+            worst = bound * np.abs(mreal).max() + np.abs(breal).max()
+            # finest scale such that every logit fits in ~30 bits and M fits at S >= 0
+            so = max(worst / 2.0 ** (OBITS - 2), np.abs(mreal).max() / 2.0 ** (mbits - 2), 1e-30)
+            logit_scales.append(float(so))
+        else:
+            so = s_out
+        M[k - 1], B[k - 1], S[k - 1] = choose_shift(
+            mreal / so, breal / so, mbits=mbits, acc_bound=bound, last=s_out is None,
+            where=f"{name} ({ts} BN) k={k}")
+    return Tables(M=M, B=B, S=S)
+
+
+class _Walk:
+    """The state of one fold: layers so far, and per stage its output shape and activation scale
+    (stage index == bundle layer index; -1: the network input)."""
+
+    def __init__(self, net: QNet, fixed_net: QNet, mbits: int):
+        self.net, self.mbits = net, mbits
+        self.n, self.a = net.nbits, net.abits
+        self.fblocks = fixed_net.compute_blocks()
+        if len(self.fblocks) != len(net.compute_blocks()):
+            raise ValueError("fixed_net does not have the same layers as net")
+        self.layers, self.counts, self.act_scales = [], {}, []
+        self.logit_scales = {ts: [] for ts in TABLE_SETS}
+        self.shapes, self.scales = {-1: tuple(net.input_shape)}, {-1: float(net.input_scale)}
+        self.blocks_done = 0
+
+    def name(self, kind: str) -> str:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        return f"{kind}{self.counts[kind]}"
+
+    def add(self, st: AddBlock, srcin, si: int) -> tuple:
+        a_, b_ = (int(j) for j in srcin)
+        if self.shapes[a_] != self.shapes[b_]:
+            raise ValueError(f"stage {si} (add): operand shapes {self.shapes[a_]} != "
+                             f"{self.shapes[b_]}")
+        name = self.name("add")
+        s_out = float(st.act.scale())
+        m_real = np.array([self.scales[a_], self.scales[b_]]) / s_out
+        mi, _, sh = choose_shift(m_real, np.zeros(2), mbits=self.mbits,
+                                 acc_bound=2 * ((1 << self.a) - 1), last=False, where=name)
+        shape = self.shapes[a_]
+        self.layers.append(LayerSpec(name=name, kind="add", in_shape=shape, out_shape=shape,
+                                     relu=True, inputs=(a_, b_), add_m=(int(mi[0]), int(mi[1])),
+                                     add_s=int(sh)))
+        self.act_scales.append(s_out)
+        return shape, s_out
+
+    def compute(self, st: ComputeBlock, srcin, shape: tuple, s_in: float) -> tuple:
+        op = st.op
+        kind = "conv" if isinstance(op, nn.Conv2d) else "linear"
+        name = self.name(kind)
+        fst = self.fblocks[self.blocks_done]
+        if not torch.equal(fst.op.codes(), op.codes()):
+            raise ValueError(f"{name}: fixed_net has different weights")
+        codes = op.codes().numpy()
+        o, red = codes.shape
+        alpha = op.alpha().double().numpy()
+        bias = op.bias.detach().double().numpy() if op.bias is not None else np.zeros(o)
+        if kind == "conv":
+            k_, s_, p_ = tuple(op.kernel_size), tuple(op.stride), tuple(op.padding)
+            out_shape = (o, *conv_out_hw(shape[1], shape[2], k_, s_, p_))
+        else:
+            k_ = s_ = p_ = None
+            out_shape = (o,)
+        last = not st.hidden
+        s_out = None if last else float(st.act.scale())
+        if not last:
+            self.act_scales.append(s_out)
+        tables = {ts: _per_k_tables(src, retrained=ts == "retrained", n=self.n, a=self.a,
+                                    mbits=self.mbits, s_in=s_in, s_out=s_out, alpha=alpha,
+                                    bias=bias, red=red, name=name, ts=ts,
+                                    logit_scales=self.logit_scales[ts])
+                  for ts, src in (("retrained", st), ("fixed", fst))}
+        self.layers.append(LayerSpec(name=name, kind=kind, in_shape=shape, out_shape=out_shape,
+                                     kernel=k_, stride=s_, padding=p_, codes=codes,
+                                     relu=not last, tables=tables, input=srcin))
+        self.blocks_done += 1
+        return out_shape, s_in if last else s_out
+
+    def maxpool(self, st: nn.MaxPool2d, srcin, shape: tuple) -> tuple:
+        k_ = tuple(st.kernel_size) if isinstance(st.kernel_size, tuple) else (st.kernel_size,) * 2
+        s_ = st.stride if st.stride is not None else k_
+        s_ = tuple(s_) if isinstance(s_, tuple) else (s_,) * 2
+        out_shape = (shape[0], (shape[1] - k_[0]) // s_[0] + 1, (shape[2] - k_[1]) // s_[1] + 1)
+        self.layers.append(LayerSpec(name=self.name("pool"), kind="maxpool", in_shape=shape,
+                                     out_shape=out_shape, kernel=k_, stride=s_, padding=(0, 0),
+                                     input=srcin))
+        return out_shape
+
+    def flatten(self, srcin, shape: tuple) -> tuple:
+        out_shape = (math.prod(shape),)
+        self.layers.append(LayerSpec(name="flatten", kind="flatten", in_shape=shape,
+                                     out_shape=out_shape, input=srcin))
+        return out_shape
+
+    def stage(self, si: int, st, srcin, shape: tuple, s_in: float) -> tuple:
+        """Fold stage ``si``; returns its output shape and activation scale."""
+        if isinstance(st, AddBlock):
+            return self.add(st, srcin, si)
+        if srcin is not None:
+            shape, s_in = self.shapes[srcin], self.scales[srcin]
+        if isinstance(st, ComputeBlock):
+            return self.compute(st, srcin, shape, s_in)
+        if isinstance(st, nn.MaxPool2d):
+            return self.maxpool(st, srcin, shape), s_in
+        if isinstance(st, nn.Flatten):
+            return self.flatten(srcin, shape), s_in
+        raise ValueError(f"cannot fold a stage of type {type(st).__name__}")
+
+
 def fold_network(net: QNet, *, fixed_net: QNet | None = None, mbits: int = 18,
                  test_x: np.ndarray, test_y: np.ndarray, dataset: str = "custom",
                  meta: dict | None = None) -> Bundle:
@@ -88,125 +220,18 @@ def fold_network(net: QNet, *, fixed_net: QNet | None = None, mbits: int = 18,
     """
     if isinstance(mbits, bool) or not isinstance(mbits, int) or not 2 <= mbits <= 32:
         raise ValueError(f"mbits must be an integer in [2, 32], not {mbits!r}")
-    fixed_net = net if fixed_net is None else fixed_net
-    n, a = net.nbits, net.abits
-    layers = []
-    shape = tuple(net.input_shape)
-    s_in = float(net.input_scale)
-    blocks = net.compute_blocks()
-    fblocks = fixed_net.compute_blocks()
-    if len(fblocks) != len(blocks):
-        raise ValueError("fixed_net does not have the same layers as net")
-    counts = {}
-    act_scales = []
-    logit_scales = {ts: [] for ts in ("retrained", "fixed")}
-    bi = 0
-    # per stage: output shape and activation scale (stage index == bundle layer index; -1: input)
-    shapes, scales = {-1: shape}, {-1: s_in}
+    walk = _Walk(net, net if fixed_net is None else fixed_net, mbits)
+    shape, s_in = walk.shapes[-1], walk.scales[-1]
     for si, (st, srcin) in enumerate(zip(net.stages, net.inputs)):
-        if isinstance(st, AddBlock):
-            a_, b_ = (int(j) for j in srcin)
-            if shapes[a_] != shapes[b_]:
-                raise ValueError(f"stage {si} (add): operand shapes {shapes[a_]} != {shapes[b_]}")
-            counts["add"] = counts.get("add", 0) + 1
-            name = f"add{counts['add']}"
-            s_out = float(st.act.scale())
-            m_real = np.array([scales[a_], scales[b_]]) / s_out
-            mi, _, sh = choose_shift(m_real, np.zeros(2), mbits=mbits,
-                                     acc_bound=2 * ((1 << a) - 1), last=False, where=name)
-            layers.append(LayerSpec(name=name, kind="add", in_shape=shapes[a_],
-                                    out_shape=shapes[a_], relu=True, inputs=(a_, b_),
-                                    add_m=(int(mi[0]), int(mi[1])), add_s=int(sh)))
-            act_scales.append(s_out)
-            shape, s_in = shapes[a_], s_out
-            shapes[si], scales[si] = shape, s_in
-            continue
-        if srcin is not None:
-            shape, s_in = shapes[srcin], scales[srcin]
-        if isinstance(st, ComputeBlock):
-            op = st.op
-            kind = "conv" if isinstance(op, nn.Conv2d) else "linear"
-            counts[kind] = counts.get(kind, 0) + 1
-            name = f"{kind}{counts[kind]}"
-            codes = op.codes().numpy()
-            if not torch.equal(fblocks[bi].op.codes(), op.codes()):
-                raise ValueError(f"{name}: fixed_net has different weights")
-            o, red = codes.shape
-            alpha = op.alpha().double().numpy()
-            bias = op.bias.detach().double().numpy() if op.bias is not None else np.zeros(o)
-            if kind == "conv":
-                k_, s_, p_ = tuple(op.kernel_size), tuple(op.stride), tuple(op.padding)
-                ho = (shape[1] + 2 * p_[0] - k_[0]) // s_[0] + 1
-                wo = (shape[2] + 2 * p_[1] - k_[1]) // s_[1] + 1
-                out_shape = (o, ho, wo)
-            else:
-                k_ = s_ = p_ = None
-                out_shape = (o,)
-            last = not st.hidden
-            s_out = float(st.act.scale()) if not last else None
-            if not last:
-                act_scales.append(s_out)
-            tables = {}
-            for ts, src in (("retrained", st), ("fixed", fblocks[bi])):
-                M = np.zeros((n, o), np.int64)
-                B = np.zeros((n, o), np.int64)
-                S = np.zeros(n, np.int64)
-                for k in range(1, n + 1):
-                    bn = None
-                    if src.bn is not None:
-                        bn = src.bn.tables[(k if ts == "retrained" else n) - 1]
-                    g, c = _bn_affine(bn, o)
-                    if src.affine is not None:
-                        ga, ca = src.affine.coefficients(k if ts == "retrained" else n)
-                        g, c = g * ga, c * ga + ca
-                    mreal = s_in * alpha * 2.0 ** (n - k) * g
-                    breal = g * bias + c
-                    bound = contract.acc_bound(k, red, a)
-                    if last:
-                        worst = bound * np.abs(mreal).max() + np.abs(breal).max()
-                        # finest scale such that every logit fits in ~30 bits and M fits at S >= 0
-                        so = max(worst / 2.0 ** (OBITS - 2),
-                                 np.abs(mreal).max() / 2.0 ** (mbits - 2), 1e-30)
-                        logit_scales[ts].append(float(so))
-                    else:
-                        so = s_out
-                    M[k - 1], B[k - 1], S[k - 1] = choose_shift(
-                        mreal / so, breal / so, mbits=mbits, acc_bound=bound, last=last,
-                        where=f"{name} ({ts} BN) k={k}")
-                tables[ts] = Tables(M=M, B=B, S=S)
-            layers.append(LayerSpec(name=name, kind=kind, in_shape=shape, out_shape=out_shape,
-                                    kernel=k_, stride=s_, padding=p_, codes=codes, relu=not last,
-                                    tables=tables, input=srcin))
-            shape = out_shape
-            if not last:
-                s_in = s_out
-            bi += 1
-        elif isinstance(st, nn.MaxPool2d):
-            counts["pool"] = counts.get("pool", 0) + 1
-            k_ = tuple(st.kernel_size) if isinstance(st.kernel_size, tuple) else (st.kernel_size,) * 2
-            s_ = st.stride if st.stride is not None else k_
-            s_ = tuple(s_) if isinstance(s_, tuple) else (s_,) * 2
-            out_shape = (shape[0], (shape[1] - k_[0]) // s_[0] + 1, (shape[2] - k_[1]) // s_[1] + 1)
-            layers.append(LayerSpec(name=f"pool{counts['pool']}", kind="maxpool", in_shape=shape,
-                                    out_shape=out_shape, kernel=k_, stride=s_, padding=(0, 0),
-                                    input=srcin))
-            shape = out_shape
-        elif isinstance(st, nn.Flatten):
-            out_shape = (math.prod(shape),)
-            layers.append(LayerSpec(name="flatten", kind="flatten", in_shape=shape,
-                                    out_shape=out_shape, input=srcin))
-            shape = out_shape
-        else:
-            raise ValueError(f"cannot fold a stage of type {type(st).__name__}")
-        shapes[si], scales[si] = shape, s_in
+        shape, s_in = walk.stage(si, st, srcin, shape, s_in)
+        walk.shapes[si], walk.scales[si] = shape, s_in
     m = dict(meta or {})
-    m.setdefault("act_scales", act_scales)
-    m.setdefault("logit_scale", logit_scales)
-    tx = np.asarray(test_x)
-    tx = tx.astype(np.uint8 if a <= 8 else np.uint16)
-    bundle = Bundle(nbits=n, abits=a, mbits=mbits, input_shape=tuple(net.input_shape),
+    m.setdefault("act_scales", walk.act_scales)
+    m.setdefault("logit_scale", walk.logit_scales)
+    tx = np.asarray(test_x).astype(np.uint8 if walk.a <= 8 else np.uint16)
+    bundle = Bundle(nbits=walk.n, abits=walk.a, mbits=mbits, input_shape=tuple(net.input_shape),
                     num_classes=net.num_classes, input_scale=float(net.input_scale),
-                    dataset=dataset, layers=layers, test_x=tx,
+                    dataset=dataset, layers=walk.layers, test_x=tx,
                     test_y=np.asarray(test_y, np.int64), meta=m)
     try:
         return validate_bundle(bundle)
