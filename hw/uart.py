@@ -33,14 +33,16 @@ Only the ``sync`` clock domain is used; no vendor primitives.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTRx", "UARTTx", "UARTBridge", "Channel", "Tag", "PROTOCOL_VERSION",
-           "IDENT_MAGIC", "FRAME_SYNC", "MESSAGE_SYNC", "STATUS_BYTES", "crc16", "divisor_for"]
+__all__ = ["UARTRx", "UARTTx", "UARTBridge", "FrameReceiver", "MessageSender", "frame_layout",
+           "Channel", "Tag", "PROTOCOL_VERSION", "IDENT_MAGIC", "FRAME_SYNC", "MESSAGE_SYNC",
+           "STATUS_BYTES", "crc16", "divisor_for", "saturating_count", "credits_owed",
+           "send_first", "body_mux", "status_body"]
 
 #: version byte of the framing, sent in the identify reply
 PROTOCOL_VERSION = 2
@@ -241,6 +243,319 @@ class UARTTx(wiring.Component):
         return m
 
 
+def frame_layout(max_payload: int) -> data.StructLayout:
+    """A received frame as :class:`FrameReceiver` offers it: type, seq, len and the payload
+    zero-extended to ``max_payload`` bytes (byte ``i`` at bits ``[8i+7:8i]``)."""
+    return data.StructLayout({"type": 8, "seq": 8, "len": 8, "payload": 8 * max_payload})
+
+
+def _check_link(fifo_depth, credit_unit, timeout):
+    if not isinstance(credit_unit, int) or not 1 <= credit_unit <= 255:
+        raise ValueError(f"credit_unit must be an integer in [1, 255], not {credit_unit!r}")
+    if (not isinstance(fifo_depth, int) or fifo_depth < 2 * credit_unit
+            or fifo_depth & (fifo_depth - 1) or fifo_depth > 32768):
+        raise ValueError(f"fifo_depth must be a power of two in [2 * credit_unit, 32768], not"
+                         f" {fifo_depth!r}")
+    if not isinstance(timeout, int) or timeout < 0:
+        raise ValueError(f"timeout must be a non-negative integer of cycles, not {timeout!r}")
+
+
+class FrameReceiver(wiring.Component):
+    """Receive side of the framing: bytes -> FIFO -> checked frames (CRC, length) -> ``frame``.
+
+    Parameters
+    ----------
+    divisor : int or None
+        Clock cycles per UART bit; ``None``: no UART, bytes come on the ``i`` stream (simulation
+        of the bridge above the byte level).
+    max_payload : int
+        Longest payload accepted (1..255 bytes); a longer ``len`` is a bad frame.
+    fifo_depth, credit_unit, timeout : int
+        As :class:`UARTBridge`.
+
+    Members
+    -------
+    rx : In(1)  (or ``i : In(stream.Signature(8))`` without a UART)
+    frame : Out(stream.Signature(frame_layout(max_payload)))
+        One transfer per frame whose CRC is good, in arrival order; the payload is held (and no
+        further byte parsed) until ``ready``.
+    bad : Out(1)
+        One-cycle pulse per frame dropped for a wrong CRC or an impossible length.
+    credit : Out(1)
+        One-cycle pulse per ``credit_unit`` bytes taken from the FIFO.
+    restart : In(1)
+        Restart the byte count of the credits (an identify frame was taken).
+    overrun, frame_error : Out(1)
+        Sticky UART receive errors (always 0 without a UART).
+
+    Latency: ``frame.valid`` rises one cycle after the frame's last CRC byte leaves the FIFO; the
+    parser takes one FIFO byte per cycle.
+    """
+
+    def __init__(self, *, divisor, max_payload: int, fifo_depth: int = 512,
+                 credit_unit: int = 32, timeout: int = 0):
+        if divisor is not None:
+            _check_divisor(divisor)
+        _check_link(fifo_depth, credit_unit, timeout)
+        if not isinstance(max_payload, int) or not 1 <= max_payload <= 255:
+            raise ValueError(f"max_payload must be an integer in [1, 255], not {max_payload!r}")
+        self.divisor = divisor
+        self.max_payload = max_payload
+        self.fifo_depth = fifo_depth
+        self.credit_unit = credit_unit
+        self.timeout = timeout
+        ports = {"rx": In(1, init=1)} if divisor is not None else {"i": In(stream.Signature(8))}
+        super().__init__(ports | {
+            "frame": Out(stream.Signature(frame_layout(max_payload))),
+            "bad": Out(1),
+            "credit": Out(1),
+            "restart": In(1),
+            "overrun": Out(1),
+            "frame_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=self.fifo_depth)
+        if self.divisor is not None:
+            m.submodules.urx = urx = UARTRx(self.divisor)
+            m.d.comb += [urx.rx.eq(self.rx), self.frame_error.eq(urx.frame_error),
+                         self.overrun.eq(urx.overrun)]     # a byte lost: the host ignored credits
+            src = urx.o
+        else:
+            src = self.i
+        m.d.comb += [fifo.w_data.eq(src.payload), fifo.w_en.eq(src.valid),
+                     src.ready.eq(fifo.w_rdy)]
+        pop = Signal()
+        m.d.comb += pop.eq(fifo.r_en & fifo.r_rdy)
+        self._parser(m, fifo)
+        self._credits(m, pop)
+        return m
+
+    def _parser(self, m, fifo):
+        nlanes = self.max_payload
+        f = self.frame.payload
+        byte = fifo.r_data
+        idx = Signal(8)
+        rcrc = Signal(16)
+        rcrc_next = Signal(16)
+        m.d.comb += rcrc_next.eq(_crc16_next(rcrc, byte))
+        in_frame = Signal()
+        timed_out = Signal()
+        if self.timeout:
+            idle = Signal(range(self.timeout + 1))
+            with m.If(fifo.r_en & fifo.r_rdy | ~in_frame):
+                m.d.sync += idle.eq(0)
+            with m.Elif(idle != self.timeout):
+                m.d.sync += idle.eq(idle + 1)
+            m.d.comb += timed_out.eq(idle == self.timeout)
+
+        def take(state_next, target=None):
+            """Take one header/payload byte into the CRC (and ``target``); hunt on a timeout."""
+            m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
+            with m.If(fifo.r_rdy):
+                m.d.sync += rcrc.eq(rcrc_next)
+                if target is not None:
+                    m.d.sync += target.eq(byte)
+                if state_next is not None:
+                    m.next = state_next
+            with m.Elif(timed_out):
+                m.next = "HUNT"
+
+        with m.FSM(name="parse"):
+            with m.State("HUNT"):                    # skip anything until a start byte
+                m.d.comb += fifo.r_en.eq(1)
+                with m.If(fifo.r_rdy & (byte == FRAME_SYNC)):
+                    m.d.sync += rcrc.eq(0xFFFF)
+                    m.next = "TYPE"
+            with m.State("TYPE"):
+                take("SEQ", f.type)
+            with m.State("SEQ"):
+                take("LEN", f.seq)
+            with m.State("LEN"):
+                take(None, f.len)
+                with m.If(fifo.r_rdy):
+                    m.d.sync += [idx.eq(0), f.payload.eq(0)]
+                    with m.If(byte > nlanes):        # impossible length: garbage, hunt again
+                        m.d.comb += self.bad.eq(1)
+                        m.next = "HUNT"
+                    with m.Elif(byte == 0):
+                        m.next = "CRC_HI"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                take(None)
+                with m.If(fifo.r_rdy):
+                    with m.Switch(idx):
+                        for lane in range(nlanes):
+                            with m.Case(lane):
+                                m.d.sync += f.payload[8 * lane:8 * lane + 8].eq(byte)
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx + 1 == f.len):
+                        m.next = "CRC_HI"
+            with m.State("CRC_HI"):               # the CRC runs over its own two bytes too:
+                take("CRC_LO")                       # a good frame leaves the register at 0
+            with m.State("CRC_LO"):
+                take(None)
+                with m.If(fifo.r_rdy):
+                    with m.If(rcrc_next == 0):
+                        m.next = "OUT"
+                    with m.Else():
+                        m.d.comb += self.bad.eq(1)
+                        m.next = "HUNT"
+            with m.State("OUT"):
+                m.d.comb += self.frame.valid.eq(1)
+                with m.If(self.frame.ready):
+                    m.next = "HUNT"
+
+    def _credits(self, m, pop):
+        popped = Signal(range(self.credit_unit))
+        with m.If(pop):
+            with m.If(popped == self.credit_unit - 1):
+                m.d.sync += popped.eq(0)
+                m.d.comb += self.credit.eq(1)
+            with m.Else():
+                m.d.sync += popped.eq(popped + 1)
+        with m.If(self.restart):
+            m.d.sync += popped.eq(0)
+
+
+class MessageSender(wiring.Component):
+    """Transmit side of the framing: one message at a time, ``0x5A tag seq len body crc16``, with
+    the board's message counter as ``seq``.
+
+    Parameters
+    ----------
+    divisor : int or None
+        Clock cycles per UART bit; ``None``: bytes leave on the ``o`` stream.
+    max_body : int
+        Longest body (bytes).
+
+    Members
+    -------
+    tx : Out(1)  (or ``o : Out(stream.Signature(8))`` without a UART)
+    start, start_tag, start_len : In(1), In(8), In(8)
+        While ``idle``, ``start`` begins a message of tag ``start_tag`` and ``start_len`` body
+        bytes (both latched).
+    idle : Out(1)
+    tag : Out(8)
+        Tag of the message being sent.
+    index : Out(8)
+        Body byte being sent; ``body`` must give its value (combinationally).
+    body : In(8)
+    last : Out(1)
+        High in the cycle the last body byte is taken (a result word may be released then).
+
+    Latency: a message of ``n`` body bytes takes ``n + 6`` byte times from ``start``.
+    """
+
+    def __init__(self, *, divisor, max_body: int):
+        if divisor is not None:
+            _check_divisor(divisor)
+        self.divisor = divisor
+        self.max_body = max_body
+        ports = {"tx": Out(1, init=1)} if divisor is not None else {
+            "o": Out(stream.Signature(8))}
+        super().__init__(ports | {
+            "start": In(1), "start_tag": In(8), "start_len": In(8),
+            "idle": Out(1), "tag": Out(8), "index": Out(8), "body": In(8), "last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.divisor is not None:
+            m.submodules.utx = utx = UARTTx(self.divisor)
+            m.d.comb += self.tx.eq(utx.tx)
+            out = utx.i
+        else:
+            out = self.o
+        mseq = Signal(8)
+        tcrc = Signal(16)
+        length = Signal(8)
+        tcrc_next = Signal(16)
+        m.d.comb += tcrc_next.eq(_crc16_next(tcrc, out.payload))
+
+        def send(value, state_next, *, crc=True):
+            m.d.comb += [out.payload.eq(value), out.valid.eq(1)]
+            with m.If(out.ready):
+                if crc:
+                    m.d.sync += tcrc.eq(tcrc_next)
+                if state_next is not None:
+                    m.next = state_next
+
+        with m.FSM(name="send"):
+            with m.State("IDLE"):
+                m.d.comb += self.idle.eq(1)
+                with m.If(self.start):
+                    m.d.sync += [self.tag.eq(self.start_tag), length.eq(self.start_len)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.sync += [tcrc.eq(0xFFFF), self.index.eq(0)]
+                send(MESSAGE_SYNC, "TAG", crc=False)
+            with m.State("TAG"):
+                send(self.tag, "SEQ")
+            with m.State("SEQ"):
+                send(mseq, "LEN")
+            with m.State("LEN"):
+                send(length, None)
+                with m.If(out.ready):
+                    with m.If(length == 0):
+                        m.next = "CRC_HI"
+                    with m.Else():
+                        m.next = "BODY"
+            with m.State("BODY"):
+                send(self.body, None)
+                with m.If(out.ready):
+                    m.d.sync += self.index.eq(self.index + 1)
+                    with m.If(self.index == length - 1):
+                        m.d.comb += self.last.eq(1)
+                        m.next = "CRC_HI"
+            with m.State("CRC_HI"):
+                send(tcrc[8:], "CRC_LO", crc=False)
+            with m.State("CRC_LO"):
+                send(tcrc[:8], "IDLE", crc=False)
+                with m.If(out.ready):
+                    m.d.sync += mseq.eq(mseq + 1)
+        return m
+
+
+def saturating_count(m, counter, inc) -> None:
+    """``counter += 1`` on ``inc``, stopping at its maximum."""
+    with m.If(inc & (counter != (1 << len(counter)) - 1)):
+        m.d.sync += counter.eq(counter + 1)
+
+
+def credits_owed(m, credit, sent, clear, fifo_depth: int, credit_unit: int) -> Signal:
+    """Credit messages owed to the host: +1 per ``credit`` pulse, -1 per ``sent``; ``clear``
+    (an identify reply went out: the host restarts its allowance) zeroes it."""
+    owed = Signal(range(2 * (fifo_depth // credit_unit) + 4))
+    with m.If(clear):
+        m.d.sync += owed.eq(0)
+    with m.Else():
+        m.d.sync += owed.eq(owed + credit - sent)
+    return owed
+
+
+def send_first(m, snd: MessageSender, choices) -> None:
+    """Start the first message of ``choices`` whose condition holds while ``snd`` is idle.
+    ``choices``: ``[(cond, tag, length, taken)]``; ``taken`` (a Signal or None) is driven high in
+    the cycle the message is started."""
+    with m.If(snd.idle):
+        for i, (cond, tag, length, taken) in enumerate(choices):
+            with (m.If if i == 0 else m.Elif)(cond):
+                m.d.comb += [snd.start.eq(1), snd.start_tag.eq(tag), snd.start_len.eq(length)]
+                if taken is not None:
+                    m.d.comb += taken.eq(1)
+
+
+def body_mux(m, snd: MessageSender, bodies: dict) -> None:
+    """Drive ``snd.body`` from ``{tag: [byte values]}`` by the message's tag and byte index."""
+    with m.Switch(snd.tag):
+        for t, parts in bodies.items():
+            with m.Case(t):
+                m.d.comb += snd.body.eq(Array(parts)[snd.index])
+
+
 class UARTBridge(wiring.Component):
     """The engine's ``cmd``/``data``/``res`` streams over one UART (framing: module docstring).
 
@@ -284,7 +599,10 @@ class UARTBridge(wiring.Component):
         Frames dropped for a wrong CRC or an impossible length, and command/data frames dropped
         out of sequence (saturating counters, also read by a status frame).
 
-    Latency: a frame's word is offered on ``cmd``/``data`` two cycles after its last CRC byte
+    Built from :class:`FrameReceiver` (UART, FIFO, parser, credit count) and
+    :class:`MessageSender`; this class only dispatches frames and chooses the next message.
+
+    Latency: a frame's word is offered on ``cmd``/``data`` one cycle after its last CRC byte
     leaves the FIFO; the parser takes one FIFO byte per cycle, so it never limits the link.
     """
 
@@ -296,14 +614,7 @@ class UARTBridge(wiring.Component):
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 255 * 8:
                 raise ValueError(f"{name} must be an integer in [1, 2040] (at most 255 bytes per"
                                  f" frame), not {v!r}")
-        if not isinstance(credit_unit, int) or not 1 <= credit_unit <= 255:
-            raise ValueError(f"credit_unit must be an integer in [1, 255], not {credit_unit!r}")
-        if (not isinstance(fifo_depth, int) or fifo_depth < 2 * credit_unit
-                or fifo_depth & (fifo_depth - 1) or fifo_depth > 32768):
-            raise ValueError(f"fifo_depth must be a power of two in [2 * credit_unit, 32768], not"
-                             f" {fifo_depth!r}")
-        if not isinstance(timeout, int) or timeout < 0:
-            raise ValueError(f"timeout must be a non-negative integer of cycles, not {timeout!r}")
+        _check_link(fifo_depth, credit_unit, timeout)
         self.divisor = divisor
         self.data_width = data_width
         self.res_width = res_width
@@ -346,246 +657,85 @@ class UARTBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.urx = urx = UARTRx(self.divisor)
-        m.submodules.utx = utx = UARTTx(self.divisor)
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=self.fifo_depth)
-        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
-                     self.frame_error.eq(urx.frame_error)]
-
-        # ---- receive: UART -> FIFO -------------------------------------------------------------
-        m.d.comb += [fifo.w_data.eq(urx.o.payload), fifo.w_en.eq(urx.o.valid),
-                     urx.o.ready.eq(fifo.w_rdy)]
-        m.d.comb += self.overrun.eq(urx.overrun)       # a byte lost: the host ignored credits
-
-        # ---- frame parser: FIFO -> cmd / data ----------------------------------------------------
-        nlanes = self.max_payload
-        word = Signal(8 * nlanes)
-        channel = Signal(8)
-        seq = Signal(8)
+        m.submodules.rxf = rxf = FrameReceiver(
+            divisor=self.divisor, max_payload=self.max_payload, fifo_depth=self.fifo_depth,
+            credit_unit=self.credit_unit, timeout=self.timeout)
+        m.submodules.snd = snd = MessageSender(divisor=self.divisor,
+                                               max_body=max(self.res_bytes, len(self.ident) + 1))
+        m.d.comb += [rxf.rx.eq(self.rx), self.tx.eq(snd.tx), self.overrun.eq(rxf.overrun),
+                     self.frame_error.eq(rxf.frame_error)]
         expect = Signal(8)                   # seq of the next command/data frame
-        nbytes = Signal(8)
-        idx = Signal(8)
-        rcrc = Signal(16)
-        byte = fifo.r_data
-        pop = Signal()
-        ident_req = Signal()
-        ident_take = Signal()
-        status_req = Signal()
-        status_take = Signal()
         token = Signal(8)
-        dispatch_ident = Signal()  # an identify frame restarts the byte count
-        bad = Signal()
-        seq_bad = Signal()
-        m.d.comb += [pop.eq(fifo.r_en & fifo.r_rdy),
-                     self.cmd.payload.eq(word[:self.cmd_width]),
-                     self.data.payload.eq(word[:self.data_width])]
-        with m.If(bad & (self.bad_frames != 0xFF)):
-            m.d.sync += self.bad_frames.eq(self.bad_frames + 1)
-        with m.If(seq_bad & (self.seq_errors != 0xFF)):
-            m.d.sync += self.seq_errors.eq(self.seq_errors + 1)
+        seq_bad, unknown = Signal(), Signal()
+        saturating_count(m, self.bad_frames, rxf.bad | unknown)
+        saturating_count(m, self.seq_errors, seq_bad)
+        requests = self._dispatch(m, rxf, expect, token, seq_bad, unknown)
+        self._transmit(m, rxf, snd, expect, token, *requests)
+        return m
 
+    def _dispatch(self, m, rxf, expect, token, seq_bad, unknown):
+        """Good frames -> ``cmd``/``data`` (in sequence) or identify/reset/status requests."""
+        f = rxf.frame.payload
+        ident_req, status_req = Signal(), Signal()
+        m.d.comb += [self.cmd.payload.eq(f.payload[:self.cmd_width]),
+                     self.data.payload.eq(f.payload[:self.data_width])]
+        with m.If(rxf.frame.valid):
+            with m.Switch(f.type):
+                with m.Case(Channel.CMD, Channel.DATA):
+                    with m.If(f.seq == expect):
+                        with m.If(f.type == Channel.CMD):
+                            m.d.comb += [self.cmd.valid.eq(1), rxf.frame.ready.eq(self.cmd.ready)]
+                        with m.Else():
+                            m.d.comb += [self.data.valid.eq(1),
+                                         rxf.frame.ready.eq(self.data.ready)]
+                        with m.If(rxf.frame.ready):
+                            m.d.sync += expect.eq(expect + 1)
+                    with m.Else():
+                        m.d.comb += [seq_bad.eq(1), rxf.frame.ready.eq(1)]
+                with m.Case(Channel.IDENTIFY):
+                    m.d.comb += [rxf.frame.ready.eq(1), rxf.restart.eq(1)]
+                    m.d.sync += [ident_req.eq(1), expect.eq(f.seq + 1), token.eq(f.seq)]
+                with m.Case(Channel.RESET):
+                    m.d.comb += [rxf.frame.ready.eq(1), self.engine_rst.eq(1)]
+                    m.d.sync += expect.eq(f.seq + 1)
+                with m.Case(Channel.STATUS):
+                    m.d.comb += rxf.frame.ready.eq(1)
+                    m.d.sync += [status_req.eq(1), token.eq(f.seq)]
+                with m.Default():                 # unknown type: dropped and counted
+                    m.d.comb += [rxf.frame.ready.eq(1), unknown.eq(1)]
+        return ident_req, status_req
+
+    def _transmit(self, m, rxf, snd, expect, token, ident_req, status_req):
+        """Credits, identify replies, status, result words (in this priority). No copy of the
+        result word: its bytes are sent straight from ``res.payload`` (held stable by the stream
+        rules while ``valid`` and not ``ready``) and the word is taken with its last byte."""
+        ident_take, status_take, credit_sent = Signal(), Signal(), Signal()
         # requests taken by the transmitter; a new request in the same cycle wins (written later)
         with m.If(ident_take):
             m.d.sync += ident_req.eq(0)
         with m.If(status_take):
             m.d.sync += status_req.eq(0)
-
-        idle = Signal(range(max(self.timeout, 1) + 1))
-        in_frame = Signal()
-        if self.timeout:
-            with m.If(pop | ~in_frame):
-                m.d.sync += idle.eq(0)
-            with m.Elif(idle != self.timeout):
-                m.d.sync += idle.eq(idle + 1)
-        timed_out = Signal()
-        m.d.comb += timed_out.eq(idle == self.timeout) if self.timeout else timed_out.eq(0)
-
-        rcrc_next = Signal(16)
-        m.d.comb += rcrc_next.eq(_crc16_next(rcrc, byte))
-
-        def header_byte(state_next, target=None):
-            """Take one header/payload byte into the CRC (and ``target``); hunt on a timeout."""
-            m.d.comb += [fifo.r_en.eq(1), in_frame.eq(1)]
-            with m.If(fifo.r_rdy):
-                m.d.sync += rcrc.eq(rcrc_next)
-                if target is not None:
-                    m.d.sync += target.eq(byte)
-                if state_next is not None:
-                    m.next = state_next
-            with m.Elif(timed_out):
-                m.next = "HUNT"
-
-        with m.FSM(name="parse"):
-            with m.State("HUNT"):                    # skip anything until a start byte
-                m.d.comb += fifo.r_en.eq(1)
-                with m.If(fifo.r_rdy & (byte == FRAME_SYNC)):
-                    m.d.sync += rcrc.eq(0xFFFF)
-                    m.next = "TYPE"
-            with m.State("TYPE"):
-                header_byte("SEQ", channel)
-            with m.State("SEQ"):
-                header_byte("LEN", seq)
-            with m.State("LEN"):
-                header_byte(None, nbytes)
-                with m.If(fifo.r_rdy):
-                    m.d.sync += [idx.eq(0), word.eq(0)]
-                    with m.If(byte > nlanes):        # impossible length: garbage, hunt again
-                        m.d.comb += bad.eq(1)
-                        m.next = "HUNT"
-                    with m.Elif(byte == 0):
-                        m.next = "CRC_HI"
-                    with m.Else():
-                        m.next = "PAYLOAD"
-            with m.State("PAYLOAD"):
-                header_byte(None)
-                with m.If(fifo.r_rdy):
-                    with m.Switch(idx):
-                        for lane in range(nlanes):
-                            with m.Case(lane):
-                                m.d.sync += word[8 * lane:8 * lane + 8].eq(byte)
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx + 1 == nbytes):
-                        m.next = "CRC_HI"
-            with m.State("CRC_HI"):               # the CRC runs over its own two bytes too:
-                header_byte("CRC_LO")                # a good frame leaves the register at 0
-            with m.State("CRC_LO"):
-                header_byte(None)
-                with m.If(fifo.r_rdy):
-                    with m.If(rcrc_next == 0):
-                        m.next = "DISPATCH"
-                    with m.Else():
-                        m.d.comb += bad.eq(1)
-                        m.next = "HUNT"
-            with m.State("DISPATCH"):
-                m.next = "HUNT"
-                with m.Switch(channel):
-                    with m.Case(Channel.CMD, Channel.DATA):
-                        with m.If(seq == expect):
-                            m.d.sync += expect.eq(expect + 1)
-                            with m.If(channel == Channel.CMD):
-                                m.next = "CMD"
-                            with m.Else():
-                                m.next = "DATA"
-                        with m.Else():
-                            m.d.comb += seq_bad.eq(1)
-                    with m.Case(Channel.IDENTIFY):
-                        m.d.comb += dispatch_ident.eq(1)
-                        m.d.sync += [ident_req.eq(1), expect.eq(seq + 1), token.eq(seq)]
-                    with m.Case(Channel.RESET):
-                        m.d.comb += self.engine_rst.eq(1)
-                        m.d.sync += expect.eq(seq + 1)
-                    with m.Case(Channel.STATUS):
-                        m.d.sync += [status_req.eq(1), token.eq(seq)]
-                    with m.Default():                 # unknown type: dropped and counted
-                        m.d.comb += bad.eq(1)
-            with m.State("CMD"):
-                m.d.comb += self.cmd.valid.eq(1)
-                with m.If(self.cmd.ready):
-                    m.next = "HUNT"
-            with m.State("DATA"):
-                m.d.comb += self.data.valid.eq(1)
-                with m.If(self.data.ready):
-                    m.next = "HUNT"
-
-        # ---- credits: one per credit_unit bytes popped from the FIFO ---------------------------
-        popped = Signal(range(self.credit_unit))
-        owed = Signal(range(2 * (self.fifo_depth // self.credit_unit) + 4))
-        credit_inc = Signal()
-        credit_dec = Signal()
-        with m.If(pop):
-            with m.If(popped == self.credit_unit - 1):
-                m.d.sync += popped.eq(0)
-                m.d.comb += credit_inc.eq(1)
-            with m.Else():
-                m.d.sync += popped.eq(popped + 1)
-        with m.If(ident_take):
-            m.d.sync += owed.eq(0)
-        with m.Else():
-            m.d.sync += owed.eq(owed + credit_inc - credit_dec)
-        with m.If(dispatch_ident):
-            m.d.sync += popped.eq(0)
-
-        # ---- transmit: credits, identify replies, status, result words -------------------------
-        # No copy of the result word: its bytes are sent straight from ``res.payload`` (held
-        # stable by the stream rules while ``valid`` and not ``ready``) and the word is taken
-        # (``ready``) with its last byte.
-        rbytes = self.res_bytes
-        ident = self.ident
-        cnt = Signal(range(max(rbytes, len(ident) + 1, STATUS_BYTES) + 1))
-        tag = Signal(3)
-        mseq = Signal(8)
-        tcrc = Signal(16)
-        length = Signal(8)
-        m.d.comb += length.eq(Mux(tag == Tag.RESULT, rbytes,
-                                  Mux(tag == Tag.IDENTIFY, len(ident) + 1,
-                                      Mux(tag == Tag.STATUS, STATUS_BYTES, 0))))
+        owed = credits_owed(m, rxf.credit, credit_sent, ident_take, self.fifo_depth,
+                            self.credit_unit)
+        rbytes, ident = self.res_bytes, self.ident
+        send_first(m, snd, [
+            (owed != 0, Tag.CREDIT, 0, credit_sent),
+            (ident_req, Tag.IDENTIFY, len(ident) + 1, ident_take),
+            (status_req, Tag.STATUS, STATUS_BYTES, status_take),
+            (self.res.valid, Tag.RESULT, rbytes, None),
+        ])
         res_word = Cat(self.res.payload, Const(0, 8 * rbytes - self.res_width))
-        bodies = {
+        body_mux(m, snd, {
             Tag.RESULT: [res_word[8 * i:8 * i + 8] for i in range(rbytes)],
             Tag.IDENTIFY: [Const(b, 8) for b in ident] + [token],
-            Tag.STATUS: [token, expect, self.bad_frames, self.seq_errors,
-                         Cat(self.overrun, self.frame_error, Const(0, 6))],
-        }
-        assert len(bodies[Tag.STATUS]) == STATUS_BYTES
-        body_byte = Signal(8)
-        with m.Switch(tag):
-            for t, parts in bodies.items():
-                with m.Case(t):
-                    m.d.comb += body_byte.eq(Array(parts)[cnt])
+            Tag.STATUS: status_body(token, expect, self.bad_frames, self.seq_errors,
+                                    self.overrun, self.frame_error),
+        })
+        m.d.comb += self.res.ready.eq(snd.last & (snd.tag == Tag.RESULT))
 
-        tcrc_next = Signal(16)
-        m.d.comb += tcrc_next.eq(_crc16_next(tcrc, utx.i.payload))
 
-        def send(value, state_next, *, crc=True):
-            m.d.comb += [utx.i.payload.eq(value), utx.i.valid.eq(1)]
-            with m.If(utx.i.ready):
-                if crc:
-                    m.d.sync += tcrc.eq(tcrc_next)
-                if state_next is not None:
-                    m.next = state_next
-
-        with m.FSM(name="send"):
-            with m.State("IDLE"):
-                with m.If(owed != 0):
-                    m.d.comb += credit_dec.eq(1)
-                    m.d.sync += tag.eq(Tag.CREDIT)
-                    m.next = "SYNC"
-                with m.Elif(ident_req):
-                    m.d.comb += ident_take.eq(1)
-                    m.d.sync += tag.eq(Tag.IDENTIFY)
-                    m.next = "SYNC"
-                with m.Elif(status_req):
-                    m.d.comb += status_take.eq(1)
-                    m.d.sync += tag.eq(Tag.STATUS)
-                    m.next = "SYNC"
-                with m.Elif(self.res.valid):
-                    m.d.sync += tag.eq(Tag.RESULT)
-                    m.next = "SYNC"
-            with m.State("SYNC"):
-                m.d.sync += [tcrc.eq(0xFFFF), cnt.eq(0)]
-                send(MESSAGE_SYNC, "TAG", crc=False)
-            with m.State("TAG"):
-                send(tag, "SEQ")
-            with m.State("SEQ"):
-                send(mseq, "LEN")
-            with m.State("LEN"):
-                send(length, None)
-                with m.If(utx.i.ready):
-                    with m.If(length == 0):
-                        m.next = "CRC_HI"
-                    with m.Else():
-                        m.next = "BODY"
-            with m.State("BODY"):
-                send(body_byte, None)
-                with m.If(utx.i.ready):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == length - 1):
-                        m.d.comb += self.res.ready.eq(tag == Tag.RESULT)
-                        m.next = "CRC_HI"
-            with m.State("CRC_HI"):
-                send(tcrc[8:], "CRC_LO", crc=False)
-            with m.State("CRC_LO"):
-                send(tcrc[:8], "IDLE", crc=False)
-                with m.If(utx.i.ready):
-                    m.d.sync += mseq.eq(mseq + 1)
-        return m
+def status_body(token, expect, bad_frames, seq_errors, overrun, frame_error) -> list:
+    """The ``STATUS_BYTES`` body bytes of a status message."""
+    body = [token, expect, bad_frames, seq_errors, Cat(overrun, frame_error, Const(0, 6))]
+    assert len(body) == STATUS_BYTES
+    return body
