@@ -1,0 +1,355 @@
+"""The resident engine's ``cmd``/``res`` streams over the UART framing of :mod:`..uart` (version 2:
+CRC-16, sequence numbers, credits, resync). ``docs/uart.md`` ("Resident messages") has the tables.
+
+Host -> board frames (``0xA5 type seq len payload crc16``):
+
+====  ============  =============================================================================
+type  name          payload
+====  ============  =============================================================================
+0     IDENTIFY      none: answered with an identify reply; expects ``seq + 1`` next
+1     CMD           one command beat (``cmd_layout``: op, addr, data), zero-extended: the
+                    network load (WRITE_W/PP/PROG/TAP), RUN(k), READ_FM, a policy wrapper's ops
+3     RESET         none: resets the engine (not the bridge, not the memories)
+4     STATUS        none: answered with a status message
+5     IMAGE         the first image codes (one byte each), packed on chip into WRITE_IMG/WRITE_FM
+                    beats at addresses 0, 1, ...
+6     IMAGE_MORE    more codes of the same image
+7     SET_NET       network hash (4 bytes LE), flags (bit 0: send COUNTER beats), the image op
+                    (WRITE_FM 4 / WRITE_IMG 7), codes per pixel (2 bytes LE)
+====  ============  =============================================================================
+
+Types 1, 5, 6 and 7 must carry the expected ``seq`` (else dropped and counted). The packer puts
+one code in each lane of a word and writes the word when it is full (``cols`` codes), when a pixel
+ends (codes per pixel reached) or when the frame ends: the host cuts an image's frames at word
+ends. Any CMD frame whose op changes the network (not in ``keep_ops``) clears the hash, so a
+half-loaded network never identifies as loaded; the hash and the SET_NET settings survive an
+engine reset.
+
+Board -> host messages (``0x5A tag seq len body crc16``): 0x02 credit, 0x04 status (as the
+streamed bridge), 0x03 identify reply (:func:`ident_prefix`, then the hash 4 bytes LE, the flags,
+the token), and one message per result beat, tag ``0x10 + kind``: body = one header byte (the
+expected seq for a SUMMARY, the beat's index otherwise) then the beat's data, trimmed to the
+bytes of its kind (:func:`kind_bytes`). COUNTER beats are dropped unless the flag asks for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..uart import (FrameReceiver, MessageSender, Channel, Tag, IDENT_MAGIC, PROTOCOL_VERSION,
+                    STATUS_BYTES, body_mux, credits_owed, saturating_count, send_first,
+                    status_body, _check_divisor)
+from .layout import (ResidentConfig, Op, ResKind, cmd_layout, res_layout, summary_layout,
+                     counter_layout)
+
+__all__ = ["ResidentBridge", "RChannel", "RESULT_TAG", "MODE_RESIDENT", "FLAG_COUNTERS",
+           "KEEP_OPS", "kind_bytes", "ident_prefix", "IDENT_TAIL", "SET_NET_BYTES"]
+
+
+class RChannel(Channel):
+    """Type byte of a host -> board frame of the resident bridge (adds to :class:`..uart.Channel`;
+    type 2, DATA, is not used)."""
+    IMAGE = 5
+    IMAGE_MORE = 6
+    SET_NET = 7
+
+
+#: tag of a result message is ``RESULT_TAG + kind``
+RESULT_TAG = 0x10
+#: mode byte of the identify reply (the streamed bridge has none)
+MODE_RESIDENT = ord("R")
+#: SET_NET flags
+FLAG_COUNTERS = 1
+#: payload bytes of SET_NET
+SET_NET_BYTES = 8
+#: identify reply bytes after :func:`ident_prefix`: hash (4), flags, token
+IDENT_TAIL = 6
+#: opcodes that leave the network as it is (any other CMD clears the network hash)
+KEEP_OPS = (Op.NOP, Op.RUN, Op.READ_FM, Op.WRITE_FM, Op.WRITE_IMG)
+
+
+def kind_bytes(cfg: ResidentConfig) -> dict:
+    """Data bytes of each result kind on the link: ``{kind value: bytes}``."""
+    return {ResKind.SUMMARY.value: -(-summary_layout(cfg).size // 8),
+            ResKind.LOGITS.value: -(-cfg.rows * cfg.obits // 8),
+            ResKind.COUNTER.value: -(-counter_layout(cfg).size // 8),
+            ResKind.FM_WORD.value: -(-cfg.fm_width // 8)}
+
+
+def ident_prefix(cfg: ResidentConfig, *, fifo_depth: int, credit_unit: int, max_payload: int,
+                 features: int = 0) -> bytes:
+    """Constant part of the identify reply: "PNN", version, mode "R", features, FIFO depth (2 LE),
+    credit unit, longest payload, then every ``ResidentConfig`` field (dataclass order) as 4 bytes
+    LE -- the host rebuilds the configuration from it."""
+    head = IDENT_MAGIC + bytes([PROTOCOL_VERSION, MODE_RESIDENT, features & 0xFF,
+                                fifo_depth & 0xFF, fifo_depth >> 8, credit_unit, max_payload])
+    return head + b"".join(int(getattr(cfg, f.name)).to_bytes(4, "little")
+                           for f in fields(ResidentConfig))
+
+
+class ResidentBridge(wiring.Component):
+    """Resident messages (module docstring) <-> the ``cmd``/``res`` streams of a resident engine
+    (or of a wrapper with the same stream signature and more opcodes).
+
+    Parameters
+    ----------
+    cfg : ResidentConfig
+    divisor : int or None
+        Clock cycles per UART bit; ``None``: byte streams ``i``/``o`` instead of the pins (fast
+        simulation above the bit level).
+    fifo_depth, credit_unit, timeout : int
+        As :class:`..uart.UARTBridge` (credit unit default 64: fewer credit messages per image).
+    image_chunk : int
+        Longest IMAGE payload (codes per frame); the payload register holds
+        ``max(image_chunk, command bytes)`` bytes.
+    cmd_shape, res_shape : Layout or None
+        The wrapped component's stream payloads (default ``cmd_layout(cfg)``/``res_layout(cfg)``);
+        they must have the fields op/addr/data and kind/index/data.
+    keep_ops : sequence of int
+        Opcodes that do not change the network (others clear the hash).
+    features : int
+        A byte the identify reply carries (1: a policy wrapper is present).
+
+    Members
+    -------
+    rx : In(1), tx : Out(1)   (or ``i : In(stream.Signature(8))``, ``o : Out(stream.Signature(8))``)
+    cmd : Out(stream.Signature(cmd_shape))
+    res : In(stream.Signature(res_shape))
+    engine_rst : Out(1)
+        One-cycle pulse per RESET frame.
+    overrun, frame_error : Out(1)
+    bad_frames, seq_errors : Out(8)
+    net_hash : Out(32)
+        The hash of the loaded network (0: none).
+
+    Latency: a CMD frame's beat is offered one cycle after its last CRC byte leaves the FIFO; the
+    packer offers one beat per ``cols`` codes, taking one code per cycle.
+    """
+
+    def __init__(self, cfg: ResidentConfig, *, divisor=None, fifo_depth: int = 512,
+                 credit_unit: int = 64, timeout: int = 0, image_chunk: int = 64,
+                 cmd_shape=None, res_shape=None, keep_ops=KEEP_OPS, features: int = 0):
+        if not isinstance(cfg, ResidentConfig):
+            raise TypeError(f"cfg must be a ResidentConfig, not {cfg!r}")
+        if divisor is not None:
+            _check_divisor(divisor)
+        if cfg.abits > 8:
+            raise ValueError(f"the resident bridge packs one code per byte: abits {cfg.abits} > 8")
+        self.cfg = cfg
+        self.divisor = divisor
+        self.cmd_shape = cmd_shape if cmd_shape is not None else cmd_layout(cfg)
+        self.res_shape = res_shape if res_shape is not None else res_layout(cfg)
+        for shape, names in ((self.cmd_shape, ("op", "addr", "data")),
+                             (self.res_shape, ("kind", "index", "data"))):
+            have = {str(n) for n, _ in shape}
+            if not set(names) <= have:
+                raise ValueError(f"stream layout needs fields {names}, has {sorted(have)}")
+        self.cmd_bytes = -(-self.cmd_shape.size // 8)
+        if not isinstance(image_chunk, int) or not 1 <= image_chunk <= 255:
+            raise ValueError(f"image_chunk must be an integer in [1, 255], not {image_chunk!r}")
+        self.max_payload = max(self.cmd_bytes, image_chunk, SET_NET_BYTES)
+        if self.max_payload > 255:
+            raise ValueError(f"a command beat of {self.cmd_bytes} bytes does not fit a frame")
+        self.fifo_depth = fifo_depth
+        self.credit_unit = credit_unit
+        self.timeout = timeout
+        self.keep_ops = tuple(int(getattr(o, "value", o)) for o in keep_ops)
+        self.features = features
+        self.kind_bytes = kind_bytes(cfg)
+        self.receiver = FrameReceiver(divisor=divisor, max_payload=self.max_payload,
+                                      fifo_depth=fifo_depth, credit_unit=credit_unit,
+                                      timeout=timeout)
+        self.ident = ident_prefix(cfg, fifo_depth=fifo_depth, credit_unit=credit_unit,
+                                  max_payload=self.max_payload, features=features)
+        pins = ({"rx": In(1, init=1), "tx": Out(1, init=1)} if divisor is not None else
+                {"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
+        super().__init__(pins | {
+            "cmd": Out(stream.Signature(self.cmd_shape)),
+            "res": In(stream.Signature(self.res_shape)),
+            "engine_rst": Out(1),
+            "overrun": Out(1),
+            "frame_error": Out(1),
+            "bad_frames": Out(8),
+            "seq_errors": Out(8),
+            "net_hash": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rxf = rxf = self.receiver
+        m.submodules.snd = snd = MessageSender(
+            divisor=self.divisor,
+            max_body=max(len(self.ident) + IDENT_TAIL, 1 + max(self.kind_bytes.values())))
+        if self.divisor is not None:
+            m.d.comb += [rxf.rx.eq(self.rx), self.tx.eq(snd.tx)]
+        else:
+            wiring.connect(m, wiring.flipped(self.i), rxf.i)
+            wiring.connect(m, snd.o, wiring.flipped(self.o))
+        m.d.comb += [self.overrun.eq(rxf.overrun), self.frame_error.eq(rxf.frame_error)]
+        st = _State()
+        saturating_count(m, self.bad_frames, rxf.bad | st.unknown)
+        saturating_count(m, self.seq_errors, st.seq_bad)
+        self._dispatch(m, rxf, st)
+        self._transmit(m, rxf, snd, st)
+        return m
+
+    # ---- host -> board -------------------------------------------------------------------------
+    def _dispatch(self, m, rxf, st):
+        cfg = self.cfg
+        f = rxf.frame.payload
+        C, A = cfg.cols, cfg.abits
+        cs = self.cmd_shape
+        op_f, addr_f, data_f = cs["op"], cs["addr"], cs["data"]
+        frame_op = f.payload[op_f.offset:op_f.offset + op_f.width]
+        m.d.comb += self.net_hash.eq(st.hash)
+
+        # the packer: codes of an IMAGE frame -> WRITE_IMG / WRITE_FM beats
+        pidx = Signal(8)
+        lane = Signal(range(C))
+        ch = Signal(16)
+        addr = Signal(addr_f.width)
+        word = Signal(C * A)
+        wnext = Signal(C * A)
+        pbytes = Array(f.payload[8 * i:8 * i + 8] for i in range(self.max_payload))
+        code = pbytes[pidx][:A]
+        m.d.comb += wnext.eq(word)
+        with m.Switch(lane):
+            for l in range(C):
+                with m.Case(l):
+                    m.d.comb += wnext[l * A:(l + 1) * A].eq(code)
+        last_code = pidx == f.len - 1
+        flush = (lane == C - 1) | (ch == st.unit - 1) | last_code
+        packed = Signal(cs.size)
+        m.d.comb += [packed[op_f.offset:op_f.offset + op_f.width].eq(st.img_op),
+                     packed[addr_f.offset:addr_f.offset + addr_f.width].eq(addr),
+                     packed[data_f.offset:data_f.offset + C * A].eq(wnext)]
+
+        in_seq = f.seq == st.expect
+        with m.FSM(name="dispatch"):
+            with m.State("FRAME"):
+                m.d.comb += self.cmd.payload.eq(f.payload[:cs.size])
+                with m.If(rxf.frame.valid):
+                    with m.Switch(f.type):
+                        with m.Case(RChannel.CMD):
+                            with m.If(in_seq):
+                                m.d.comb += [self.cmd.valid.eq(1),
+                                             rxf.frame.ready.eq(self.cmd.ready)]
+                                with m.If(self.cmd.ready):
+                                    m.d.sync += st.expect.eq(st.expect + 1)
+                                    keep = Cat(*[frame_op == o for o in self.keep_ops]).any()
+                                    with m.If(~keep):
+                                        m.d.sync += st.hash.eq(0)
+                            with m.Else():
+                                m.d.comb += [st.seq_bad.eq(1), rxf.frame.ready.eq(1)]
+                        with m.Case(RChannel.IMAGE, RChannel.IMAGE_MORE):
+                            with m.If(~in_seq):
+                                m.d.comb += [st.seq_bad.eq(1), rxf.frame.ready.eq(1)]
+                            with m.Else():
+                                with m.If(f.type == RChannel.IMAGE):
+                                    m.d.sync += [addr.eq(0), ch.eq(0)]
+                                m.d.sync += [pidx.eq(0), lane.eq(0), word.eq(0)]
+                                with m.If(f.len == 0):
+                                    m.d.comb += rxf.frame.ready.eq(1)
+                                    m.d.sync += st.expect.eq(st.expect + 1)
+                                with m.Else():
+                                    m.next = "PACK"
+                        with m.Case(RChannel.SET_NET):
+                            m.d.comb += rxf.frame.ready.eq(1)
+                            with m.If(in_seq):
+                                p = f.payload
+                                m.d.sync += [st.expect.eq(st.expect + 1), st.hash.eq(p[:32]),
+                                             st.flags.eq(p[32:40]), st.img_op.eq(p[40:48]),
+                                             st.unit.eq(p[48:64])]
+                            with m.Else():
+                                m.d.comb += st.seq_bad.eq(1)
+                        with m.Case(RChannel.IDENTIFY):
+                            m.d.comb += [rxf.frame.ready.eq(1), rxf.restart.eq(1)]
+                            m.d.sync += [st.ident_req.eq(1), st.expect.eq(f.seq + 1),
+                                         st.token.eq(f.seq)]
+                        with m.Case(RChannel.RESET):
+                            m.d.comb += [rxf.frame.ready.eq(1), self.engine_rst.eq(1)]
+                            m.d.sync += st.expect.eq(f.seq + 1)
+                        with m.Case(RChannel.STATUS):
+                            m.d.comb += rxf.frame.ready.eq(1)
+                            m.d.sync += [st.status_req.eq(1), st.token.eq(f.seq)]
+                        with m.Default():             # unknown type: dropped and counted
+                            m.d.comb += [rxf.frame.ready.eq(1), st.unknown.eq(1)]
+            with m.State("PACK"):
+                m.d.comb += self.cmd.payload.eq(packed)
+                advance = Signal()
+                with m.If(flush):
+                    m.d.comb += [self.cmd.valid.eq(1), advance.eq(self.cmd.ready)]
+                    with m.If(self.cmd.ready):
+                        m.d.sync += [addr.eq(addr + 1), lane.eq(0), word.eq(0)]
+                with m.Else():
+                    m.d.comb += advance.eq(1)
+                    m.d.sync += [lane.eq(lane + 1), word.eq(wnext)]
+                with m.If(advance):
+                    m.d.sync += [pidx.eq(pidx + 1), ch.eq(Mux(ch == st.unit - 1, 0, ch + 1))]
+                    with m.If(last_code):
+                        m.d.comb += rxf.frame.ready.eq(1)
+                        m.d.sync += st.expect.eq(st.expect + 1)
+                        m.next = "FRAME"
+
+    # ---- board -> host -------------------------------------------------------------------------
+    def _transmit(self, m, rxf, snd, st):
+        ident_take, status_take, credit_sent = Signal(), Signal(), Signal()
+        with m.If(ident_take):
+            m.d.sync += st.ident_req.eq(0)
+        with m.If(status_take):
+            m.d.sync += st.status_req.eq(0)
+        owed = credits_owed(m, rxf.credit, credit_sent, ident_take, self.fifo_depth,
+                            self.credit_unit)
+        rs = self.res_shape
+        kind = self.res.payload.as_value()[rs["kind"].offset:rs["kind"].offset + rs["kind"].width]
+        index = self.res.payload.as_value()[rs["index"].offset:rs["index"].offset + 8]
+        doff, dw = rs["data"].offset, rs["data"].width
+        nmax = max(self.kind_bytes.values())
+        dbits = Cat(self.res.payload.as_value()[doff:doff + dw], Const(0, max(0, 8 * nmax - dw)))
+        dbytes = [dbits[8 * i:8 * i + 8] for i in range(nmax)]
+        drop = Signal()                     # a COUNTER beat nobody asked for
+        m.d.comb += drop.eq(self.res.valid & (kind == ResKind.COUNTER.value)
+                            & ~st.flags[0])
+        res_len = Signal(8)
+        with m.Switch(kind):
+            for kv, n in self.kind_bytes.items():
+                with m.Case(kv):
+                    m.d.comb += res_len.eq(1 + n)
+        send_first(m, snd, [
+            (owed != 0, Tag.CREDIT, 0, credit_sent),
+            (st.ident_req, Tag.IDENTIFY, len(self.ident) + IDENT_TAIL, ident_take),
+            (st.status_req, Tag.STATUS, STATUS_BYTES, status_take),
+            (self.res.valid & ~drop, RESULT_TAG + kind, res_len, None),
+        ])
+        hdr = Mux(kind == ResKind.SUMMARY.value, st.expect, index)
+        bodies = {
+            Tag.IDENTIFY: ([Const(b, 8) for b in self.ident]
+                           + [st.hash[8 * i:8 * i + 8] for i in range(4)]
+                           + [st.flags, st.token]),
+            Tag.STATUS: status_body(st.token, st.expect, self.bad_frames, self.seq_errors,
+                                    self.overrun, self.frame_error),
+        }
+        for kv, n in self.kind_bytes.items():
+            bodies[RESULT_TAG + kv] = [hdr] + dbytes[:n]
+        body_mux(m, snd, bodies)
+        m.d.comb += self.res.ready.eq(drop | (snd.last & (snd.tag >= RESULT_TAG)))
+
+
+class _State:
+    """Registers and strobes shared by the dispatcher and the transmitter."""
+
+    def __init__(self):
+        self.expect = Signal(8)          # seq of the next sequenced frame
+        self.token = Signal(8)
+        self.hash = Signal(32)
+        self.flags = Signal(8)
+        self.img_op = Signal(8, init=Op.WRITE_FM.value)
+        self.unit = Signal(16, init=1)
+        self.ident_req = Signal()
+        self.status_req = Signal()
+        self.seq_bad = Signal()
+        self.unknown = Signal()
