@@ -182,8 +182,8 @@ def _check_add(w, layer, abits, mbits) -> None:
         _fail(f"{w}.M", f"xa*Ma + xb*Mb can reach {zmax}, beyond {contract.Z_BITS} bits")
 
 
-def validate_bundle(b: Bundle) -> Bundle:
-    """Check every field of ``b``; raise :class:`BundleError` naming the first bad one."""
+def _check_header(b: Bundle) -> tuple:
+    """The bundle's scalar fields; returns ``(N, A, mbits, input_shape, num_classes)``."""
     n = _int("nbits", b.nbits, 1, 16)
     a = _int("abits", b.abits, 1, 16)
     mb = _int("mbits", b.mbits, 2, 32)
@@ -198,102 +198,135 @@ def validate_bundle(b: Bundle) -> Bundle:
         _fail("meta", "must be an object")
     if not isinstance(b.layers, list) or not b.layers:
         _fail("layers", "must be a non-empty list")
+    return n, a, mb, shape, classes
+
+
+def _check_inputs(w, layer, i, ins, outs_by_index) -> None:
+    """``in_shape`` agrees with the output of the layer (two for an add) that ``layer`` reads."""
+    if layer.kind == "add":
+        for j, src in enumerate(_add_inputs(w, layer, i)):
+            if outs_by_index[src] != ins:
+                _fail(f"{w}.inputs[{j}]", f"layer {src} gives {outs_by_index[src]}, not the "
+                                          f"in_shape {ins}")
+        return
+    src = _layer_input(w, layer, i)
+    cur = outs_by_index[src]
+    if ins != cur:
+        what = "the previous layer's output" if layer.input is None else \
+            f"the output of input {src}"
+        _fail(f"{w}.in_shape", f"{ins} != {cur} ({what})")
+
+
+def _expected_out_shape(w, layer, ins, outs):
+    """The output shape that a conv, max-pool, flatten or linear layer's geometry gives (None:
+    no shape fits)."""
+    if layer.kind in ("conv", "maxpool"):
+        if len(ins) != 3:
+            _fail(f"{w}.in_shape", f"{layer.kind} needs (C, H, W), not {ins}")
+        k = _shape(f"{w}.kernel", layer.kernel, 2)
+        s = _shape(f"{w}.stride", layer.stride, 2)
+        if not isinstance(layer.padding, (list, tuple)) or len(layer.padding) != 2:
+            _fail(f"{w}.padding", f"must be 2 non-negative integers, not {layer.padding!r}")
+        p = tuple(_int(f"{w}.padding[{j}]", v, 0, 64) for j, v in enumerate(layer.padding))
+        if layer.kind == "maxpool" and p != (0, 0):
+            _fail(f"{w}.padding", "max-pool has no padding")
+        ho, wo = conv_out_hw(ins[1], ins[2], k, s, p)
+        if ho < 1 or wo < 1:
+            _fail(f"{w}.kernel", f"{k} larger than the padded input {ins}")
+        return (outs[0] if layer.kind == "conv" else ins[0], ho, wo)
+    if layer.kind == "flatten":
+        if len(ins) != 3:
+            _fail(f"{w}.in_shape", f"flatten needs (C, H, W), not {ins}")
+        return (ins[0] * ins[1] * ins[2],)
+    if len(ins) != 1:
+        _fail(f"{w}.in_shape", f"linear needs a flat (F,) input, not {ins}")
+    return (outs[0],) if len(outs) == 1 else None
+
+
+def _check_tables(w, tables, *, n, a, mb, outputs, red, last) -> None:
+    """Both table sets of a compute layer: shapes, ranges, and the fits rule at every k."""
     mmax, bmax = (1 << (mb - 1)) - 1, (1 << (BBITS - 1)) - 1
-    cur = shape
+    if not isinstance(tables, dict) or set(tables) != set(TABLE_SETS):
+        got = sorted(tables) if isinstance(tables, dict) else tables
+        _fail(f"{w}.tables", f"keys {got} != {list(TABLE_SETS)}")
+    for ts in TABLE_SETS:
+        t = tables[ts]
+        tw = f"{w}.tables.{ts}"
+        if not isinstance(t, Tables):
+            _fail(tw, "not a table set")
+        _int_array(f"{tw}.M", t.M, (n, outputs), -mmax - 1, mmax)
+        _int_array(f"{tw}.B", t.B, (n, outputs), -bmax - 1, bmax)
+        _int_array(f"{tw}.S", t.S, (n,), 0, (1 << SBITS) - 1)
+        for kk in range(1, n + 1):
+            why = contract.fit_problem(t.M[kk - 1], t.B[kk - 1], int(t.S[kk - 1]),
+                                       acc_max=contract.acc_bound(kk, red, a),
+                                       obits=OBITS if last else None)
+            if why:
+                _fail(f"{tw}.M", f"k={kk}: {why}")
+
+
+def _check_compute(w, layer, ins, outs, *, n, a, mb, last, final, classes) -> None:
+    """A conv/linear layer's codes, relu flag, place in the network and tables (``last``: the
+    last compute layer; ``final``: the network's last layer)."""
+    o = outs[0]
+    red = ins[0] * layer.kernel[0] * layer.kernel[1] if layer.kind == "conv" else ins[0]
+    _int_array(f"{w}.codes", layer.codes, (o, red), 0, (1 << n) - 1)
+    if not isinstance(layer.relu, (bool, np.bool_)):
+        _fail(f"{w}.relu", f"must be true or false, not {layer.relu!r}")
+    if bool(layer.relu) == last:
+        _fail(f"{w}.relu", "the last compute layer has relu false (signed logits), every "
+                           "other compute layer relu true")
+    if last and (layer.kind != "linear" or not final):
+        _fail(f"{w}.kind", "the last layer must be the linear layer giving the logits")
+    if last and outs != (classes,):
+        _fail(f"{w}.out_shape", f"{outs} != ({classes},) (num_classes)")
+    _check_tables(w, layer.tables, n=n, a=a, mb=mb, outputs=o, red=red, last=last)
+
+
+def _check_layer(b: Bundle, i: int, outs_by_index: dict, *, n, a, mb, classes,
+                 last_compute: int) -> tuple:
+    """Layer ``i`` against the layers before it; returns its output shape."""
+    layer = b.layers[i]
+    w = f"layers[{i}]"
+    if not isinstance(layer, LayerSpec):
+        _fail(w, "not a layer")
+    if not isinstance(layer.name, str) or not layer.name:
+        _fail(f"{w}.name", f"must be a non-empty string, not {layer.name!r}")
+    if layer.kind not in KINDS:
+        _fail(f"{w}.kind", f"{layer.kind!r} is not one of {', '.join(KINDS)}")
+    ins = _shape(f"{w}.in_shape", layer.in_shape)
+    _check_inputs(w, layer, i, ins, outs_by_index)
+    outs = _shape(f"{w}.out_shape", layer.out_shape)
+    if layer.kind == "add":
+        if outs != ins:
+            _fail(f"{w}.out_shape", f"{outs} != {ins} (an add keeps the shape)")
+        _check_add(w, layer, a, mb)
+        return outs
+    exp = _expected_out_shape(w, layer, ins, outs)
+    if exp is None or outs != exp:
+        _fail(f"{w}.out_shape", f"{outs} != {exp}")
+    if layer.is_compute:
+        _check_compute(w, layer, ins, outs, n=n, a=a, mb=mb, last=i == last_compute,
+                       final=i == len(b.layers) - 1, classes=classes)
+    else:
+        if layer.codes is not None:
+            _fail(f"{w}.codes", f"a {layer.kind} layer has no codes")
+        if layer.tables:
+            _fail(f"{w}.tables", f"a {layer.kind} layer has no tables")
+    return outs
+
+
+def validate_bundle(b: Bundle) -> Bundle:
+    """Check every field of ``b``; raise :class:`BundleError` naming the first bad one."""
+    n, a, mb, shape, classes = _check_header(b)
     outs_by_index = {-1: shape}   # output shape of every layer so far (-1: the network input)
-    computes = [i for i, layer in enumerate(b.layers) if getattr(layer, "kind", None) in ("conv", "linear")]
+    computes = [i for i, layer in enumerate(b.layers)
+                if getattr(layer, "kind", None) in ("conv", "linear")]
     if not computes:
         _fail("layers", "no conv or linear layer")
-    for i, layer in enumerate(b.layers):
-        w = f"layers[{i}]"
-        if not isinstance(layer, LayerSpec):
-            _fail(w, "not a layer")
-        if not isinstance(layer.name, str) or not layer.name:
-            _fail(f"{w}.name", f"must be a non-empty string, not {layer.name!r}")
-        if layer.kind not in KINDS:
-            _fail(f"{w}.kind", f"{layer.kind!r} is not one of {', '.join(KINDS)}")
-        ins = _shape(f"{w}.in_shape", layer.in_shape)
-        if layer.kind == "add":
-            srcs = _add_inputs(w, layer, i)
-            for j, src in enumerate(srcs):
-                if outs_by_index[src] != ins:
-                    _fail(f"{w}.inputs[{j}]", f"layer {src} gives {outs_by_index[src]}, not the "
-                                              f"in_shape {ins}")
-        else:
-            src = _layer_input(w, layer, i)
-            cur = outs_by_index[src]
-            if ins != cur:
-                what = "the previous layer's output" if layer.input is None else \
-                    f"the output of input {src}"
-                _fail(f"{w}.in_shape", f"{ins} != {cur} ({what})")
-        outs = _shape(f"{w}.out_shape", layer.out_shape)
-        if layer.kind == "add":
-            if outs != ins:
-                _fail(f"{w}.out_shape", f"{outs} != {ins} (an add keeps the shape)")
-            _check_add(w, layer, a, mb)
-            outs_by_index[i] = outs
-            continue
-        if layer.kind in ("conv", "maxpool"):
-            if len(ins) != 3:
-                _fail(f"{w}.in_shape", f"{layer.kind} needs (C, H, W), not {ins}")
-            k = _shape(f"{w}.kernel", layer.kernel, 2)
-            s = _shape(f"{w}.stride", layer.stride, 2)
-            if not isinstance(layer.padding, (list, tuple)) or len(layer.padding) != 2:
-                _fail(f"{w}.padding", f"must be 2 non-negative integers, not {layer.padding!r}")
-            p = tuple(_int(f"{w}.padding[{j}]", v, 0, 64) for j, v in enumerate(layer.padding))
-            if layer.kind == "maxpool" and p != (0, 0):
-                _fail(f"{w}.padding", "max-pool has no padding")
-            ho, wo = conv_out_hw(ins[1], ins[2], k, s, p)
-            if ho < 1 or wo < 1:
-                _fail(f"{w}.kernel", f"{k} larger than the padded input {ins}")
-            exp = (outs[0] if layer.kind == "conv" else ins[0], ho, wo)
-        elif layer.kind == "flatten":
-            if len(ins) != 3:
-                _fail(f"{w}.in_shape", f"flatten needs (C, H, W), not {ins}")
-            exp = (ins[0] * ins[1] * ins[2],)
-        else:
-            if len(ins) != 1:
-                _fail(f"{w}.in_shape", f"linear needs a flat (F,) input, not {ins}")
-            exp = (outs[0],) if len(outs) == 1 else None
-        if exp is None or outs != exp:
-            _fail(f"{w}.out_shape", f"{outs} != {exp}")
-        outs_by_index[i] = outs
-        if layer.is_compute:
-            o = outs[0]
-            red = ins[0] * layer.kernel[0] * layer.kernel[1] if layer.kind == "conv" else ins[0]
-            _int_array(f"{w}.codes", layer.codes, (o, red), 0, (1 << n) - 1)
-            last = i == computes[-1]
-            if not isinstance(layer.relu, (bool, np.bool_)):
-                _fail(f"{w}.relu", f"must be true or false, not {layer.relu!r}")
-            if bool(layer.relu) == last:
-                _fail(f"{w}.relu", "the last compute layer has relu false (signed logits), every "
-                                   "other compute layer relu true")
-            if last and (layer.kind != "linear" or i != len(b.layers) - 1):
-                _fail(f"{w}.kind", "the last layer must be the linear layer giving the logits")
-            if last and outs != (classes,):
-                _fail(f"{w}.out_shape", f"{outs} != ({classes},) (num_classes)")
-            if not isinstance(layer.tables, dict) or set(layer.tables) != set(TABLE_SETS):
-                got = sorted(layer.tables) if isinstance(layer.tables, dict) else layer.tables
-                _fail(f"{w}.tables", f"keys {got} != {list(TABLE_SETS)}")
-            for ts in TABLE_SETS:
-                t = layer.tables[ts]
-                tw = f"{w}.tables.{ts}"
-                if not isinstance(t, Tables):
-                    _fail(tw, "not a table set")
-                _int_array(f"{tw}.M", t.M, (n, o), -mmax - 1, mmax)
-                _int_array(f"{tw}.B", t.B, (n, o), -bmax - 1, bmax)
-                _int_array(f"{tw}.S", t.S, (n,), 0, (1 << SBITS) - 1)
-                for kk in range(1, n + 1):
-                    why = contract.fit_problem(t.M[kk - 1], t.B[kk - 1], int(t.S[kk - 1]),
-                                               acc_max=contract.acc_bound(kk, red, a),
-                                               obits=OBITS if last else None)
-                    if why:
-                        _fail(f"{tw}.M", f"k={kk}: {why}")
-        else:
-            if layer.codes is not None:
-                _fail(f"{w}.codes", f"a {layer.kind} layer has no codes")
-            if layer.tables:
-                _fail(f"{w}.tables", f"a {layer.kind} layer has no tables")
+    for i in range(len(b.layers)):
+        outs_by_index[i] = _check_layer(b, i, outs_by_index, n=n, a=a, mb=mb, classes=classes,
+                                        last_compute=computes[-1])
     if not isinstance(b.test_x, np.ndarray) or b.test_x.dtype not in (np.uint8, np.uint16):
         _fail("test_x", f"must be a uint8/uint16 array, not {getattr(b.test_x, 'dtype', b.test_x)!r}")
     if b.test_x.ndim != 4 or tuple(b.test_x.shape[1:]) != shape:
@@ -395,13 +428,8 @@ def _array_names(man: dict) -> dict:
     return names
 
 
-def load_bundle(path, *, max_bytes: int = MAX_BYTES) -> Bundle:
-    """Read and validate the bundle in directory ``path``.
-
-    Only the arrays the manifest names are read, each checked from its npy header (integer dtype,
-    size agreeing with the zip entry) before any memory is allocated, and all of them together
-    at most ``max_bytes`` (default 256 MiB); every damaged file is one :class:`BundleError`."""
-    path = Path(path)
+def _read_manifest(path: Path) -> dict:
+    """``manifest.json`` of the bundle folder ``path``: a JSON object of this format and version."""
     if not path.is_dir():
         raise BundleError(f"bundle: {path}: not a bundle directory")
     mpath = path / MANIFEST
@@ -422,9 +450,14 @@ def load_bundle(path, *, max_bytes: int = MAX_BYTES) -> Bundle:
     for name, want in (("bbits", BBITS), ("obits", OBITS), ("sbits", SBITS)):
         if man.get(name, want) != want:
             _fail(name, f"{man.get(name)!r} != {want} (fixed by version {VERSION})")
-    apath = path / ARRAYS
+    return man
+
+
+def _read_named_arrays(apath: Path, man: dict, max_bytes: int):
+    """The arrays the manifest names, read from ``arrays.npz``; returns ``arr(where, key)``,
+    which names the manifest field of a missing or misnamed array."""
     if not apath.is_file():
-        raise BundleError(f"bundle: {ARRAYS}: missing in {path}")
+        raise BundleError(f"bundle: {ARRAYS}: missing in {apath.parent}")
     names = _array_names(man)
     try:
         arrays = read_arrays(apath, names, max_bytes=max_bytes)
@@ -439,59 +472,84 @@ def load_bundle(path, *, max_bytes: int = MAX_BYTES) -> Bundle:
         if key not in arrays:
             _fail(where, f"array {key!r} missing from {ARRAYS}")
         return arrays[key]
+    return arr
 
-    for req in ("nbits", "abits", "mbits", "input_shape", "num_classes", "input_scale", "dataset",
-                "layers", "test"):
-        if req not in man:
-            _fail(req, "missing")
+
+def _require(where: str, d: dict, fields) -> None:
+    for req in fields:
+        if req not in d:
+            _fail(f"{where}.{req}" if where else req, "missing")
+
+
+def _layer_from_manifest(w: str, d, arr) -> LayerSpec:
+    """One manifest layer entry as a (not yet validated) :class:`LayerSpec`."""
+    if not isinstance(d, dict):
+        _fail(w, "must be an object")
+    _require(w, d, ("name", "kind", "in_shape", "out_shape"))
+    kind = d["kind"]
+    spec = LayerSpec(name=d["name"], kind=kind, in_shape=_tuple_or_none(d["in_shape"]),
+                     out_shape=_tuple_or_none(d["out_shape"]))
+    if kind in ("conv", "maxpool"):
+        _require(w, d, ("kernel", "stride", "padding"))
+        spec.kernel, spec.stride, spec.padding = (_tuple_or_none(d["kernel"]),
+                                                  _tuple_or_none(d["stride"]),
+                                                  _tuple_or_none(d["padding"]))
+    if "input" in d:
+        spec.input = d["input"]
+    if kind == "add":
+        _require(w, d, ("inputs", "relu", "M", "S"))
+        spec.inputs = _tuple_or_none(d["inputs"])
+        spec.relu, spec.add_m, spec.add_s = d["relu"], _tuple_or_none(d["M"]), d["S"]
+    elif "inputs" in d:
+        _fail(f"{w}.inputs", f"only an add layer has inputs (this is a {kind})")
+    if kind in ("conv", "linear"):
+        _require(w, d, ("relu", "codes", "tables"))
+        spec.relu = d["relu"]
+        spec.codes = arr(f"{w}.codes", d["codes"])
+        if not isinstance(d["tables"], dict):
+            _fail(f"{w}.tables", "must be an object")
+        for ts, keys in d["tables"].items():
+            if not isinstance(keys, dict):
+                _fail(f"{w}.tables.{ts}", "must be an object")
+            parts = {}
+            for f in ("M", "B", "S"):
+                if f not in keys:
+                    _fail(f"{w}.tables.{ts}.{f}", "missing")
+                parts[f] = arr(f"{w}.tables.{ts}.{f}", keys[f])
+            spec.tables[ts] = Tables(**parts)
+    return spec
+
+
+def _check_arrays_hash(man: dict, apath: Path, max_bytes: int) -> None:
+    """``arrays.npz`` is the one the manifest was written with (bundles written before the hash
+    existed have none)."""
+    if "arrays_sha256" not in man:
+        return
+    want = man["arrays_sha256"]
+    if not isinstance(want, str) or len(want) != 64:
+        _fail("arrays_sha256", f"must be 64 hex digits, not {want!r}")
+    if apath.stat().st_size > 4 * max_bytes + (1 << 20):
+        _fail(ARRAYS, f"{apath.stat().st_size} bytes on disk, beyond the cap")
+    if _sha256(apath) != want.lower():
+        _fail(ARRAYS, f"does not match {MANIFEST} (arrays_sha256 differs): an interrupted or"
+                      f" mixed export; export the bundle again")
+
+
+def load_bundle(path, *, max_bytes: int = MAX_BYTES) -> Bundle:
+    """Read and validate the bundle in directory ``path``.
+
+    Only the arrays the manifest names are read, each checked from its npy header (integer dtype,
+    size agreeing with the zip entry) before any memory is allocated, and all of them together
+    at most ``max_bytes`` (default 256 MiB); every damaged file is one :class:`BundleError`."""
+    path = Path(path)
+    man = _read_manifest(path)
+    apath = path / ARRAYS
+    arr = _read_named_arrays(apath, man, max_bytes)
+    _require("", man, ("nbits", "abits", "mbits", "input_shape", "num_classes", "input_scale",
+                       "dataset", "layers", "test"))
     if not isinstance(man["layers"], list):
         _fail("layers", "must be a list")
-    layers = []
-    for i, d in enumerate(man["layers"]):
-        w = f"layers[{i}]"
-        if not isinstance(d, dict):
-            _fail(w, "must be an object")
-        for req in ("name", "kind", "in_shape", "out_shape"):
-            if req not in d:
-                _fail(f"{w}.{req}", "missing")
-        kind = d["kind"]
-        spec = LayerSpec(name=d["name"], kind=kind, in_shape=_tuple_or_none(d["in_shape"]),
-                         out_shape=_tuple_or_none(d["out_shape"]))
-        if kind in ("conv", "maxpool"):
-            for req in ("kernel", "stride", "padding"):
-                if req not in d:
-                    _fail(f"{w}.{req}", "missing")
-            spec.kernel, spec.stride, spec.padding = (_tuple_or_none(d["kernel"]),
-                                                      _tuple_or_none(d["stride"]),
-                                                      _tuple_or_none(d["padding"]))
-        if "input" in d:
-            spec.input = d["input"]
-        if kind == "add":
-            for req in ("inputs", "relu", "M", "S"):
-                if req not in d:
-                    _fail(f"{w}.{req}", "missing")
-            spec.inputs = _tuple_or_none(d["inputs"])
-            spec.relu, spec.add_m, spec.add_s = d["relu"], _tuple_or_none(d["M"]), d["S"]
-        elif "inputs" in d:
-            _fail(f"{w}.inputs", f"only an add layer has inputs (this is a {kind})")
-        if kind in ("conv", "linear"):
-            for req in ("relu", "codes", "tables"):
-                if req not in d:
-                    _fail(f"{w}.{req}", "missing")
-            spec.relu = d["relu"]
-            spec.codes = arr(f"{w}.codes", d["codes"])
-            if not isinstance(d["tables"], dict):
-                _fail(f"{w}.tables", "must be an object")
-            for ts, keys in d["tables"].items():
-                if not isinstance(keys, dict):
-                    _fail(f"{w}.tables.{ts}", "must be an object")
-                parts = {}
-                for f in ("M", "B", "S"):
-                    if f not in keys:
-                        _fail(f"{w}.tables.{ts}.{f}", "missing")
-                    parts[f] = arr(f"{w}.tables.{ts}.{f}", keys[f])
-                spec.tables[ts] = Tables(**parts)
-        layers.append(spec)
+    layers = [_layer_from_manifest(f"layers[{i}]", d, arr) for i, d in enumerate(man["layers"])]
     test = man["test"]
     if not isinstance(test, dict):
         _fail("test", "must be an object")
@@ -506,13 +564,5 @@ def load_bundle(path, *, max_bytes: int = MAX_BYTES) -> Bundle:
                dataset=man["dataset"], layers=layers, test_x=tx, test_y=ty,
                meta=man.get("meta", {}))
     validate_bundle(b)
-    if "arrays_sha256" in man:        # bundles written before the hash existed have none
-        want = man["arrays_sha256"]
-        if not isinstance(want, str) or len(want) != 64:
-            _fail("arrays_sha256", f"must be 64 hex digits, not {want!r}")
-        if apath.stat().st_size > 4 * max_bytes + (1 << 20):
-            _fail(ARRAYS, f"{apath.stat().st_size} bytes on disk, beyond the cap")
-        if _sha256(apath) != want.lower():
-            _fail(ARRAYS, f"does not match {MANIFEST} (arrays_sha256 differs): an interrupted or"
-                          f" mixed export; export the bundle again")
+    _check_arrays_hash(man, apath, max_bytes)
     return b
