@@ -5,5 +5,5 @@
 #: subcommands in the order ``pnn --help`` lists them
 COMMANDS = (
     "train", "retrain_bn", "eval", "export", "verilog", "sim", "build", "asic", "dynamic", "bench",
-    "demo",
+    "run", "demo",
 )

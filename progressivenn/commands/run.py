@@ -1,0 +1,176 @@
+"""``pnn run``: classify a bundle's images on a resident board (or its simulation) over the UART
+link, and check every answer against the integer golden model (``docs/run.md``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+NAME = "run"
+HELP = ("load a bundle into a resident-mode board over its serial port (skipped when the board "
+        "already holds it), stream test images, print predictions and agreement with golden")
+
+#: simulated boards: the same loop against a simulation instead of a serial port
+SIM_PORTS = ("sim:amaranth", "sim:amaranth-uart")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("bundle", help="bundle directory written by `pnn export`")
+    p.add_argument("--port", required=True,
+                   help="serial device (/dev/ttyUSB1, COM3; needs pyserial), or sim:amaranth (the "
+                        "bridge's byte streams in the Amaranth simulator) or sim:amaranth-uart "
+                        "(the UART pins, bit by bit: slower)")
+    p.add_argument("--k", type=int, default=None, help="planes per weight (default: the bundle's N)")
+    p.add_argument("--policy", default=None, metavar="P",
+                   help="choose k per image on chip with policy P (needs --threshold)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--images", type=int, default=None,
+                     help="first N test images of the bundle (default: 10)")
+    src.add_argument("--sequence", default=None, metavar="FILE",
+                     help="test-image indices to run, in order: whitespace/comma separated text "
+                          "or a JSON list (repeats allowed)")
+    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (real ports)")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds each operation may take beyond its bytes' line time")
+    p.add_argument("--tables", choices=["retrained", "fixed"], default="retrained",
+                   help="BN tables: retrained per k, or the k=N tables at every k")
+    p.add_argument("--counters", action="store_true",
+                   help="also fetch the per-layer busy counters of every image")
+    p.add_argument("--force-load", action="store_true",
+                   help="load the network even when the board reports its hash")
+    g = p.add_argument_group("simulated ports")
+    g.add_argument("--rows", type=int, default=8, help="output channels in parallel (R)")
+    g.add_argument("--cols", type=int, default=16, help="reduction lanes (C)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _indices(args, bundle) -> list:
+    n = len(bundle.test_x)
+    if args.sequence is not None:
+        from pathlib import Path
+
+        text = Path(args.sequence).read_text()
+        try:
+            vals = json.loads(text) if text.lstrip().startswith("[") else \
+                [int(t) for t in text.replace(",", " ").split()]
+        except ValueError as e:
+            raise ValueError(f"--sequence {args.sequence}: not a list of image indices ({e})")
+        if not vals:
+            raise ValueError(f"--sequence {args.sequence}: no image indices")
+        for v in vals:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
+                raise ValueError(f"--sequence {args.sequence}: index {v!r} is not in [0, {n - 1}]")
+        return list(vals)
+    count = 10 if args.images is None else args.images
+    if not 1 <= count <= n:
+        raise ValueError(f"--images must be in [1, {n}] (the bundle's test images), not {count}")
+    return list(range(min(count, n)))
+
+
+def _open_port(args, bundle):
+    """(byte port, description) for ``--port``; a simulated port builds the resident system for
+    the ``--rows/--cols`` engine sized for the bundle."""
+    if not args.port.startswith("sim:"):
+        return args.port, f"serial {args.port} at {args.baud} baud"
+    if args.port not in SIM_PORTS:
+        raise ValueError(f"--port {args.port}: unknown simulated port; use one of "
+                         f"{', '.join(SIM_PORTS)} or a serial device")
+    from ..hw.resident.system import ResidentSystem
+    from ..sim.resident_runner import resident_config
+
+    cfg = resident_config(rows=args.rows, cols=args.cols, bundle=bundle)
+    if args.port == "sim:amaranth":
+        from ..sim.resident_link import AmaranthBytePort
+
+        return AmaranthBytePort(ResidentSystem(cfg, 100e6, None)), \
+            "Amaranth simulation, bridge byte streams (no UART bit timing)"
+    from ..sim.serial_transport import AmaranthSerialPort
+
+    dut = ResidentSystem(cfg, 100e6, 25_000_000)         # 4 clock cycles per bit
+    return AmaranthSerialPort(dut, max_cycles=400_000), \
+        "Amaranth simulation, UART pins (4 cycles per bit)"
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..model.bundle import load_bundle
+    from ..model.golden import run_network
+
+    if args.policy is not None or args.threshold is not None:
+        raise ValueError("--policy/--threshold: the on-chip policy is not yet supported by "
+                         "pnn run; use --k")
+    if args.baud <= 0 or args.timeout <= 0:
+        raise ValueError("--baud and --timeout must be positive")
+    bundle = load_bundle(args.bundle)
+    N = int(bundle.nbits)
+    k = N if args.k is None else args.k
+    if not 1 <= k <= N:
+        raise ValueError(f"--k must be in [1, {N}] (the bundle's planes), not {k}")
+    idx = _indices(args, bundle)
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
+
+    from ..sim.resident import compile_program
+    from ..sim.resident_link import ResidentLink, link_cost
+
+    port, where = _open_port(args, bundle)
+    link = ResidentLink(port, baud=args.baud, timeout=args.timeout, counters=args.counters)
+    try:
+        t0 = time.perf_counter()
+        info = link.connect()
+        cfg = info["cfg"]
+        prog = compile_program(bundle, cfg, args.tables)
+        log(f"pnn run: {where}: resident engine {cfg.rows}x{cfg.cols}, N={cfg.nbits}")
+        loaded = link.load(prog, force=args.force_load)
+        load_s = time.perf_counter() - t0
+        log(f"pnn run: network {'loaded' if loaded else 'already on the board (hash matches)'} "
+            f"in {load_s:.2f} s")
+        x = np.asarray(bundle.test_x, dtype=np.int64)
+        gold = run_network(bundle, x[sorted(set(idx))], k, args.tables)
+        gpos = {v: i for i, v in enumerate(sorted(set(idx)))}
+        rows = []
+        sent0, recv0 = link.link["sent"], link.link["received"]
+        t1 = time.perf_counter()
+        for i in idx:
+            r = link.infer(x[i], k)
+            g = gpos[i]
+            glog = [int(v) for v in gold.logits[g]]
+            row = {"image": i, "label": int(bundle.test_y[i]), "pred": r.cls,
+                   "golden": int(gold.pred[g]), "k": r.k, "cycles": r.cycles,
+                   "agree": r.cls == int(gold.pred[g]) and r.logits == glog and r.k == k}
+            if args.counters:
+                row["busy"] = r.busy
+            rows.append(row)
+            log(f"  image {i:5d}  label {row['label']:3d}  pred {r.cls:3d}  golden "
+                f"{row['golden']:3d}  {'ok' if row['agree'] else 'DIFFERS'}  {r.cycles} cycles")
+        run_s = time.perf_counter() - t1
+    finally:
+        link.close()
+    n = len(rows)
+    link_bytes = (link.link["sent"] - sent0 + link.link["received"] - recv0) / n
+    cost = link_cost(prog, counters=args.counters, credit_unit=info["credit_unit"],
+                     max_payload=info["max_payload"])
+    rep = {
+        "port": args.port, "where": where, "k": k, "images": n, "tables": args.tables,
+        "config": {f: getattr(cfg, f) for f in ("rows", "cols", "nbits", "abits")},
+        "network_loaded": loaded, "load_seconds": round(load_s, 3),
+        "accuracy": sum(r["pred"] == r["label"] for r in rows) / n,
+        "golden_accuracy": sum(r["golden"] == r["label"] for r in rows) / n,
+        "agree": sum(r["agree"] for r in rows), "all_agree": all(r["agree"] for r in rows),
+        "cycles_per_image": max(r["cycles"] for r in rows),
+        "wall_inferences_per_s": round(n / run_s, 3) if run_s > 0 else None,
+        "link_bytes_per_image": round(link_bytes, 1), "link_cost": cost,
+        "link_inferences_per_s_at_baud": round(args.baud / 10 / cost["total"], 1),
+        "link": link.link, "results": rows,
+    }
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        print(f"{n} images at k={k}: accuracy {rep['accuracy']:.3f} (golden "
+              f"{rep['golden_accuracy']:.3f}), {rep['agree']}/{n} agree with golden bit for bit, "
+              f"{rep['cycles_per_image']} cycles per image, {rep['wall_inferences_per_s']} "
+              f"inferences/s wall clock, {rep['link_bytes_per_image']} link bytes per image "
+              f"({rep['link_inferences_per_s_at_baud']} images/s at {args.baud} baud)")
+    return 0 if rep["all_agree"] else 1

@@ -1,0 +1,547 @@
+"""Host side of the resident UART bridge (``hw/resident/bridge.py``, ``docs/uart.md``): load a
+network once, check it by its hash, then send images and get classes back.
+
+The protocol is plain functions over bytes (:func:`net_frames`, :func:`image_frames`,
+:func:`run_frame`, :func:`decode_ident`, :func:`decode_results`) and :class:`ResidentLink` runs it
+over any *byte port* (``write(bytes)``, ``read(n)``, optionally ``in_waiting`` and a simulated
+``clock()``/``baud``), like ``sim/serial_transport.py`` does for the streamed engine. Byte ports
+of a simulated board: :class:`AmaranthBytePort` (the bridge's byte streams in the Amaranth
+simulator) and ``sim.serial_transport.AmaranthSerialPort`` (the UART pins).
+
+Never a wrong result: every message is CRC-checked and numbered (a lost, damaged or duplicated
+message is a :class:`~.serial_transport.LinkError`), the SUMMARY carries the board's expected frame
+number (a dropped host frame is seen) and a status request finds frames dropped before a reply.
+Only what is safe to repeat is repeated: the identify, the status request, and a whole inference
+(image + RUN: they overwrite the image and recompute it) after a resynchronisation; a network
+load that fails is never half-trusted (its hash is cleared on chip by the first write).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from dataclasses import dataclass, field, fields
+
+from ..hw.resident.bridge import (RChannel, RESULT_TAG, MODE_RESIDENT, FLAG_COUNTERS,
+                                  IDENT_TAIL, kind_bytes)
+from ..hw.resident.layout import ResidentConfig, Op, ResKind, cmd_layout
+from ..hw.uart import IDENT_MAGIC, PROTOCOL_VERSION, STATUS_BYTES, Tag
+from .serial_transport import LinkError, UpstreamParser, frame, _status
+
+__all__ = ["ResidentLink", "LinkError", "net_hash", "net_frames", "image_frames", "run_frame",
+           "set_net_frame", "ident_bytes", "decode_ident", "Inference", "AmaranthBytePort",
+           "link_cost"]
+
+#: bytes of the identify reply's body before the config fields
+_HEAD = len(IDENT_MAGIC) + 7
+
+
+def ident_bytes() -> int:
+    """Body bytes of a resident identify reply."""
+    return _HEAD + 4 * len(fields(ResidentConfig)) + IDENT_TAIL
+
+
+def decode_ident(body: bytes) -> dict:
+    """Fields of a resident identify reply body (``hw.resident.bridge.ident_prefix``)."""
+    if not body.startswith(IDENT_MAGIC) or len(body) != ident_bytes():
+        raise LinkError(f"not a resident identify reply: {body[:8].hex()}...")
+    v, mode, feat, flo, fhi, cu, maxp = body[3:_HEAD]
+    if v != PROTOCOL_VERSION:
+        raise LinkError(f"board speaks framing version {v}, this host {PROTOCOL_VERSION}")
+    if mode != MODE_RESIDENT:
+        raise LinkError("the board runs the streamed engine, not resident mode")
+    vals = [int.from_bytes(body[_HEAD + 4 * i:_HEAD + 4 * i + 4], "little")
+            for i in range(len(fields(ResidentConfig)))]
+    cfg = ResidentConfig(**{f.name: x for f, x in zip(fields(ResidentConfig), vals)})
+    tail = body[-IDENT_TAIL:]
+    return {"version": v, "features": feat, "fifo_depth": flo | fhi << 8, "credit_unit": cu,
+            "max_payload": maxp, "cfg": cfg, "hash": int.from_bytes(tail[:4], "little"),
+            "flags": tail[4], "token": tail[5]}
+
+
+def _cmd_bytes(cfg) -> int:
+    return -(-cmd_layout(cfg).size // 8)
+
+
+def net_hash(prog) -> int:
+    """32-bit hash of a compiled network as loaded (every load beat, the image setup): CRC-32,
+    never 0 (0 means "no network" on the board)."""
+    n = _cmd_bytes(prog.cfg)
+    op, unit = image_setup(prog)
+    h = zlib.crc32(b"".join(w.to_bytes(n, "little") for w in prog.load_beats())
+                   + bytes([op]) + unit.to_bytes(2, "little"))
+    return h or 1
+
+
+def image_setup(prog) -> tuple:
+    """(op, codes per pixel) of the on-chip image packer for this program."""
+    if prog.taps:
+        return Op.WRITE_IMG.value, prog.cfg.cols
+    return Op.WRITE_FM.value, prog.in_shape[0]
+
+
+def set_net_frame(prog, *, counters: bool, seq: int) -> bytes:
+    op, unit = image_setup(prog)
+    payload = (net_hash(prog).to_bytes(4, "little") + bytes([FLAG_COUNTERS if counters else 0, op])
+               + unit.to_bytes(2, "little"))
+    return frame(RChannel.SET_NET, int.from_bytes(payload, "little"), seq=seq)
+
+
+def net_frames(prog, seq: int) -> list:
+    """CMD frames loading the network, numbered from ``seq``."""
+    return [frame(RChannel.CMD, w, seq=(seq + i) & 0xFF) for i, w in enumerate(prog.load_beats())]
+
+
+def image_codes(prog, image) -> bytes:
+    """The image as the packer takes it: one byte per code, pixel after pixel (channels inner)."""
+    import numpy as np
+
+    x = np.asarray(image, dtype=np.int64)
+    cin, h, w = prog.in_shape
+    if x.shape != (cin, h, w):
+        raise ValueError(f"image must be {[cin, h, w]}, not {list(x.shape)}")
+    if x.size and (x.min() < 0 or x.max() > (1 << prog.cfg.abits) - 1):
+        raise ValueError(f"image codes must be in [0, {(1 << prog.cfg.abits) - 1}]")
+    return bytes(x.transpose(1, 2, 0).reshape(-1).astype(np.uint8).tolist())
+
+
+def _word_ends(prog, n: int) -> list:
+    """Code counts after which the packer writes a word (the cuts allowed between frames)."""
+    op, unit = image_setup(prog)
+    C = prog.cfg.cols
+    ends, lane, ch = [], 0, 0
+    for i in range(n):
+        if lane == C - 1 or ch == unit - 1 or i == n - 1:
+            ends.append(i + 1)
+            lane = 0
+        else:
+            lane += 1
+        ch = 0 if ch == unit - 1 else ch + 1
+    return ends
+
+
+def image_frames(prog, image, seq: int, max_payload: int) -> list:
+    """IMAGE / IMAGE_MORE frames of one image, cut at word ends, numbered from ``seq``."""
+    codes = image_codes(prog, image)
+    out, start = [], 0
+    ends = _word_ends(prog, len(codes))
+    while start < len(codes):
+        cut = max((e for e in ends if start < e <= start + max_payload), default=None)
+        if cut is None:
+            raise ValueError(f"one word of the image needs more than {max_payload} bytes")
+        chunk = codes[start:cut]
+        out.append(_raw_frame(RChannel.IMAGE if not out else RChannel.IMAGE_MORE, chunk,
+                              (seq + len(out)) & 0xFF))
+        start = cut
+    return out
+
+
+def _raw_frame(channel: int, payload: bytes, seq: int) -> bytes:
+    """A frame carrying exactly ``payload`` (trailing zero codes are codes: not dropped)."""
+    from ..hw.uart import FRAME_SYNC, crc16
+
+    body = bytes([channel, seq & 0xFF, len(payload)]) + payload
+    return bytes([FRAME_SYNC]) + body + crc16(body).to_bytes(2, "big")
+
+
+def run_frame(prog, k: int, seq: int) -> bytes:
+    from .resident import run_beats
+
+    return frame(RChannel.CMD, run_beats(prog, k)[0], seq=seq)
+
+
+@dataclass
+class Inference:
+    """One image's answer: class, k used, cycles (first image beat to SUMMARY), logits, per-layer
+    busy cycles (empty unless counters were asked for)."""
+    cls: int
+    k: int
+    cycles: int
+    logits: list
+    busy: list = field(default_factory=list)
+
+
+def link_cost(prog, *, counters: bool = False, credit_unit: int = 64,
+              max_payload: int = 64) -> dict:
+    """Bytes on the link per image (both directions, framing, credits included), computed from the
+    frames and messages the protocol uses (the tests check it against bytes counted on a port)."""
+    import numpy as np
+
+    img = np.zeros(prog.in_shape, dtype=np.int64)
+    down = sum(len(f) for f in image_frames(prog, img, 0, max_payload)) + len(run_frame(prog, 1, 0))
+    kb = kind_bytes(prog.cfg)
+    up = 6 + 1 + kb[ResKind.SUMMARY.value]
+    up += prog.layers[-1].desc["ngroups"] * (6 + 1 + kb[ResKind.LOGITS.value])
+    if counters:
+        up += len(prog.layers) * (6 + 1 + kb[ResKind.COUNTER.value])
+    credits = 6 * down / credit_unit
+    cin, h, w = prog.in_shape
+    return {"down": down, "up": up, "credits": round(credits, 2),
+            "total": round(down + up + credits, 2), "image_code_bytes": cin * h * w}
+
+
+class ResidentLink:
+    """A resident board (or its simulation) over a byte port.
+
+    Parameters
+    ----------
+    port : str or byte port
+        A device name (opened with pyserial at ``baud``) or an object with ``write``/``read``.
+    baud : int
+        Sets the deadline's allowance per byte; a port with ``baud`` and ``clock()`` (simulated)
+        gives both, and then every time below is the port's simulated seconds.
+    timeout : float
+        Base of every deadline: an operation must end within ``timeout + 4 * 10 / baud * bytes``
+        from its start; no byte received extends it.
+    probe : float
+        Seconds of silence, once all is sent, before a status request asks what the board got.
+    retries : int
+        Identify requests before :meth:`connect` gives up; inferences repeated after a link
+        error (each after a resynchronisation).
+    counters : bool
+        Ask for the per-layer busy counters with every result.
+
+    ``link`` counts: bytes each way, messages, bad candidates, garbage, probes, retries.
+    """
+
+    def __init__(self, port, *, baud: int = 115200, timeout: float = 10.0, probe: float = 0.5,
+                 retries: int = 3, counters: bool = False):
+        if isinstance(port, str):
+            try:
+                import serial  # pyserial, only for a real port
+            except ImportError as e:
+                raise RuntimeError("a serial port needs pyserial: pip install pyserial "
+                                   "(or: pip install 'progressivenn[board]')") from e
+            port = serial.Serial(port, baud, timeout=0.05)
+        self.port = port
+        self.clock = getattr(port, "clock", time.monotonic)
+        self.baud = getattr(port, "baud", baud)
+        self.timeout = timeout
+        self.probe = probe
+        self.retries = retries
+        self.counters = counters
+        self.info = None
+        self.prog = None
+        self.seq = 0
+        self.mseq = 0
+        self.token = 0
+        self.allowance = 0
+        self.parser = None
+        self.results: list = []
+        self.status = None
+        self.link = {"sent": 0, "received": 0, "messages": 0, "bad": 0, "garbage": 0,
+                     "probes": 0, "identify_retries": 0, "retries": 0}
+
+    # ---- bytes --------------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        self.port.write(data)
+        self.link["sent"] += len(data)
+
+    def _drain(self) -> list:
+        n = max(1, int(getattr(self.port, "in_waiting", 0) or 0))
+        data = self.port.read(n)
+        self.link["received"] += len(data)
+        if data:
+            self.parser.feed(data)
+        self.link["bad"], self.link["garbage"] = self.parser.bad, self.parser.garbage
+        msgs, self.parser.messages = self.parser.messages, []
+        self.link["messages"] += len(msgs)
+        return msgs
+
+    def _deadline(self, nbytes: int) -> float:
+        return self.clock() + self.timeout + 40.0 / self.baud * nbytes
+
+    def _parser(self, cfg) -> UpstreamParser:
+        p = UpstreamParser(0)
+        p.lengths = {Tag.CREDIT: 0, Tag.IDENTIFY: ident_bytes(), Tag.STATUS: STATUS_BYTES}
+        if cfg is not None:
+            for kv, n in kind_bytes(cfg).items():
+                p.lengths[RESULT_TAG + kv] = 1 + n
+        return p
+
+    # ---- connection ---------------------------------------------------------------------------
+    def connect(self, *, reset: bool = True) -> dict:
+        """Reset the engine (not the network), identify the board, restart the credit count.
+        Returns :func:`decode_ident`'s fields (``cfg``: the board's ResidentConfig)."""
+        info, rest = None, []
+        deadline = self._deadline(128 * self.retries)
+        self.parser = self._parser(self.info["cfg"] if self.info else None)
+        for attempt in range(self.retries):
+            if attempt:
+                self.link["identify_retries"] += 1
+            self.token = (self.token + 1) & 0xFF
+            self._write((frame(RChannel.RESET, seq=self.token) if reset else b"")
+                        + frame(RChannel.IDENTIFY, seq=self.token))
+            wait = self.clock() + (deadline - self.clock()) / (self.retries - attempt)
+            while info is None and self.clock() < wait:
+                msgs = self._drain()
+                for i, msg in enumerate(msgs):     # anything before our reply is stale
+                    if msg.tag == Tag.IDENTIFY and msg.body[-1:] == bytes([self.token]):
+                        info, ident_seq, rest = decode_ident(msg.body), msg.seq, msgs[i + 1:]
+                        break
+            if info is not None:
+                break
+        if info is None:
+            raise TimeoutError("no identify reply from the board: check the port, the baud rate"
+                               " and that a resident bitstream is loaded")
+        self.info = info
+        self.parser = self._parser(info["cfg"])   # now the result lengths are known
+        self.allowance = info["fifo_depth"]
+        self.seq = (self.token + 1) & 0xFF
+        self.mseq = (ident_seq + 1) & 0xFF
+        self.results, self.status = [], None
+        for msg in rest:
+            self._take(msg)
+        return info
+
+    def _take(self, msg) -> None:
+        if msg.seq != self.mseq:
+            self.info = None
+            raise LinkError(f"serial link: board message #{self.mseq} lost or damaged (got "
+                            f"#{msg.seq} next)")
+        self.mseq = (self.mseq + 1) & 0xFF
+        if msg.tag == Tag.CREDIT:
+            self.allowance = min(self.info["fifo_depth"],
+                                 self.allowance + self.info["credit_unit"])
+        elif msg.tag == Tag.STATUS:
+            st = _status(msg.body)
+            if st["token"] == self.token:
+                self.status = st
+        elif msg.tag >= RESULT_TAG:
+            self.results.append(msg)
+        else:
+            self.info = None
+            raise LinkError(f"serial link: unexpected {msg!r}")
+
+    def _transact(self, frames: list, n_results: int, *, status: bool) -> list:
+        """Send ``frames`` (credits respected), collect ``n_results`` result messages; with
+        ``status``, also a status reply that confirms every frame arrived in sequence."""
+        nframes = len(frames)
+        out = b"".join(frames)
+        self.status = None
+        if status:
+            out += self._status_request()
+        self.seq = (self.seq + nframes) & 0xFF
+        pos = 0
+        deadline = self._deadline(len(out) + 48 * n_results)
+        quiet = self.clock()
+        while True:
+            if pos < len(out) and self.allowance > 0:
+                n = min(self.allowance, len(out) - pos)
+                self._write(out[pos:pos + n])
+                pos += n
+                self.allowance -= n
+                continue
+            msgs = self._drain()
+            for msg in msgs:
+                self._take(msg)
+            st = self.status
+            if st is not None and st["expect"] != self.seq:
+                self.info = None
+                raise LinkError(f"serial link: the board dropped host frames (expects #"
+                                f"{st['expect']}, {self.seq} sent; {st['bad_frames']} bad, "
+                                f"{st['seq_errors']} out of sequence so far)")
+            if len(self.results) > n_results:
+                self.info = None
+                raise LinkError(f"serial link: {len(self.results)} results, {n_results} expected")
+            if pos == len(out) and len(self.results) == n_results and (st or not status):
+                break
+            now = self.clock()
+            if msgs:
+                quiet = now
+            elif pos == len(out) and now - quiet > self.probe and self.allowance >= 8:
+                probe = self._status_request()
+                self._write(probe)
+                self.allowance -= len(probe)
+                self.link["probes"] += 1
+                quiet = now
+            if now > deadline:
+                self.info = None
+                raise LinkError(f"serial link: no answer by the deadline: sent {pos}/{len(out)} "
+                                f"bytes, got {len(self.results)}/{n_results} results")
+        res, self.results = self.results, []
+        return res
+
+    def _status_request(self) -> bytes:
+        self.token = (self.token + 1) & 0xFF
+        self.status = None
+        return frame(RChannel.STATUS, seq=self.token)
+
+    # ---- network ------------------------------------------------------------------------------
+    def load(self, prog, *, force: bool = False) -> bool:
+        """Make the board hold ``prog``: skipped when its identify reply already shows this
+        network's hash. Returns True when the network was (re)loaded."""
+        if self.info is None:
+            self.connect()
+        cfg = self.info["cfg"]
+        if cfg != prog.cfg:
+            raise ValueError(f"the board's engine was built for {cfg}, the program for "
+                             f"{prog.cfg}")
+        self.prog = prog
+        want = net_hash(prog)
+        flags = FLAG_COUNTERS if self.counters else 0
+        if self.info["hash"] == want and not force:
+            if self.info["flags"] != flags:
+                self._transact([set_net_frame(prog, counters=self.counters, seq=self.seq)], 0,
+                               status=True)
+                self.info["flags"] = flags
+            return False
+        frames = net_frames(prog, self.seq)
+        frames.append(set_net_frame(prog, counters=self.counters,
+                                    seq=(self.seq + len(frames)) & 0xFF))
+        for i in range(0, len(frames), 64):      # a status every 64 frames: errors seen early
+            self._transact(frames[i:i + 64], 0, status=True)
+        self.info.update(hash=want, flags=flags)
+        return True
+
+    # ---- images -------------------------------------------------------------------------------
+    def n_results(self) -> int:
+        return 1 + self.prog.layers[-1].desc["ngroups"] + (len(self.prog.layers)
+                                                           if self.counters else 0)
+
+    def infer(self, image, k: int) -> Inference:
+        """Classify one image with ``k`` planes (:meth:`load` first). A link error is retried,
+        after a resynchronisation, up to ``retries`` times (safe: an image and a RUN overwrite
+        and recompute); the network's hash is checked again each time."""
+        if self.prog is None:
+            raise RuntimeError("load a network first")
+        for attempt in range(self.retries + 1):
+            try:
+                if self.info is None:
+                    self.connect()
+                    if self.info["hash"] != net_hash(self.prog):
+                        raise LinkError("the board lost the network (hash differs): load again")
+                return self._infer(image, k)
+            except LinkError as e:
+                if attempt == self.retries:
+                    raise
+                self.link["retries"] += 1
+                self.link["last_error"] = str(e)
+                self.info = None
+
+    def _infer(self, image, k: int) -> Inference:
+        prog = self.prog
+        frames = image_frames(prog, image, self.seq, self.info["max_payload"])
+        frames.append(run_frame(prog, k, (self.seq + len(frames)) & 0xFF))
+        msgs = self._transact(frames, self.n_results(), status=False)
+        return decode_results(prog, msgs, self.seq)
+
+    def read_fm(self, addrs) -> list:
+        """Feature-map words at ``addrs`` (READ_FM), as integers."""
+        cl = cmd_layout(self.prog.cfg)
+        frames = [frame(RChannel.CMD, cl.const({"op": Op.READ_FM, "addr": a, "data": 0})
+                        .as_bits(), seq=(self.seq + i) & 0xFF) for i, a in enumerate(addrs)]
+        msgs = self._transact(frames, len(frames), status=False)
+        for msg in msgs:
+            if msg.tag != RESULT_TAG + ResKind.FM_WORD.value:
+                raise LinkError(f"serial link: {msg!r} where a feature-map word was expected")
+        return [int.from_bytes(m.body[1:], "little") for m in msgs]
+
+    def read_status(self) -> dict:
+        """The board's counters (bad frames, frames out of sequence, expected seq, errors)."""
+        self._transact([], 0, status=True)
+        return dict(self.status)
+
+    def close(self) -> None:
+        close = getattr(self.port, "close", None)
+        if close:
+            close()
+
+
+def decode_results(prog, msgs: list, seq: int) -> Inference:
+    """Result messages of one RUN -> :class:`Inference`; checks their kinds, indices and that the
+    board had every frame up to ``seq`` (the SUMMARY's header byte)."""
+    cfg = prog.cfg
+    OW, R = cfg.obits, cfg.rows
+    s = msgs[0]
+    if s.tag != RESULT_TAG + ResKind.SUMMARY.value:
+        raise LinkError(f"serial link: {s!r} where a SUMMARY was expected")
+    if s.body[0] != seq & 0xFF:
+        raise LinkError(f"serial link: the board ran after frame #{s.body[0]}, {seq} were sent")
+    raw = int.from_bytes(s.body[1:], "little")
+    cls, kk, cycles = raw & 0xFFF, (raw >> 12) & 0x1F, (raw >> 17) & 0xFFFFFFFF
+    ng = prog.layers[-1].desc["ngroups"]
+    logits = []
+    for g, msg in enumerate(msgs[1:1 + ng]):
+        if msg.tag != RESULT_TAG + ResKind.LOGITS.value or msg.body[0] != g:
+            raise LinkError(f"serial link: {msg!r} where LOGITS {g} was expected")
+        raw = int.from_bytes(msg.body[1:], "little")
+        for r in range(R):
+            if g * R + r < prog.classes:
+                v = (raw >> (r * OW)) & ((1 << OW) - 1)
+                logits.append(v - (1 << OW) if v >> (OW - 1) else v)
+    busy = []
+    for i, msg in enumerate(msgs[1 + ng:]):
+        if msg.tag != RESULT_TAG + ResKind.COUNTER.value or msg.body[0] != i:
+            raise LinkError(f"serial link: {msg!r} where COUNTER {i} was expected")
+        busy.append(int.from_bytes(msg.body[1:], "little"))
+    return Inference(cls, kk, cycles, logits, busy)
+
+
+class AmaranthBytePort:
+    """A byte port whose other end is the ``i``/``o`` byte streams of ``dut`` (a
+    :class:`~progressivenn.hw.resident.system.ResidentSystem` built with ``baud=None``) in the
+    Amaranth simulator: no UART bit timing, one byte per cycle each way at most.
+
+    ``clock()`` is simulated seconds at ``1 / period`` Hz; ``baud`` is the equivalent line rate of
+    one byte per cycle (for the host's deadlines). ``gap``: probability of an idle cycle before a
+    byte sent (random stalls). ``read`` advances the simulation until a byte arrives or
+    ``max_cycles`` pass."""
+
+    def __init__(self, dut, *, gap: float = 0.0, seed: int = 0, max_cycles: int = 200_000,
+                 period: float = 1e-8):
+        from amaranth.sim import Simulator
+
+        self.dut = dut
+        self.gap = gap
+        self.rng = random.Random(seed)
+        self.max_cycles = max_cycles
+        self.period = period
+        self.cycles = 0
+        self.tx_queue = bytearray()
+        self.rx_buf = bytearray()
+        self.sim = Simulator(dut)
+        self.sim.add_clock(period)
+        self.sim.add_testbench(self._io, background=True)
+
+    async def _io(self, ctx):
+        dut = self.dut
+        ctx.set(dut.o.ready, 1)
+        while True:
+            send = bool(self.tx_queue) and not (self.gap and self.rng.random() < self.gap)
+            ctx.set(dut.i.valid, send)
+            if send:
+                ctx.set(dut.i.payload, self.tx_queue[0])
+            _, _, irdy, ovld, opay = await ctx.tick().sample(dut.i.ready, dut.o.valid,
+                                                            dut.o.payload)
+            if send and irdy:
+                del self.tx_queue[0]
+            if ovld:
+                self.rx_buf.append(opay)
+
+    def clock(self) -> float:
+        return self.cycles * self.period
+
+    @property
+    def baud(self) -> float:
+        return 10.0 / self.period
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.rx_buf)
+
+    def write(self, data: bytes) -> int:
+        self.tx_queue += data
+        return len(data)
+
+    def read(self, n: int = 1) -> bytes:
+        waited = 0
+        step = 64
+        while not self.rx_buf and waited < self.max_cycles:
+            self.cycles += step
+            waited += step
+            self.sim.run_until(self.cycles * self.period)
+        data = bytes(self.rx_buf[:n])
+        del self.rx_buf[:n]
+        return data
