@@ -1,10 +1,12 @@
-"""FPGA builds with the YoWASP tools from PyPI: synthesis, place-and-route, bitstream, report.
+"""FPGA builds with the YoWASP tools from PyPI: synthesis, place-and-route, bitstream, report;
+programming a board with the tools that are present.
 
-``build_board("icebreaker", out="build/icebreaker")`` elaborates :class:`~.boards.BoardTop` on the
-board's amaranth-boards platform, runs Yosys, nextpnr and icepack/ecppack, and returns a JSON-ready
-dict (``docs/boards.md`` lists its fields): resources from Yosys (``stat -json``: ``top.stat.json``)
-and from nextpnr (``--report``: ``top.report.json``), post-route Fmax against the board clock, the
-bitstream path and timings.
+``build_board("icebreaker", out="build/icebreaker")`` elaborates :class:`~.boards.BoardTop` (the
+board's default design, resident where it fits, or ``mode="streamed"``) on the board's
+amaranth-boards platform, runs Yosys, nextpnr and icepack/ecppack, and returns a JSON-ready dict
+(``docs/boards.md`` lists its fields): resources from Yosys (``stat -json``: ``top.stat.json``) and
+from nextpnr (``--report``: ``top.report.json``), post-route Fmax against the design clock, the
+bitstream path and timings. ``program_board(board, out)`` loads the bitstream of such a build.
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ import threading
 import time
 from pathlib import Path
 
-from .boards import BoardTop, board_platform, board_spec
+from .boards import BoardTop, board_clock_hz, board_platform, board_spec
 from .synth import classify_cells
 from .uart import divisor_for
 
 __all__ = ["ToolMissing", "fpga_tools", "build_board", "parse_nextpnr_report", "parse_nextpnr_log",
-           "parse_yosys_stat",
-           "constraint_text"]
+           "parse_yosys_stat", "constraint_text", "programmer", "program_board"]
 
 #: env var read by amaranth -> YoWASP executable
 _TOOLS = {
@@ -131,8 +132,9 @@ def _stage(build_dir: Path) -> str:
 
 def constraint_text(board: str, *, rows=None, cols=None) -> dict:
     """The pin/clock constraint files amaranth generates for a board top: ``{filename: text}``
-    (``top.pcf`` for iCE40, ``top.lpf`` for ECP5); nothing is run."""
-    spec = board_spec(board, rows=rows, cols=cols)
+    (``top.pcf`` for iCE40, ``top.lpf`` for ECP5); nothing is run. Both modes use the same pins
+    and clock, so a small stand-in takes the place of the UART core."""
+    spec = board_spec(board, rows=rows, cols=cols, mode="streamed")
     platform = board_platform(spec)
     plan = platform.prepare(BoardTop(spec, engine=_Placeholder(spec.cfg)), name="top")
     return {n: (t.decode() if isinstance(t, bytes) else t) for n, t in plan.files.items()
@@ -161,6 +163,7 @@ def _Placeholder(cfg):
 
 def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
                 pp_lanes: int | None = None, baseline: bool = False, dsp: bool | None = None,
+                mode: str | None = None, baud: int | None = None,
                 out="build", progress=None, timeout: float = 7200) -> dict:
     """Synthesize, place and route the board top and pack its bitstream; return the report.
 
@@ -169,26 +172,36 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     board : str
         A key of :data:`~.boards.BOARDS`.
     rows, cols : int or None
-        Override the board's array size.
+        Override the array size of the mode's engine.
     pp_lanes : int or None
-        Override the board's post-processing lanes (``EngineConfig.pp_lanes``; the baseline
-        always has one per row).
+        Override the board's post-processing lanes (``EngineConfig.pp_lanes``, streamed mode;
+        the baseline always has one per row).
     baseline : bool
-        Build the bit-parallel int8 MAC array (:mod:`.baseline`) instead of the engine.
+        Build the bit-parallel int8 MAC array (:mod:`.baseline`) instead of the engine (streamed).
     dsp : bool or None
         iCE40: map multipliers to MAC16 (``synth_ice40 -dsp``); default: the board's choice.
         ECP5 always uses its multipliers when Yosys finds them.
+    mode : str or None
+        ``"resident"`` or ``"streamed"`` (:data:`~.boards.MODES`); default the board's.
+    baud : int or None
+        UART baud rate (default the board's fastest exact one); refused if the divisor at the
+        design clock is off by more than 2%.
     out : path
         Build folder (one per board and configuration).
     progress : callable or None
         Called with a one-line status now and then.
     """
-    spec = board_spec(board, rows=rows, cols=cols, pp_lanes=pp_lanes)
+    if baseline:
+        mode = "streamed"
+    spec = board_spec(board, rows=rows, cols=cols, pp_lanes=pp_lanes, mode=mode, baud=baud)
     env = fpga_tools(spec.family)
     platform = board_platform(spec)
-    cfg = spec.cfg
+    clk_hz = board_clock_hz(spec, platform)
+    divisor = divisor_for(clk_hz, spec.baud)        # a bad --baud is refused before any work
+    resident = spec.design_mode == "resident"
+    cfg = spec.resident if resident else spec.cfg
     engine = None
-    design = "engine"
+    design = "resident" if resident else "engine"
     if baseline:
         from .baseline import MACArray
         engine = MACArray(cfg)
@@ -265,18 +278,20 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     ys = parse_yosys_stat(out / "top.stat.json", spec.family)
     pnr = (parse_nextpnr_report(out / "top.report.json") if (out / "top.report.json").exists()
            else parse_nextpnr_log(out / "top.tim"))
-    clk_hz = platform.default_clk_frequency
-    # the board clock (nextpnr also lists pseudo-clocks such as '$PACKER_GND_NET', the tied-off
-    # clock of an unused memory port)
+    # the design clock: the one constrained at clk_hz (a PLL design also lists its input clock;
+    # nextpnr lists pseudo-clocks such as '$PACKER_GND_NET', the tied-off clock of an unused
+    # memory port)
     clocks = pnr["clocks"]
-    clock = next((v for n, v in clocks.items() if not n.startswith("$")),
-                 next(iter(clocks.values()), {}))
+    named = [v for n, v in clocks.items() if not n.startswith("$")]
+    clock = next((v for v in named if abs(v["target_mhz"] - clk_hz / 1e6) < 0.01),
+                 next(iter(named), next(iter(clocks.values()), {})))
     bitstream = out / ("top.bin" if spec.family == "ice40" else "top.bit")
     util = pnr["utilisation"]
     lc_key = "ICESTORM_LC" if spec.family == "ice40" else "TRELLIS_COMB"
     report = {
         "board": board,
         "design": design,
+        "mode": spec.design_mode,
         "fits": error is None,
         "error": error,
         "device": f"{platform.device}-{platform.package}",
@@ -296,8 +311,9 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
         "bitstream": str(bitstream.resolve()) if bitstream.exists() else None,
         "build_seconds": round(total, 1),
         "stage_seconds": {"elaborate": round(elaborate_s, 1), **stage_times},
+        "clock_source": "pll" if spec.clk_hz else "board",
         "baud": spec.baud,
-        "uart_divisor": divisor_for(clk_hz, spec.baud),
+        "uart_divisor": divisor,
         "dsp_inference": dsp_used,
         "synth_opts": " ".join(synth_opts),
         "config": cfg.to_dict(),
@@ -332,3 +348,57 @@ def write_constraints(out_dir) -> list[Path]:
         p.write_text(head + body.strip() + "\n")
         paths.append(p)
     return paths
+
+
+#: family -> programmers tried in order: (env var naming the executable, executable, how it is
+#: run). "platform": amaranth-boards' ``toolchain_program`` (iceprog on the iCEBreaker,
+#: ``openFPGALoader -b ulx3s`` on the ULX3S); "openfpgaloader-icebreaker": ``openFPGALoader -b
+#: icebreaker`` when iceprog is absent.
+PROGRAMMERS = {
+    "ice40": (("ICEPROG", "iceprog", "platform"),
+              ("OPENFPGALOADER", "openFPGALoader", "openfpgaloader-icebreaker")),
+    "ecp5": (("OPENFPGALOADER", "openFPGALoader", "platform"),),
+}
+
+
+def programmer(board: str) -> tuple[str, str, str]:
+    """The programmer present for ``board``: ``(env var, executable path, how)``; raises
+    :class:`ToolMissing` naming the tools looked for when none is."""
+    spec = board_spec(board, mode="streamed")
+    tried = []
+    for var, exe, how in PROGRAMMERS[spec.family]:
+        name = os.environ.get(var) or exe
+        path = _which(name) or (name if os.path.isfile(name) and os.access(name, os.X_OK)
+                                else None)
+        if path:
+            return var, path, how
+        tried.append(name)
+    raise ToolMissing(f"{' or '.join(tried)} not found: install one to program {board}"
+                      f" (or set {' / '.join(v for v, _, _ in PROGRAMMERS[spec.family])})")
+
+
+def program_board(board: str, out) -> str:
+    """Load the bitstream of the build in folder ``out`` into ``board`` (volatile: SRAM or
+    flash as the tool does by default); returns the programmer used. Raises
+    :class:`ToolMissing` (no programmer) or FileNotFoundError (no bitstream in ``out``)."""
+    spec = board_spec(board, mode="streamed")
+    out = Path(out)
+    bit = out / ("top.bin" if spec.family == "ice40" else "top.bit")
+    if not bit.is_file():
+        raise FileNotFoundError(f"no bitstream {bit}: build it first (pnn build --board {board})")
+    var, path, how = programmer(board)
+    if how == "openfpgaloader-icebreaker":
+        subprocess.run([path, "-b", "icebreaker", str(bit)], check=True)
+        return path
+    from amaranth.build.run import LocalBuildProducts
+
+    old = os.environ.get(var)
+    os.environ[var] = path
+    try:
+        board_platform(spec).toolchain_program(LocalBuildProducts(str(out)), "top")
+    finally:
+        if old is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old
+    return path

@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 
 from progressivenn.hw import isa
 from progressivenn.hw.baseline import MACArray, WBITS, baseline_data_width
-from progressivenn.hw.boards import BOARDS, BoardTop, board_platform, board_spec
+from progressivenn.hw.boards import (BOARDS, BoardTop, board_clock_hz, board_platform,
+                                     board_spec, ecp5_pll_params)
 from progressivenn.hw.isa import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,15 +22,56 @@ def test_board_configs_are_valid_and_baud_divisors_exact():
     from progressivenn.hw.uart import divisor_for
 
     for name, spec in BOARDS.items():
-        p = board_platform(spec)
-        div = divisor_for(p.default_clk_frequency, spec.baud)
-        assert abs(p.default_clk_frequency / div - spec.baud) / spec.baud < 0.01, name
+        clk = board_clock_hz(spec)
+        div = divisor_for(clk, spec.baud)
+        assert spec.baud == 3_000_000 and clk / div == spec.baud, name     # exact
+        assert divisor_for(clk, 115200)                                    # --baud 115200
+        if spec.clk_hz:
+            prm = ecp5_pll_params(board_platform(spec).default_clk_frequency, spec.clk_hz)
+            assert 25e6 * prm["CLKFB_DIV"] / prm["CLKI_DIV"] == spec.clk_hz, name
         assert spec.cfg.data_width <= 2040 and spec.cfg.res_width <= 2040
     assert board_spec("icebreaker", rows=1).cfg.rows == 1
     from progressivenn.commands import build as build_cmd
     assert build_cmd._BOARDS == tuple(BOARDS)
     with pytest.raises(ValueError, match="unknown board"):
         board_spec("de10-nano")
+
+
+def test_ecp5_pll_dividers():
+    assert ecp5_pll_params(25e6, 30e6) == {"CLKI_DIV": 5, "CLKFB_DIV": 6, "CLKOP_DIV": 20,
+                                           "CLKOP_CPHASE": 10, "vco_hz": 600e6}
+    prm = ecp5_pll_params(12e6, 16e6)         # ecppll -i 12 -o 16: CLKI_DIV 3, CLKFB_DIV 4
+    assert (prm["CLKI_DIV"], prm["CLKFB_DIV"]) == (3, 4) and 400e6 <= prm["vco_hz"] <= 800e6
+    with pytest.raises(ValueError, match="no exact ECP5 PLL setting makes 48 MHz"):
+        ecp5_pll_params(25e6, 48e6)            # 25 * 48/25: phase detector at 1 MHz
+
+
+def test_modes_per_board():
+    """Resident by default where the board has a resident configuration (it holds the digits net,
+    and on the ULX3S-85F the MNIST reference net); streamed on request; clear refusals."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_resident import DIGITS, MNIST, chain_bundle  # noqa: E402
+
+    from progressivenn.sim import resident as rs
+
+    digits = chain_bundle(5, DIGITS, input_shape=(1, 8, 8), nbits=8)
+    mnist = chain_bundle(6, MNIST, input_shape=(1, 28, 28), nbits=8)
+    for name, spec in BOARDS.items():
+        assert board_spec(name).design_mode == spec.default_mode
+        assert board_spec(name, mode="streamed").design_mode == "streamed"
+        if spec.resident is not None:
+            assert spec.default_mode == "resident"
+            rs.compile_program(digits, spec.resident)          # fits (else ResidentFitError)
+    rs.compile_program(mnist, BOARDS["ulx3s-85f"].resident)
+    assert board_spec("ulx3s-85f", baud=115200).baud == 115200
+    with pytest.raises(ValueError, match="icebreaker has no resident configuration"):
+        board_spec("icebreaker", mode="resident")
+    with pytest.raises(ValueError, match="streamed-engine option"):
+        board_spec("ulx3s-85f", pp_lanes=1)
+    with pytest.raises(ValueError, match="unknown mode"):
+        board_spec("ulx3s-85f", mode="fast")
 
 
 def test_checked_in_constraints_match_the_board_tops():
@@ -185,6 +227,76 @@ def test_icebreaker_top_elaborates_to_rtlil():
     assert "set_io uart_0__rx__io 6" in pcf and "set_frequency clk12_0__io 12.0" in pcf
 
 
+def _ulx3s_plan(core=None):
+    spec = board_spec("ulx3s-85f")
+    assert spec.design_mode == "resident"
+    return board_platform(spec).prepare(BoardTop(spec, core=core), name="top")
+
+
+def test_ulx3s_top_pll_and_constraints():
+    """The ULX3S top runs at the PLL's 30 MHz (3 Mbaud exact): the LPF constrains the PLL clock
+    and the pins, the netlist has the EHXPLLL (a stand-in core: the resident system is
+    elaborated by the slow test below)."""
+    from progressivenn.hw.build import _Placeholder
+    from progressivenn.hw.boards import EngineOverUART
+
+    spec = board_spec("ulx3s-85f", mode="streamed")
+    core = EngineOverUART(spec.cfg, divisor=10, engine=_Placeholder(spec.cfg))
+    plan = _ulx3s_plan(core)
+    lpf = plan.files["top.lpf"]
+    lpf = lpf.decode() if isinstance(lpf, bytes) else lpf
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ' in lpf
+    assert "30000000.0 HZ" in lpf and 'SITE "M1"' in lpf
+    il = plan.files["top.il"]
+    assert "EHXPLLL" in il and "CLKFB_DIV" in il
+
+
+@pytest.mark.slow
+def test_ulx3s_resident_top_elaborates():
+    """The ULX3S-85F default top: resident bridge + resident engine (8 x 16) behind the PLL."""
+    il = _ulx3s_plan().files["top.il"]
+    assert "EHXPLLL" in il and "tapbank8" in il
+
+
+def test_program_without_a_programmer_names_the_tools(monkeypatch, tmp_path, capsys):
+    """``pnn build --program`` with neither iceprog nor openFPGALoader: one line naming them,
+    exit 2, before anything is built; programming without a bitstream names the file."""
+    from progressivenn.cli import main
+    from progressivenn.hw import build
+
+    monkeypatch.setattr(build, "_which", lambda exe: None)
+    for var in ("ICEPROG", "OPENFPGALOADER"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(build.ToolMissing, match="iceprog or openFPGALoader not found"):
+        build.programmer("icebreaker")
+    with pytest.raises(build.ToolMissing, match="openFPGALoader not found: install one"):
+        build.programmer("ulx3s-85f")
+    capsys.readouterr()
+    assert main(["build", "--board", "icebreaker", "--program", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "iceprog or openFPGALoader not found" in err[0], err
+    assert not any(tmp_path.iterdir())                     # nothing was built
+    monkeypatch.setattr(build, "_which", lambda exe: "/bin/true")
+    with pytest.raises(FileNotFoundError, match="no bitstream"):
+        build.program_board("icebreaker", tmp_path)
+    assert build.programmer("icebreaker")[2] == "platform"
+
+
+def test_bad_baud_and_mode_options_exit_2(capsys, tmp_path):
+    from progressivenn.cli import main
+
+    # 30 MHz / 2.2 Mbaud = 13.6: divisor 14 is 2.6% off
+    assert main(["build", "--board", "ulx3s-85f", "--baud", "2200000", "--out",
+                 str(tmp_path)]) == 2
+    assert "off by 2.6%" in capsys.readouterr().err
+    assert main(["build", "--board", "icebreaker", "--mode", "resident", "--out",
+                 str(tmp_path)]) == 2
+    assert "no resident configuration" in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-85f", "--mode", "resident", "--baseline", "--out",
+                 str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())
+
+
 # ---- full builds (minutes each): pytest -m fpga ---------------------------------------------------
 
 @pytest.mark.fpga
@@ -193,6 +305,7 @@ def test_board_bitstream_builds_and_meets_timing(board, tmp_path):
     from progressivenn.hw.build import build_board
 
     r = build_board(board, out=tmp_path / board)
+    assert r["mode"] == board_spec(board).design_mode       # the board's default design
     assert r["bitstream"] and Path(r["bitstream"]).stat().st_size > 0
     assert r["timing_met"], r
     assert r["logic_cells"] <= r["logic_cells_available"]

@@ -8,8 +8,12 @@ import sys
 from ..hw.board_names import BOARD_NAMES
 
 NAME = "build"
-HELP = ("build the engine (UART bridge, board top) for an FPGA board with Yosys + nextpnr from PyPI"
-        " and report area and post-route Fmax")
+HELP = ("build the board design (resident engine by default where it fits, or the streamed engine;"
+        " UART bridge, board top) for an FPGA board with Yosys + nextpnr from PyPI, report area"
+        " and post-route Fmax, and optionally program the board")
+
+#: modes of hw.boards.MODES (not imported here: amaranth is slow to import)
+_MODES = ("resident", "streamed")
 
 #: the keys of progressivenn.hw.boards.BOARDS (from hw/board_names.py: hw.boards itself is not
 #: imported here, amaranth is slow to import)
@@ -19,6 +23,15 @@ _BOARDS = BOARD_NAMES
 def add_arguments(p):
     p.add_argument("--board", required=True, choices=_BOARDS,
                    help="target board (its engine configuration: docs/boards.md)")
+    p.add_argument("--mode", choices=_MODES,
+                   help="design: resident (the whole network on chip; the default where the board"
+                        " has a resident configuration) or streamed (the host-fed engine)")
+    p.add_argument("--baud", type=int, metavar="B",
+                   help="UART baud rate (default the board's fastest exact rate, 3000000; e.g."
+                        " 115200); refused if the divisor is off by more than 2%%")
+    p.add_argument("--program", action="store_true",
+                   help="after a build that fits, load the bitstream into the board (iceprog or"
+                        " openFPGALoader, whichever is installed)")
     p.add_argument("--rows", type=int, metavar="R", help="override the board's array rows")
     p.add_argument("--cols", type=int, metavar="C", help="override the board's array columns")
     p.add_argument("--pp-lanes", type=int, metavar="P", dest="pp_lanes",
@@ -26,7 +39,8 @@ def add_arguments(p):
                         " row)")
     p.add_argument("--baseline", action="store_true",
                    help="also build the bit-parallel int8 MAC array of the same R x C, with DSP"
-                        " multipliers and LUT-only, and print all three side by side")
+                        " multipliers and LUT-only, and print all three side by side (streamed"
+                        " mode)")
     p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
                    help="multipliers in DSP blocks (iCE40: synth_ice40 -dsp; default: the"
                         " board's choice)")
@@ -48,15 +62,37 @@ def _summary(r: dict) -> str:
     return (f"{r['board']} {r['design']} R={r['rows']} C={r['cols']} on {r['device']}: "
             f"{r['luts']} LUT4, {r['ffs']} FF, {r['dsps']} DSP, {r['brams']} BRAM{extra}; "
             f"{r['logic_cells']}/{r['logic_cells_available']} logic cells; Fmax {r['fmax_mhz']}"
-            f" MHz vs {r['target_mhz']} MHz target (timing {ok}); {r['build_seconds']} s ->"
-            f" {r['bitstream']}")
+            f" MHz vs {r['target_mhz']} MHz target (timing {ok}); UART {r['baud']} baud;"
+            f" {r['build_seconds']} s -> {r['bitstream']}")
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from progressivenn.hw.build import ToolMissing, build_board
+    from progressivenn.hw.build import ToolMissing, build_board, program_board, programmer
     from progressivenn.outdir import check_target, output_dir
+
+    if args.baseline and args.mode == "resident":
+        print("pnn build: error: --baseline builds the streamed design; drop --mode resident",
+              file=sys.stderr)
+        return 2
+    mode = args.mode or ("streamed" if args.baseline else None)
+    try:                                      # bad options are named before anything is made
+        from progressivenn.hw.boards import board_clock_hz, board_spec
+        from progressivenn.hw.uart import divisor_for
+
+        spec = board_spec(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
+                          mode=mode, baud=args.baud)
+        divisor_for(board_clock_hz(spec), spec.baud)
+    except ValueError as e:
+        print(f"pnn build: error: {e}", file=sys.stderr)
+        return 2
+    if args.program:
+        try:                                  # a missing programmer is named before the build
+            programmer(args.board)
+        except ToolMissing as e:
+            print(f"pnn build: error: {e}", file=sys.stderr)
+            return 2
 
     dsp = {"auto": None, "on": True, "off": False}[args.dsp]
     tty = sys.stderr.isatty()
@@ -79,7 +115,8 @@ def run(args) -> int:
                             command="pnn build") as out:
                 r = build_board(args.board, rows=args.rows, cols=args.cols,
                                 pp_lanes=args.pp_lanes, baseline=baseline,
-                                dsp=use_dsp, out=out, progress=progress)
+                                dsp=use_dsp, baud=args.baud, out=out, mode=mode,
+                                progress=progress)
             if tty:
                 print("\r" + " " * 72 + "\r", end="", file=sys.stderr)
             reports.append(r)
@@ -91,6 +128,21 @@ def run(args) -> int:
     except RuntimeError as e:
         print(f"pnn build: error: {e}", file=sys.stderr)
         return 1
+    if args.program:
+        if not reports[0]["fits"]:
+            print("pnn build: error: not programmed: the design does not fit", file=sys.stderr)
+            return 1
+        try:
+            tool = program_board(args.board, Path(args.out) / args.board)
+        except (ToolMissing, FileNotFoundError) as e:
+            print(f"pnn build: error: {e}", file=sys.stderr)
+            return 2
+        except Exception as e:                  # the programmer failed (no board attached, ...)
+            print(f"pnn build: error: programming {args.board} failed: {e}", file=sys.stderr)
+            return 1
+        reports[0]["programmed_with"] = tool
+        if not args.json:
+            print(f"programmed {args.board} with {tool}")
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     return 0 if reports[0]["fits"] else 1
