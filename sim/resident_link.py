@@ -212,7 +212,7 @@ class ResidentLink:
                 import serial  # pyserial, only for a real port
             except ImportError as e:
                 raise RuntimeError("a serial port needs pyserial: pip install pyserial "
-                                   "(or: pip install 'progressivenn[board]')") from e
+                                   "(make setup installs it)") from e
             port = serial.Serial(port, baud, timeout=0.05)
         self.port = port
         self.clock = getattr(port, "clock", time.monotonic)

@@ -160,9 +160,6 @@ class ResidentBridge(wiring.Component):
         self.keep_ops = tuple(int(getattr(o, "value", o)) for o in keep_ops)
         self.features = features
         self.kind_bytes = kind_bytes(cfg)
-        self.receiver = FrameReceiver(divisor=divisor, max_payload=self.max_payload,
-                                      fifo_depth=fifo_depth, credit_unit=credit_unit,
-                                      timeout=timeout)
         self.ident = ident_prefix(cfg, fifo_depth=fifo_depth, credit_unit=credit_unit,
                                   max_payload=self.max_payload, features=features)
         pins = ({"rx": In(1, init=1), "tx": Out(1, init=1)} if divisor is not None else
@@ -180,7 +177,9 @@ class ResidentBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.rxf = rxf = self.receiver
+        m.submodules.rxf = rxf = FrameReceiver(
+            divisor=self.divisor, max_payload=self.max_payload, fifo_depth=self.fifo_depth,
+            credit_unit=self.credit_unit, timeout=self.timeout)
         m.submodules.snd = snd = MessageSender(
             divisor=self.divisor,
             max_body=max(len(self.ident) + IDENT_TAIL, 1 + max(self.kind_bytes.values())))
