@@ -71,7 +71,10 @@ def request_beat(prog, policy: dyn.Policy | dict, reset: bool) -> int:
     raw request fields (tests send malformed requests that way)."""
     fields = dict(policy) if isinstance(policy, dict) else policy_fields(policy)[0]
     fields["reset"] = int(bool(reset))
-    raw = policy_req_layout(prog.cfg).const(fields).as_bits()
+    lay = policy_req_layout(prog.cfg)
+    pid = fields.pop("policy")
+    raw = lay.const({**fields, "policy": PolicyId.FIXED}).as_bits()
+    raw |= int(pid.value if isinstance(pid, PolicyId) else pid) << lay["policy"].offset
     return cmd_layout(prog.cfg).const({"op": Op.RUN_POLICY, "addr": 0, "data": raw}).as_bits()
 
 

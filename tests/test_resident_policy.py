@@ -1,0 +1,105 @@
+"""Dynamic precision decided on chip (``hw/resident/policy.py``): the golden policy objects and the
+RTL (Amaranth simulation) take the same decision on every frame; refused requests are answered
+with an error code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from progressivenn.hw.resident.policy import PolicyEngine, PolicyErr, PolicyId
+from progressivenn.model import dynamic as dyn
+from progressivenn.model.clips import Clips, make_clips
+from progressivenn.sim import resident as rs
+from progressivenn.sim import resident_policy as rp
+
+from test_resident import chain_bundle, small_cfg
+
+torch.set_num_threads(1)
+
+# a one-channel 2x2 conv through the tap banks, a fused pool, a linear: 40 busy cycles per plane
+TINY = [("conv", 4, (2, 2), (1, 1), (0, 0)), ("pool", (2, 2), (2, 2)), ("flatten",),
+        ("linear", 4)]
+
+
+def tiny(seed=3, images=6):
+    b = chain_bundle(seed, TINY, input_shape=(1, 5, 5), nbits=3, images=images)
+    b.test_y[:] = np.arange(images) % 4
+    return b, rs.compile_program(b, small_cfg(3))
+
+
+def quantile_gates(table: dyn.LogitTable, name: str, threshold: int, qs=(60, 30, 80), **opts):
+    """``name`` at ``threshold`` with gates at the ``qs`` percentiles of each k's margins (ACCEPT,
+    AGREE, DOWN), so that frames accept, escalate, agree and move their start level in a mix."""
+    nbits = table.nbits
+    proto = dyn.make_policy(name, nbits, dyn.GateTable({k: {0: 0} for k in range(1, nbits + 1)}),
+                            0, **opts)
+    proto.threshold = threshold
+    targets = [threshold] + ([proto.t_agree, proto.t_down] if name == "hybrid" else [])
+    gates = {k: {t: int(np.percentile(table.margin[k - 1].reshape(-1), q))
+                 for t, q in zip(targets, qs)} for k in range(1, nbits + 1)}
+    return dyn.make_policy(name, nbits, dyn.GateTable(gates), threshold, **opts)
+
+
+def sequence(b, order, clips=1):
+    """Clips made of the bundle's test images in ``order`` (the prediction changes with them)."""
+    n = len(order)
+    return Clips(frames=np.stack([b.test_x[order]] * clips), labels=np.stack(
+        [b.test_y[order]] * clips), occluded=np.zeros((clips, n), bool),
+        sources=np.full(clips, -1))
+
+
+def check(res, table, policy, prog):
+    rep = rp.compare_frames(res, table, policy, prog)
+    assert rep["decisions_differ"] == 0, rep["first_difference"]
+    assert rep["logit_mismatches"] == 0 and rep["busy_mismatches"] == 0, rep["first_difference"]
+    return rep
+
+
+def test_hybrid_on_chip_takes_the_golden_decisions():
+    b, prog = tiny(seed=1)
+    clips = sequence(b, [0, 0, 1, 1, 1, 2, 3, 3], clips=2)
+    table = dyn.golden_logits(b, clips)
+    pol = quantile_gates(table, "hybrid", 900, levels=(1, 2, 3), start_levels=(1, 2))
+    res = rp.run_clips_amaranth(prog, clips.frames, pol, seed=1, p_idle=0.1, p_stall=0.2)
+    check(res, table, pol, prog)
+    # the gates make a mix: escalations, the carried start level moving up and down
+    starts = [r.path[0] for r in res[0]]
+    assert any(len(r.path) > 1 for r in res[0]) and any(len(r.path) == 1 for r in res[0])
+    assert any(b_ > a for a, b_ in zip(starts, starts[1:]))
+    assert any(b_ < a for a, b_ in zip(starts, starts[1:]))
+    for r in res[0]:
+        assert r.cycles > sum(r.busy) and r.k == r.path[-1]
+
+
+def test_escalate_and_fixed_on_chip():
+    b, prog = tiny(seed=4)
+    clips = make_clips(b.test_x, b.test_y, n_clips=1, n_frames=3, seed=2)
+    table = dyn.golden_logits(b, clips)
+    pol = quantile_gates(table, "escalate", 950, levels=(1, 3))
+    check(rp.run_clips_amaranth(prog, clips.frames, pol), table, pol, prog)
+    fixed = dyn.make_policy("fixed2", 3, pol.gates)
+    res = rp.run_clips_amaranth(prog, clips.frames[:, :1], fixed)
+    one = dyn.LogitTable(table.logits[:, :, :1], table.labels[:, :1])
+    check(res, one, fixed, prog)
+    assert res[0][0].busy == rs.expected_busy(prog, 2)
+
+
+def test_refused_requests_are_answered_cleanly():
+    b, prog = tiny()
+    frames = np.repeat(b.test_x[None, :1], 4, axis=1)       # 1 clip x 4 frames
+    gt = dyn.GateTable({k: {0: 0, 950: 10} for k in range(1, 4)})
+    hyb = dyn.make_policy("hybrid", 3, gt, 950, agree=1000, hysteresis=1000)
+    reqs = [{"policy": 5, "k": 0, "levels": 1, "start": 1},                  # unknown policy
+            {"policy": PolicyId.FIXED, "k": 0, "levels": 0, "start": 0},   # k out of range
+            rp.policy_fields(hyb)[0],                                        # gates not loaded
+            {"policy": PolicyId.FIXED, "k": 3, "levels": 0, "start": 0}]   # fine afterwards
+    res = rp.run_clips_amaranth(prog, frames, hyb, raw_requests=reqs, load_gates=False)[0]
+    assert [r.err for r in res] == [PolicyErr.UNKNOWN_POLICY, PolicyErr.BAD_REQUEST,
+                                    PolicyErr.GATE_MISSING, PolicyErr.OK]
+    assert res[3].k == 3 and res[3].path == (3,) and res[3].busy == rs.expected_busy(prog, 3)
+    with pytest.raises(ValueError, match="runs on the host only"):
+        rp.policy_fields(dyn.make_policy("temporal", 3, gt, 950))
+    with pytest.raises(ValueError, match="RUN_POLICY|SUMMARY|needs"):
+        PolicyEngine(small_cfg(3, rows=1, cols=2, obits=9, acc_width=16, taps=0))
