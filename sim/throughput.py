@@ -28,7 +28,8 @@ from .compare import compare_outputs, golden_outputs
 from .driver import BASELINE_WBITS, infer
 from .transport import AmaranthTransport
 
-__all__ = ["BUILDS", "load_reports", "throughput_per_lut", "format_table", "main"]
+__all__ = ["BUILDS", "load_reports", "throughput_per_lut", "format_table", "resident_rates",
+           "format_resident_rates", "main"]
 
 #: measured builds (docs/boards.md), board -> design -> figures; ``logic_cells`` are nextpnr's
 BUILDS = {
@@ -151,6 +152,52 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
                          "inf_per_s_per_lc": ips / b["logic_cells"],
                          "inf_per_s_per_lut4": ips / b["luts"]})
     return rows
+
+
+def resident_rates(prog, *, clk_hz: float, baud: int, ks=None) -> list[dict]:
+    """Images/s of a resident-mode board per k, from the cycle and link models (nothing runs).
+
+    ``compute_cycles`` = the program's busy cycles (``P*k*nchunks*ngroups`` per layer) plus the
+    engine's fixed ``layer_overhead`` per layer (descriptor fetch and pipeline drain), from the
+    RUN to the SUMMARY; the image beats are written as the image's bytes arrive, under the link
+    time. Link bytes per image are the resident bridge's frames and messages
+    (:func:`~.resident_link.link_cost`: down = image + RUN frames, up = SUMMARY + LOGITS messages +
+    credits; COUNTER messages off), 10 bits a byte at ``baud`` each way (the UART is full duplex).
+
+    Per k: ``serial_per_s`` = one image at a time, as the host's ``ResidentLink.infer`` does
+    (down, compute, up in turn; USB latency not counted); ``bound_per_s`` = the slowest of the
+    three stages alone (what a host keeping the next image in flight could reach), with
+    ``bound`` naming it ("link down", "link up" or "compute")."""
+    from ..hw.resident import ResidentEngine
+    from .resident_link import link_cost
+
+    eng = ResidentEngine(prog.cfg)
+    eng._MustUse__silence = True
+    overhead = eng.layer_overhead * len(prog.layers)
+    cost = link_cost(prog)
+    t_down = cost["down"] * 10 / baud
+    t_up = (cost["up"] + cost["credits"]) * 10 / baud
+    rows = []
+    for k in ks or range(1, prog.cfg.nbits + 1):
+        cycles = sum(pl.busy(k) for pl in prog.layers) + overhead
+        t_c = cycles / clk_hz
+        stages = {"link down": t_down, "link up": t_up, "compute": t_c}
+        bound = max(stages, key=stages.get)
+        rows.append({"k": k, "compute_cycles": cycles, "compute_per_s": 1 / t_c,
+                     "down_bytes": cost["down"], "up_bytes": round(cost["up"] + cost["credits"], 2),
+                     "link_per_s": 1 / max(t_down, t_up),
+                     "serial_per_s": 1 / (t_down + t_c + t_up),
+                     "bound_per_s": 1 / stages[bound], "bound": bound})
+    return rows
+
+
+def format_resident_rates(rows: list[dict]) -> str:
+    out = ["| k | compute cycles | compute images/s | link images/s | one at a time | bound |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['k']} | {r['compute_cycles']} | {r['compute_per_s']:,.0f}"
+                   f" | {r['link_per_s']:,.0f} | {r['serial_per_s']:,.0f} | {r['bound']} |")
+    return "\n".join(out)
 
 
 def format_table(rows: list[dict]) -> str:
