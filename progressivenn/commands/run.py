@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--threshold", type=float, default=None, metavar="T")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--images", type=int, default=None,
-                     help="first N test images of the bundle (default: 10)")
+                     help="first N test images of the bundle (default: 10, or all if fewer)")
     src.add_argument("--sequence", default=None, metavar="FILE",
                      help="test-image indices to run, in order: whitespace/comma separated text "
                           "or a JSON list (repeats allowed)")
@@ -63,7 +63,7 @@ def _indices(args, bundle) -> list:
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
                 raise ValueError(f"--sequence {args.sequence}: index {v!r} is not in [0, {n - 1}]")
         return list(vals)
-    count = 10 if args.images is None else args.images
+    count = min(10, n) if args.images is None else args.images
     if not 1 <= count <= n:
         raise ValueError(f"--images must be in [1, {n}] (the bundle's test images), not {count}")
     return list(range(min(count, n)))
