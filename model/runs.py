@@ -14,6 +14,8 @@ import torch
 
 from .data import Dataset, load_dataset
 from .nets import QNet, build_net
+# the epoch defaults live in model/train.py (one place for `pnn train` and api.train)
+from .train import DEFAULT_EPOCHS, DEFAULT_EPOCHS_ANY_K, default_epochs  # noqa: F401
 
 __all__ = ["CONFIG", "MODEL", "RETRAINED", "DEFAULT_EPOCHS", "default_epochs", "check_run",
            "read_config", "write_json", "build_from_config", "load_trained", "load_retrained",
@@ -22,14 +24,6 @@ __all__ = ["CONFIG", "MODEL", "RETRAINED", "DEFAULT_EPOCHS", "default_epochs", "
 CONFIG = "config.json"
 MODEL = "model.pt"
 RETRAINED = "bn_retrained.pt"
-DEFAULT_EPOCHS = {"digits": 30, "mnist": 2, "cifar10": 10, "cifar100": 10}
-#: --any-k trains every k on the same images: longer where the data set is small
-DEFAULT_EPOCHS_ANY_K = {**DEFAULT_EPOCHS, "digits": 60}
-
-
-def default_epochs(dataset: str, any_k: bool = False) -> int:
-    """The default number of training epochs for ``dataset`` (and mode)."""
-    return (DEFAULT_EPOCHS_ANY_K if any_k else DEFAULT_EPOCHS)[dataset]
 
 
 def check_run(run) -> Path:

@@ -29,10 +29,23 @@ from .bwb import planes, set_k
 from .data import Dataset
 from .nets import QNet
 
-__all__ = ["train", "accuracy", "batches", "pick_device", "augment", "SCHEDULES", "distill_loss"]
+__all__ = ["train", "accuracy", "batches", "pick_device", "augment", "SCHEDULES", "distill_loss",
+           "DEFAULT_EPOCHS", "DEFAULT_EPOCHS_ANY_K", "default_epochs"]
 
 #: any-k schedules (see the module docstring)
 SCHEDULES = ("sandwich", "uniform")
+
+#: default training epochs per data set (``pnn train`` and ``progressivenn.api.train`` both read
+#: them through :func:`default_epochs`)
+DEFAULT_EPOCHS = {"digits": 30, "mnist": 2, "cifar10": 10, "cifar100": 10}
+#: --any-k trains every k on the same images: longer where the data set is small
+DEFAULT_EPOCHS_ANY_K = {**DEFAULT_EPOCHS, "digits": 60}
+
+
+def default_epochs(dataset: str, any_k: bool = False, fallback: int = 10) -> int:
+    """The default number of training epochs for ``dataset`` and mode (``fallback`` for a data set
+    without a default, e.g. a user's own :class:`~progressivenn.model.data.Dataset`)."""
+    return (DEFAULT_EPOCHS_ANY_K if any_k else DEFAULT_EPOCHS).get(dataset, fallback)
 
 
 def distill_loss(out: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -199,14 +199,13 @@ def train(dataset="digits", net=None, *, arch: str | None = None, epochs: int | 
     import torch
 
     from .model.nets import ARCHS, NETS, build_net
-    from .model.runs import DEFAULT_EPOCHS
-    from .model.train import train as train_net
+    from .model.train import default_epochs, train as train_net
 
     if net is not None:
         nbits, abits = net.nbits, net.abits
     ds = _dataset(dataset, data_dir, abits)
     if epochs is None:
-        epochs = DEFAULT_EPOCHS.get(ds.name, 10)
+        epochs = default_epochs(ds.name, any_k)
     torch.manual_seed(seed)                       # the initial weights too
     config = {"dataset": ds.name, "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
               "nbits": nbits, "abits": abits, "input_scale": ds.input_scale,

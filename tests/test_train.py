@@ -122,3 +122,27 @@ def test_finetune_trains_only_bn_tables():
     changed = {id(p) for p, w in zip(net.parameters(), w0) if not torch.equal(p, w)}
     per_k = {id(p) for b in net.bn_modules() + net.affine_modules() for p in b.parameters()}
     assert changed and changed <= per_k
+
+
+def test_api_and_cli_share_the_epoch_default(tmp_path, monkeypatch):
+    """pnn train and api.train read one default (model.train.default_epochs), per mode."""
+    import progressivenn.model.train as T
+    from progressivenn import api
+
+    seen = []
+
+    def fake_train(net, ds, *, epochs, **kw):            # records the epochs both callers pass
+        seen.append(epochs)
+        return {"epochs": [{"epoch": 1, "loss": 0.0, "test_acc_k8": 0.0}], "device": "cpu",
+                "amp": False, "seconds": 0.0}
+
+    monkeypatch.setattr(T, "train", fake_train)
+    for any_k in (False, True):
+        run = api.train("digits", any_k=any_k)
+        assert run.config["epochs"] == seen[-1] == T.default_epochs("digits", any_k)
+        out = tmp_path / f"r{int(any_k)}"
+        assert main(["train", "--quiet", "--out", str(out)] + (["--any-k"] if any_k else [])) == 0
+        assert seen[-1] == T.default_epochs("digits", any_k)
+        assert json.loads((out / "config.json").read_text())["epochs"] == seen[-1]
+    assert T.default_epochs("digits", True) > T.default_epochs("digits")  # small data: any-k longer
+    assert T.default_epochs("own-data", True) == 10                       # a user's Dataset

@@ -53,9 +53,8 @@ def run(args) -> int:
     from progressivenn.model.bwb import check_bits
     from progressivenn.model.data import DATASETS, load_dataset
     from progressivenn.model.nets import ARCHS, NETS, build_net
-    from progressivenn.model.train import pick_device
-    from progressivenn.model.runs import CONFIG, MODEL, default_epochs, write_json
-    from progressivenn.model.train import train
+    from progressivenn.model.runs import CONFIG, MODEL, write_json
+    from progressivenn.model.train import default_epochs, pick_device, train
     from pathlib import Path
 
     if args.dataset not in DATASETS:
