@@ -14,7 +14,7 @@ import numpy as np
 
 from ..hw.isa import EngineConfig
 from .driver import BASELINE_WBITS
-from .throughput import _run
+from .throughput import run_image
 
 __all__ = ["area_cycles"]
 
@@ -29,7 +29,7 @@ def area_cycles(bundle, cfg: EngineConfig, engine: dict, baseline: dict, *, ks=(
     ``ValueError`` when a run disagrees with the golden model."""
     x = np.asarray(bundle.test_x[image])
     kb = min(bundle.nbits, BASELINE_WBITS - 1)
-    _, tcycles, cmp = _run(bundle, cfg, x, kb, True, None)
+    _, tcycles, cmp = run_image(bundle, cfg, x, kb, True, None)
     if cmp.mismatches:
         raise ValueError(f"baseline run disagrees with the golden model: {cmp.first}")
     ba, bl = baseline["area_um2"], baseline["logic_area_um2"]
@@ -40,7 +40,7 @@ def area_cycles(bundle, cfg: EngineConfig, engine: dict, baseline: dict, *, ks=(
     for k in ks:
         if k > bundle.nbits:
             continue
-        res, _, cmp = _run(bundle, cfg, x, k, False, "auto")
+        res, _, cmp = run_image(bundle, cfg, x, k, False, "auto")
         if cmp.mismatches:
             raise ValueError(f"engine run at k={k} disagrees with the golden model: {cmp.first}")
         cyc = res.counters["total"]

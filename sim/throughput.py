@@ -80,7 +80,10 @@ def load_reports(paths) -> tuple[str, EngineConfig, dict]:
     return eng["board"], cfg, builds
 
 
-def _run(bundle, cfg: EngineConfig, image, k: int, baseline: bool, tile_positions):
+def run_image(bundle, cfg: EngineConfig, image, k: int, baseline: bool, tile_positions):
+    """One image through the engine (or, ``baseline``, the int8 MAC array) in the Amaranth
+    simulator with the streamed-layers driver, checked against the golden model at ``k``:
+    ``(driver result, clock cycles of the whole exchange, comparison)``."""
     comp = None
     if baseline:
         from ..hw.baseline import MACArray
@@ -135,7 +138,7 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
         runs += [(base, k, True, t) for t in baseline_tile_positions for k in baseline_ks]
     rows = []
     for designs, kk, bl, tp in runs:
-        res, tcycles, cmp = _run(bundle, cfg, x, kk, bl, tp)
+        res, tcycles, cmp = run_image(bundle, cfg, x, kk, bl, tp)
         cycles = res.counters["total"] if not bl else tcycles
         plans = plan_layers(bundle, cfg.full_rate_pp() if bl else cfg)
         ideal = sum(p.ideal_cycles(1 if bl else kk) for p in plans)
