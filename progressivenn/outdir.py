@@ -12,12 +12,16 @@
 
 Two ways of writing:
 
-``swap`` (default; train, export, verilog)
+``swap`` (default; train, export, verilog, bench)
     Everything is written into a temporary sibling ``.<name>.tmp-<pid>-*``; at the end the old
-    folder is moved aside and the new one renamed into place, then the old one deleted. An
-    interrupt leaves the old folder (or, during the two renames, the old one under
-    ``.<name>.old-*``) and never a mix of old and new files.
-``in_place`` (build, bench, demo: their reports record their own absolute paths)
+    folder is moved aside and the new one renamed into place, then the old one deleted. Until
+    then the previous complete result stays where it was; an interrupt leaves it (or, during the
+    two renames, the old one under ``.<name>.old-*``) and never a mix of old and new files. When
+    the target changed meanwhile (another run finished first, without ``force``; or a rename
+    fails) the new result is kept under ``.<name>.kept-<pid>-*`` and :class:`OutputError` names
+    it. A command whose report records its own paths writes them with the final folder in place
+    of the temporary one: :func:`relocate`.
+``in_place`` (build, demo, asic until they move to ``swap``)
     The (emptied, with ``force``) target is marked incomplete first and complete at the end.
 
 Folders written before these markers existed are recognised by their files (``KINDS``).
@@ -34,7 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["MARKER", "KINDS", "OutputError", "kind_of", "output_dir", "write_marker"]
+__all__ = ["MARKER", "KINDS", "OutputError", "kind_of", "check_target", "output_dir",
+           "write_marker", "relocate"]
 
 MARKER = ".pnn-output.json"
 
@@ -105,6 +110,55 @@ def check_target(path, kind: str, *, force: bool = False) -> bool:
     return True
 
 
+def relocate(obj, tmp, final):
+    """``obj`` (JSON-like: dicts, lists, strings) with every path under the temporary folder
+    ``tmp`` (as given or resolved) rewritten to lie under ``final``: what a command that records
+    its own files writes into its report while it still works in the temporary folder."""
+    final = str(Path(final).resolve())
+    olds = sorted({str(Path(tmp)), str(Path(tmp).resolve())}, key=len, reverse=True)
+
+    def fix(v):
+        if isinstance(v, str):
+            for old in olds:
+                if v == old or v.startswith(old + os.sep):
+                    return final + v[len(old):]
+            return v
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(fix(x) for x in v)
+        return v
+    return fix(obj)
+
+
+def _keep(tmp: Path, path: Path, why: str) -> OutputError:
+    """Keep the finished ``tmp`` under a name of its own; the error names it and ``why``."""
+    kept = Path(tempfile.mkdtemp(prefix=f".{path.name}.kept-{os.getpid()}-", dir=path.parent))
+    os.replace(tmp, kept / path.name)
+    return OutputError(f"{path}: {why}; this run's complete result is kept in {kept / path.name}")
+
+
+def _swap_into_place(tmp: Path, path: Path, kind: str, force: bool) -> None:
+    """Rename the finished ``tmp`` to ``path``, moving a previous result aside first."""
+    old = None
+    if path.exists():
+        try:
+            check_target(path, kind, force=force)  # again: it may have appeared meanwhile
+        except OutputError as e:
+            raise _keep(tmp, path, f"changed while this run worked ({e})") from None
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
+        os.replace(path, old / path.name)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        if old is not None and not path.exists():
+            os.replace(old / path.name, path)     # put the previous result back
+        raise _keep(tmp, path, f"cannot rename the new result into place ({e.strerror})") \
+            from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def output_dir(path, kind: str, *, force: bool = False, in_place: bool = False,
                command: str | None = None):
@@ -135,15 +189,7 @@ def output_dir(path, kind: str, *, force: bool = False, in_place: bool = False,
     try:
         yield tmp
         write_marker(tmp, kind, complete=True, command=command)
-        old = None
-        if path.exists():
-            check_target(path, kind, force=force)      # again: it may have appeared meanwhile
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
-                                        dir=path.parent))
-            os.replace(path, old / path.name)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_into_place(tmp, path, kind, force)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,11 +1,13 @@
-"""The demo report: accuracy vs k and cycles vs k, as plots, markdown and JSON."""
+"""The project's plots, and the demo report: accuracy vs k and cycles vs k as plots, markdown and
+JSON (``write_report``); the bench's plots (``plot_bench``; its markdown is
+:mod:`progressivenn.bench_report`'s)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-__all__ = ["plot_accuracy", "plot_cycles", "write_report"]
+__all__ = ["plot_accuracy", "plot_cycles", "plot_bench", "write_report"]
 
 
 def _ks(d: dict) -> list[str]:
@@ -130,3 +132,88 @@ def write_report(out: Path, ev: dict, sim: dict | None, extra: dict) -> Path:
     md.write_text("\n".join(lines))
     (out / "report.json").write_text(json.dumps({"eval": ev, "sim": sim, **extra}, indent=1))
     return md
+
+
+# ---- pnn bench ------------------------------------------------------------------------------------
+
+def _bench_accuracy(plt, acc: dict, path: Path) -> None:
+    """Accuracy vs k per data set: BN retrained and fixed BN, per training mode."""
+    fig, axes = plt.subplots(1, len(acc), figsize=(5 * len(acc), 3.6), squeeze=False)
+    for ax, (ds, modes) in zip(axes[0], acc.items()):
+        for mode, r in modes.items():
+            ks = sorted(r["retrained"], key=int)
+            ax.plot([int(k) for k in ks], [100 * r["retrained"][k] for k in ks], "o-",
+                    label=f"{mode}, BN retrained")
+            ax.plot([int(k) for k in ks], [100 * r["fixed"][k] for k in ks], "x--",
+                    label=f"{mode}, fixed BN")
+        ax.set_title(ds)
+        ax.set_xlabel("k (weight planes)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _bench_cycles(plt, sc: dict, path: Path) -> None:
+    """cycles(k)/cycles(N) of the network and of each layer against the ideal k/N."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ks = sorted(sc["per_k"], key=int)
+    ax.plot([int(k) for k in ks], [sc["per_k"][k]["ideal"] for k in ks], "k-", lw=2,
+            label="ideal k/N")
+    ax.plot([int(k) for k in ks], [sc["per_k"][k]["measured"] for k in ks], "o-",
+            label="network (total cycles)")
+    for lname, per in sc["layers"].items():
+        ax.plot([int(k) for k in ks], [per[k]["measured"] for k in ks], ".--", alpha=0.7,
+                label=lname)
+    ax.set_xlabel("k")
+    ax.set_ylabel("cycles(k) / cycles(N)")
+    ax.set_title(f"RTL cycles vs k ({sc['bundle']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _bench_utilization(plt, ut: dict, path: Path) -> None:
+    """Useful lane-ops per layer against busy and against all cycles."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    names = list(ut["layers"])
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], [100 * ut["layers"][n]["lane_utilization"] for n in names],
+           0.4, label="useful lane-ops / (R*C*busy)")
+    ax.bar([x + 0.2 for x in xs],
+           [100 * ut["layers"][n]["lane_utilization_total"] for n in names], 0.4,
+           label="useful lane-ops / (R*C*total)")
+    ax.set_xticks(list(xs), names)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"array utilization per layer (R={ut['engine']['rows']}, "
+                 f"C={ut['engine']['cols']})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_bench(report: dict, out: Path) -> list[str]:
+    """The plots of a ``pnn bench`` report that has the data for them, into folder ``out``:
+    ``accuracy_vs_k.png``, ``cycles_vs_k.png``, ``utilization.png``; returns the file names."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    files = []
+    if report.get("accuracy", {}):
+        _bench_accuracy(plt, report["accuracy"], out / "accuracy_vs_k.png")
+        files.append("accuracy_vs_k.png")
+    if report.get("scalability", {}).get("per_k"):
+        _bench_cycles(plt, report["scalability"], out / "cycles_vs_k.png")
+        files.append("cycles_vs_k.png")
+    if report.get("utilization", {}).get("layers"):
+        _bench_utilization(plt, report["utilization"], out / "utilization.png")
+        files.append("utilization.png")
+    return files

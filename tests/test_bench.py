@@ -201,3 +201,52 @@ def test_accuracy_only_report_has_no_rtl_sections():
            if k in ("quick", "machine", "notes", "seconds", "accuracy")}
     md = report_markdown(rep)
     assert "Accuracy vs k" in md and "Simulation throughput" not in md and "## FPGA" not in md
+
+
+class _Tty:
+    """A stream that says it is a terminal and records what is written."""
+
+    def __init__(self, tty=True):
+        self.text, self.tty = "", tty
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_draws_on_a_terminal_only():
+    from progressivenn.progress import Progress, format_seconds
+    tty = _Tty()
+    with Progress(4, "bench", stream=tty) as bar:
+        bar.step("training a")
+        assert "0/4 |------------------------|   0%" in bar.line()
+        bar.step("training b")
+        bar.log("a log line")
+        assert bar.line().startswith("[bench] 1/4 |######------------------|  25%")
+        bar.step("rtl")
+    assert "a log line\n" in tty.text and "\r\x1b[2K" in tty.text
+    assert tty.text.endswith("\n") and "[bench] 3/4 |" + "#" * 18 in tty.text.splitlines()[-1]
+    for quiet in (_Tty(tty=False), _Tty()):                # not a terminal; --json / --quiet
+        with Progress(2, "bench", stream=quiet, enabled=quiet.tty is False) as bar:
+            bar.step("x")
+            bar.log("kept")
+        assert quiet.text == "kept\n"
+    assert [format_seconds(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
+    with pytest.raises(ValueError, match="non-negative integer"):
+        Progress(-1, "x")
+
+
+def test_planned_steps_count_the_bench():
+    from pathlib import Path
+
+    from progressivenn.bench import BenchConfig, planned_steps
+    cfg = BenchConfig(out=Path("x"), seeds=(0, 1, 2), accuracy_only=True)
+    assert planned_steps(cfg) == 6                          # digits k8 + anyk per seed
+    cfg = BenchConfig(out=Path("x"), seeds=(0,), data_dir=Path("m"), mnist_seeds=(0, 1), fpga=True)
+    assert planned_steps(cfg, sims=["verilator", "icarus"]) == 2 + 4 + 1 + 1 + 3 + 2
+    assert planned_steps(cfg, sims=[]) == 2 + 4 + 1 + 2

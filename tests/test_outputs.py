@@ -3,6 +3,7 @@ kind, replace their own kind only with --force, write into a temporary sibling a
 end (or, in place, mark the folder incomplete until done)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,60 @@ def test_train_over_a_run_needs_force_and_leaves_no_stale_files(tmp_path, capsys
     assert not (run / "eval.json").exists() and not (run / "bn_retrained.pt").exists()
     assert (run / "model.pt").read_bytes() != model
     assert kind_of(run) == ("run", True)
+
+
+def test_relocate_rewrites_paths_under_the_temporary_folder(tmp_path):
+    from progressivenn.outdir import relocate
+    tmp, final = tmp_path / ".x.tmp-1-a" / "x", tmp_path / "x"
+    rep = {"bitstream": str(tmp.resolve() / "top.bit"), "runs": [str(tmp), str(tmp) + "y"],
+           "n": 3, "other": "/elsewhere/top.bit"}
+    out = relocate(rep, tmp, final)
+    assert out == {"bitstream": str(final.resolve() / "top.bit"),
+                   "runs": [str(final.resolve()), str(tmp) + "y"],     # a sibling name stays
+                   "n": 3, "other": "/elsewhere/top.bit"}
+
+
+def test_swap_conflict_keeps_both_results_and_names_the_kept_one(tmp_path):
+    from progressivenn.outdir import OutputError
+    out = tmp_path / "b"
+    with pytest.raises(OutputError, match="kept in") as e:
+        with output_dir(out, "bench") as d:
+            (d / "bench.json").write_text("mine")
+            with output_dir(out, "bench") as d2:       # another run finishes first
+                (d2 / "bench.json").write_text("theirs")
+    assert (out / "bench.json").read_text() == "theirs"
+    kept = Path(str(e.value).rsplit("kept in ", 1)[1])
+    assert (kept / "bench.json").read_text() == "mine" and kind_of(kept) == ("bench", True)
+
+
+def test_bench_keeps_the_previous_report_until_the_new_one_is_complete(tmp_path, monkeypatch,
+                                                                        capsys):
+    """``pnn bench`` writes into a temporary sibling: while it runs (and when it fails) the old
+    complete report stays; the new one replaces it only when complete (--force)."""
+    import progressivenn.bench as bench
+    from test_bench import _hand_report
+
+    out = tmp_path / "bench"
+    seen = []
+
+    def fake_run(cfg):
+        seen.append((Path(cfg.out) != out, (out / "bench.json").is_file() and
+                     json.loads((out / "bench.json").read_text())["seconds"]))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        rep = _hand_report()
+        rep["seconds"] = float(len(seen))
+        rep["fpga"] = {"icebreaker": {"bitstream": str(Path(cfg.out).resolve() / "top.bit")}}
+        return rep
+
+    monkeypatch.setattr(bench, "run_bench", fake_run)
+    argv = ["bench", "--quick", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    assert main(argv + ["--force"]) == 0
+    rep = json.loads((out / "bench.json").read_text())
+    assert seen == [(True, False), (True, 1.0)] and rep["seconds"] == 2.0
+    assert rep["fpga"]["icebreaker"]["bitstream"] == str(out.resolve() / "top.bit")
+    assert main(argv + ["--force"]) != 0                                  # interrupted
+    assert json.loads((out / "bench.json").read_text())["seconds"] == 2.0   # the old one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]          # no temporaries
+    capsys.readouterr()

@@ -35,7 +35,9 @@ def add_arguments(p):
                    help="only the accuracy section (no RTL, residual, throughput or FPGA runs)")
     p.add_argument("--mnist-seeds", default="0",
                    help="seeds of the MNIST accuracy nets (default 0: minutes per net on a CPU)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines or bar on stderr (the bar is drawn only on a terminal "
+                        "and never with --json)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing output folder of the same kind (never another kind's)")
 
@@ -86,22 +88,26 @@ def run(args) -> int:
                                                              else "0,1,2")),
                       mnist_seeds=_seeds("--mnist-seeds", args.mnist_seeds),
                       accuracy_only=args.accuracy_only,
-                      progress=not args.quiet)
-    from progressivenn.outdir import check_target, output_dir
+                      progress=not args.quiet, bar=not (args.quiet or args.json))
+    from progressivenn.outdir import check_target, output_dir, relocate
 
     check_target(args.out, "bench", force=args.force)
-    # in place (the report names its own files); marked incomplete until the report is written
-    with output_dir(args.out, "bench", force=args.force, in_place=True, command="pnn bench"):
-        report = run_bench(cfg)
+    # written into a temporary sibling and renamed over the old result when complete; the
+    # report's paths name the final folder
+    with output_dir(args.out, "bench", force=args.force, command="pnn bench") as tmp:
+        cfg.out = tmp
+        report = relocate(run_bench(cfg), tmp, args.out)
         argv = sys.argv[1:]
         report["command"] = "pnn " + " ".join(shlex.quote(a) for a in argv) \
             if argv[:1] == ["bench"] else "pnn bench"
-        files = write_report(report, args.out)
+        write_report(report, tmp)
+    out = Path(args.out)
     if args.results_md:
         write_results_md(report, args.results_md, command=report["command"],
                          plots_from=args.out, plot_dir=Path(args.results_md).stem)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"bench done in {report['seconds']:.0f} s -> {files['markdown']}, {files['json']}")
+        print(f"bench done in {report['seconds']:.0f} s -> {out / 'report.md'}, "
+              f"{out / 'bench.json'}")
     return 0
