@@ -31,7 +31,7 @@ from .serial_transport import LinkError, UpstreamParser, frame, _status
 
 __all__ = ["ResidentLink", "LinkError", "net_hash", "net_frames", "image_frames", "run_frame",
            "set_net_frame", "ident_bytes", "decode_ident", "Inference", "AmaranthBytePort",
-           "link_cost"]
+           "link_cost", "run_images"]
 
 #: bytes of the identify reply's body before the config fields
 _HEAD = len(IDENT_MAGIC) + 7
@@ -477,6 +477,65 @@ def decode_results(prog, msgs: list, seq: int) -> Inference:
             raise LinkError(f"serial link: {msg!r} where COUNTER {i} was expected")
         busy.append(int.from_bytes(msg.body[1:], "little"))
     return Inference(cls, kk, cycles, logits, busy)
+
+
+def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "retrained",
+               force_load: bool = False, log=lambda *a: None) -> dict:
+    """What ``pnn run`` does on any port: connect, compile ``bundle`` for the board's
+    configuration, load it unless the board holds it, classify the test images ``indices`` with
+    ``k`` planes and check each against the golden model (class, logits and k). Returns the
+    report (``docs/run.md``): accuracy, golden accuracy, agreement, cycles, wall-clock rate, link
+    bytes per image measured and computed, per-image ``results``."""
+    import numpy as np
+
+    from ..model.golden import run_network
+    from .resident import compile_program
+
+    t0 = time.perf_counter()
+    info = link.connect()
+    cfg = info["cfg"]
+    prog = compile_program(bundle, cfg, tables)
+    log(f"pnn run: resident engine {cfg.rows}x{cfg.cols}, N={cfg.nbits}")
+    loaded = link.load(prog, force=force_load)
+    load_s = time.perf_counter() - t0
+    log(f"pnn run: network {'loaded' if loaded else 'already on the board (hash matches)'} in "
+        f"{load_s:.2f} s")
+    x = np.asarray(bundle.test_x, dtype=np.int64)
+    uniq = sorted(set(indices))
+    gold = run_network(bundle, x[uniq], k, tables)
+    gpos = {v: i for i, v in enumerate(uniq)}
+    rows = []
+    before = link.link["sent"] + link.link["received"]
+    t1 = time.perf_counter()
+    for i in indices:
+        r = link.infer(x[i], k)
+        g = gpos[i]
+        glog = [int(v) for v in gold.logits[g]]
+        row = {"image": int(i), "label": int(bundle.test_y[i]), "pred": r.cls,
+               "golden": int(gold.pred[g]), "k": r.k, "cycles": r.cycles,
+               "agree": r.cls == int(gold.pred[g]) and r.logits == glog and r.k == k}
+        if link.counters:
+            row["busy"] = r.busy
+        rows.append(row)
+        log(f"  image {i:5d}  label {row['label']:3d}  pred {r.cls:3d}  golden "
+            f"{row['golden']:3d}  {'ok' if row['agree'] else 'DIFFERS'}  {r.cycles} cycles")
+    run_s = time.perf_counter() - t1
+    n = len(rows)
+    return {
+        "k": k, "images": n, "tables": tables,
+        "config": {f: getattr(cfg, f) for f in ("rows", "cols", "nbits", "abits")},
+        "network_loaded": loaded, "load_seconds": round(load_s, 3),
+        "accuracy": sum(r["pred"] == r["label"] for r in rows) / n,
+        "golden_accuracy": sum(r["golden"] == r["label"] for r in rows) / n,
+        "agree": sum(r["agree"] for r in rows), "all_agree": all(r["agree"] for r in rows),
+        "cycles_per_image": max(r["cycles"] for r in rows),
+        "wall_inferences_per_s": round(n / run_s, 3) if run_s > 0 else None,
+        "link_bytes_per_image": round((link.link["sent"] + link.link["received"] - before) / n,
+                                      1),
+        "link_cost": link_cost(prog, counters=link.counters, credit_unit=info["credit_unit"],
+                               max_payload=info["max_payload"]),
+        "link": dict(link.link), "results": rows,
+    }
 
 
 class AmaranthBytePort:

@@ -94,10 +94,7 @@ def _open_port(args, bundle):
 
 
 def run(args) -> int:
-    import numpy as np
-
     from ..model.bundle import load_bundle
-    from ..model.golden import run_network
 
     if args.policy is not None or args.threshold is not None:
         raise ValueError("--policy/--threshold: the on-chip policy is not yet supported by "
@@ -112,59 +109,21 @@ def run(args) -> int:
     idx = _indices(args, bundle)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
 
-    from ..sim.resident import compile_program
-    from ..sim.resident_link import ResidentLink, link_cost
-
     port, where = _open_port(args, bundle)
-    link = ResidentLink(port, baud=args.baud, timeout=args.timeout, counters=args.counters)
-    try:
-        t0 = time.perf_counter()
-        info = link.connect()
-        cfg = info["cfg"]
-        prog = compile_program(bundle, cfg, args.tables)
-        log(f"pnn run: {where}: resident engine {cfg.rows}x{cfg.cols}, N={cfg.nbits}")
-        loaded = link.load(prog, force=args.force_load)
-        load_s = time.perf_counter() - t0
-        log(f"pnn run: network {'loaded' if loaded else 'already on the board (hash matches)'} "
-            f"in {load_s:.2f} s")
-        x = np.asarray(bundle.test_x, dtype=np.int64)
-        gold = run_network(bundle, x[sorted(set(idx))], k, args.tables)
-        gpos = {v: i for i, v in enumerate(sorted(set(idx)))}
-        rows = []
-        sent0, recv0 = link.link["sent"], link.link["received"]
-        t1 = time.perf_counter()
-        for i in idx:
-            r = link.infer(x[i], k)
-            g = gpos[i]
-            glog = [int(v) for v in gold.logits[g]]
-            row = {"image": i, "label": int(bundle.test_y[i]), "pred": r.cls,
-                   "golden": int(gold.pred[g]), "k": r.k, "cycles": r.cycles,
-                   "agree": r.cls == int(gold.pred[g]) and r.logits == glog and r.k == k}
-            if args.counters:
-                row["busy"] = r.busy
-            rows.append(row)
-            log(f"  image {i:5d}  label {row['label']:3d}  pred {r.cls:3d}  golden "
-                f"{row['golden']:3d}  {'ok' if row['agree'] else 'DIFFERS'}  {r.cycles} cycles")
-        run_s = time.perf_counter() - t1
-    finally:
-        link.close()
-    n = len(rows)
-    link_bytes = (link.link["sent"] - sent0 + link.link["received"] - recv0) / n
-    cost = link_cost(prog, counters=args.counters, credit_unit=info["credit_unit"],
-                     max_payload=info["max_payload"])
-    rep = {
-        "port": args.port, "where": where, "k": k, "images": n, "tables": args.tables,
-        "config": {f: getattr(cfg, f) for f in ("rows", "cols", "nbits", "abits")},
-        "network_loaded": loaded, "load_seconds": round(load_s, 3),
-        "accuracy": sum(r["pred"] == r["label"] for r in rows) / n,
-        "golden_accuracy": sum(r["golden"] == r["label"] for r in rows) / n,
-        "agree": sum(r["agree"] for r in rows), "all_agree": all(r["agree"] for r in rows),
-        "cycles_per_image": max(r["cycles"] for r in rows),
-        "wall_inferences_per_s": round(n / run_s, 3) if run_s > 0 else None,
-        "link_bytes_per_image": round(link_bytes, 1), "link_cost": cost,
-        "link_inferences_per_s_at_baud": round(args.baud / 10 / cost["total"], 1),
-        "link": link.link, "results": rows,
-    }
+    if isinstance(port, dict):                 # ran in a simulator process (cocotb)
+        rep = port
+    else:
+        from ..sim.resident_link import ResidentLink, run_images
+
+        link = ResidentLink(port, baud=args.baud, timeout=args.timeout, counters=args.counters)
+        try:
+            rep = run_images(link, bundle, idx, k, tables=args.tables, force_load=args.force_load,
+                             log=log)
+        finally:
+            link.close()
+    rep = {"port": args.port, "where": where, **rep}
+    rep["link_inferences_per_s_at_baud"] = round(args.baud / 10 / rep["link_cost"]["total"], 1)
+    n = rep["images"]
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
