@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ClipParams", "Clips", "ClipError", "make_clips", "load_sequence", "check_codes"]
+__all__ = ["ClipParams", "Clips", "ClipError", "make_clips", "load_sequence", "check_codes",
+           "eval_and_calibration"]
 
 
 class ClipError(ValueError):
@@ -359,3 +360,23 @@ def load_sequence(path, *, input_shape: tuple, abits: int, num_classes: int) -> 
     return Clips(frames=frames.astype(dt)[None], labels=labels[None],
                  occluded=np.zeros((1, t), bool), sources=np.array([-1], np.int64),
                  meta={"synthetic": False, "path": str(path), "n_clips": 1, "n_frames": int(t)})
+
+
+def eval_and_calibration(bundle, *, n_clips: int, n_frames: int, seed: int = 0,
+                         calib_clips: int | None = None, sequence=None) -> tuple[Clips, Clips]:
+    """Evaluation clips from the bundle's even-indexed test images (seed ``seed``), or the user's
+    ``sequence``; calibration clips from the odd-indexed ones (seed ``seed + 1``; all of them when
+    a sequence is given), so thresholds are never chosen on the evaluated frames."""
+    n_test = len(bundle.test_x)
+    idx = np.arange(n_test)
+    eval_src, cal_src = (idx[idx % 2 == 0], idx[idx % 2 == 1]) if n_test > 1 else (idx, idx)
+    if sequence:
+        clips = load_sequence(sequence, input_shape=tuple(bundle.input_shape),
+                              abits=bundle.abits, num_classes=bundle.num_classes)
+        cal_src = idx
+    else:
+        clips = make_clips(bundle.test_x, bundle.test_y, n_clips=n_clips, n_frames=n_frames,
+                           seed=seed, abits=bundle.abits, sources=eval_src)
+    calib = make_clips(bundle.test_x, bundle.test_y, n_clips=calib_clips or n_clips,
+                       n_frames=n_frames, seed=seed + 1, abits=bundle.abits, sources=cal_src)
+    return clips, calib

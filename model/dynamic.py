@@ -50,7 +50,8 @@ import numpy as np
 __all__ = ["CostModel", "LogitTable", "confidence", "Policy", "FixedPolicy",
            "EscalatePolicy", "TemporalPolicy", "HybridPolicy", "POLICIES", "make_policy",
            "run_policy", "evaluate", "golden_logits", "sweep", "fixed_curve", "interp_fixed",
-           "DEFAULT_THRESHOLDS", "Calibration", "GateTable"]
+           "DEFAULT_THRESHOLDS", "Calibration", "GateTable", "frontier", "summarize_policies",
+           "pick", "operating_points"]
 
 #: target accuracies (per-mille) swept by default
 DEFAULT_THRESHOLDS = (0, 500, 700, 800, 850, 880, 900, 910, 920, 925, 930, 935, 940, 945, 950,
@@ -453,6 +454,10 @@ class LogitTable:
     def nbits(self) -> int:
         return int(self.logits.shape[0])
 
+    def subset(self, clips: int, frames: int) -> "LogitTable":
+        """The first ``clips`` clips, first ``frames`` frames of each."""
+        return LogitTable(self.logits[:, :clips, :frames], self.labels[:clips, :frames])
+
 
 def golden_logits(bundle, clips, tables: str = "retrained", batch: int = 4096) -> LogitTable:
     """Run the integer golden model once per k over every frame of ``clips``."""
@@ -540,3 +545,72 @@ def sweep(table: LogitTable, cost: CostModel, gates, names=("escalate", "tempora
             p = make_policy(name, table.nbits, gates, int(t), **options.get(name, {}))
             out.append(evaluate(p, table, cost))
     return out
+
+
+# ---- analysis of a sweep -------------------------------------------------------------------------
+
+def frontier(points: list[dict]) -> list[dict]:
+    """The Pareto-optimal points (no other point is cheaper and at least as accurate)."""
+    pts = sorted(points, key=lambda r: (r["avg_planes"], -r["accuracy"]))
+    out, best = [], -1.0
+    for r in pts:
+        if r["accuracy"] > best:
+            out.append(r)
+            best = r["accuracy"]
+    return out
+
+
+def summarize_policies(results: list[dict], fixed: dict, names) -> dict:
+    """Per policy: its frontier and its gap to the fixed-k curve, at the frontier points and
+    everywhere in [first point, N] (the policy's curve linear between its frontier points, which
+    alternating two thresholds achieves, and flat after the last)."""
+    out = {}
+    top = max(int(k) for k in fixed)
+    for name in names:
+        front = frontier([r for r in results if r["name"] == name])
+        gaps = [r["accuracy"] - interp_fixed(fixed, r["avg_planes"]) for r in front]
+        xs = np.linspace(max(1.0, front[0]["avg_planes"]), top, 701)
+        pol = np.interp(xs, [r["avg_planes"] for r in front], [r["accuracy"] for r in front])
+        every = pol - np.array([interp_fixed(fixed, float(x)) for x in xs])
+        i = int(np.argmin(every))
+        out[name] = {"frontier": [{"threshold": r["threshold"], "avg_planes": r["avg_planes"],
+                                   "accuracy": r["accuracy"]} for r in front],
+                     "worst_gap": min(gaps), "mean_gap": sum(gaps) / len(gaps),
+                     "on_or_above_fixed": min(gaps) >= -1e-12,
+                     "worst_gap_everywhere": float(every[i]),
+                     "worst_gap_everywhere_at": float(xs[i])}
+    return out
+
+
+def pick(results: list[dict], budget: float) -> dict | None:
+    """The most accurate point within ``budget`` average planes (cheapest among equals)."""
+    ok = [r for r in results if r["avg_planes"] <= budget + 1e-12]
+    return max(ok, key=lambda r: (r["accuracy"], -r["avg_planes"])) if ok else None
+
+
+def operating_points(cal_results: list[dict], results: list[dict], fixed: dict, budgets,
+                     nbits: int) -> list[dict]:
+    """Per budget: the point chosen on the calibration sweep (held out), its figures on the
+    evaluation sweep, fixed k at the budget and at N, and the best the evaluation curve offers."""
+    points = []
+    for budget in budgets:
+        sel = pick(cal_results, budget)
+        if sel is None:
+            continue
+        ev = next(r for r in results if r["name"] == sel["name"]
+                  and r["threshold"] == sel["threshold"])
+        insample = pick(results, budget)
+        kb = int(np.floor(budget))
+        points.append({
+            "budget": budget, "name": sel["name"], "threshold": sel["threshold"],
+            "options": sel["options"],
+            "calibration": {"avg_planes": sel["avg_planes"], "accuracy": sel["accuracy"]},
+            "eval": {k: ev[k] for k in ("avg_planes", "accuracy", "avg_cycles", "avg_passes",
+                                        "avg_final_k", "escalations", "k_hist")},
+            "fixed_at_budget": {"k": kb, "accuracy": fixed[str(min(kb, nbits))]},
+            "fixed_top": fixed[str(nbits)],
+            "best_on_eval_curve": insample and {
+                "name": insample["name"], "threshold": insample["threshold"],
+                "avg_planes": insample["avg_planes"], "accuracy": insample["accuracy"]},
+        })
+    return points

@@ -18,7 +18,7 @@ from ..model import dynamic as dyn
 from .resident import decode_run, image_beats, _field_bits
 
 __all__ = ["policy_fields", "gate_beats", "request_beat", "PolicyResult", "decode_policy",
-           "run_clips_amaranth", "compare_frames", "ERRORS"]
+           "run_clips_amaranth", "compare_frames", "continuation_busy", "ERRORS"]
 
 #: one line per refusal code of the chip
 ERRORS = {
@@ -169,12 +169,23 @@ def run_clips_amaranth(prog, clips, policy, *, raw_requests=None, load_gates: bo
     return results
 
 
+def continuation_busy(prog, path) -> int:
+    """Busy cycles of a frame that visited ``path`` under docs/dynamic.md's cost model: the first
+    compute layer continued from saved accumulators (``k_m`` planes), every later layer recomputed
+    at each visited k (a pool layer once per visit). The chip recomputes every layer instead."""
+    first = next(i for i, pl in enumerate(prog.layers) if not pl.planes_fixed)
+    return sum(pl.busy(path[-1]) if i == first else sum(pl.busy(k) for k in path)
+               for i, pl in enumerate(prog.layers))
+
+
 def compare_frames(results: list, table: dyn.LogitTable, policy: dyn.Policy, prog) -> dict:
     """On-chip answers vs the golden policy on the golden logits of the same frames.
 
     ``decisions_differ``: frames whose k path or prediction differ; ``logit_mismatches``: frames
     whose final logits differ; ``busy_mismatches``: frames whose summed busy counters differ from
-    the cycle model of their path (every visited k recomputes every layer)."""
+    the cycle model of their path (every visited k recomputes every layer). Cycles: ``avg_cycles``
+    whole frame on chip (first image beat to SUMMARY), ``avg_busy`` its busy cycles,
+    ``avg_busy_continuation`` what docs/dynamic.md's continuation model would spend."""
     from .resident import expected_busy
 
     paths, preds = dyn.run_policy(policy, table)
@@ -183,6 +194,7 @@ def compare_frames(results: list, table: dyn.LogitTable, policy: dyn.Policy, pro
         raise ValueError(f"{len(flat)} on-chip frames, {len(paths)} golden frames")
     ncls = table.logits.shape[-1]
     gold_logits = table.logits.reshape(table.nbits, -1, ncls)
+    labels = table.labels.reshape(-1)
     differ, lmis, bmis, first = 0, 0, 0, None
     for i, (r, p, pr) in enumerate(zip(flat, paths, preds)):
         exp_busy = [sum(v) for v in zip(*(expected_busy(prog, k) for k in p))]
@@ -200,9 +212,14 @@ def compare_frames(results: list, table: dyn.LogitTable, policy: dyn.Policy, pro
             first = {"frame": i, "fields": bad, "golden_path": list(p), "chip_path": list(r.path),
                      "golden_pred": pr, "chip_pred": r.cls, "err": r.err.name}
     n = len(flat)
+    plane = sum(expected_busy(prog, 1))
     return {"frames": n, "decisions_differ": differ, "logit_mismatches": lmis,
             "busy_mismatches": bmis, "first_difference": first,
+            "accuracy": sum(int(r.cls == y) for r, y in zip(flat, labels)) / n,
+            "golden_accuracy": sum(int(p == y) for p, y in zip(preds, labels)) / n,
             "avg_cycles": sum(r.cycles for r in flat) / n,
             "avg_busy": sum(sum(r.busy) for r in flat) / n,
+            "avg_planes": sum(sum(r.busy) for r in flat) / (n * plane),
+            "avg_busy_continuation": sum(continuation_busy(prog, p) for p in paths) / n,
             "avg_final_k": sum(r.k for r in flat) / n,
             "escalations": sum(len(r.path) - 1 for r in flat)}

@@ -429,11 +429,42 @@ def test_pnn_dynamic_rtl_icarus(tmp_path, capsys):
     save_bundle(b, tmp_path / "b")
     rc = pnn_main(["dynamic", str(tmp_path / "b"), "--clips", "4", "--frames", "4",
                    "--thresholds", "0,900,1000", "--json", "--rows", "2", "--cols", "4",
-                   "--rtl", "--rtl-clips", "1", "--rtl-frames", "3", "--stall", "0.2",
-                   "--build-dir", str(tmp_path / "build")])
+                   "--rtl", "--rtl-engine", "streamed", "--rtl-clips", "1", "--rtl-frames", "3",
+                   "--stall", "0.2", "--build-dir", str(tmp_path / "build")])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0, out.get("rtl")
     assert out["rtl"]["mismatches"] == 0 and not out["rtl"]["failed_tests"]
+    assert out["rtl"]["engine"] == "streamed" and out["rtl"]["decisions_differ"] == 0
     for row in out["rtl"]["points"]:
         assert row["accuracy"] == row["golden_accuracy"]
         assert row["avg_cycles"] == row["golden_avg_cycles"]
+
+
+def _tiny_resident_bundle(path):
+    """A bundle small enough for the resident policy engine in a few seconds of simulation."""
+    from test_resident import chain_bundle
+
+    b = chain_bundle(1, [("conv", 4, (2, 2), (1, 1), (0, 0)), ("pool", (2, 2), (2, 2)),
+                         ("flatten",), ("linear", 4)], input_shape=(1, 5, 5), nbits=3, images=8)
+    b.test_y[:] = np.arange(8) % 4
+    save_bundle(b, path)
+
+
+def test_pnn_dynamic_rtl_resident_policy_on_chip(tmp_path, capsys):
+    _tiny_resident_bundle(tmp_path / "b")
+    args = ["dynamic", str(tmp_path / "b"), "--clips", "3", "--frames", "4", "--thresholds",
+            "0,900", "--policy", "hybrid", "--budgets", "2", "--rows", "2", "--cols", "4",
+            "--rtl", "--rtl-clips", "1", "--rtl-frames", "2", "--stall", "0.1"]
+    assert pnn_main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    r = out["rtl"]
+    assert r["engine"] == "resident" and r["simulator"] == "amaranth"
+    assert r["decisions_differ"] == 0 and r["mismatches"] == 0
+    assert [p["label"] for p in r["points"]][-2:] == ["fixed2", "fixed3"]
+    for p in r["points"]:
+        assert p["frames"] == 2 and p["accuracy"] == p["golden_accuracy"]
+        assert p["avg_cycles"] > p["avg_busy"] >= p["avg_busy_continuation"]
+    assert r["fixed_cycles"]["2"] < r["fixed_cycles"]["3"]
+    # a cocotb simulator with the resident engine is refused in one line
+    assert pnn_main(args + ["--rtl-engine", "resident", "--simulator", "icarus"]) == 2
+    assert "Amaranth simulator" in capsys.readouterr().err

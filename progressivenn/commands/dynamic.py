@@ -53,8 +53,15 @@ def add_arguments(p) -> None:
                    help="average-plane budgets of the operating points (default 2,3)")
     p.add_argument("--tables", choices=["retrained", "fixed"], default="retrained")
     p.add_argument("--rtl", action="store_true",
-                   help="run the operating points through the generated Verilog under cocotb")
-    p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
+                   help="run the operating points (and fixed k=2, k=N) on the RTL and compare "
+                        "every frame's decision with the golden policy")
+    p.add_argument("--rtl-engine", choices=["auto", "resident", "streamed"], default="auto",
+                   help="resident: the policy runs on chip (Amaranth simulation); streamed: the "
+                        "host runs it and drives the streamed engine under cocotb; auto "
+                        "(default): resident when the bundle fits and no cocotb simulator is named")
+    p.add_argument("--simulator", choices=["amaranth", "icarus", "verilator"], default=None,
+                   help="amaranth (resident, the default) or icarus / verilator (streamed; "
+                        "default icarus)")
     p.add_argument("--rtl-clips", type=int, default=2, help="clips run on the RTL (default 2)")
     p.add_argument("--rtl-frames", type=int, default=10,
                    help="frames of each of those clips run on the RTL (default 10)")
@@ -73,104 +80,14 @@ def add_arguments(p) -> None:
                         "only when its positions x row groups fit")
 
 
-# ---- analysis ------------------------------------------------------------------------------------
-
-def frontier(points: list[dict]) -> list[dict]:
-    """The Pareto-optimal points (no other point is cheaper and at least as accurate)."""
-    pts = sorted(points, key=lambda r: (r["avg_planes"], -r["accuracy"]))
-    out, best = [], -1.0
-    for r in pts:
-        if r["accuracy"] > best:
-            out.append(r)
-            best = r["accuracy"]
-    return out
-
-
-def summarize_policies(results: list[dict], fixed: dict, names) -> dict:
-    from ..model.dynamic import interp_fixed
-
-    import numpy as np
-
-    out = {}
-    top = max(int(k) for k in fixed)
-    for name in names:
-        front = frontier([r for r in results if r["name"] == name])
-        gaps = [r["accuracy"] - interp_fixed(fixed, r["avg_planes"]) for r in front]
-        # everywhere in [first point, N]: the policy's curve is its frontier, linear between
-        # points (alternating two thresholds achieves that) and flat after the last one
-        xs = np.linspace(max(1.0, front[0]["avg_planes"]), top, 701)
-        pol = np.interp(xs, [r["avg_planes"] for r in front], [r["accuracy"] for r in front])
-        every = pol - np.array([interp_fixed(fixed, float(x)) for x in xs])
-        i = int(np.argmin(every))
-        out[name] = {"frontier": [{"threshold": r["threshold"], "avg_planes": r["avg_planes"],
-                                   "accuracy": r["accuracy"]} for r in front],
-                     "worst_gap": min(gaps), "mean_gap": sum(gaps) / len(gaps),
-                     "on_or_above_fixed": min(gaps) >= -1e-12,
-                     "worst_gap_everywhere": float(every[i]),
-                     "worst_gap_everywhere_at": float(xs[i])}
-    return out
-
-
-def pick(results: list[dict], budget: float) -> dict | None:
-    ok = [r for r in results if r["avg_planes"] <= budget + 1e-12]
-    return max(ok, key=lambda r: (r["accuracy"], -r["avg_planes"])) if ok else None
-
-
-def _golden_subset(table, clips: int, frames: int):
-    from ..model.dynamic import LogitTable
-
-    return LogitTable(table.logits[:, :clips, :frames], table.labels[:clips, :frames])
-
-
-def compare_rtl(rtl: dict, table, cost, gates, points: list[dict]) -> list[dict]:
-    """RTL report vs the same policies on the golden logits of the same frames."""
-    from ..model.dynamic import make_policy, run_policy
-
-    out = []
-    nbits = table.nbits
-    for point, rec in zip(points, rtl["points"]):
-        pol = make_policy(point["name"], nbits, gates, point["threshold"],
-                          **point.get("options", {}))
-        paths, preds = run_policy(pol, table)
-        frames = rec["frames"]
-        labels = table.labels.reshape(-1)
-        gold_logits = [table.logits[p[-1] - 1].reshape(-1, table.logits.shape[-1])[i]
-                       for i, p in enumerate(paths)]
-        mism = []
-        for i, fr in enumerate(frames):
-            exp_cycles = cost.frame_cycles(paths[i])
-            got = {"path": tuple(fr["path"]), "logits": list(fr["logits"]),
-                   "busy": fr["counters"].get("busy"), "passes": fr["counters"].get("plane_passes")}
-            exp = {"path": paths[i], "logits": [int(v) for v in gold_logits[i]],
-                   "busy": exp_cycles, "passes": cost.frame_passes(paths[i])}
-            for key in exp:
-                if got[key] != exp[key]:
-                    mism.append({"clip": fr["clip"], "t": fr["t"], "field": key,
-                                 "expected": exp[key], "got": got[key]})
-        n = len(frames)
-        busy = sum(fr["counters"].get("busy", 0) for fr in frames)
-        total = sum(fr["counters"].get("total", 0) for fr in frames)
-        passes = sum(fr["counters"].get("plane_passes", 0) for fr in frames)
-        gold_cycles = sum(cost.frame_cycles(p) for p in paths)
-        out.append({
-            "label": rec["label"], "name": point["name"], "threshold": point["threshold"],
-            "frames": n, "mismatches": len(mism), "first_mismatch": mism[0] if mism else None,
-            "accuracy": sum(int(fr["pred"] == labels[i]) for i, fr in enumerate(frames)) / n,
-            "golden_accuracy": sum(int(p == labels[i]) for i, p in enumerate(preds)) / n,
-            "avg_planes": busy / (n * cost.plane_cycles),
-            "golden_avg_planes": gold_cycles / (n * cost.plane_cycles),
-            "avg_cycles": busy / n, "golden_avg_cycles": gold_cycles / n,
-            "avg_total_cycles": total / n, "avg_plane_passes": passes / n,
-            "continued_frames": sum(int(fr["continued"]) for fr in frames),
-        })
-    return out
-
+# ---- presentation ---------------------------------------------------------------------------------
 
 def plot(path, fixed: dict, results: list[dict], names, points, title: str) -> None:
     """Accuracy vs average planes: the fixed-k points and every policy's sweep (frontier drawn),
     the operating points starred."""
     import matplotlib
     matplotlib.use("Agg")
+    from ..model.dynamic import frontier
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -203,15 +120,9 @@ def plot(path, fixed: dict, results: list[dict], names, points, title: str) -> N
 
 # ---- command -------------------------------------------------------------------------------------
 
-def run(args) -> int:
-    import numpy as np
-
+def _check_args(args) -> tuple[list, list, list]:
+    """Names, thresholds and budgets of the command line; ValueError names a bad option."""
     from ..model import dynamic as dyn
-    from ..model.bundle import load_bundle
-    from ..model.clips import ClipError, Clips, load_sequence, make_clips
-    from ..sim.driver import check_fits
-    from ..sim.progressive import cost_model, first_layer_continues
-    from .sim import engine_config
 
     names = (list(dyn.POLICIES) if args.policy == "all"
              else [s.strip() for s in args.policy.split(",") if s.strip()])
@@ -223,35 +134,68 @@ def run(args) -> int:
                   else list(dyn.DEFAULT_THRESHOLDS))
     if min(thresholds) < 0 or max(thresholds) > 1000:
         raise ValueError("--thresholds are target accuracies in per-mille, in [0, 1000]")
-    budgets = _floats(args.budgets, "--budgets")
     for name, v in (("--clips", args.clips), ("--frames", args.frames),
                     ("--rtl-clips", args.rtl_clips), ("--rtl-frames", args.rtl_frames)):
         if v < 1:
             raise ValueError(f"{name} must be >= 1, not {v}")
     if not 0 <= args.stall < 1:
         raise ValueError(f"--stall must be in [0, 1), not {args.stall}")
+    return names, thresholds, _floats(args.budgets, "--budgets")
 
+
+def _rtl(args, bundle, cfg, cost, clips, table, gates, points, log) -> dict:
+    """The ``rtl`` section: resident (policy on chip) or streamed, as ``--rtl-engine`` says."""
+    from ..sim import dynamic_rtl
+
+    rc, rf = min(args.rtl_clips, clips.n_clips), min(args.rtl_frames, clips.n_frames)
+    cocotb_sim = args.simulator in ("icarus", "verilator")
+    prog, why = (None, "--rtl-engine streamed") if args.rtl_engine == "streamed" else \
+        dynamic_rtl.resident_program(bundle, args.rows, args.cols, args.tables)
+    if args.rtl_engine == "resident" and prog is None:
+        raise ValueError(f"--rtl-engine resident: {why}")
+    if args.rtl_engine == "resident" and cocotb_sim:
+        raise ValueError("--rtl-engine resident runs in the Amaranth simulator; use "
+                         "--simulator amaranth or --rtl-engine streamed")
+    if args.rtl_engine == "streamed" and args.simulator == "amaranth":
+        raise ValueError("--rtl-engine streamed runs under cocotb: --simulator icarus|verilator")
+    pts = dynamic_rtl.rtl_points(points, bundle.nbits)
+    frames, sub = clips.frames[:rc, :rf], table.subset(rc, rf)
+    if prog is not None and not cocotb_sim:
+        log(f"RTL (resident, policy on chip, Amaranth): {len(pts)} points x {rc} clips x {rf} "
+            f"frames ...")
+        out = dynamic_rtl.run_resident(prog, frames, sub, gates, pts, stall=args.stall,
+                                       seed=args.seed, log=log)
+        out["fixed_cycles"] = {p["name"][5:]: p["avg_cycles"] for p in out["points"]
+                               if p["name"].startswith("fixed")}
+    else:
+        sim = args.simulator or "icarus"
+        log(f"RTL (streamed, {sim}): {len(pts)} points x {rc} clips x {rf} frames ...")
+        out = dynamic_rtl.run_streamed(args.bundle, cfg, frames, sub, gates, cost, pts,
+                                       simulator=sim, build_dir=args.build_dir,
+                                       tables=args.tables, stall=args.stall, seed=args.seed)
+        out["resident_refused"] = why
+    return {**out, "clips": rc, "frames_per_clip": rf}
+
+
+def run(args) -> int:
+    from ..model import dynamic as dyn
+    from ..model.bundle import load_bundle
+    from ..model.clips import ClipError, eval_and_calibration
+    from ..sim.driver import check_fits
+    from ..sim.progressive import cost_model, first_layer_continues
+    from .sim import engine_config
+
+    names, thresholds, budgets = _check_args(args)
     bundle = load_bundle(args.bundle)
     cfg = engine_config(args, bundle)
     plans = check_fits(bundle, cfg)
     cost = cost_model(bundle, cfg, plans)
     reason = first_layer_continues(bundle, cfg, plans)
-    n_test = len(bundle.test_x)
-    idx = np.arange(n_test)
-    eval_src, cal_src = (idx[idx % 2 == 0], idx[idx % 2 == 1]) if n_test > 1 else (idx, idx)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     try:
-        if args.sequence:
-            clips = load_sequence(args.sequence, input_shape=tuple(bundle.input_shape),
-                                  abits=bundle.abits, num_classes=bundle.num_classes)
-            cal_src = idx
-        else:
-            clips = make_clips(bundle.test_x, bundle.test_y, n_clips=args.clips,
-                               n_frames=args.frames, seed=args.seed, abits=bundle.abits,
-                               sources=eval_src)
-        calib = make_clips(bundle.test_x, bundle.test_y, n_clips=args.calib_clips or args.clips,
-                           n_frames=args.frames, seed=args.seed + 1, abits=bundle.abits,
-                           sources=cal_src)
+        clips, calib = eval_and_calibration(bundle, n_clips=args.clips, n_frames=args.frames,
+                                            seed=args.seed, calib_clips=args.calib_clips,
+                                            sequence=args.sequence)
     except ClipError as e:
         raise ValueError(str(e)) from None
     log(f"pnn dynamic: {clips.n_clips} x {clips.n_frames} frames "
@@ -266,64 +210,9 @@ def run(args) -> int:
     cal_results = dyn.sweep(ctable, cost, gates, names, thresholds)
     for r in results:
         r["vs_fixed"] = r["accuracy"] - dyn.interp_fixed(fixed, r["avg_planes"])
-    summary = summarize_policies(results, fixed, names)
+    summary = dyn.summarize_policies(results, fixed, names)
     best = max(names, key=lambda n: (summary[n]["worst_gap"], summary[n]["mean_gap"]))
-
-    points = []
-    for budget in budgets:
-        sel = pick(cal_results, budget)            # chosen on calibration clips (held out)
-        if sel is None:
-            continue
-        ev = next(r for r in results if r["name"] == sel["name"]
-                  and r["threshold"] == sel["threshold"])
-        insample = pick(results, budget)           # the best the eval curve itself offers
-        kb = int(np.floor(budget))
-        points.append({
-            "budget": budget, "name": sel["name"], "threshold": sel["threshold"],
-            "options": sel["options"],
-            "calibration": {"avg_planes": sel["avg_planes"], "accuracy": sel["accuracy"]},
-            "eval": {k: ev[k] for k in ("avg_planes", "accuracy", "avg_cycles", "avg_passes",
-                                        "avg_final_k", "escalations", "k_hist")},
-            "fixed_at_budget": {"k": kb, "accuracy": fixed[str(min(kb, bundle.nbits))]},
-            "fixed_top": fixed[str(bundle.nbits)],
-            "best_on_eval_curve": insample and {
-                "name": insample["name"], "threshold": insample["threshold"],
-                "avg_planes": insample["avg_planes"], "accuracy": insample["accuracy"]},
-        })
-
-    rtl_rows = None
-    rtl_report = None
-    if args.rtl:
-        from ..sim.runner import new_run_dir, run_test_module
-
-        rc, rf = min(args.rtl_clips, clips.n_clips), min(args.rtl_frames, clips.n_frames)
-        rtl_points = [{"label": f"{p['name']}<= {p['budget']:g}", "name": p["name"],
-                       "threshold": p["threshold"], "options": p["options"]} for p in points]
-        rtl_points += [{"label": f"fixed{k}", "name": f"fixed{k}", "threshold": 0, "options": {}}
-                       for k in sorted({2, bundle.nbits})]
-        targets = set()
-        for p in rtl_points:
-            targets |= dyn.make_policy(p["name"], bundle.nbits, gates, p["threshold"],
-                                       **p["options"]).targets()
-        frozen = gates.export(sorted(targets))
-        from pathlib import Path
-        run_dir = new_run_dir(args.build_dir, "dynamic")   # this run's own files
-        frames_file = run_dir / "dynamic_frames.npz"
-        np.savez(frames_file, frames=clips.frames[:rc, :rf])
-        log(f"RTL ({args.simulator}): {len(rtl_points)} operating points x {rc} clips x {rf} "
-            f"frames ...")
-        rtl_report = run_test_module(
-            "progressivenn.sim.cocotb_dynamic", cfg,
-            {"bundle": str(Path(args.bundle).resolve()), "frames": str(frames_file),
-             "points": rtl_points, "gates": frozen.to_json(), "tables": args.tables,
-             "stall": args.stall, "seed": args.seed},
-            simulator=args.simulator, build_root=args.build_dir, name="dynamic", run_dir=run_dir)
-        if rtl_report.get("error"):
-            last = rtl_report["error"].strip().splitlines()[-1]
-            raise RuntimeError(f"the RTL run failed: {last}")
-        rtl_rows = compare_rtl(rtl_report, _golden_subset(table, rc, rf), cost, frozen,
-                               rtl_points)
-
+    points = dyn.operating_points(cal_results, results, fixed, budgets, bundle.nbits)
     out = {
         "bundle": str(args.bundle), "dataset": bundle.dataset, "nbits": bundle.nbits,
         "engine": {"rows": cfg.rows, "cols": cfg.cols, "adepth": cfg.adepth,
@@ -338,18 +227,11 @@ def run(args) -> int:
                                    "layers are recomputed at every visited k"},
         "fixed": fixed,
         "fixed_cycles": {str(k): k * cost.plane_cycles for k in range(1, bundle.nbits + 1)},
-        "policies": results,
-        "summary": summary,
-        "best_policy": best,
+        "policies": results, "summary": summary, "best_policy": best,
         "operating_points": points,
     }
-    if rtl_rows is not None:
-        out["rtl"] = {"simulator": args.simulator, "clips": rc, "frames_per_clip": rf,
-                      "stall": args.stall, "points": rtl_rows,
-                      "mismatches": sum(r["mismatches"] for r in rtl_rows),
-                      "failed_tests": rtl_report.get("failed_tests", []),
-                      "build_seconds": rtl_report.get("build_seconds"),
-                      "sim_seconds": rtl_report.get("sim_seconds")}
+    if args.rtl:
+        out["rtl"] = _rtl(args, bundle, cfg, cost, clips, table, gates, points, log)
     if args.plot:
         plot(args.plot, fixed, results, names, points,
              f"{bundle.dataset}: {clips.n_clips}x{clips.n_frames} "
@@ -360,9 +242,7 @@ def run(args) -> int:
         print(json.dumps(out, indent=1))
     else:
         print_report(out)
-    if rtl_rows is not None and (out["rtl"]["mismatches"] or out["rtl"]["failed_tests"]):
-        return 1
-    return 0
+    return int("rtl" in out and bool(out["rtl"]["mismatches"] or out["rtl"]["failed_tests"]))
 
 
 def print_report(o: dict, file=sys.stdout) -> None:
@@ -389,9 +269,22 @@ def print_report(o: dict, file=sys.stdout) -> None:
           f"{100 * ca['accuracy']:5.2f}    {ev['avg_planes']:6.3f}     {100 * ev['accuracy']:6.2f}"
           f"    k={fb['k']}: {100 * fb['accuracy']:6.2f}   {100 * op['fixed_top']:6.2f}")
     if "rtl" in o:
-        r = o["rtl"]
-        p(f"RTL ({r['simulator']}, {r['clips']} clips x {r['frames_per_clip']} frames, stall "
-          f"{r['stall']}): {r['mismatches']} mismatches vs golden")
+        print_rtl(o["rtl"], p)
+
+
+def print_rtl(r: dict, p) -> None:
+    p(f"RTL ({r['engine']}, {r['simulator']}, {r['clips']} clips x {r['frames_per_clip']} frames, "
+      f"stall {r['stall']}): {r['decisions_differ']} decisions differ, {r['mismatches']} "
+      f"mismatches vs golden")
+    if r["engine"] == "resident":
+        p("point             acc(RTL)  acc(gold)  differ  planes(busy)  final k  cycles/frame  "
+          "busy/frame  busy if continued")
+        for x in r["points"]:
+            p(f"{x['label']:16s}  {100 * x['accuracy']:7.2f}  {100 * x['golden_accuracy']:8.2f}  "
+              f"{x['decisions_differ']:6d}  {x['avg_planes']:12.3f}  {x['avg_final_k']:7.2f}  "
+              f"{x['avg_cycles']:12.1f}  {x['avg_busy']:10.1f}  {x['avg_busy_continuation']:17.1f}")
+        first = next((x["first_difference"] for x in r["points"] if x["first_difference"]), None)
+    else:
         p("point             acc(RTL)  acc(gold)  planes(RTL busy)  planes(gold)  busy/frame  "
           "total/frame  passes/frame  continued")
         for x in r["points"]:
@@ -400,5 +293,5 @@ def print_report(o: dict, file=sys.stdout) -> None:
               f"{x['avg_total_cycles']:11.1f}  {x['avg_plane_passes']:12.1f}  "
               f"{x['continued_frames']:9d}")
         first = next((x["first_mismatch"] for x in r["points"] if x["first_mismatch"]), None)
-        if first:
-            p(f"first mismatch: {first}")
+    if first:
+        p(f"first difference: {first}")
