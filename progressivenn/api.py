@@ -11,6 +11,12 @@ The whole flow in a few calls::
     pnn.generate_verilog("out/rtl", rows=4, cols=8)
     pnn.simulate(bundle, images=2, bits=[1, 8])    # the dict of `pnn sim --json`
 
+The same as a FINN-style step list (:mod:`progressivenn.flow`), resumable from any step::
+
+    cfg = pnn.FlowConfig("out/flow", dataset="digits", engine={"rows": 4, "cols": 8})
+    pnn.run_flow(cfg, stop="export")               # train -> retrain_bn -> export
+    pnn.run_flow(cfg, start="verilog")             # verilog -> sim -> report, later
+
 The CLI commands ``train``, ``retrain-bn``, ``eval`` and ``export`` call the same functions on RUN
 folders (``Run.load`` / ``Run.save``). Heavy packages (torch, amaranth, cocotb) are imported inside
 the functions.
@@ -22,8 +28,11 @@ import copy
 import time
 from pathlib import Path
 
+from .flow import STEPS, FlowConfig, run_flow
+
 __all__ = ["Run", "train", "load_run", "from_sequential", "load_bundle", "save_bundle", "predict",
-           "evaluate_bundle", "generate_verilog", "engine_config", "simulate"]
+           "evaluate_bundle", "generate_verilog", "engine_config", "simulate",
+           "STEPS", "FlowConfig", "run_flow"]
 
 
 class Run:

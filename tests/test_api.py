@@ -36,6 +36,10 @@ def test_api_md_examples(tmp_path, monkeypatch):
     assert ns["again"].config["arch"] == "digits"
     assert (tmp_path / "out" / "rtl" / "mine_pnn_engine_axis.v").is_file()
     assert ns["v"].name == "mine_pnn_engine_axis.v"
+    flow = tmp_path / "out" / "flow"
+    assert list(ns["done"]["steps"]) == ["train", "retrain_bn", "export", "report"]
+    assert (flow / "bundle" / "manifest.json").is_file() and (flow / "report" / "report.md").is_file()
+    assert all(s["seconds"] > 0 for s in ns["done"]["steps"].values())
 
 
 @pytest.mark.slow
@@ -101,3 +105,30 @@ def test_readme_example(tmp_path, monkeypatch):
     assert len(blocks) == 1
     ns = _run(blocks, tmp_path, monkeypatch)
     assert ns["res"]["mismatches"] == 0 and (tmp_path / "out" / "rtl").is_dir()
+
+
+def test_flow_steps_name_what_is_missing(tmp_path):
+    """Each flow step reads the folder: resuming too late names the step to run first; unknown
+    steps and a folder that is not a flow are refused."""
+    from progressivenn.flow import FlowError
+    from progressivenn.outdir import OutputError
+
+    cfg = pnn.FlowConfig(tmp_path / "flow", epochs=1, limit=64)
+    with pytest.raises(FlowError, match=r"run/? missing; run step 'train' first"):
+        pnn.run_flow(cfg, start="retrain_bn")
+    with pytest.raises(FlowError, match="bundle/? missing; run step 'export' first"):
+        pnn.run_flow(cfg, steps=["verilog"])
+    with pytest.raises(FlowError, match="unknown flow step 'fit'; the steps are train, "):
+        pnn.run_flow(cfg, start="fit")
+    with pytest.raises(FlowError, match="no flow steps"):
+        pnn.run_flow(cfg, start="report", stop="train")
+    done = pnn.run_flow(cfg, stop="train")
+    assert list(done["steps"]) == ["train"] and done["config"]["limit"] == 64
+    with pytest.raises(FlowError, match="not BN-retrained; run step 'retrain_bn' first"):
+        pnn.run_flow(cfg, steps=["export"])
+    assert list(pnn.run_flow(cfg, stop="train")["steps"]) == ["train"]   # a rerun, recorded once
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not a flow; refusing"):
+        pnn.run_flow(pnn.FlowConfig(mine), stop="train")
