@@ -103,3 +103,19 @@ def test_refused_requests_are_answered_cleanly():
         rp.policy_fields(dyn.make_policy("temporal", 3, gt, 950))
     with pytest.raises(ValueError, match="RUN_POLICY|SUMMARY|needs"):
         PolicyEngine(small_cfg(3, rows=1, cols=2, obits=9, acc_width=16, taps=0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,threshold,opts", [
+    ("hybrid", 900, dict(levels=(1, 2, 3), start_levels=(1, 2))),
+    ("escalate", 950, dict(levels=(1, 2, 3)))])
+def test_ten_clips_of_thirty_frames_decide_as_golden(name, threshold, opts):
+    """The issue's figure on a tiny bundle: 10 clips x 30 frames, decisions_differ == 0."""
+    b, prog = tiny(seed=1, images=12)
+    clips = make_clips(b.test_x, b.test_y, n_clips=10, n_frames=30, seed=3)
+    table = dyn.golden_logits(b, clips)
+    pol = quantile_gates(table, name, threshold, **opts)
+    res = rp.run_clips_amaranth(prog, clips.frames, pol, seed=2, p_idle=0.05, p_stall=0.05)
+    rep = check(res, table, pol, prog)
+    assert rep["frames"] == 300 and rep["escalations"] > 10
+    assert len({r.path for clip in res for r in clip}) >= 3
