@@ -186,6 +186,9 @@ def output_dir(path, kind: str, *, force: bool = False, in_place: bool = False,
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)      # a folder as mkdir makes it, not mkdtemp's private 0700
     try:
         yield tmp
         write_marker(tmp, kind, complete=True, command=command)

@@ -164,3 +164,13 @@ def test_bench_keeps_the_previous_report_until_the_new_one_is_complete(tmp_path,
     assert json.loads((out / "bench.json").read_text())["seconds"] == 2.0   # the old one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]          # no temporaries
     capsys.readouterr()
+
+
+def test_swap_result_has_ordinary_permissions(tmp_path):
+    import os
+    import stat
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with output_dir(tmp_path / "v", "verilog") as d:
+        (d / "pnn_engine.json").write_text("{}")
+    assert stat.S_IMODE((tmp_path / "v").stat().st_mode) == 0o777 & ~umask
