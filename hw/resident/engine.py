@@ -149,7 +149,8 @@ class ResidentEngine(wiring.Component):
         otag = data.View(tag, pp.o_tag)
         o_addr, o_gsub, o_g = otag.o_addr, otag.gsub, otag.g
         ys = [pp.o_y[r * OW:(r + 1) * OW].as_signed() for r in range(R)]
-        rows_ok = [(o_g * R + r) < desc.nout for r in range(R)]
+        rows_ok = [Signal(name=f"row_ok{r}") for r in range(R)]
+        m.d.comb += [ok.eq((o_g * R + r) < desc.nout) for r, ok in enumerate(rows_ok)]
 
         # pool: lane-wise running maximum over the window's taps
         lanes = [s2_x[l * A:(l + 1) * A] for l in range(C)]
@@ -166,7 +167,8 @@ class ResidentEngine(wiring.Component):
         codes = [y[:A] for y in ys]
         if cfg.fuse_groups:
             pmax = Array(Signal(R * A, name=f"pmax{i}") for i in range(cfg.fuse_groups))
-            old = pmax[o_g]
+            old = Signal(R * A, name="pmax_old")      # one multiplexer, not one per use
+            m.d.comb += old.eq(pmax[o_g])
             codes = [Mux(otag.tfirst | (cd > old[r * A:(r + 1) * A]), cd, old[r * A:(r + 1) * A])
                      for r, cd in enumerate(codes)]
             with m.If(pp.o_valid & ~desc.last & ~otag.tlast):
@@ -189,14 +191,19 @@ class ResidentEngine(wiring.Component):
         best_i = Signal(12)
         have = Signal()
         logit_wr = pp.o_valid & desc.last
+        # the chain's running values are named signals: as nested expressions every row would
+        # repeat the previous rows' logic twice (2^R copies in the netlist)
+        bv, bi, bh = best_v, best_i, have
+        for r in range(R):
+            take = Signal(name=f"am_take{r}")
+            nv = Signal(signed(OW), name=f"am_v{r}")
+            ni = Signal(12, name=f"am_i{r}")
+            nh = Signal(name=f"am_h{r}")
+            m.d.comb += [take.eq(rows_ok[r] & (~bh | (ys[r] > bv))), nv.eq(Mux(take, ys[r], bv)),
+                         ni.eq(Mux(take, o_g * R + r, bi)), nh.eq(bh | rows_ok[r])]
+            bv, bi, bh = nv, ni, nh
         with m.If(logit_wr):
             m.d.sync += logits[o_g].eq(pp.o_y)
-            bv, bi, bh = best_v, best_i, have
-            for r in range(R):
-                take = rows_ok[r] & (~bh | (ys[r] > bv))
-                bv = Mux(take, ys[r], bv)
-                bi = Mux(take, o_g * R + r, bi)
-                bh = bh | rows_ok[r]
             m.d.sync += [best_v.eq(bv), best_i.eq(bi), have.eq(bh)]
 
         # ---- counters ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .engine import ResidentEngine
@@ -45,13 +46,33 @@ def resident_params(cfg: ResidentConfig) -> dict:
     }
 
 
+_MEM = re.compile(r"^(  reg \[(\d+):0\] (\S+) \[(\d+):0\];\n)  initial begin\n((?:    \3\[\d+\] = \d+'h0+;\n)+)  end\n",
+                  re.M)
+
+
+def _compact_zero_init(text: str) -> str:
+    """Yosys writes a memory's all-zero initial contents as one assignment per word (7,000 lines,
+    400 KB for the default configuration); write each as a loop instead. Only a block that sets
+    every word 0..depth-1 to zero, in order, is replaced; the simulated contents are the same."""
+    def loop(mo):
+        decl, width, name, top, body = mo.groups()
+        words = [int(line.split("[", 1)[1].split("]", 1)[0]) for line in body.splitlines()]
+        if words != list(range(int(top) + 1)):
+            return mo.group(0)
+        i = f"{name}__i"
+        return (f"{decl}  integer {i};\n  initial begin\n"
+                f"    for ({i} = 0; {i} <= {top}; {i} = {i} + 1)\n"
+                f"      {name}[{i}] = {int(width) + 1}'h0;\n  end\n")
+    return _MEM.sub(loop, text)
+
+
 def generate_resident_verilog(cfg: ResidentConfig, out_dir) -> Path:
     """Write ``pnn_resident.v`` and ``pnn_resident.json`` into ``out_dir``; return the .v path."""
     from amaranth.back import verilog
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(ResidentEngine(cfg), name=TOP, emit_src=False)
+    text = _compact_zero_init(verilog.convert(ResidentEngine(cfg), name=TOP, emit_src=False))
     path = out / f"{TOP}.v"
     # unchanged files keep their time stamps, so a simulator build of them is reused
     for p, t in ((path, text), (out / f"{TOP}.json",
