@@ -31,7 +31,10 @@ from .serial_transport import LinkError, UpstreamParser, frame, _status
 
 __all__ = ["ResidentLink", "LinkError", "net_hash", "net_frames", "image_frames", "run_frame",
            "set_net_frame", "ident_bytes", "decode_ident", "Inference", "AmaranthBytePort",
-           "link_cost", "run_images"]
+           "link_cost", "run_images", "run_images_cocotb", "LINK_TOP"]
+
+#: Verilog top of ``ResidentSystem`` with byte streams (the cocotb ports of ``pnn run``)
+LINK_TOP = "pnn_resident_link"
 
 #: bytes of the identify reply's body before the config fields
 _HEAD = len(IDENT_MAGIC) + 7
@@ -252,11 +255,11 @@ class ResidentLink:
     def _deadline(self, nbytes: int) -> float:
         return self.clock() + self.timeout + 40.0 / self.baud * nbytes
 
-    def _parser(self, cfg) -> UpstreamParser:
+    def _parser(self, info) -> UpstreamParser:
         p = UpstreamParser(0)
         p.lengths = {Tag.CREDIT: 0, Tag.IDENTIFY: ident_bytes(), Tag.STATUS: STATUS_BYTES}
-        if cfg is not None:
-            for kv, n in kind_bytes(cfg).items():
+        if info is not None:
+            for kv, n in kind_bytes(info["cfg"], info["features"]).items():
                 p.lengths[RESULT_TAG + kv] = 1 + n
         return p
 
@@ -266,7 +269,7 @@ class ResidentLink:
         Returns :func:`decode_ident`'s fields (``cfg``: the board's ResidentConfig)."""
         info, rest = None, []
         deadline = self._deadline(128 * self.retries)
-        self.parser = self._parser(self.info["cfg"] if self.info else None)
+        self.parser = self._parser(self.info)
         for attempt in range(self.retries):
             if attempt:
                 self.link["identify_retries"] += 1
@@ -286,7 +289,7 @@ class ResidentLink:
             raise TimeoutError("no identify reply from the board: check the port, the baud rate"
                                " and that a resident bitstream is loaded")
         self.info = info
-        self.parser = self._parser(info["cfg"])   # now the result lengths are known
+        self.parser = self._parser(info)          # now the result lengths are known
         self.allowance = info["fifo_depth"]
         self.seq = (self.token + 1) & 0xFF
         self.mseq = (ident_seq + 1) & 0xFF
@@ -536,6 +539,83 @@ def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "re
                                max_payload=info["max_payload"]),
         "link": dict(link.link), "results": rows,
     }
+
+
+def _build_link(cfg: ResidentConfig, simulator: str, root):
+    """Generate and build the Verilog of ``ResidentSystem(cfg, 100e6, None)`` (once per
+    configuration and simulator)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from amaranth.back import verilog
+    from cocotb_tools.runner import get_runner
+
+    from ..hw.resident.system import ResidentSystem
+    from .runner import VERILATOR_ARGS, find_simulator, _build_lock
+
+    find_simulator(simulator)
+    key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    build_dir = (Path(root) / f"resident-link-{simulator}-{key}").resolve()
+    with _build_lock(build_dir) as lock:
+        lock(True)
+        src = build_dir / "rtl" / f"{LINK_TOP}.v"
+        text = verilog.convert(ResidentSystem(cfg, 100e6, None), name=LINK_TOP)
+        if not src.exists() or src.read_text() != text:
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_text(text)
+        get_runner(simulator).build(
+            sources=[src], hdl_toplevel=LINK_TOP, build_dir=build_dir, timescale=("1ns", "1ps"),
+            build_args=VERILATOR_ARGS if simulator == "verilator" else [],
+            log_file=build_dir / "build.log")
+    return build_dir
+
+
+def run_images_cocotb(bundle_path, cfg: ResidentConfig, indices, k: int, *,
+                      simulator: str = "icarus", tables: str = "retrained",
+                      counters: bool = False, build_root="build/sim", timeout: float = 0.02,
+                      probe: float = 2e-4) -> dict:
+    """:func:`run_images` inside Icarus or Verilator (``sim/resident_link_cocotb.py``) on the
+    generated Verilog of the resident system; returns its report plus build/sim seconds and
+    the simulated cycles. ``timeout``/``probe`` are simulated seconds (10 ns cycles)."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from cocotb_tools.runner import get_runner
+
+    from .runner import new_run_dir, _build_lock
+
+    t0 = time.perf_counter()
+    build_dir = _build_link(cfg, simulator, build_root)
+    build_s = time.perf_counter() - t0
+    test_dir = new_run_dir(build_root, "resident-link")
+    out = test_dir / "report.json"
+    conf = {"bundle": str(Path(bundle_path).resolve()), "indices": [int(i) for i in indices],
+            "k": k, "tables": tables, "counters": counters, "force_load": False,
+            "timeout": timeout, "probe": probe, "out": str(out)}
+    conf_path = test_dir / "config.json"
+    conf_path.write_text(json.dumps(conf, indent=1))
+    t1 = time.perf_counter()
+    with _build_lock(build_dir) as lock:
+        lock(False)
+        try:
+            get_runner(simulator).test(
+                test_module="progressivenn.sim.resident_link_cocotb", hdl_toplevel=LINK_TOP,
+                hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=test_dir,
+                results_xml=str(test_dir / "results.xml"),
+                extra_env={"PNN_RUN_CONFIG": str(conf_path),
+                           "PYTHONPATH": os.pathsep.join(sys.path)},
+                timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
+        except SystemExit:
+            pass
+    if not out.exists():
+        raise RuntimeError(f"the cocotb run wrote no report; see {test_dir / 'sim.log'}")
+    rep = json.loads(out.read_text())
+    rep.update(simulator=simulator, build_seconds=round(build_s, 2),
+               sim_seconds=round(time.perf_counter() - t1, 2), run_dir=str(test_dir))
+    return rep
 
 
 class AmaranthBytePort:

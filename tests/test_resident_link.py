@@ -204,3 +204,20 @@ def test_digits_link_budget():
     with_counters = link_cost(prog, counters=True, credit_unit=br.credit_unit,
                               max_payload=br.max_payload)
     assert with_counters["up"] == cost["up"] + len(prog.layers) * 11
+
+
+@pytest.mark.slow
+def test_policy_wrapper_behind_the_bridge():
+    """ResidentSystem(engine="policy"): the identify reply says so, the SUMMARY messages are the
+    wrapper's (wider), and a plain RUN through the wrapper still agrees with golden."""
+    b = tiny()
+    port = AmaranthBytePort(ResidentSystem(CFG, 100e6, None, engine="policy"), max_cycles=3000)
+    link = ResidentLink(port, timeout=60_000 * CYCLE, probe=3_000 * CYCLE)
+    info = link.connect()
+    assert info["features"] == 1
+    from progressivenn.hw.resident.policy import policy_summary_layout
+    assert link.parser.lengths[0x10] == 1 + -(-policy_summary_layout(CFG).size // 8)
+    prog = rs.compile_program(b, info["cfg"])
+    link.load(prog)
+    r = link.infer(b.test_x[0], 2)
+    assert (r.cls, r.logits) == _golden(b, 0, 2)

@@ -47,7 +47,7 @@ from .layout import (ResidentConfig, Op, ResKind, cmd_layout, res_layout, summar
                      counter_layout)
 
 __all__ = ["ResidentBridge", "RChannel", "RESULT_TAG", "MODE_RESIDENT", "FLAG_COUNTERS",
-           "KEEP_OPS", "kind_bytes", "ident_prefix", "IDENT_TAIL", "SET_NET_BYTES"]
+           "KEEP_OPS", "FEATURE_POLICY", "kind_bytes", "ident_prefix", "IDENT_TAIL", "SET_NET_BYTES"]
 
 
 class RChannel(Channel):
@@ -72,9 +72,18 @@ IDENT_TAIL = 6
 KEEP_OPS = (Op.NOP, Op.RUN, Op.READ_FM, Op.WRITE_FM, Op.WRITE_IMG)
 
 
-def kind_bytes(cfg: ResidentConfig) -> dict:
-    """Data bytes of each result kind on the link: ``{kind value: bytes}``."""
-    return {ResKind.SUMMARY.value: -(-summary_layout(cfg).size // 8),
+#: identify ``features`` bit: the policy wrapper (``hw/resident/policy.py``) is behind the bridge
+FEATURE_POLICY = 1
+
+
+def kind_bytes(cfg: ResidentConfig, features: int = 0) -> dict:
+    """Data bytes of each result kind on the link: ``{kind value: bytes}`` (with the policy
+    wrapper a SUMMARY also carries its ``err`` and ``visited`` fields)."""
+    summary = summary_layout(cfg).size
+    if features & FEATURE_POLICY:
+        from .policy import policy_summary_layout
+        summary = policy_summary_layout(cfg).size
+    return {ResKind.SUMMARY.value: -(-summary // 8),
             ResKind.LOGITS.value: -(-cfg.rows * cfg.obits // 8),
             ResKind.COUNTER.value: -(-counter_layout(cfg).size // 8),
             ResKind.FM_WORD.value: -(-cfg.fm_width // 8)}
@@ -112,7 +121,8 @@ class ResidentBridge(wiring.Component):
     keep_ops : sequence of int
         Opcodes that do not change the network (others clear the hash).
     features : int
-        A byte the identify reply carries (1: a policy wrapper is present).
+        A byte the identify reply carries (``FEATURE_POLICY``: the policy wrapper is behind the
+        bridge, its SUMMARY is wider).
 
     Members
     -------
@@ -159,7 +169,7 @@ class ResidentBridge(wiring.Component):
         self.timeout = timeout
         self.keep_ops = tuple(int(getattr(o, "value", o)) for o in keep_ops)
         self.features = features
-        self.kind_bytes = kind_bytes(cfg)
+        self.kind_bytes = kind_bytes(cfg, features)
         self.ident = ident_prefix(cfg, fifo_depth=fifo_depth, credit_unit=credit_unit,
                                   max_payload=self.max_payload, features=features)
         pins = ({"rx": In(1, init=1), "tx": Out(1, init=1)} if divisor is not None else

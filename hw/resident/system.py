@@ -27,8 +27,9 @@ class ResidentSystem(wiring.Component):
         byte streams ``i``/``o`` instead of the pins (simulation above the bit level).
     engine : wiring.Component or None
         The component behind the bridge: ``cmd``/``res`` streams of ``cmd_layout(cfg)`` /
-        ``res_layout(cfg)``; default ``ResidentEngine(cfg)`` (the policy wrapper of
-        ``hw/resident/policy.py`` has the same streams).
+        ``res_layout(cfg)``; default ``ResidentEngine(cfg)``. ``engine="policy"`` puts the policy
+        wrapper (``hw/resident/policy.py``: same streams, more opcodes) there and tells the host
+        so in the identify reply.
     fifo_depth, credit_unit, image_chunk, features : int
         Passed to the bridge.
 
@@ -52,7 +53,11 @@ class ResidentSystem(wiring.Component):
         self.clk_freq = clk_freq
         self.baud = baud
         self.divisor = divisor_for(clk_freq, baud) if baud is not None else None
-        if engine is None:
+        if engine == "policy":
+            from .bridge import FEATURE_POLICY
+            from .policy import PolicyEngine
+            engine, features = PolicyEngine(cfg), features | FEATURE_POLICY
+        elif engine is None:
             from .engine import ResidentEngine
             engine = ResidentEngine(cfg)
         self.engine = engine
