@@ -468,3 +468,6 @@ def test_pnn_dynamic_rtl_resident_policy_on_chip(tmp_path, capsys):
     # a cocotb simulator with the resident engine is refused in one line
     assert pnn_main(args + ["--rtl-engine", "resident", "--simulator", "icarus"]) == 2
     assert "Amaranth simulator" in capsys.readouterr().err
+    # a bundle the resident engine cannot hold is refused with the reason (R must divide C)
+    assert pnn_main(args + ["--rtl-engine", "resident", "--rows", "3"]) == 2
+    assert "--rtl-engine resident: rows 3 must divide cols 4" in capsys.readouterr().err

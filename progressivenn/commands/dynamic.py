@@ -143,24 +143,33 @@ def _check_args(args) -> tuple[list, list, list]:
     return names, thresholds, _floats(args.budgets, "--budgets")
 
 
-def _rtl(args, bundle, cfg, cost, clips, table, gates, points, log) -> dict:
-    """The ``rtl`` section: resident (policy on chip) or streamed, as ``--rtl-engine`` says."""
+def _rtl_engine(args, bundle):
+    """``(resident program or None, why not)`` for ``--rtl``; ValueError on a contradiction."""
     from ..sim import dynamic_rtl
 
-    rc, rf = min(args.rtl_clips, clips.n_clips), min(args.rtl_frames, clips.n_frames)
     cocotb_sim = args.simulator in ("icarus", "verilator")
-    prog, why = (None, "--rtl-engine streamed") if args.rtl_engine == "streamed" else \
-        dynamic_rtl.resident_program(bundle, args.rows, args.cols, args.tables)
-    if args.rtl_engine == "resident" and prog is None:
-        raise ValueError(f"--rtl-engine resident: {why}")
     if args.rtl_engine == "resident" and cocotb_sim:
         raise ValueError("--rtl-engine resident runs in the Amaranth simulator; use "
                          "--simulator amaranth or --rtl-engine streamed")
     if args.rtl_engine == "streamed" and args.simulator == "amaranth":
         raise ValueError("--rtl-engine streamed runs under cocotb: --simulator icarus|verilator")
+    if args.rtl_engine == "streamed" or (args.rtl_engine == "auto" and cocotb_sim):
+        return None, f"--rtl-engine {args.rtl_engine} --simulator {args.simulator}"
+    prog, why = dynamic_rtl.resident_program(bundle, args.rows, args.cols, args.tables)
+    if args.rtl_engine == "resident" and prog is None:
+        raise ValueError(f"--rtl-engine resident: {why}")
+    return prog, why
+
+
+def _rtl(args, bundle, cfg, cost, clips, table, gates, points, engine, log) -> dict:
+    """The ``rtl`` section: resident (policy on chip) or streamed, as :func:`_rtl_engine` chose."""
+    from ..sim import dynamic_rtl
+
+    rc, rf = min(args.rtl_clips, clips.n_clips), min(args.rtl_frames, clips.n_frames)
+    prog, why = engine
     pts = dynamic_rtl.rtl_points(points, bundle.nbits)
     frames, sub = clips.frames[:rc, :rf], table.subset(rc, rf)
-    if prog is not None and not cocotb_sim:
+    if prog is not None:
         log(f"RTL (resident, policy on chip, Amaranth): {len(pts)} points x {rc} clips x {rf} "
             f"frames ...")
         out = dynamic_rtl.run_resident(prog, frames, sub, gates, pts, stall=args.stall,
@@ -191,6 +200,7 @@ def run(args) -> int:
     plans = check_fits(bundle, cfg)
     cost = cost_model(bundle, cfg, plans)
     reason = first_layer_continues(bundle, cfg, plans)
+    engine = _rtl_engine(args, bundle) if args.rtl else None
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     try:
         clips, calib = eval_and_calibration(bundle, n_clips=args.clips, n_frames=args.frames,
@@ -231,7 +241,7 @@ def run(args) -> int:
         "operating_points": points,
     }
     if args.rtl:
-        out["rtl"] = _rtl(args, bundle, cfg, cost, clips, table, gates, points, log)
+        out["rtl"] = _rtl(args, bundle, cfg, cost, clips, table, gates, points, engine, log)
     if args.plot:
         plot(args.plot, fixed, results, names, points,
              f"{bundle.dataset}: {clips.n_clips}x{clips.n_frames} "
