@@ -30,11 +30,13 @@ beat whose ``err`` names the problem, and nothing else.
 The wrapper learns the number of program layers, classes and logit groups by watching the
 WRITE_PROG of the descriptor with ``last`` set (the host writes the program in address order).
 
-Cycles per frame (ready consumer): for every visited k, the engine's RUN (``docs/resident.md``)
-plus 3 + the engine's result beats (the wrapper consumes them one per cycle) + 1 decision cycle;
-then the answer beats. Escalation recomputes every layer; docs/dynamic.md's cost model continues
-the first layer instead (a stretch here). Widths: gates ``obits + 1`` bits, busy sums 32 bits.
-The top-2 search handles R logits per cycle (a chain of R comparisons).
+Latency (ready consumer): the request is checked in 1 cycle; per visited k the wrapper issues
+RUN (1 cycle), the engine computes (``docs/resident.md``), the wrapper consumes the engine's
+``1 + ceil(classes/R) + layers`` answer beats one per cycle and decides in 1 cycle. A frame at one
+k therefore takes the plain engine's cycles + ``3 + ceil(classes/R) + layers`` (digits: + 9,
+1490 instead of 1481 at k=2). Escalation recomputes every layer; ``docs/dynamic.md``'s cost model
+continues the first layer instead (not done here). Widths: gates ``obits + 1`` bits, busy sums 32
+bits, cycles 32 bits. The top-2 search takes R logits per cycle (a chain of R comparisons).
 """
 
 from __future__ import annotations
