@@ -105,12 +105,21 @@ class Run:
         self.logs["eval"] = res
         return res
 
-    def export(self, path, *, mbits: int = 18, test_images: int | None = None):
-        """Write the bundle folder (``docs/bundle.md``); returns the loaded-back Bundle."""
-        from .model.bundle import load_bundle, save_bundle
+    def export(self, path, *, mbits: int = 18, test_images: int | None = None,
+               force: bool = True):
+        """Write the bundle folder (``docs/bundle.md``); returns the loaded-back Bundle.
 
-        out = save_bundle(self.bundle(mbits=mbits, test_images=test_images), path)
-        return load_bundle(out)
+        As ``pnn export``: written into a temporary sibling and renamed into place when complete
+        (:mod:`progressivenn.outdir`); a folder of other files is refused, an existing bundle is
+        replaced unless ``force=False``."""
+        from .model.bundle import load_bundle, save_bundle
+        from .outdir import check_target, output_dir
+
+        check_target(path, "bundle", force=force)
+        bundle = self.bundle(mbits=mbits, test_images=test_images)
+        with output_dir(path, "bundle", force=force, command="progressivenn.api export") as tmp:
+            save_bundle(bundle, tmp)
+        return load_bundle(path)
 
     # ---- RUN folders ----------------------------------------------------------------------------
 

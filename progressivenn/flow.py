@@ -49,7 +49,8 @@ class FlowConfig:
     any_k: bool = False
     limit: int | None = None              # training images (None: all)
     seed: int = 0
-    bn_samples: int | None = None         # retrain_bn max_samples (None: its default)
+    retrain_bn: dict = field(default_factory=dict)   # keywords of Run.retrain_bn (max_samples,
+                                                     # steps, ...; model.bn_retrain.retrain_bn)
     mbits: int = 18
     test_images: int | None = None        # bundle test images (None: the data set's default)
     engine: dict = field(default_factory=lambda: {"rows": 8, "cols": 16})
@@ -99,8 +100,7 @@ def step_train(cfg: FlowConfig) -> dict:
 def step_retrain_bn(cfg: FlowConfig) -> dict:
     """Per-k BN tables (``pnn retrain-bn``) -> ``run/bn_retrained.pt``."""
     run = _run(cfg, "retrain_bn")
-    opts = {} if cfg.bn_samples is None else {"max_samples": cfg.bn_samples}
-    run.retrain_bn(progress=cfg.progress, **opts).save()
+    run.retrain_bn(progress=cfg.progress, **cfg.retrain_bn).save()
     return {"retrained": True}
 
 

@@ -40,6 +40,16 @@ def test_api_md_examples(tmp_path, monkeypatch):
     assert list(ns["done"]["steps"]) == ["train", "retrain_bn", "export", "report"]
     assert (flow / "bundle" / "manifest.json").is_file() and (flow / "report" / "report.md").is_file()
     assert all(s["seconds"] > 0 for s in ns["done"]["steps"].values())
+    # run.export writes like `pnn export`: an old bundle is replaced whole, other files refused
+    from progressivenn.outdir import OutputError, kind_of
+    (tmp_path / "out" / "bundle" / "stale.npy").write_bytes(b"old")
+    ns["run"].export(tmp_path / "out" / "bundle", test_images=5)
+    assert kind_of(tmp_path / "out" / "bundle") == ("bundle", True)
+    assert not (tmp_path / "out" / "bundle" / "stale.npy").exists()
+    with pytest.raises(OutputError, match="already holds a bundle; pass --force"):
+        ns["run"].export(tmp_path / "out" / "bundle", force=False)
+    with pytest.raises(OutputError, match="holds a verilog folder, not a bundle; refusing"):
+        ns["run"].export(tmp_path / "out" / "rtl")
 
 
 @pytest.mark.slow
@@ -126,7 +136,6 @@ def test_flow_steps_name_what_is_missing(tmp_path):
     assert list(done["steps"]) == ["train"] and done["config"]["limit"] == 64
     with pytest.raises(FlowError, match="not BN-retrained; run step 'retrain_bn' first"):
         pnn.run_flow(cfg, steps=["export"])
-    assert list(pnn.run_flow(cfg, stop="train")["steps"]) == ["train"]   # a rerun, recorded once
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
