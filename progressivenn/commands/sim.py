@@ -48,7 +48,9 @@ def engine_config(args, bundle):
 
 def add_arguments(p) -> None:
     p.add_argument("bundle", help="bundle directory written by `pnn export`")
-    p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
+    p.add_argument("--simulator", "--sim", choices=["icarus", "verilator"], default=None,
+                   help="default: verilator in resident mode (its build is reused), icarus in "
+                        "streamed mode")
     p.add_argument("--images", type=int, default=20, help="test images from the bundle")
     p.add_argument("--bits", default=None,
                    help="planes k to run: 1-8, 1,2,4,8, ... (default: 1..N of the bundle)")
@@ -80,6 +82,8 @@ def run(args) -> int:
         done = _run_resident(args, bundle, bits)
         if done is not None:
             return done
+    if args.simulator is None:
+        args.simulator = "icarus"
     cfg = engine_config(args, bundle)
     check_fits(bundle, cfg)        # before anything is printed, generated or built
     lanes = f", {cfg.pp_par} post-processing lane(s)" if cfg.pp_slices > 1 else ""
@@ -118,6 +122,7 @@ def _run_resident(args, bundle, bits):
             raise ValueError(f"{e}; --mode streamed runs it") from None
         print(f"pnn sim: {e}: running streamed", file=sys.stderr)
         return None
+    args.simulator = args.simulator or "verilator"
     print(f"pnn sim: {args.simulator}, resident R={cfg.rows} C={cfg.cols}, {args.images} images "
           f"x k={','.join(map(str, bits))} ...", file=sys.stderr)
     rep = run_resident_cocotb(args.bundle, cfg, simulator=args.simulator, images=args.images,
