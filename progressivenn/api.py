@@ -106,18 +106,18 @@ class Run:
         return res
 
     def export(self, path, *, mbits: int = 18, test_images: int | None = None,
-               force: bool = True):
+               force: bool = True, command: str = "progressivenn.api export"):
         """Write the bundle folder (``docs/bundle.md``); returns the loaded-back Bundle.
 
         As ``pnn export``: written into a temporary sibling and renamed into place when complete
         (:mod:`progressivenn.outdir`); a folder of other files is refused, an existing bundle is
-        replaced unless ``force=False``."""
+        replaced unless ``force=False``; ``command`` is recorded in its ``.pnn-output.json``."""
         from .model.bundle import load_bundle, save_bundle
         from .outdir import check_target, output_dir
 
         check_target(path, "bundle", force=force)
         bundle = self.bundle(mbits=mbits, test_images=test_images)
-        with output_dir(path, "bundle", force=force, command="progressivenn.api export") as tmp:
+        with output_dir(path, "bundle", force=force, command=command) as tmp:
             save_bundle(bundle, tmp)
         return load_bundle(path)
 

@@ -18,14 +18,13 @@ def add_arguments(p):
 
 def run(args) -> int:
     from progressivenn.api import load_run
-    from progressivenn.model.bundle import save_bundle
+    from progressivenn.outdir import check_target
 
-    from progressivenn.outdir import check_target, output_dir
-
-    check_target(args.out, "bundle", force=args.force)
-    bundle = load_run(args.run).bundle(mbits=args.mbits, test_images=args.test_images)
-    with output_dir(args.out, "bundle", force=args.force, command="pnn export") as tmp:
-        save_bundle(bundle, tmp)
+    check_target(args.out, "bundle", force=args.force)        # before reading the run
+    # Run.export: refuses another kind's folder, replaces a bundle only with --force, writes into
+    # a temporary sibling renamed into place when complete (progressivenn/outdir.py)
+    bundle = load_run(args.run).export(args.out, mbits=args.mbits, test_images=args.test_images,
+                                       force=args.force, command="pnn export")
     path = args.out
     nlay = len(bundle.compute_layers())
     print(f"exported {bundle.dataset}: {len(bundle.layers)} layers ({nlay} conv/linear), "
