@@ -564,9 +564,12 @@ def _build_link(cfg: ResidentConfig, simulator: str, root):
         if not src.exists() or src.read_text() != text:
             src.parent.mkdir(parents=True, exist_ok=True)
             src.write_text(text)
+        # Icarus in Verilog-2005 mode runs the declaration initialisers of Yosys's
+        # ``always @*`` trigger registers as events at time 0 (under -g2012 it does not, and a
+        # combinational block whose inputs never change, an FSM's idle state, stays X)
         get_runner(simulator).build(
             sources=[src], hdl_toplevel=LINK_TOP, build_dir=build_dir, timescale=("1ns", "1ps"),
-            build_args=VERILATOR_ARGS if simulator == "verilator" else [],
+            build_args=VERILATOR_ARGS if simulator == "verilator" else ["-g2005"],
             log_file=build_dir / "build.log")
     return build_dir
 

@@ -12,15 +12,18 @@ HELP = ("load a bundle into a resident-mode board over its serial port (skipped 
         "already holds it), stream test images, print predictions and agreement with golden")
 
 #: simulated boards: the same loop against a simulation instead of a serial port
-SIM_PORTS = ("sim:amaranth", "sim:amaranth-uart")
+SIM_PORTS = ("sim:amaranth", "sim:amaranth-uart", "sim:icarus", "sim:verilator")
+#: deadlines on simulated ports, in simulated seconds (10 ns cycles): timeout, probe
+SIM_TIMES = (0.02, 2e-4)
 
 
 def add_arguments(p) -> None:
     p.add_argument("bundle", help="bundle directory written by `pnn export`")
     p.add_argument("--port", required=True,
                    help="serial device (/dev/ttyUSB1, COM3; needs pyserial), or sim:amaranth (the "
-                        "bridge's byte streams in the Amaranth simulator) or sim:amaranth-uart "
-                        "(the UART pins, bit by bit: slower)")
+                        "bridge's byte streams in the Amaranth simulator), sim:amaranth-uart "
+                        "(the UART pins, bit by bit: slower), sim:icarus or sim:verilator (the "
+                        "generated Verilog under cocotb, byte streams)")
     p.add_argument("--k", type=int, default=None, help="planes per weight (default: the bundle's N)")
     p.add_argument("--policy", default=None, metavar="P",
                    help="choose k per image on chip with policy P (needs --threshold)")
@@ -43,6 +46,8 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("simulated ports")
     g.add_argument("--rows", type=int, default=8, help="output channels in parallel (R)")
     g.add_argument("--cols", type=int, default=16, help="reduction lanes (C)")
+    g.add_argument("--build-dir", default="build/sim",
+                   help="sim:icarus / sim:verilator builds are kept here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -69,11 +74,12 @@ def _indices(args, bundle) -> list:
     return list(range(min(count, n)))
 
 
-def _open_port(args, bundle):
-    """(byte port, description) for ``--port``; a simulated port builds the resident system for
-    the ``--rows/--cols`` engine sized for the bundle."""
+def _open_port(args, bundle, idx, k):
+    """(byte port, description, ResidentLink options) for ``--port``; a simulated port builds the
+    resident system for the ``--rows/--cols`` engine sized for the bundle. The cocotb ports run
+    the whole loop in the simulator process and give its report instead of a port."""
     if not args.port.startswith("sim:"):
-        return args.port, f"serial {args.port} at {args.baud} baud"
+        return args.port, f"serial {args.port} at {args.baud} baud", {"timeout": args.timeout}
     if args.port not in SIM_PORTS:
         raise ValueError(f"--port {args.port}: unknown simulated port; use one of "
                          f"{', '.join(SIM_PORTS)} or a serial device")
@@ -81,16 +87,24 @@ def _open_port(args, bundle):
     from ..sim.resident_runner import resident_config
 
     cfg = resident_config(rows=args.rows, cols=args.cols, bundle=bundle)
+    times = {"timeout": SIM_TIMES[0], "probe": SIM_TIMES[1]}
     if args.port == "sim:amaranth":
         from ..sim.resident_link import AmaranthBytePort
 
-        return AmaranthBytePort(ResidentSystem(cfg, 100e6, None)), \
-            "Amaranth simulation, bridge byte streams (no UART bit timing)"
-    from ..sim.serial_transport import AmaranthSerialPort
+        return AmaranthBytePort(ResidentSystem(cfg, 100e6, None), max_cycles=20_000), \
+            "Amaranth simulation, bridge byte streams (no UART bit timing)", times
+    if args.port == "sim:amaranth-uart":
+        from ..sim.serial_transport import AmaranthSerialPort
 
-    dut = ResidentSystem(cfg, 100e6, 25_000_000)         # 4 clock cycles per bit
-    return AmaranthSerialPort(dut, max_cycles=400_000), \
-        "Amaranth simulation, UART pins (4 cycles per bit)"
+        dut = ResidentSystem(cfg, 100e6, 25_000_000)         # 4 clock cycles per bit
+        return AmaranthSerialPort(dut, max_cycles=20_000), \
+            "Amaranth simulation, UART pins (4 cycles per bit)", times
+    from ..sim.resident_link import run_images_cocotb
+
+    sim = args.port[4:]
+    return run_images_cocotb(args.bundle, cfg, idx, k, simulator=sim, tables=args.tables,
+                             counters=args.counters, build_root=args.build_dir, **times), \
+        f"{sim} under cocotb, generated Verilog, bridge byte streams", {}
 
 
 def run(args) -> int:
@@ -109,13 +123,13 @@ def run(args) -> int:
     idx = _indices(args, bundle)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
 
-    port, where = _open_port(args, bundle)
+    port, where, opts = _open_port(args, bundle, idx, k)
     if isinstance(port, dict):                 # ran in a simulator process (cocotb)
         rep = port
     else:
         from ..sim.resident_link import ResidentLink, run_images
 
-        link = ResidentLink(port, baud=args.baud, timeout=args.timeout, counters=args.counters)
+        link = ResidentLink(port, baud=args.baud, counters=args.counters, **opts)
         try:
             rep = run_images(link, bundle, idx, k, tables=args.tables, force_load=args.force_load,
                              log=log)
