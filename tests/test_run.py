@@ -75,3 +75,18 @@ def test_run_sequence_over_the_uart_pins(bundle_dir, capsys, tmp_path):
     rep = json.loads(out)
     assert [r["image"] for r in rep["results"]] == [3, 0, 3] and rep["all_agree"]
     assert all(len(r["busy"]) > 0 for r in rep["results"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_run_on_the_generated_verilog(bundle_dir, capsys, tmp_path, sim):
+    from bundles import have_simulator
+
+    if not have_simulator(sim):
+        pytest.skip(f"{sim} is not installed (make setup installs it)")
+    code, out, err = _run(capsys, bundle_dir, "--port", f"sim:{sim}", "--k", "2", "--images", "2",
+                          "--json", "--rows", "2", "--cols", "4", "--build-dir", str(tmp_path))
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["all_agree"] and rep["agree"] == 2 and rep["simulator"] == sim
+    assert rep["sim_cycles"] > 2 * rep["cycles_per_image"]
