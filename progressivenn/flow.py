@@ -139,10 +139,11 @@ def step_report(cfg: FlowConfig) -> dict:
     ev = _run(cfg, "report").evaluate(mbits=cfg.mbits, test_images=cfg.test_images)
     sim_json = cfg.path("sim.json")
     sim = json.loads(sim_json.read_text()) if sim_json.is_file() else None
-    flow = _read_flow(cfg)
-    extra = {"flow steps run": ", ".join(flow.get("steps", {})) or "none",
-             "seconds": {k: v["seconds"] for k, v in flow.get("steps", {}).items()}}
-    md = write_report(cfg.path("report"), ev, sim, extra)
+    done = {k: v for k, v in _read_flow(cfg).get("steps", {}).items() if k in STEPS[:-1]}
+    done = dict(sorted(done.items(), key=lambda kv: STEPS.index(kv[0])))
+    extra = {"flow steps done": ", ".join(done) or "none",
+             "seconds": {k: v["seconds"] for k, v in done.items()}}
+    md = write_report(cfg.path("report"), ev, sim, extra, title="progressivenn flow report")
     return {"markdown": str(md), "accuracy_k1": ev["accuracy"]["1"]}
 
 

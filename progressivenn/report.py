@@ -85,12 +85,13 @@ def plot_cycles(sim: dict, path: Path) -> Path:
     return _finish(fig, dev, x, f"deviation from k/{top}", "", path)
 
 
-def write_report(out: Path, ev: dict, sim: dict | None, extra: dict) -> Path:
+def write_report(out: Path, ev: dict, sim: dict | None, extra: dict, *,
+                 title: str = "progressivenn demo report") -> Path:
     """Write ``report.md``, ``report.json`` and the plots into ``out``; return the markdown path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot_accuracy(ev, out / "accuracy_vs_k.png", sim)
-    lines = ["# progressivenn demo report", ""]
+    lines = [f"# {title}", ""]
     for key, value in extra.items():
         if isinstance(value, dict):      # numbers in report.json, text here
             value = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
