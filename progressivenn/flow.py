@@ -194,6 +194,7 @@ def run_flow(cfg: FlowConfig, *, start: str | None = None, stop: str | None = No
     flow = _read_flow(cfg)
     flow["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     flow.setdefault("steps", {})
+    _write_flow(cfg, flow)                       # marks the folder as a flow from the start
     for name in names:
         t0 = time.perf_counter()
         summary = FUNCTIONS[name](cfg)
@@ -201,7 +202,11 @@ def run_flow(cfg: FlowConfig, *, start: str | None = None, stop: str | None = No
         flow["steps"][name] = {"seconds": round(time.perf_counter() - t0, 2),
                                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                **summary}
-        tmp = cfg.path(FLOW_JSON + ".tmp")
-        tmp.write_text(json.dumps(flow, indent=1) + "\n")
-        tmp.replace(cfg.path(FLOW_JSON))
+        _write_flow(cfg, flow)
     return flow
+
+
+def _write_flow(cfg: FlowConfig, flow: dict) -> None:
+    tmp = cfg.path(FLOW_JSON + ".tmp")
+    tmp.write_text(json.dumps(flow, indent=1) + "\n")
+    tmp.replace(cfg.path(FLOW_JSON))
