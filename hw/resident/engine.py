@@ -191,20 +191,37 @@ class ResidentEngine(wiring.Component):
         best_i = Signal(12)
         have = Signal()
         logit_wr = pp.o_valid & desc.last
-        # the chain's running values are named signals: as nested expressions every row would
-        # repeat the previous rows' logic twice (2^R copies in the netlist)
-        bv, bi, bh = best_v, best_i, have
-        for r in range(R):
-            take = Signal(name=f"am_take{r}")
-            nv = Signal(signed(OW), name=f"am_v{r}")
-            ni = Signal(12, name=f"am_i{r}")
-            nh = Signal(name=f"am_h{r}")
-            m.d.comb += [take.eq(rows_ok[r] & (~bh | (ys[r] > bv))), nv.eq(Mux(take, ys[r], bv)),
-                         ni.eq(Mux(take, o_g * R + r, bi)), nh.eq(bh | rows_ok[r])]
-            bv, bi, bh = nv, ni, nh
+        # argmax in two stages (a chain of R compares was the longest path of the ULX3S build:
+        # 15.7 MHz): a tree over the group's R rows, pairs in index order, the higher one taken
+        # only when strictly greater (the lowest index wins ties, as in golden), registered; then
+        # the merge with the running best a cycle later. The SUMMARY state comes two cycles after
+        # the last logit write (RUN sees the drained pipeline one cycle after it), so it reads
+        # the final best. Every value is a named signal (nested expressions would repeat logic).
+        cands = [(rows_ok[r], ys[r], Const(r, range(max(R, 2)))) for r in range(R)]
+        level = 0
+        while len(cands) > 1:
+            nxt = []
+            for j in range(0, len(cands) - 1, 2):
+                (ha, va, ia), (hb, vb, ib) = cands[j], cands[j + 1]
+                take = Signal(name=f"am_take{level}_{j}")
+                nh = Signal(name=f"am_h{level}_{j}")
+                nv = Signal(signed(OW), name=f"am_v{level}_{j}")
+                ni = Signal(range(max(R, 2)), name=f"am_i{level}_{j}")
+                m.d.comb += [take.eq(hb & (~ha | (vb > va))), nh.eq(ha | hb),
+                             nv.eq(Mux(take, vb, va)), ni.eq(Mux(take, ib, ia))]
+                nxt.append((nh, nv, ni))
+            if len(cands) % 2:
+                nxt.append(cands[-1])
+            cands, level = nxt, level + 1
+        grp_h, grp_v, grp_i = cands[0]
+        g_h = Signal()
+        g_v = Signal(signed(OW))
+        g_i = Signal(12)
+        m.d.sync += [g_h.eq(logit_wr & grp_h), g_v.eq(grp_v), g_i.eq(o_g * R + grp_i)]
+        with m.If(g_h & (~have | (g_v > best_v))):
+            m.d.sync += [best_v.eq(g_v), best_i.eq(g_i), have.eq(1)]
         with m.If(logit_wr):
             m.d.sync += logits[o_g].eq(pp.o_y)
-            m.d.sync += [best_v.eq(bv), best_i.eq(bi), have.eq(bh)]
 
         # ---- counters ---------------------------------------------------------------------------
         counting = Signal()
