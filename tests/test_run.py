@@ -90,3 +90,47 @@ def test_run_on_the_generated_verilog(bundle_dir, capsys, tmp_path, sim):
     rep = json.loads(out)
     assert rep["all_agree"] and rep["agree"] == 2 and rep["simulator"] == sim
     assert rep["sim_cycles"] > 2 * rep["cycles_per_image"]
+
+
+@pytest.mark.slow
+def test_run_over_a_real_serial_port(bundle_dir, capsys):
+    """``--port /dev/pts/N`` through pyserial: a pseudo-terminal whose other end a thread feeds
+    to the simulated board (the byte-stream system in the Amaranth simulator)."""
+    import os
+    import threading
+
+    pytest.importorskip("serial")
+    from progressivenn.hw.resident.system import ResidentSystem
+    from progressivenn.model.bundle import load_bundle
+    from progressivenn.sim.resident_link import AmaranthBytePort
+    from progressivenn.sim.resident_runner import resident_config
+
+    cfg = resident_config(rows=8, cols=16, bundle=load_bundle(bundle_dir))
+    board = AmaranthBytePort(ResidentSystem(cfg, 100e6, None), max_cycles=2000)
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                board.write(os.read(master, 4096))
+            except BlockingIOError:
+                pass
+            out = board.read(4096)
+            if out:
+                os.write(master, out)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        code, out, err = _run(capsys, bundle_dir, "--port", os.ttyname(slave), "--k", "3",
+                              "--images", "1", "--json", "--timeout", "60")
+    finally:
+        stop.set()
+        t.join(5)
+        os.close(master)
+        os.close(slave)
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["all_agree"] and rep["config"]["rows"] == 8 and rep["network_loaded"]
