@@ -250,3 +250,40 @@ def test_planned_steps_count_the_bench():
     cfg = BenchConfig(out=Path("x"), seeds=(0,), data_dir=Path("m"), mnist_seeds=(0, 1), fpga=True)
     assert planned_steps(cfg, sims=["verilator", "icarus"]) == 2 + 4 + 1 + 1 + 3 + 2
     assert planned_steps(cfg, sims=[]) == 2 + 4 + 1 + 2
+
+
+def test_rtl_sections_run_what_planned_steps_counts(monkeypatch, tmp_path):
+    """bench_rtl on fake simulator runs: Verilator (when there) runs scalability and the default
+    tiling, every simulator the throughput workload; planned_steps counts these runs."""
+    from pathlib import Path
+
+    import progressivenn.bench as bench
+    from bundles import random_bundle
+
+    b = random_bundle(nbits=4)
+    calls = []
+
+    def fake_rtl(cfg, bundle, name, sim, images, bits, layer_counters=True, stall=0.0,
+                 tile="auto", tag=""):
+        calls.append((sim, tuple(bits), tile))
+        rep = _fake_report(bundle)
+        rep.update(sim_time_ns=10 * 1000 * (2 if sim == "icarus" else 1), sim_seconds=2.0,
+                   mismatches=0, compared_values=10, first_mismatch=None, build_seconds=1.0,
+                   failed_tests=[], simulator=sim, bits=list(bits))
+        return rep
+
+    monkeypatch.setattr(bench, "_rtl_run", fake_rtl)
+    cfg = bench.BenchConfig(out=tmp_path, seeds=(0,), progress=False)
+    rep = bench.bench_rtl(cfg, {"digits-k8": b}, ["icarus", "verilator"])
+    assert calls == [("verilator", (1, 2, 3, 4), "auto"), ("verilator", (1, 4), None),
+                     ("icarus", (1, 2, 3, 4), "auto")]
+    assert list(rep["sim_cycles_per_s"]) == ["icarus", "verilator"]      # the given order
+    assert rep["sim_cycles_per_s"] == {"icarus": 1000.0, "verilator": 500.0}
+    assert set(rep["rtl_runs"]) == {"digits-k8@verilator", "digits-k8@icarus"}
+    assert rep["scalability"]["tile_positions"] == "auto" and rep["scalability"]["default_tiling"]
+    assert rep["sim_workload"] == "digits-k8, 1 image, k = 1..4, per-layer counters"
+    # planned: 2 accuracy nets + residual training + its RTL run + the 3 runs above
+    assert bench.planned_steps(cfg, sims=["icarus", "verilator"]) == 2 + 1 + 1 + len(calls)
+    assert bench.bench_rtl(cfg, {"digits-k8": b}, []) == {
+        "scalability": {}, "utilization": {}, "sim_cycles_per_s": {}, "rtl_runs": {}}
+    assert Path(cfg.out) == tmp_path
