@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   train -> retrain BN -> export -> Verilog -> cocotb at every k -> report (digits)
+#   make demo   train -> retrain BN -> export -> Verilog -> cocotb at every k (resident mode on
+#               Verilator; pnn demo --mode streamed --sim icarus for the host-fed engine) -> report
 #   make test   the fast test suite (slow and fpga tests: make test-all)
 PYTHON ?= python3
 VENV   ?= .venv
