@@ -24,7 +24,7 @@ import zlib
 from dataclasses import dataclass, field, fields
 
 from ..hw.resident.bridge import (RChannel, RESULT_TAG, MODE_RESIDENT, FLAG_COUNTERS,
-                                  IDENT_TAIL, kind_bytes)
+                                  FEATURE_POLICY, IDENT_TAIL, kind_bytes)
 from ..hw.resident.layout import ResidentConfig, Op, ResKind, cmd_layout
 from ..hw.uart import IDENT_MAGIC, PROTOCOL_VERSION, STATUS_BYTES, Tag
 from .serial_transport import LinkError, UpstreamParser, frame, _status
@@ -67,12 +67,12 @@ def _cmd_bytes(cfg) -> int:
     return -(-cmd_layout(cfg).size // 8)
 
 
-def net_hash(prog) -> int:
-    """32-bit hash of a compiled network as loaded (every load beat, the image setup): CRC-32,
-    never 0 (0 means "no network" on the board)."""
+def net_hash(prog, extra=()) -> int:
+    """32-bit hash of a compiled network as loaded (every load beat, ``extra`` beats such as a
+    policy's gates, the image setup): CRC-32, never 0 (0 means "no network" on the board)."""
     n = _cmd_bytes(prog.cfg)
     op, unit = image_setup(prog)
-    h = zlib.crc32(b"".join(w.to_bytes(n, "little") for w in prog.load_beats())
+    h = zlib.crc32(b"".join(w.to_bytes(n, "little") for w in [*prog.load_beats(), *extra])
                    + bytes([op]) + unit.to_bytes(2, "little"))
     return h or 1
 
@@ -84,9 +84,9 @@ def image_setup(prog) -> tuple:
     return Op.WRITE_FM.value, prog.in_shape[0]
 
 
-def set_net_frame(prog, *, counters: bool, seq: int) -> bytes:
+def set_net_frame(prog, *, counters: bool, seq: int, extra=()) -> bytes:
     op, unit = image_setup(prog)
-    payload = (net_hash(prog).to_bytes(4, "little") + bytes([FLAG_COUNTERS if counters else 0, op])
+    payload = (net_hash(prog, extra).to_bytes(4, "little") + bytes([FLAG_COUNTERS if counters else 0, op])
                + unit.to_bytes(2, "little"))
     return frame(RChannel.SET_NET, int.from_bytes(payload, "little"), seq=seq)
 
@@ -226,6 +226,7 @@ class ResidentLink:
         self.counters = counters
         self.info = None
         self.prog = None
+        self.extra = []
         self.seq = 0
         self.mseq = 0
         self.token = 0
@@ -317,9 +318,11 @@ class ResidentLink:
             self.info = None
             raise LinkError(f"serial link: unexpected {msg!r}")
 
-    def _transact(self, frames: list, n_results: int, *, status: bool) -> list:
-        """Send ``frames`` (credits respected), collect ``n_results`` result messages; with
-        ``status``, also a status reply that confirms every frame arrived in sequence."""
+    def _transact(self, frames: list, n_results, *, status: bool) -> list:
+        """Send ``frames`` (credits respected), collect ``n_results`` result messages (or
+        ``n_results(messages so far)`` of them); with ``status``, also a status reply that
+        confirms every frame arrived in sequence."""
+        count = n_results if callable(n_results) else (lambda got: n_results)
         nframes = len(frames)
         out = b"".join(frames)
         self.status = None
@@ -327,7 +330,7 @@ class ResidentLink:
             out += self._status_request()
         self.seq = (self.seq + nframes) & 0xFF
         pos = 0
-        deadline = self._deadline(len(out) + 48 * n_results)
+        deadline = self._deadline(len(out) + 48 * count([]))
         quiet = self.clock()
         while True:
             if pos < len(out) and self.allowance > 0:
@@ -345,10 +348,11 @@ class ResidentLink:
                 raise LinkError(f"serial link: the board dropped host frames (expects #"
                                 f"{st['expect']}, {self.seq} sent; {st['bad_frames']} bad, "
                                 f"{st['seq_errors']} out of sequence so far)")
-            if len(self.results) > n_results:
+            want = count(self.results)
+            if len(self.results) > want:
                 self.info = None
-                raise LinkError(f"serial link: {len(self.results)} results, {n_results} expected")
-            if pos == len(out) and len(self.results) == n_results and (st or not status):
+                raise LinkError(f"serial link: {len(self.results)} results, {want} expected")
+            if pos == len(out) and len(self.results) == want and (st or not status):
                 break
             now = self.clock()
             if msgs:
@@ -362,7 +366,7 @@ class ResidentLink:
             if now > deadline:
                 self.info = None
                 raise LinkError(f"serial link: no answer by the deadline: sent {pos}/{len(out)} "
-                                f"bytes, got {len(self.results)}/{n_results} results")
+                                f"bytes, got {len(self.results)}/{want} results")
         res, self.results = self.results, []
         return res
 
@@ -372,9 +376,10 @@ class ResidentLink:
         return frame(RChannel.STATUS, seq=self.token)
 
     # ---- network ------------------------------------------------------------------------------
-    def load(self, prog, *, force: bool = False) -> bool:
-        """Make the board hold ``prog``: skipped when its identify reply already shows this
-        network's hash. Returns True when the network was (re)loaded."""
+    def load(self, prog, *, force: bool = False, extra=()) -> bool:
+        """Make the board hold ``prog`` (and the ``extra`` command beats after it: a policy's
+        gates): skipped when its identify reply already shows their hash. Returns True when the
+        network was (re)loaded."""
         if self.info is None:
             self.connect()
         cfg = self.info["cfg"]
@@ -382,17 +387,19 @@ class ResidentLink:
             raise ValueError(f"the board's engine was built for {cfg}, the program for "
                              f"{prog.cfg}")
         self.prog = prog
-        want = net_hash(prog)
+        self.extra = list(extra)
+        want = net_hash(prog, self.extra)
         flags = FLAG_COUNTERS if self.counters else 0
         if self.info["hash"] == want and not force:
             if self.info["flags"] != flags:
-                self._transact([set_net_frame(prog, counters=self.counters, seq=self.seq)], 0,
-                               status=True)
+                self._transact([set_net_frame(prog, counters=self.counters, seq=self.seq,
+                                              extra=self.extra)], 0, status=True)
                 self.info["flags"] = flags
             return False
-        frames = net_frames(prog, self.seq)
+        frames = [frame(RChannel.CMD, w, seq=(self.seq + i) & 0xFF)
+                  for i, w in enumerate([*prog.load_beats(), *self.extra])]
         frames.append(set_net_frame(prog, counters=self.counters,
-                                    seq=(self.seq + len(frames)) & 0xFF))
+                                    seq=(self.seq + len(frames)) & 0xFF, extra=self.extra))
         for i in range(0, len(frames), 64):      # a status every 64 frames: errors seen early
             self._transact(frames[i:i + 64], 0, status=True)
         self.info.update(hash=want, flags=flags)
@@ -413,7 +420,7 @@ class ResidentLink:
             try:
                 if self.info is None:
                     self.connect()
-                    if self.info["hash"] != net_hash(self.prog):
+                    if self.info["hash"] != net_hash(self.prog, self.extra):
                         raise LinkError("the board lost the network (hash differs): load again")
                 return self._infer(image, k)
             except LinkError as e:
@@ -429,6 +436,40 @@ class ResidentLink:
         frames.append(run_frame(prog, k, (self.seq + len(frames)) & 0xFF))
         msgs = self._transact(frames, self.n_results(), status=False)
         return decode_results(prog, msgs, self.seq)
+
+    def request(self, image, beat: int) -> list:
+        """Send an image and one request command beat (e.g. the policy wrapper's RUN_POLICY);
+        return the answer as raw result beats (``res_layout``). The answer ends after a SUMMARY
+        whose ``err`` field (the policy wrapper's) is not 0, else after the full set of beats.
+        Never repeated: a request may change state on chip (the policy's cross-frame state)."""
+        from ..hw.resident.layout import res_layout
+
+        prog = self.prog
+        rl = res_layout(prog.cfg)
+        full = 1 + prog.layers[-1].desc["ngroups"] + (len(prog.layers) if self.counters else 0)
+
+        err = None
+        if self.info["features"] & FEATURE_POLICY:
+            from ..hw.resident.policy import policy_summary_layout
+            err = policy_summary_layout(prog.cfg)["err"]
+
+        def count(got):
+            if err is not None and got and got[0].tag == RESULT_TAG + ResKind.SUMMARY.value:
+                raw = int.from_bytes(got[0].body[1:], "little")
+                if (raw >> err.offset) & ((1 << err.width) - 1):    # refused: SUMMARY only
+                    return 1
+            return full
+        if self.info is None:
+            raise LinkError("not connected")
+        frames = image_frames(prog, image, self.seq, self.info["max_payload"])
+        frames.append(frame(RChannel.CMD, beat, seq=(self.seq + len(frames)) & 0xFF))
+        msgs = self._transact(frames, count, status=False)
+        if msgs[0].body[0] != self.seq & 0xFF:
+            raise LinkError(f"serial link: the board ran after frame #{msgs[0].body[0]}, "
+                            f"{self.seq} were sent")
+        return [rl.const({"kind": ResKind(m.tag - RESULT_TAG),
+                          "index": 0 if m.tag == RESULT_TAG else m.body[0],
+                          "data": int.from_bytes(m.body[1:], "little")}).as_bits() for m in msgs]
 
     def read_fm(self, addrs) -> list:
         """Feature-map words at ``addrs`` (READ_FM), as integers."""
@@ -483,7 +524,8 @@ def decode_results(prog, msgs: list, seq: int) -> Inference:
 
 
 def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "retrained",
-               force_load: bool = False, log=lambda *a: None) -> dict:
+               force_load: bool = False, log=lambda *a: None, policy: str | None = None,
+               threshold: int = 0) -> dict:
     """What ``pnn run`` does on any port: connect, compile ``bundle`` for the board's
     configuration, load it unless the board holds it, classify the test images ``indices`` with
     ``k`` planes and check each against the golden model (class, logits and k). Returns the
@@ -499,6 +541,9 @@ def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "re
     cfg = info["cfg"]
     prog = compile_program(bundle, cfg, tables)
     log(f"pnn run: resident engine {cfg.rows}x{cfg.cols}, N={cfg.nbits}")
+    if policy is not None:
+        return _run_policy(link, bundle, prog, indices, policy, threshold, tables=tables,
+                           force_load=force_load, log=log, t0=t0)
     loaded = link.load(prog, force=force_load)
     load_s = time.perf_counter() - t0
     log(f"pnn run: network {'loaded' if loaded else 'already on the board (hash matches)'} in "
@@ -619,6 +664,70 @@ def run_images_cocotb(bundle_path, cfg: ResidentConfig, indices, k: int, *,
     rep.update(simulator=simulator, build_seconds=round(build_s, 2),
                sim_seconds=round(time.perf_counter() - t1, 2), run_dir=str(test_dir))
     return rep
+
+
+def _run_policy(link, bundle, prog, indices, name: str, threshold: int, *, tables, force_load,
+                log, t0) -> dict:
+    """``run_images`` with the on-chip policy: gates calibrated on the golden logits of every test
+    image of the bundle, the images as one clip (the policy's cross-frame state carries from
+    image to image), every frame compared with the golden policy (``compare_frames``)."""
+    import numpy as np
+
+    from ..model import dynamic as dyn
+    from ..model.golden import run_network
+    from .resident_policy import compare_frames, decode_policy, gate_beats, request_beat
+
+    if not link.info["features"] & FEATURE_POLICY:
+        raise ValueError("the board has no policy wrapper (its identify reply says so); run "
+                         "with --k, or build the board with ResidentSystem(engine='policy')")
+    N = int(bundle.nbits)
+    x = np.asarray(bundle.test_x, dtype=np.int64)
+    logits = np.stack([run_network(bundle, x, kk, tables).logits.numpy()
+                       for kk in range(1, N + 1)])              # [N, images, classes]
+    labels = np.asarray(bundle.test_y, dtype=np.int64)
+    gates = dyn.Calibration.from_table(dyn.LogitTable(logits[:, None], labels[None]))
+    pol = dyn.make_policy(name, N, gates, threshold)
+    link.counters = True                     # the busy counters are compared with the path's
+    loaded = link.load(prog, force=force_load, extra=gate_beats(prog, pol))
+    load_s = time.perf_counter() - t0
+    log(f"pnn run: network and {pol.name} gates {'loaded' if loaded else 'already there'}")
+    idx = list(indices)
+    before = link.link["sent"] + link.link["received"]
+    t1 = time.perf_counter()
+    res = []
+    for j, i in enumerate(idx):
+        res.append(decode_policy(prog, link.request(x[i], request_beat(prog, pol, j == 0))))
+        r = res[-1]
+        log(f"  image {i:5d}  label {int(labels[i]):3d}  pred {r.cls:3d}  k path "
+            f"{list(r.path)}  {r.cycles} cycles  {r.err.name}")
+    run_s = time.perf_counter() - t1
+    table = dyn.LogitTable(logits[:, None, idx], labels[None, idx])
+    cmp = compare_frames([res], table, pol, prog)
+    paths, preds = dyn.run_policy(pol, table)
+    rows = [{"image": int(i), "label": int(labels[i]), "pred": r.cls, "golden": int(p),
+             "k": r.k, "path": list(r.path), "golden_path": list(gp), "cycles": r.cycles,
+             "err": r.err.name, "agree": r.cls == p and tuple(r.path) == tuple(gp)}
+            for i, r, p, gp in zip(idx, res, preds, paths)]
+    n = len(rows)
+    ok = cmp["decisions_differ"] + cmp["logit_mismatches"] + cmp["busy_mismatches"] == 0
+    return {
+        "policy": pol.describe(), "images": n, "tables": tables,
+        "config": {f: getattr(prog.cfg, f) for f in ("rows", "cols", "nbits", "abits")},
+        "network_loaded": loaded, "load_seconds": round(load_s, 3),
+        "accuracy": cmp["accuracy"], "golden_accuracy": cmp["golden_accuracy"],
+        "agree": sum(r["agree"] for r in rows), "all_agree": ok,
+        "decisions_differ": cmp["decisions_differ"], "logit_mismatches": cmp["logit_mismatches"],
+        "busy_mismatches": cmp["busy_mismatches"], "first_difference": cmp["first_difference"],
+        "avg_final_k": cmp["avg_final_k"], "escalations": cmp["escalations"],
+        "cycles_per_image": max(r["cycles"] for r in rows),
+        "avg_cycles": cmp["avg_cycles"],
+        "wall_inferences_per_s": round(n / run_s, 3) if run_s > 0 else None,
+        "link_bytes_per_image": round((link.link["sent"] + link.link["received"] - before) / n,
+                                      1),
+        "link_cost": link_cost(prog, counters=True, credit_unit=link.info["credit_unit"],
+                               max_payload=link.info["max_payload"]),
+        "link": dict(link.link), "results": rows,
+    }
 
 
 class AmaranthBytePort:

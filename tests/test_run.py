@@ -44,7 +44,8 @@ def test_run_sim_amaranth_agrees_with_golden(bundle_dir, capsys):
 @pytest.mark.parametrize("argv,msg", [
     (["--k", "9"], "--k must be in [1, 3]"),
     (["--images", "99"], "--images must be in [1, 4]"),
-    (["--policy", "margin", "--threshold", "2"], "not yet supported"),
+    (["--threshold", "900"], "--threshold needs --policy"),
+    (["--k", "2", "--policy", "escalate"], "exclude each other"),
     (["--port", "sim:nothing"], "unknown simulated port"),
 ])
 def test_run_refuses_bad_options(bundle_dir, capsys, argv, msg):
@@ -134,3 +135,18 @@ def test_run_over_a_real_serial_port(bundle_dir, capsys):
     assert code == 0, err
     rep = json.loads(out)
     assert rep["all_agree"] and rep["config"]["rows"] == 8 and rep["network_loaded"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy,threshold", [("escalate", 900), ("hybrid", 500)])
+def test_run_policy_on_chip_agrees_with_the_golden_policy(bundle_dir, capsys, policy, threshold):
+    """--policy: the wrapper behind the bridge takes the golden policy's decision (k path,
+    prediction), logits and busy counters on every image; the images form one clip."""
+    code, out, err = _run(capsys, bundle_dir, "--port", "sim:amaranth", "--policy", policy,
+                          "--threshold", str(threshold), "--images", "3", "--json",
+                          "--rows", "2", "--cols", "4")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["policy"]["name"] == policy and rep["all_agree"] and rep["agree"] == 3
+    assert rep["decisions_differ"] == rep["logit_mismatches"] == rep["busy_mismatches"] == 0
+    assert all(r["path"] == r["golden_path"] and r["err"] == "OK" for r in rep["results"])

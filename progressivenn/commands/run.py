@@ -26,8 +26,10 @@ def add_arguments(p) -> None:
                         "generated Verilog under cocotb, byte streams)")
     p.add_argument("--k", type=int, default=None, help="planes per weight (default: the bundle's N)")
     p.add_argument("--policy", default=None, metavar="P",
-                   help="choose k per image on chip with policy P (needs --threshold)")
-    p.add_argument("--threshold", type=float, default=None, metavar="T")
+                   help="choose k per image on chip: escalate, hybrid or fixed<k> (needs a board "
+                        "with the policy wrapper; simulated ports have it)")
+    p.add_argument("--threshold", type=int, default=None, metavar="T",
+                   help="the policy's target accuracy in per-mille, 0..1000 (default 950)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--images", type=int, default=None,
                      help="first N test images of the bundle (default: 10, or all if fewer)")
@@ -88,15 +90,19 @@ def _open_port(args, bundle, idx, k):
 
     cfg = resident_config(rows=args.rows, cols=args.cols, bundle=bundle)
     times = {"timeout": SIM_TIMES[0], "probe": SIM_TIMES[1]}
+    engine = "policy" if args.policy is not None else None
+    if engine and args.port in ("sim:icarus", "sim:verilator"):
+        raise ValueError(f"--policy on {args.port} is not supported yet; use sim:amaranth")
     if args.port == "sim:amaranth":
         from ..sim.resident_link import AmaranthBytePort
 
-        return AmaranthBytePort(ResidentSystem(cfg, 100e6, None), max_cycles=20_000), \
+        return AmaranthBytePort(ResidentSystem(cfg, 100e6, None, engine=engine),
+                                max_cycles=20_000), \
             "Amaranth simulation, bridge byte streams (no UART bit timing)", times
     if args.port == "sim:amaranth-uart":
         from ..sim.serial_transport import AmaranthSerialPort
 
-        dut = ResidentSystem(cfg, 100e6, 25_000_000)         # 4 clock cycles per bit
+        dut = ResidentSystem(cfg, 100e6, 25_000_000, engine=engine)   # 4 cycles per bit
         return AmaranthSerialPort(dut, max_cycles=20_000), \
             "Amaranth simulation, UART pins (4 cycles per bit)", times
     from ..sim.resident_link import run_images_cocotb
@@ -110,9 +116,10 @@ def _open_port(args, bundle, idx, k):
 def run(args) -> int:
     from ..model.bundle import load_bundle
 
-    if args.policy is not None or args.threshold is not None:
-        raise ValueError("--policy/--threshold: the on-chip policy is not yet supported by "
-                         "pnn run; use --k")
+    if args.threshold is not None and args.policy is None:
+        raise ValueError("--threshold needs --policy")
+    if args.policy is not None and args.k is not None:
+        raise ValueError("--k and --policy exclude each other (the policy chooses k)")
     if args.baud <= 0 or args.timeout <= 0:
         raise ValueError("--baud and --timeout must be positive")
     bundle = load_bundle(args.bundle)
@@ -132,7 +139,8 @@ def run(args) -> int:
         link = ResidentLink(port, baud=args.baud, counters=args.counters, **opts)
         try:
             rep = run_images(link, bundle, idx, k, tables=args.tables, force_load=args.force_load,
-                             log=log)
+                             log=log, policy=args.policy,
+                             threshold=950 if args.threshold is None else args.threshold)
         finally:
             link.close()
     rep = {"port": args.port, "where": where, **rep}
@@ -141,7 +149,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
-        print(f"{n} images at k={k}: accuracy {rep['accuracy']:.3f} (golden "
+        how = f"policy {args.policy}" if args.policy else f"k={k}"
+        print(f"{n} images at {how}: accuracy {rep['accuracy']:.3f} (golden "
               f"{rep['golden_accuracy']:.3f}), {rep['agree']}/{n} agree with golden bit for bit, "
               f"{rep['cycles_per_image']} cycles per image, {rep['wall_inferences_per_s']} "
               f"inferences/s wall clock, {rep['link_bytes_per_image']} link bytes per image "
