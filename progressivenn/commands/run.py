@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--k", type=int, default=None, help="planes per weight (default: the bundle's N)")
     p.add_argument("--policy", default=None, metavar="P",
                    help="choose k per image on chip: escalate, hybrid or fixed<k> (needs a board "
-                        "with the policy wrapper; simulated ports have it)")
+                        "with the policy wrapper; the sim:amaranth ports have it)")
     p.add_argument("--threshold", type=int, default=None, metavar="T",
                    help="the policy's target accuracy in per-mille, 0..1000 (default 950)")
     src = p.add_mutually_exclusive_group()
