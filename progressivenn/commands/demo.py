@@ -132,7 +132,8 @@ def _resident(args, b, bundle, rtl, out, bits, total, times):
         t = _step(6, total, f"cocotb on {args.simulator}, resident: {args.images} test images x "
                             f"k={bits[0]}..{bits[-1]}, every layer compared with the golden model")
         rep = run_resident_cocotb(bundle, cfg, simulator=args.simulator, images=args.images,
-                                  bits=bits, seed=args.seed, build_root=out / "sim_build")
+                                  bits=bits, seed=args.seed, build_root=out / "sim_build",
+                                  generated=v)
         sim = summarize_resident(rep, prog)
         print_resident_table(sim, file=sys.stderr)
         times["sim_s"] = time.perf_counter() - t
