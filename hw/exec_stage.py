@@ -50,8 +50,8 @@ class ExecStage(wiring.Component):
     a_wr : Out(WritePort.Signature(addr_width(2*adepth), C*A))
         Activation memory write port, two banks of ``adepth`` words (``isa.act_layout``).
     pp_req : Out(stream.Signature(addr_width(pp_entries), always_ready=True))
-        Table entry of a result-producing chunk, valid ``PEArray.LATENCY`` cycles before its
-        accumulators leave on ``o`` (the result stage reads its table then).
+        Table entry of a result-producing chunk, valid 2 cycles before its accumulators leave on
+        ``o`` (the result stage reads its table then and registers the word).
     o : Out(stream.Signature(exec_out_layout(cfg), always_ready=True))
         Every chunk's accumulators and metadata (``isa.pe_meta_layout``) as they leave the array.
     status : Out(exec_status_layout)
@@ -142,13 +142,20 @@ class ExecStage(wiring.Component):
             pe.i_valid.eq(s2_valid), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x), pe.i_dbl.eq(s2_dbl),
             pe.i_load.eq(s2_load), pe.i_init.eq(s2_init), pe.i_tag.eq(s2_meta),
         ]
+        # the table entry goes to the result stage 2 cycles before the accumulators leave the
+        # array (it reads the table, then registers the word): PEArray.LATENCY - 2 cycles after S2
+        req_emit, req_pp = s2_emit, s2_pp
+        for i in range(PEArray.LATENCY - 2):
+            d_emit, d_pp = Signal(name=f"req_emit{i}"), Signal(self.ppew, name=f"req_pp{i}")
+            m.d.sync += [d_emit.eq(req_emit), d_pp.eq(req_pp)]
+            req_emit, req_pp = d_emit, d_pp
         o_meta = data.View(meta_layout, pe.o_tag)
         m.d.comb += [
             acc_wr.addr.eq(o_meta.accaddr),
             acc_wr.data.eq(pe.o_acc),
             acc_wr.en.eq(pe.o_valid & o_meta.save),
-            self.pp_req.valid.eq(s2_emit),
-            self.pp_req.payload.eq(s2_pp),
+            self.pp_req.valid.eq(req_emit),
+            self.pp_req.payload.eq(req_pp),
             self.o.valid.eq(pe.o_valid),
             self.o.payload.acc.eq(pe.o_acc),
             self.o.payload.meta.eq(o_meta),

@@ -95,12 +95,13 @@ class PEArray(wiring.Component):
     o_active : Out(1)
         A chunk is inside the pipeline (for drain detection).
 
-    Latency: 2 cycles (adder tree -> register; accumulate -> register), throughput one chunk per
-    cycle with no bubbles at plane or job boundaries.
+    Latency: 3 cycles (adder trees -> register; plane sum ``2*S - T`` -> register; accumulate ->
+    register: each stage holds one carry chain after the tree), throughput one chunk per cycle with
+    no bubbles at plane or job boundaries.
     """
 
     #: cycles from a chunk at the inputs to the accumulator holding it
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, *, rows: int, cols: int, abits: int, acc_width: int, tag_width: int = 0):
         isa.check_args(self, ("rows", rows, 1, 256), ("cols", cols, 1, 1024),
@@ -158,23 +159,29 @@ class PEArray(wiring.Component):
         ]
         m.d.sync += [reg.eq(s) for reg, s in zip(s1_sums, sums)]
 
-        # stage 2: P = 2*S - T; acc <- (dbl ? 2*base : base) + P
+        # stage 2: plane sum P = 2*S - T -> register (a two-operand adder on its own carry chain)
+        s2_valid, s2_dbl, s2_load = Signal(), Signal(), Signal()
+        s2_init = Signal(R * AW)
+        s2_tag = Signal(self.tag_width)
+        s2_planes = [Signal(signed(s1_total.shape().width + 2), name=f"plane{r}")
+                     for r in range(R)]                     # signed (difference of unsigned)
+        m.d.sync += [s2_valid.eq(s1_valid), s2_dbl.eq(s1_dbl), s2_load.eq(s1_load),
+                     s2_init.eq(s1_init), s2_tag.eq(s1_tag)]
+        m.d.sync += [p.eq((s1_sums[r] << 1) - s1_total) for r, p in enumerate(s2_planes)]
+
+        # stage 3: acc <- (dbl ? 2*base : base) + P
         accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
-        with m.If(s1_valid):
+        with m.If(s2_valid):
             for r in range(R):
-                # two-operand adders (kept apart so each maps onto a carry chain)
-                plane = Signal(signed(s1_total.shape().width + 2), name=f"plane{r}",
-                               attrs={"keep": 1})           # signed (difference of unsigned)
-                m.d.comb += plane.eq((s1_sums[r] << 1) - s1_total)
-                base = Mux(s1_load, s1_init[r * AW:(r + 1) * AW].as_signed(), accs[r])
-                m.d.sync += accs[r].eq(Mux(s1_dbl, base << 1, base) + plane)
+                base = Mux(s2_load, s2_init[r * AW:(r + 1) * AW].as_signed(), accs[r])
+                m.d.sync += accs[r].eq(Mux(s2_dbl, base << 1, base) + s2_planes[r])
         o_valid = Signal()
-        m.d.sync += o_valid.eq(s1_valid)
-        with m.If(s1_valid):
-            m.d.sync += self.o_tag.eq(s1_tag)
+        m.d.sync += o_valid.eq(s2_valid)
+        with m.If(s2_valid):
+            m.d.sync += self.o_tag.eq(s2_tag)
         m.d.comb += [
             self.o_valid.eq(o_valid),
             self.o_acc.eq(Cat(*accs)),
-            self.o_active.eq(s1_valid | o_valid),
+            self.o_active.eq(s1_valid | s2_valid | o_valid),
         ]
         return m

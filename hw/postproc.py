@@ -58,8 +58,8 @@ class PostProc(wiring.Component):
     o_active : Out(1)
         A vector is inside the pipeline.
 
-    Latency: 4 cycles (multiply -> register; add B and the rounding constant -> register;
-    shift -> register; clamp or saturate -> register), throughput one vector per cycle.
+    Latency: 4 cycles (multiply, and beside it B + rounding constant -> register; add them ->
+    register; shift -> register; clamp or saturate -> register), throughput one vector per cycle.
     """
 
     #: cycles from a vector at the inputs to its result at the outputs
@@ -115,26 +115,25 @@ class PostProc(wiring.Component):
         word = isa.pp_word_layout(R, MW, BW, SWd)(self.i_pp)
         shift = word.shift
 
-        # stage 1: products (registered: maps to DSP output registers)
+        # stage 1: products (registered: maps to DSP output registers), and beside them
+        # B + round constant (its own carry chain, so that stage 2 holds one adder only)
         v1, relu1, sh1, tag1 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
         prods = [Signal(signed(AW + MW), name=f"prod{r}") for r in range(R)]
-        bs1 = [Signal(signed(BW), name=f"b{r}") for r in range(R)]
+        brnds = [Signal(signed(max(BW, ZW - 1) + 1), name=f"brnd{r}") for r in range(R)]
+        rnd = Signal(ZW - 1)                                    # 2^(S-1) for S <= ZW-1, 0 for S = 0
+        m.d.comb += rnd.eq((Const(1, ZW) << shift) >> 1)
         m.d.sync += [v1.eq(self.i_valid), relu1.eq(self.i_relu), sh1.eq(shift), tag1.eq(self.i_tag)]
         for r in range(R):
             acc = self.i_acc[r * AW:(r + 1) * AW].as_signed()
-            m.d.sync += [prods[r].eq(acc * word.lanes[r].m), bs1[r].eq(word.lanes[r].b)]
+            m.d.sync += [prods[r].eq(acc * word.lanes[r].m),
+                         brnds[r].eq(word.lanes[r].b + rnd)]
 
-        # stage 2: z = prod + B + round constant
+        # stage 2: z = prod + (B + round constant)
         v2, relu2, sh2, tag2 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
-        rnd = Signal(ZW - 1)                                    # 2^(S-1) for S <= ZW-1, 0 for S = 0
-        m.d.comb += rnd.eq((Const(1, ZW) << sh1) >> 1)
         zs = [Signal(signed(ZW), name=f"z{r}") for r in range(R)]
         m.d.sync += [v2.eq(v1), relu2.eq(relu1), sh2.eq(sh1), tag2.eq(tag1)]
         for r in range(R):
-            # two-operand adders (kept apart so each maps onto a carry chain)
-            brnd = Signal(signed(max(BW, ZW - 1) + 1), name=f"brnd{r}", attrs={"keep": 1})
-            m.d.comb += brnd.eq(bs1[r] + rnd)
-            m.d.sync += zs[r].eq(prods[r] + brnd)
+            m.d.sync += zs[r].eq(prods[r] + brnds[r])
 
         # stage 3: arithmetic shift -> register
         v3, relu3 = Signal(), Signal()

@@ -33,7 +33,7 @@ class ResultStage(wiring.Component):
     i : In(stream.Signature(exec_out_layout(cfg), always_ready=True))
         Chunks leaving the exec stage (only those whose ``meta.emit`` is set are used).
     pp_req : In(stream.Signature(addr_width(pp_entries), always_ready=True))
-        Table entry of a result-producing chunk, ``PEArray.LATENCY`` cycles ahead of it on ``i``.
+        Table entry of a result-producing chunk, 2 cycles ahead of it on ``i``.
     pp_wr : Out(WritePort.Signature(addr_width(ppdepth), pp_width))
         Post-processing table write port (``isa.pp_layout`` words).
     issue : In(1)

@@ -117,4 +117,30 @@ def test_pe_array_checks_parameters():
         PEArray(rows=1, cols=2.5, abits=8, acc_width=32)
     with pytest.raises(ValueError, match="acc_width"):
         PEArray(rows=1, cols=4, abits=8, acc_width=4)
-    assert PEArray.LATENCY == 2
+
+
+def test_pe_array_latency_is_its_constant():
+    """A chunk presented in one cycle is in the accumulators ``PEArray.LATENCY`` cycles later."""
+    dut = PEArray(rows=2, cols=4, abits=4, acc_width=16, tag_width=4)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.i_valid, 1)
+        ctx.set(dut.i_load, 1)
+        ctx.set(dut.i_dbl, 1)
+        ctx.set(dut.i_w, 0xFF)
+        ctx.set(dut.i_x, 0x1234)
+        ctx.set(dut.i_tag, 5)
+        await ctx.tick()
+        ctx.set(dut.i_valid, 0)
+        for cycle in range(1, 8):
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                seen.append((cycle + 1, ctx.get(dut.o_tag), ctx.get(dut.o_acc) & 0xFFFF))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    # lanes 1, 2, 3, 4 all +1: acc = sum x = 10 in both rows
+    assert seen == [(PEArray.LATENCY, 5, 10)]

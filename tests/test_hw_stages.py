@@ -178,7 +178,7 @@ def _result_run(cfg, accs, relu, shift, ms, bs, k=2, stall=0.0):
         for acc in accs:
             await ctx.tick().until(~rs.hold)
             ctx.set(rs.issue, 1)                 # the credit of this chunk (its issue cycle)
-            ctx.set(rs.pp_req.valid, 1)          # PEArray.LATENCY ahead of the chunk
+            ctx.set(rs.pp_req.valid, 1)          # 2 cycles ahead of the chunk
             ctx.set(rs.pp_req.payload, 0)
             await ctx.tick()
             ctx.set(rs.issue, 0)
@@ -272,7 +272,7 @@ def test_counters_count_clear_and_read():
 def test_engine_latency_is_the_sum_of_its_stages(lanes):
     cfg = EngineConfig(rows=4, cols=4, max_reduction=64, pp_lanes=lanes)
     stages = CommandFrontEnd.LATENCY + ExecStage.LATENCY + ResultStage.latency_of(cfg)
-    assert Engine(cfg).latency == stages == 11 + cfg.pp_slices - 1
+    assert Engine(cfg).latency == stages == 12 + cfg.pp_slices - 1
 
 
 def test_docs_engine_layout_tables_match_the_code():

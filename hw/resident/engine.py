@@ -39,7 +39,8 @@ class ResidentEngine(wiring.Component):
         Result beats (:class:`.layout.ResKind`).
 
     Pipeline of a chunk: issue (window generator, memory addresses) -> memory data -> registered
-    (padding gated) -> PE array (2) -> post-processing (4) -> feature-map write (convolutions);
+    (padding gated) -> PE array (``PEArray.LATENCY``) -> post-processing (``PostProc.LATENCY``)
+    -> feature-map write (convolutions);
     a pool chunk goes from the registered data to a lane-wise running maximum and writes at the
     window's last tap. A layer starts when the previous one has drained (its last write done).
 
@@ -49,7 +50,7 @@ class ResidentEngine(wiring.Component):
     """
 
     #: cycles between two layers: descriptor fetch (3) + drain of a convolution's pipeline
-    #: (memory 2, PE array 2, post-processing 4)
+    #: (memory 2, ``PEArray.LATENCY``, ``PostProc.LATENCY``)
     DESC_CYCLES = 3
 
     def __init__(self, cfg: ResidentConfig = ResidentConfig()):
@@ -136,7 +137,12 @@ class ResidentEngine(wiring.Component):
         m.d.sync += [s.eq(s1[n]) for n, s in s2.items()]
         # PE array; its post-processing entry is read meanwhile and registered to align
         pp_reg = Signal(cfg.pp_width)
-        m.d.comb += pp_rd.addr.eq(s2_pp)
+        pp_addr = s2_pp      # read 2 cycles before the chunk leaves the array (PEArray.LATENCY)
+        for i in range(PEArray.LATENCY - 2):
+            d = Signal(len(s2_pp), name=f"pp_addr_d{i}")
+            m.d.sync += d.eq(pp_addr)
+            pp_addr = d
+        m.d.comb += pp_rd.addr.eq(pp_addr)
         m.d.sync += pp_reg.eq(pp_rd.data)
         tag_in = Cat(s2["emit"], s2["tfirst"], s2["tlast"], s2["o_addr"], s2["gsub"], s2["g"])
         m.d.comb += [
