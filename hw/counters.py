@@ -40,7 +40,8 @@ class Counters(wiring.Component):
         Counter beats, ``isa.result_layout(cfg)`` with kind COUNTER, index 0..5 in order.
 
     Latency: the first beat is valid 2 cycles after ``req & idle`` (mode set, beat loaded); one
-    beat per cycle while ``beats.ready``; ``done`` the cycle after the last beat is taken.
+    beat per cycle while ``beats.ready``; ``done`` (a register) the cycle after the last beat is
+    taken.
     """
 
     def __init__(self, cfg: EngineConfig):
@@ -82,13 +83,18 @@ class Counters(wiring.Component):
         payload = Signal(self.cfg.res_width)
         m.d.comb += self.beats.payload.eq(payload)
         xfer = self.beats.valid & self.beats.ready
-        with m.If(self.req):
+        # ``done`` is a register: it must not depend on ``beats.ready`` in the same cycle, or the
+        # consumer's ready would reach the command register's enable through the front-end (the
+        # iCEBreaker's critical path: bridge -> res.ready -> done -> cmd.ready, 43.7 ns)
+        finished = Signal()
+        m.d.sync += finished.eq(0)
+        m.d.comb += self.done.eq(finished)
+        with m.If(self.req & ~finished):
             with m.If(~self.reading & self.idle):
                 m.d.sync += [self.reading.eq(1), idx.eq(0), self.beats.valid.eq(0)]
             with m.If(self.reading & (~self.beats.valid | xfer)):
                 with m.If(idx == n):
-                    m.d.sync += [self.reading.eq(0), self.beats.valid.eq(0)]
-                    m.d.comb += self.done.eq(1)
+                    m.d.sync += [self.reading.eq(0), self.beats.valid.eq(0), finished.eq(1)]
                 with m.Else():
                     m.d.sync += [payload.eq(beat), self.beats.valid.eq(1), idx.eq(idx + 1)]
         return m

@@ -249,8 +249,8 @@ def test_counters_count_clear_and_read():
         ctx.set(cnt.idle, 1)
         for _ in range(6):
             got.append(isa.decode_result(cfg, await stream_get(ctx, cnt.beats)))
-        # ``done`` came with the last beat's transfer (the command completes then)
-        assert ctx.get(cnt.reading) == 0
+        # ``done`` (a register) the cycle after the last beat's transfer, and only then
+        assert ctx.get(cnt.reading) == 0 and ctx.get(cnt.done) == 1
         ctx.set(cnt.req, 0)
         ctx.set(cnt.clear, 1)
         await ctx.tick()
