@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .isa import EngineConfig, Op, CMD_WIDTH
-from .counters import Counters
+from .counters import Counters, events_layout
 from .exec_stage import ExecStage
 from .frontend import CommandFrontEnd
 from .loader import DataLoader
@@ -132,12 +132,10 @@ class Engine(wiring.Component):
             self.res.payload.eq(Mux(reading, cnt.beats.payload, rs.res.payload)),
             rs.res.ready.eq(self.res.ready & ~reading),
             cnt.beats.ready.eq(self.res.ready),
-            cnt.events.total.eq(1),
-            cnt.events.busy.eq(st.issue),
-            cnt.events.stall.eq(st.seq_active & ~st.issue),
-            cnt.events.plane_passes.eq(st.issue & st.plane_end),
-            cnt.events.data_beats.eq(ld.xfer),
-            cnt.events.result_beats.eq(rs.res.valid & rs.res.ready),
+            cnt.events.eq(isa.pack_value(
+                events_layout, total=1, busy=st.issue, stall=st.seq_active & ~st.issue,
+                plane_passes=st.issue & st.plane_end, data_beats=ld.xfer,
+                result_beats=rs.res.valid & rs.res.ready)),
         ]
 
         run_idle = st.idle & ~rs.active

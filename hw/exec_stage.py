@@ -157,13 +157,12 @@ class ExecStage(wiring.Component):
             self.pp_req.valid.eq(req_emit),
             self.pp_req.payload.eq(req_pp),
             self.o.valid.eq(pe.o_valid),
-            self.o.payload.acc.eq(pe.o_acc),
-            self.o.payload.meta.eq(o_meta),
-            self.status.seq_active.eq(seq.active),
-            self.status.issue.eq(seq.issue),
-            self.status.issue_emit.eq(seq.issue & ch.emit),
-            self.status.plane_end.eq(ch.plane_end),
-            self.status.free.eq(~seq.active | (seq.issue & seq.last)),
-            self.status.idle.eq(~seq.active & ~s1_valid & ~s2_valid & ~pe.o_active),
+            # whole-word assignments (isa.pack_value: no partial drivers for Icarus)
+            self.o.payload.eq(isa.pack_value(exec_out_layout(cfg), acc=pe.o_acc, meta=pe.o_tag)),
+            self.status.eq(isa.pack_value(
+                exec_status_layout, seq_active=seq.active, issue=seq.issue,
+                issue_emit=seq.issue & ch.emit, plane_end=ch.plane_end,
+                free=~seq.active | (seq.issue & seq.last),
+                idle=~seq.active & ~s1_valid & ~s2_valid & ~pe.o_active)),
         ]
         return m

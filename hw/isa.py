@@ -403,6 +403,35 @@ pp_meta_layout = data.StructLayout({"k": KW, "last": 1})
 
 # ---- host packing and unpacking with the layouts ----------------------------------------------------
 
+def pack_value(layout: data.StructLayout, **fields):
+    """One Amaranth value holding a whole ``layout`` word built from ``fields`` (unnamed fields
+    and gaps are zero), for a single assignment: ``sig.eq(pack_value(layout, a=x, b=y))``.
+
+    Why: filling a struct signal field by field in ``m.d.comb`` makes Yosys write one
+    ``assign`` per slice, and Icarus resolves a net with several partial drivers strength by
+    strength (``vec8``) each time any of them changes; a per-cycle word built so made the streamed
+    engine simulate 1.65x slower on Icarus.
+    """
+    from amaranth.hdl import Cat, Const, Value
+    unknown = set(fields) - {name for name, _ in layout}
+    if unknown:
+        raise ValueError(f"pack_value: no field {sorted(unknown)[0]!r} in the layout")
+    parts, at = [], 0
+    for name, field in sorted(layout, key=lambda nf: nf[1].offset):
+        if field.offset > at:
+            parts.append(Const(0, field.offset - at))
+        v = fields.get(name, 0)
+        v = Const(v, field.width) if isinstance(v, int) else Value.cast(v)
+        if len(v) > field.width:
+            raise ValueError(f"pack_value: {len(v)}-bit value for the {field.width}-bit {name!r}")
+        parts.append(v.as_unsigned() if len(v) == field.width
+                     else Cat(v.as_unsigned(), Const(0, field.width - len(v))))
+        at = field.offset + field.width
+    if layout.size > at:
+        parts.append(Const(0, layout.size - at))
+    return Cat(*parts)
+
+
 def array_offsets(layout) -> np.ndarray:
     """Bit offset of every element of a (nested) ``ArrayLayout``, shaped like the array
     (``[R, C]`` for :func:`weight_layout`); the element width is that of the innermost shape."""

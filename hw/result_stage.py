@@ -153,14 +153,12 @@ class ResultStage(wiring.Component):
             slice_k = Mux(first, meta.k, held_k)
             slice_valid = first | pass_on
             slice_last = pass_on & (pp_q == Q - 1)
-        tag = Signal(isa.pp_meta_layout)
         m.d.comb += [
-            tag.k.eq(slice_k), tag.last.eq(slice_last),
             pp.i_valid.eq(slice_valid),
             pp.i_acc.eq(slice_acc),
             pp.i_pp.eq(pp_word),
             pp.i_relu.eq(slice_relu),
-            pp.i_tag.eq(tag),
+            pp.i_tag.eq(isa.pack_value(isa.pp_meta_layout, k=slice_k, last=slice_last)),
         ]
         return pass_on
 
@@ -176,9 +174,10 @@ class ResultStage(wiring.Component):
             with m.If(pp.o_valid):
                 m.d.sync += gathered.eq(Cat(gathered[P * OW:], pp.o_y))
             res_y = Cat(gathered, pp.o_y)
-        beat = Signal(isa.result_layout(cfg))
+        # one whole-word assignment (isa.pack_value: no partial drivers for Icarus)
+        beat = isa.pack_value(isa.result_layout(cfg), kind=Kind.RESULT.value, tag=o_tag.k,
+                              body=res_y)
         m.d.comb += [
-            beat.kind.eq(Kind.RESULT), beat.tag.eq(o_tag.k), beat.body.values.eq(res_y),
             rfifo.w_stream.valid.eq(pp.o_valid & o_tag.last),
             rfifo.w_stream.payload.eq(beat),
         ]

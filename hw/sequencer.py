@@ -153,22 +153,21 @@ class Sequencer(wiring.Component):
         issue = active & ~(emit & self.hold)
         last = last_c & last_p & last_g & last_pos
 
+        # addresses truncated to their widths; whole-word assignments (isa.pack_value)
+        addr_layout = seq_addr_layout(self.waddr_width, self.aaddr_width, self.ppaddr_width,
+                                      self.accaddr_width)
+        pp_addr = (pprow + g)[:self.ppaddr_width]
         m.d.comb += [
             self.active.eq(active),
             self.issue.eq(issue),
             self.last.eq(last),
-            self.addr.w.eq(waddr),
-            self.addr.a.eq(aaddr),
-            self.addr.pp.eq(pprow + g),
-            self.addr.acc.eq(accaddr),
-            self.chunk.dbl.eq(c == 0),
-            self.chunk.load.eq((c == 0) & (p == j_kstart)),
-            self.chunk.use_saved.eq(j_saved),
-            self.chunk.emit.eq(emit),
-            self.chunk.save.eq(last_c & last_p & j_save),
-            self.chunk.plane_end.eq(last_c),
-            self.chunk.k.eq(p + 1),
-            self.chunk.relu.eq(j_relu),
+            self.addr.eq(isa.pack_value(
+                addr_layout, w=waddr[:self.waddr_width], a=aaddr[:self.aaddr_width], pp=pp_addr,
+                acc=accaddr[:self.accaddr_width])),
+            self.chunk.eq(isa.pack_value(
+                chunk_layout, dbl=c == 0, load=(c == 0) & (p == j_kstart), use_saved=j_saved,
+                emit=emit, save=last_c & last_p & j_save, plane_end=last_c,
+                k=(p + 1)[:isa.KW], relu=j_relu)),
         ]
 
         with m.If(issue):
