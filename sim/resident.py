@@ -129,6 +129,130 @@ def _weight_words(u, cols, R: int, N: int) -> list:
     return out
 
 
+def _check_bundle(bundle, cfg: ResidentConfig, tables: str):
+    """Refuse a table set, bit widths or a multiplier width the configuration cannot run."""
+    if tables not in ("retrained", "fixed"):
+        raise ValueError(f"tables must be 'retrained' or 'fixed', not {tables!r}")
+    N, A = cfg.nbits, cfg.abits
+    if int(bundle.nbits) != N or int(bundle.abits) != A:
+        raise ResidentFitError(f"resident: the bundle has N={bundle.nbits}, A={bundle.abits}; the "
+                               f"configuration N={N}, A={A}")
+    if int(bundle.mbits) > cfg.mbits:
+        raise ResidentFitError(f"resident: the bundle's M needs {bundle.mbits} bits, the "
+                               f"configuration has {cfg.mbits}")
+
+
+def _pp_words(t, O: int, ngroups: int, cfg: ResidentConfig) -> list:
+    """Post-processing entries of one layer, entry ``g*N + k-1``: shift ``S[k-1]`` in the low 6
+    bits, then per row r of group g its M and B (0 beyond the ``O`` output channels)."""
+    out = []
+    stride = cfg.mbits + cfg.bbits
+    for g in range(ngroups):
+        for kk in range(1, cfg.nbits + 1):
+            word = int(t.S[kk - 1])
+            for r in range(cfg.rows):
+                o = g * cfg.rows + r
+                mv = int(t.M[kk - 1][o]) if o < O else 0
+                bv = int(t.B[kk - 1][o]) if o < O else 0
+                word |= (mv & ((1 << cfg.mbits) - 1)) << (6 + r * stride)
+                word |= (bv & ((1 << cfg.bbits) - 1)) << (6 + r * stride + cfg.mbits)
+            out.append(word)
+    return out
+
+
+def _reduction_cols(ch: int, kh: int, kw: int, C: int, taps: bool):
+    """Columns of the reduction (torch order (cin, kh, kw)) per chunk and lane, -1: none; tap mode:
+    one chunk, lane l = tap l; else chunk (dy*kw + dx)*ncw + cw, lane l -> channel cw*C + l."""
+    if taps:
+        cols = np.full((1, C), -1)
+        cols[0, :kh * kw] = np.arange(kh * kw)
+        return cols
+    ncw = _cdiv(ch, C)
+    return np.array([[(cw * C + lane) * kh * kw + dy * kw + dx
+                      if cw * C + lane < ch else -1 for lane in range(C)]
+                     for dy in range(kh) for dx in range(kw) for cw in range(ncw)])
+
+
+def _pool_layer(layer, ch: int, ncw: int) -> dict:
+    """Geometry of a max-pool layer: one chunk per tap, one group per channel word."""
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    return dict(kh=kh, kw=kw, sh=sh, sw=sw, ph=0, pw=0, ho=int(layer.out_shape[1]),
+                wo=int(layer.out_shape[2]), nchunks=kh * kw, ngroups=ncw, out_words=ncw,
+                nout=ch, kind=Kind.POOL, last=False, relu=False, oc=ch, taps=False,
+                wbase=0, ppbase=0)
+
+
+def _conv_layer(li: int, layer, cur: tuple, cfg: ResidentConfig, tables: str, last: bool,
+                weights: list, pp: list) -> dict:
+    """Geometry of a convolution (a linear layer: a window over the whole flattened map); its
+    weight words and post-processing entries are appended to ``weights`` and ``pp``."""
+    _, ch, hh, ww = cur
+    u = np.asarray(layer.codes, dtype=np.int64)
+    O = int(u.shape[0])
+    if layer.kind == "conv":
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+        ho, wo = int(layer.out_shape[1]), int(layer.out_shape[2])
+    else:
+        kh, kw, sh, sw, ph, pw, ho, wo = hh, ww, 1, 1, 0, 0, 1, 1
+    if u.shape[1] != ch * kh * kw:
+        raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): reduction "
+                               f"{u.shape[1]} != {ch}*{kh}*{kw}")
+    bound = ((1 << cfg.nbits) - 1) * u.shape[1] * ((1 << cfg.abits) - 1)
+    if bound >= 1 << (cfg.acc_width - 1):
+        raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): |acc| up to "
+                               f"{bound:,} needs more than acc_width {cfg.acc_width} bits")
+    taps = li == 0 and _tap_mode(cfg, layer)
+    cols = _reduction_cols(ch, kh, kw, cfg.cols, taps)
+    ngroups = _cdiv(O, cfg.rows)
+    wbase, ppbase = len(weights), len(pp)
+    weights += _weight_words(u, cols, cfg.rows, cfg.nbits)
+    pp += _pp_words(layer.tables[tables], O, ngroups, cfg)
+    return dict(kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, ho=ho, wo=wo, nchunks=len(cols),
+                ngroups=ngroups, out_words=_cdiv(O, cfg.cols), nout=O, kind=Kind.CONV,
+                last=last, relu=bool(layer.relu), oc=O, taps=taps, wbase=wbase, ppbase=ppbase)
+
+
+def _tap_table(kh: int, kw: int, ww: int, cfg: ResidentConfig) -> list:
+    """Tap table of a first layer read by tap banks: tap t = (t // kw, t % kw) of the window."""
+    return [{"valid": 1, "dy": t // kw, "dx": t % kw, "off": (t // kw) * ww + t % kw}
+            if t < kh * kw else {"valid": 0, "dy": 0, "dx": 0, "off": 0}
+            for t in range(cfg.taps)]
+
+
+def _descriptor(where: str, g: dict, cur: tuple, out_base: int, cfg: ResidentConfig) -> dict:
+    """The program descriptor (``desc_layout``) of one layer of geometry ``g`` reading the map
+    ``cur`` (base, channels, height, width); refuses a value its field cannot hold."""
+    base, ch, hh, ww = cur
+    fmask = (1 << addr_width(cfg.fmdepth)) - 1
+    ncw = _cdiv(ch, cfg.cols)
+    rowstride = ww * ncw
+    sh, sw, ph, pw, qh, qw = g["sh"], g["sw"], g["ph"], g["pw"], g["qh"], g["qw"]
+    conv = g["kind"] == Kind.CONV
+    d = {
+        "kind": g["kind"], "taps": int(g["taps"]), "last": int(g["last"]),
+        "relu": int(g["relu"]),
+        "in_h": hh, "in_w": ww, "out_h": g["ho"], "out_w": g["wo"],
+        "kh": g["kh"], "kw": g["kw"], "sh": sh, "sw": sw, "ph": ph, "pw": pw,
+        "ncw": ncw, "rowstride": rowstride & fmask,
+        "xstep": (sw * ncw) & fmask, "ystep": (sh * rowstride) & fmask,
+        "qh": qh, "qw": qw, "tsh": qh * sh, "tsw": qw * sw,
+        "txstep": (qw * sw * ncw) & fmask, "tystep": (qh * sh * rowstride) & fmask,
+        "win0": (base - ph * rowstride - pw * ncw) & fmask,
+        "out_base": out_base, "out_words": g["out_words"], "nchunks": g["nchunks"],
+        "ngroups": g["ngroups"], "nout": g["nout"],
+        "wbase": g["wbase"] if conv else 0,
+        "wgstep": cfg.nbits * g["nchunks"] if conv else 0,
+        "ppbase": g["ppbase"] if conv else 0,
+    }
+    for name, bits in (("in_h", DIMW), ("in_w", DIMW), ("out_h", DIMW), ("out_w", DIMW),
+                       ("kh", DIMW), ("kw", DIMW), ("sh", DIMW), ("sw", DIMW), ("ph", DIMW),
+                       ("pw", DIMW), ("qh", DIMW), ("qw", DIMW), ("tsh", DIMW),
+                       ("tsw", DIMW), ("ncw", 8), ("out_words", 8), ("nchunks", 16),
+                       ("ngroups", 12), ("nout", 16)):
+        _check_field(where, name, d[name], bits)
+    return d
+
+
 def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
                     fuse: bool = True) -> ResidentProgram:
     """Compile a chain bundle (conv, maxpool, flatten, linear) into a layer program.
@@ -139,27 +263,14 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
     Refuses, with one line naming the memory and the words needed vs available, a bundle that
     does not fit ``cfg``.
     """
-    if tables not in ("retrained", "fixed"):
-        raise ValueError(f"tables must be 'retrained' or 'fixed', not {tables!r}")
-    R, C, N, A = cfg.rows, cfg.cols, cfg.nbits, cfg.abits
-    if int(bundle.nbits) != N or int(bundle.abits) != A:
-        raise ResidentFitError(f"resident: the bundle has N={bundle.nbits}, A={bundle.abits}; the "
-                               f"configuration N={N}, A={A}")
-    if int(bundle.mbits) > cfg.mbits:
-        raise ResidentFitError(f"resident: the bundle's M needs {bundle.mbits} bits, the "
-                               f"configuration has {cfg.mbits}")
-    faw = addr_width(cfg.fmdepth)
-    fmask = (1 << faw) - 1
+    _check_bundle(bundle, cfg, tables)
     cin, h, w = (int(v) for v in bundle.input_shape)
-    in_words = _cdiv(cin, C)
+    in_words = _cdiv(cin, cfg.cols)
     cur = (0, cin, h, w)             # base, channels, height, width of the current map
-    first = bundle.layers[0]
     tap_table = []
     # a one-channel image read by tap banks has no feature-map region
-    fm_next = 0 if _tap_mode(cfg, first) else in_words * h * w
+    fm_next = 0 if _tap_mode(cfg, bundle.layers[0]) else in_words * h * w
     layers, weights, pp = [], [], []
-    acc_lim = 1 << (cfg.acc_width - 1)
-    amax = (1 << A) - 1
     nl = len(bundle.layers)
     skip = set()
     for li, layer in enumerate(bundle.layers):
@@ -168,110 +279,40 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
         if layer.kind == "add" or getattr(layer, "input", None) is not None:
             raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): residual adds and "
                                    f"branches are not in resident mode yet; use --mode streamed")
-        base, ch, hh, ww = cur
-        ncw = _cdiv(ch, C)
-        taps = False
         if layer.kind == "flatten":
             continue
         if layer.kind == "maxpool":
-            (kh, kw), (sh, sw) = layer.kernel, layer.stride
-            ph = pw = 0
-            ho, wo = int(layer.out_shape[1]), int(layer.out_shape[2])
-            nchunks, ngroups, out_words, nout = kh * kw, ncw, ncw, ch
-            kind, last, relu, oc = Kind.POOL, False, False, ch
+            g = _pool_layer(layer, cur[1], _cdiv(cur[1], cfg.cols))
         elif layer.kind in ("conv", "linear"):
-            u = np.asarray(layer.codes, dtype=np.int64)
-            O = int(u.shape[0])
-            if layer.kind == "conv":
-                (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
-                ho, wo = int(layer.out_shape[1]), int(layer.out_shape[2])
-            else:                      # a window over the whole (flattened) map
-                kh, kw, sh, sw, ph, pw, ho, wo = hh, ww, 1, 1, 0, 0, 1, 1
-            if u.shape[1] != ch * kh * kw:
-                raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): reduction "
-                                       f"{u.shape[1]} != {ch}*{kh}*{kw}")
-            bound = ((1 << N) - 1) * u.shape[1] * amax
-            if bound >= acc_lim:
-                raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): |acc| up to "
-                                       f"{bound:,} needs more than acc_width {cfg.acc_width} bits")
-            taps = li == 0 and _tap_mode(cfg, layer)
-            # columns of the reduction (torch order (cin, kh, kw)) per chunk and lane, -1: none;
-            # tap mode: one chunk, lane l = tap l; else chunk (dy*kw + dx)*ncw + cw, lane l ->
-            # channel cw*C + l
-            if taps:
-                cols = np.full((1, C), -1)
-                cols[0, :kh * kw] = np.arange(kh * kw)
-            else:
-                cols = np.array([[(cw * C + lane) * kh * kw + dy * kw + dx
-                                  if cw * C + lane < ch else -1 for lane in range(C)]
-                                 for dy in range(kh) for dx in range(kw) for cw in range(ncw)])
-            nchunks, ngroups, out_words, nout = len(cols), _cdiv(O, R), _cdiv(O, C), O
-            kind, last, relu, oc = Kind.CONV, li == nl - 1, bool(layer.relu), O
-            wbase = len(weights)
-            weights += _weight_words(u, cols, R, N)
-            ppbase = len(pp)
-            t = layer.tables[tables]
-            for g in range(ngroups):
-                for kk in range(1, N + 1):
-                    word = int(t.S[kk - 1])
-                    for r in range(R):
-                        o = g * R + r
-                        mv = int(t.M[kk - 1][o]) if o < O else 0
-                        bv = int(t.B[kk - 1][o]) if o < O else 0
-                        stride = cfg.mbits + cfg.bbits
-                        word |= (mv & ((1 << cfg.mbits) - 1)) << (6 + r * stride)
-                        word |= (bv & ((1 << cfg.bbits) - 1)) << (6 + r * stride + cfg.mbits)
-                    pp.append(word)
+            g = _conv_layer(li, layer, cur, cfg, tables, li == nl - 1, weights, pp)
         else:
             raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): kind {layer.kind!r} "
                                    f"is not supported in resident mode")
-        rowstride = ww * ncw
-        out_base = 0 if last else fm_next
+        out_base = 0 if g["last"] else fm_next
         # a following max-pool with kernel = stride is fused: positions are walked in tiles of
         # the pool window and the write-back keeps the maximum
-        qh = qw = 1
+        g["qh"] = g["qw"] = 1
         nxt = bundle.layers[li + 1] if li + 1 < nl else None
         pool_index = None
-        if (fuse and kind == Kind.CONV and not last and nxt is not None and nxt.kind == "maxpool"
-                and tuple(nxt.kernel) == tuple(nxt.stride) and ngroups <= cfg.fuse_groups):
-            qh, qw = (int(v) for v in nxt.kernel)
-            ho, wo = int(nxt.out_shape[1]), int(nxt.out_shape[2])
+        if (fuse and g["kind"] == Kind.CONV and not g["last"] and nxt is not None
+                and nxt.kind == "maxpool" and tuple(nxt.kernel) == tuple(nxt.stride)
+                and g["ngroups"] <= cfg.fuse_groups):
+            g["qh"], g["qw"] = (int(v) for v in nxt.kernel)
+            g["ho"], g["wo"] = int(nxt.out_shape[1]), int(nxt.out_shape[2])
             pool_index = li + 1
             skip.add(li + 1)
-        if taps:            # the window generator walks positions only; the lanes hold the taps
-            tap_table = [{"valid": 1, "dy": t // kw, "dx": t % kw, "off": (t // kw) * ww + t % kw}
-                         if t < kh * kw else {"valid": 0, "dy": 0, "dx": 0, "off": 0}
-                         for t in range(cfg.taps)]
-            kh = kw = 1
-        d = {
-            "kind": kind, "taps": int(taps), "last": int(last), "relu": int(relu),
-            "in_h": hh, "in_w": ww, "out_h": ho, "out_w": wo,
-            "kh": kh, "kw": kw, "sh": sh, "sw": sw, "ph": ph, "pw": pw,
-            "ncw": ncw, "rowstride": rowstride & fmask,
-            "xstep": (sw * ncw) & fmask, "ystep": (sh * rowstride) & fmask,
-            "qh": qh, "qw": qw, "tsh": qh * sh, "tsw": qw * sw,
-            "txstep": (qw * sw * ncw) & fmask, "tystep": (qh * sh * rowstride) & fmask,
-            "win0": (base - ph * rowstride - pw * ncw) & fmask,
-            "out_base": out_base, "out_words": out_words, "nchunks": nchunks,
-            "ngroups": ngroups, "nout": nout,
-            "wbase": wbase if kind == Kind.CONV else 0,
-            "wgstep": N * nchunks if kind == Kind.CONV else 0,
-            "ppbase": ppbase if kind == Kind.CONV else 0,
-        }
-        where = f"layers[{li}] ({layer.name})"
-        for name, bits in (("in_h", DIMW), ("in_w", DIMW), ("out_h", DIMW), ("out_w", DIMW),
-                           ("kh", DIMW), ("kw", DIMW), ("sh", DIMW), ("sw", DIMW), ("ph", DIMW),
-                           ("pw", DIMW), ("qh", DIMW), ("qw", DIMW), ("tsh", DIMW),
-                           ("tsw", DIMW), ("ncw", 8), ("out_words", 8), ("nchunks", 16),
-                           ("ngroups", 12), ("nout", 16)):
-            _check_field(where, name, d[name], bits)
+        if g["taps"]:       # the window generator walks positions only; the lanes hold the taps
+            tap_table = _tap_table(g["kh"], g["kw"], cur[3], cfg)
+            g["kh"] = g["kw"] = 1
+        d = _descriptor(f"layers[{li}] ({layer.name})", g, cur, out_base, cfg)
         name = layer.name if pool_index is None else f"{layer.name}+{nxt.name}"
+        shape = (g["oc"], g["ho"], g["wo"])
         layers.append(ProgLayer(li if pool_index is None else pool_index, name,
-                                "pool" if kind == Kind.POOL else "conv", d, (oc, ho, wo),
-                                out_base, out_words, kind == Kind.POOL))
-        if not last:
-            fm_next += out_words * ho * wo
-            cur = (out_base, oc, ho, wo)
+                                "pool" if g["kind"] == Kind.POOL else "conv", d, shape,
+                                out_base, g["out_words"], g["kind"] == Kind.POOL))
+        if not g["last"]:
+            fm_next += g["out_words"] * g["ho"] * g["wo"]
+            cur = (out_base, *shape)
     prog = ResidentProgram(cfg, layers, weights, pp, (cin, h, w), 0, in_words, fm_next,
                            int(bundle.num_classes), tables, tap_table)
     prog.usage = memory_usage(prog)

@@ -9,6 +9,8 @@ Word formats: :mod:`.layout`; architecture and cycle model: ``docs/resident.md``
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, signed
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.memory import Memory
@@ -70,140 +72,187 @@ class ResidentEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
-        R, C, A, N, AW, OW = cfg.rows, cfg.cols, cfg.abits, cfg.nbits, cfg.acc_width, cfg.obits
-        GPW = cfg.groups_per_word
-        dl = desc_layout(cfg)
+        n = SimpleNamespace(cfg=self.cfg)
+        self._memories(m, n)
+        self._blocks(m, n)
+        self._command_writes(m, n)
+        self._pipeline(m, n)
+        self._pool_max(m, n)
+        self._fm_writes(m, n)
+        self._logits(m, n)
+        self._counters(m, n)
+        self._control(m, n)
+        return m
 
-        # ---- memories ---------------------------------------------------------------------------
+    # Each piece below adds its part of the engine to ``m`` and keeps the signals other pieces use
+    # in the namespace ``n``; they are called in the order of the pipeline.
+
+    def _memories(self, m, n):
+        """Network memories (weights, post-processing tables, program) and the feature map; one
+        write and one read port each, read data one cycle after the address."""
+        cfg = self.cfg
+        n.dl = desc_layout(cfg)
         m.submodules.wmem = wmem = Memory(shape=cfg.w_width, depth=cfg.wdepth, init=[])
         m.submodules.ppmem = ppmem = Memory(shape=cfg.pp_width, depth=cfg.ppdepth, init=[])
-        m.submodules.prog = progmem = Memory(shape=dl.size, depth=cfg.max_layers, init=[])
+        m.submodules.prog = progmem = Memory(shape=n.dl.size, depth=cfg.max_layers, init=[])
         m.submodules.fmem = fmem = Memory(shape=cfg.fm_width, depth=cfg.fmdepth, init=[])
         w_wr, w_rd = wmem.write_port(), wmem.read_port()
         pp_wr, pp_rd = ppmem.write_port(), ppmem.read_port()
         pg_wr, pg_rd = progmem.write_port(), progmem.read_port()
-        fm_wr, fm_rd = fmem.write_port(granularity=A), fmem.read_port()
+        fm_wr, fm_rd = fmem.write_port(granularity=cfg.abits), fmem.read_port()
+        n.w_wr, n.w_rd, n.pp_wr, n.pp_rd = w_wr, w_rd, pp_wr, pp_rd
+        n.pg_wr, n.pg_rd, n.fm_wr, n.fm_rd = pg_wr, pg_rd, fm_wr, fm_rd
 
-        # ---- blocks -----------------------------------------------------------------------------
-        m.submodules.win = win = WindowGen(cfg)
-        tag = data.StructLayout({"emit": 1, "tfirst": 1, "tlast": 1, "o_addr": len(win.o_addr),
-                                 "gsub": 8, "g": 12})
-        tw = tag.size
-        m.submodules.pe = pe = PEArray(rows=R, cols=C, abits=A, acc_width=AW, tag_width=tw)
-        m.submodules.pp = pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
-                                        abits=A, obits=OW, shift_width=SW, tag_width=tw)
+    def _blocks(self, m, n):
+        """Window generator, PE array, post-processing; the layer state (descriptor, k, layer)."""
+        cfg = self.cfg
+        R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, cfg.acc_width
+        m.submodules.win = n.win = win = WindowGen(cfg)
+        n.tag = data.StructLayout({"emit": 1, "tfirst": 1, "tlast": 1, "o_addr": len(win.o_addr),
+                                   "gsub": 8, "g": 12})
+        tw = n.tag.size
+        m.submodules.pe = n.pe = PEArray(rows=R, cols=C, abits=A, acc_width=AW, tag_width=tw)
+        m.submodules.pp = n.pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
+                                          abits=A, obits=cfg.obits, shift_width=SW, tag_width=tw)
+        n.desc = Signal(n.dl)
+        n.k = Signal(5)
+        n.layer = Signal(range(cfg.max_layers + 1))
+        n.pool = n.desc.kind == Kind.POOL
+        m.d.comb += [win.desc.eq(n.desc), win.planes.eq(Mux(n.pool, 1, n.k))]
 
-        desc = Signal(dl)
-        k = Signal(5)
-        layer = Signal(range(cfg.max_layers + 1))
-        pool = desc.kind == Kind.POOL
-        m.d.comb += [win.desc.eq(desc), win.planes.eq(Mux(pool, 1, k))]
-
-        # ---- command decode ---------------------------------------------------------------------
-        cmd = self.cmd.payload
-        accept = self.cmd.valid & self.cmd.ready
+    def _command_writes(self, m, n):
+        """Command decode: WRITE_W / WRITE_PP / WRITE_PROG go straight to their memory's write
+        port in the cycle they are accepted; the program memory reads descriptor ``layer``."""
+        n.cmd = cmd = self.cmd.payload
+        n.accept = accept = self.cmd.valid & self.cmd.ready
         m.d.comb += [
-            w_wr.addr.eq(cmd.addr), w_wr.data.eq(cmd.data),
-            w_wr.en.eq(accept & (cmd.op == Op.WRITE_W)),
-            pp_wr.addr.eq(cmd.addr), pp_wr.data.eq(cmd.data),
-            pp_wr.en.eq(accept & (cmd.op == Op.WRITE_PP)),
-            pg_wr.addr.eq(cmd.addr), pg_wr.data.eq(cmd.data),
-            pg_wr.en.eq(accept & (cmd.op == Op.WRITE_PROG)),
-            pg_rd.addr.eq(layer),
+            n.w_wr.addr.eq(cmd.addr), n.w_wr.data.eq(cmd.data),
+            n.w_wr.en.eq(accept & (cmd.op == Op.WRITE_W)),
+            n.pp_wr.addr.eq(cmd.addr), n.pp_wr.data.eq(cmd.data),
+            n.pp_wr.en.eq(accept & (cmd.op == Op.WRITE_PP)),
+            n.pg_wr.addr.eq(cmd.addr), n.pg_wr.data.eq(cmd.data),
+            n.pg_wr.en.eq(accept & (cmd.op == Op.WRITE_PROG)),
+            n.pg_rd.addr.eq(n.layer),
         ]
 
-        # ---- chunk pipeline ---------------------------------------------------------------------
-        # S1: memories deliver; flags registered alongside
-        s1 = {n: Signal(len(getattr(win, n)), name=f"s1_{n}")
-              for n in ("inb", "first", "load", "emit", "g", "o_addr", "gsub", "tfirst", "tlast")}
-        s1_valid = Signal()
+    def _pipeline(self, m, n):
+        """Chunk pipeline: S1 (memories deliver, flags registered alongside), S2 (memory outputs
+        registered, padding taps gated to zero), PE array, post-processing (its table entry read
+        meanwhile and registered to align). Leaves the post-processed rows ``n.ys``, their tag
+        ``n.otag`` and ``n.rows_ok`` (row is a real output channel)."""
+        cfg, win, pe, pp, desc = self.cfg, n.win, n.pe, n.pp, n.desc
+        R, C, A, OW = cfg.rows, cfg.cols, cfg.abits, cfg.obits
+        s1 = {k: Signal(len(getattr(win, k)), name=f"s1_{k}")
+              for k in ("inb", "first", "load", "emit", "g", "o_addr", "gsub", "tfirst", "tlast")}
+        n.s1_valid = s1_valid = Signal()
         m.d.sync += s1_valid.eq(win.active)
-        m.d.sync += [s.eq(getattr(win, n)) for n, s in s1.items()]
-        m.d.comb += w_rd.addr.eq(win.w_addr)
-        # S2: memory outputs registered before any logic; padding taps gated to zero
-        s2 = {n: Signal(len(s), name=f"s2_{n}") for n, s in s1.items()}
-        s2_valid = Signal()
-        s2_x = Signal(C * A)
+        m.d.sync += [s.eq(getattr(win, k)) for k, s in s1.items()]
+        m.d.comb += n.w_rd.addr.eq(win.w_addr)
+        n.s2 = s2 = {k: Signal(len(s), name=f"s2_{k}") for k, s in s1.items()}
+        n.s2_valid = s2_valid = Signal()
+        n.s2_x = s2_x = Signal(C * A)
         s2_w = Signal(R * C)
-        fm_x = Mux(s1["inb"], fm_rd.data, 0)
+        fm_x = Mux(s1["inb"], n.fm_rd.data, 0)
         if cfg.taps:
-            fm_x = Mux(desc.taps, self._tap_banks(m, win, accept, cmd), fm_x)
+            fm_x = Mux(desc.taps, self._tap_banks(m, win, n.accept, n.cmd), fm_x)
         s2_pp = Signal(len(win.pp_addr))
         s1_pp = Signal(len(win.pp_addr))
         m.d.sync += [s1_pp.eq(win.pp_addr), s2_pp.eq(s1_pp)]
-        m.d.sync += [s2_valid.eq(s1_valid), s2_w.eq(w_rd.data),
+        m.d.sync += [s2_valid.eq(s1_valid), s2_w.eq(n.w_rd.data),
                      s2_x.eq(fm_x)]
-        m.d.sync += [s.eq(s1[n]) for n, s in s2.items()]
-        # PE array; its post-processing entry is read meanwhile and registered to align
+        m.d.sync += [s.eq(s1[k]) for k, s in s2.items()]
         pp_reg = Signal(cfg.pp_width)
         pp_addr = s2_pp      # read 2 cycles before the chunk leaves the array (PEArray.LATENCY)
         for i in range(PEArray.LATENCY - 2):
             d = Signal(len(s2_pp), name=f"pp_addr_d{i}")
             m.d.sync += d.eq(pp_addr)
             pp_addr = d
-        m.d.comb += pp_rd.addr.eq(pp_addr)
-        m.d.sync += pp_reg.eq(pp_rd.data)
+        m.d.comb += n.pp_rd.addr.eq(pp_addr)
+        m.d.sync += pp_reg.eq(n.pp_rd.data)
         tag_in = Cat(s2["emit"], s2["tfirst"], s2["tlast"], s2["o_addr"], s2["gsub"], s2["g"])
         m.d.comb += [
-            pe.i_valid.eq(s2_valid & ~pool), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x),
+            pe.i_valid.eq(s2_valid & ~n.pool), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x),
             pe.i_dbl.eq(s2["first"]), pe.i_load.eq(s2["load"]), pe.i_init.eq(0),
             pe.i_tag.eq(tag_in),
-            pp.i_valid.eq(pe.o_valid & data.View(tag, pe.o_tag).emit), pp.i_acc.eq(pe.o_acc),
+            pp.i_valid.eq(pe.o_valid & data.View(n.tag, pe.o_tag).emit), pp.i_acc.eq(pe.o_acc),
             pp.i_pp.eq(pp_reg), pp.i_relu.eq(desc.relu), pp.i_tag.eq(pe.o_tag),
         ]
-        otag = data.View(tag, pp.o_tag)
-        o_addr, o_gsub, o_g = otag.o_addr, otag.gsub, otag.g
-        ys = [pp.o_y[r * OW:(r + 1) * OW].as_signed() for r in range(R)]
-        rows_ok = [Signal(name=f"row_ok{r}") for r in range(R)]
-        m.d.comb += [ok.eq((o_g * R + r) < desc.nout) for r, ok in enumerate(rows_ok)]
+        n.otag = otag = data.View(n.tag, pp.o_tag)
+        n.ys = [pp.o_y[r * OW:(r + 1) * OW].as_signed() for r in range(R)]
+        n.rows_ok = [Signal(name=f"row_ok{r}") for r in range(R)]
+        m.d.comb += [ok.eq((otag.g * R + r) < desc.nout) for r, ok in enumerate(n.rows_ok)]
 
-        # pool: lane-wise running maximum over the window's taps
-        lanes = [s2_x[l * A:(l + 1) * A] for l in range(C)]
+    def _pool_max(self, m, n):
+        """Pool layer: lane-wise running maximum over the window's taps (``n.newmax``)."""
+        C, A = self.cfg.cols, self.cfg.abits
+        lanes = [n.s2_x[l * A:(l + 1) * A] for l in range(C)]
         mx = Signal(C * A)
         mx_lanes = [mx[l * A:(l + 1) * A] for l in range(C)]
-        newmax = Cat(*[Mux(s2["first"] | (x > old), x, old) for x, old in zip(lanes, mx_lanes)])
-        with m.If(s2_valid & pool):
-            m.d.sync += mx.eq(newmax)
+        n.newmax = Cat(*[Mux(n.s2["first"] | (x > old), x, old) for x, old in zip(lanes, mx_lanes)])
+        with m.If(n.s2_valid & n.pool):
+            m.d.sync += mx.eq(n.newmax)
 
-        # ---- feature-map ports: image writes, conv results, pool results; reads ---------------
+    def _fm_writes(self, m, n):
+        """Feature-map write port: a pool result, else a convolution result (a fused pool keeps a
+        running maximum per output group over the tile's positions and writes at its last), else
+        an image word (WRITE_FM)."""
+        cfg, desc, otag, pp, cmd = self.cfg, n.desc, n.otag, n.pp, n.cmd
+        R, C, A, GPW = cfg.rows, cfg.cols, cfg.abits, cfg.groups_per_word
+        fm_wr, s2 = n.fm_wr, n.s2
         conv_wr = pp.o_valid & ~desc.last & otag.tlast
-        pool_wr = s2_valid & pool & s2["emit"]
-        # a fused pool: running maximum per output group over the tile's positions
-        codes = [y[:A] for y in ys]
+        pool_wr = n.s2_valid & n.pool & s2["emit"]
+        codes = [y[:A] for y in n.ys]
         if cfg.fuse_groups:
             pmax = Array(Signal(R * A, name=f"pmax{i}") for i in range(cfg.fuse_groups))
             old = Signal(R * A, name="pmax_old")      # one multiplexer, not one per use
-            m.d.comb += old.eq(pmax[o_g])
+            m.d.comb += old.eq(pmax[otag.g])
             codes = [Mux(otag.tfirst | (cd > old[r * A:(r + 1) * A]), cd, old[r * A:(r + 1) * A])
                      for r, cd in enumerate(codes)]
             with m.If(pp.o_valid & ~desc.last & ~otag.tlast):
-                m.d.sync += pmax[o_g].eq(Cat(*codes))
+                m.d.sync += pmax[otag.g].eq(Cat(*codes))
         codes = Cat(*codes)
         with m.If(pool_wr):
-            m.d.comb += [fm_wr.addr.eq(s2["o_addr"]), fm_wr.data.eq(newmax),
+            m.d.comb += [fm_wr.addr.eq(s2["o_addr"]), fm_wr.data.eq(n.newmax),
                          fm_wr.en.eq((1 << C) - 1)]
         with m.Elif(conv_wr):
-            m.d.comb += [fm_wr.addr.eq(o_addr), fm_wr.data.eq(Cat(*[codes] * GPW)),
-                         fm_wr.en.eq(Cat(*[(o_gsub == s) & ok for s in range(GPW)
-                                           for ok in rows_ok]))]
+            m.d.comb += [fm_wr.addr.eq(otag.o_addr), fm_wr.data.eq(Cat(*[codes] * GPW)),
+                         fm_wr.en.eq(Cat(*[(otag.gsub == s) & ok for s in range(GPW)
+                                           for ok in n.rows_ok]))]
         with m.Else():
             m.d.comb += [fm_wr.addr.eq(cmd.addr), fm_wr.data.eq(cmd.data),
-                         fm_wr.en.eq(Mux(accept & (cmd.op == Op.WRITE_FM), (1 << C) - 1, 0))]
+                         fm_wr.en.eq(Mux(n.accept & (cmd.op == Op.WRITE_FM), (1 << C) - 1, 0))]
 
-        # ---- logits and argmax ------------------------------------------------------------------
-        logits = Array(Signal(R * OW, name=f"logits{i}") for i in range(cfg.logit_groups))
+    def _logits(self, m, n):
+        """Logit register file and the running argmax (``n.best_i``; ``n.have`` cleared by RUN).
+
+        Argmax in two stages (a chain of R compares was the longest path of the ULX3S build:
+        15.7 MHz): a tree over the group's R rows, pairs in index order, the higher one taken only
+        when strictly greater (the lowest index wins ties, as in golden), registered; then the
+        merge with the running best a cycle later. The SUMMARY state comes two cycles after the
+        last logit write (RUN sees the drained pipeline one cycle after it), so it reads the final
+        best. Every value is a named signal (nested expressions would repeat logic)."""
+        cfg, pp, o_g = self.cfg, n.pp, n.otag.g
+        R, OW = cfg.rows, cfg.obits
+        n.logits = logits = Array(Signal(R * OW, name=f"logits{i}")
+                                  for i in range(cfg.logit_groups))
         best_v = Signal(signed(OW))
-        best_i = Signal(12)
-        have = Signal()
-        logit_wr = pp.o_valid & desc.last
-        # argmax in two stages (a chain of R compares was the longest path of the ULX3S build:
-        # 15.7 MHz): a tree over the group's R rows, pairs in index order, the higher one taken
-        # only when strictly greater (the lowest index wins ties, as in golden), registered; then
-        # the merge with the running best a cycle later. The SUMMARY state comes two cycles after
-        # the last logit write (RUN sees the drained pipeline one cycle after it), so it reads
-        # the final best. Every value is a named signal (nested expressions would repeat logic).
-        cands = [(rows_ok[r], ys[r], Const(r, range(max(R, 2)))) for r in range(R)]
+        n.best_i = best_i = Signal(12)
+        n.have = have = Signal()
+        logit_wr = pp.o_valid & n.desc.last
+        grp_h, grp_v, grp_i = self._argmax_tree(m, n)
+        g_h = Signal()
+        g_v = Signal(signed(OW))
+        g_i = Signal(12)
+        m.d.sync += [g_h.eq(logit_wr & grp_h), g_v.eq(grp_v), g_i.eq(o_g * R + grp_i)]
+        with m.If(g_h & (~have | (g_v > best_v))):
+            m.d.sync += [best_v.eq(g_v), best_i.eq(g_i), have.eq(1)]
+        with m.If(logit_wr):
+            m.d.sync += logits[o_g].eq(pp.o_y)
+
+    def _argmax_tree(self, m, n):
+        """Combinational argmax over one group's R rows: ``(any valid, value, row)``."""
+        R, OW = self.cfg.rows, self.cfg.obits
+        cands = [(n.rows_ok[r], n.ys[r], Const(r, range(max(R, 2)))) for r in range(R)]
         level = 0
         while len(cands) > 1:
             nxt = []
@@ -219,36 +268,32 @@ class ResidentEngine(wiring.Component):
             if len(cands) % 2:
                 nxt.append(cands[-1])
             cands, level = nxt, level + 1
-        grp_h, grp_v, grp_i = cands[0]
-        g_h = Signal()
-        g_v = Signal(signed(OW))
-        g_i = Signal(12)
-        m.d.sync += [g_h.eq(logit_wr & grp_h), g_v.eq(grp_v), g_i.eq(o_g * R + grp_i)]
-        with m.If(g_h & (~have | (g_v > best_v))):
-            m.d.sync += [best_v.eq(g_v), best_i.eq(g_i), have.eq(1)]
-        with m.If(logit_wr):
-            m.d.sync += logits[o_g].eq(pp.o_y)
+        return cands[0]
 
-        # ---- counters ---------------------------------------------------------------------------
-        counting = Signal()
-        cycles = Signal(32)
-        busy = Signal(32)
-        busies = Array(Signal(32, name=f"busy{i}") for i in range(cfg.max_layers))
-        with m.If(counting):
+    def _counters(self, m, n):
+        """Cycle counter (runs while ``n.counting``), busy counter of the current layer and the
+        per-layer busy register file."""
+        n.counting = Signal()
+        n.cycles = cycles = Signal(32)
+        n.busy = busy = Signal(32)
+        n.busies = Array(Signal(32, name=f"busy{i}") for i in range(self.cfg.max_layers))
+        with m.If(n.counting):
             m.d.sync += cycles.eq(cycles + 1)
-        with m.If(win.active):
+        with m.If(n.win.active):
             m.d.sync += busy.eq(busy + 1)
 
-        # ---- control ----------------------------------------------------------------------------
-        in_flight = win.active | s1_valid | s2_valid | pe.o_active | pp.o_active
-        ridx = Signal(12)
-        rd_addr = Signal(len(cmd.addr))
-        m.d.comb += fm_rd.addr.eq(Mux(win.active, win.fm_addr, rd_addr))
-        summ = Signal(summary_layout(cfg))
-        m.d.comb += [summ.cls.eq(best_i), summ.k.eq(k), summ.cycles.eq(cycles)]
-        cnt = Signal(counter_layout(cfg))
-        m.d.comb += cnt.busy.eq(busies[ridx])
-        out = self.res.payload
+    def _control(self, m, n):
+        """Control: command dispatch while idle, the layer loop of a RUN, then the answer
+        (SUMMARY, LOGITS, COUNTERS); READ_FM answers one FM_WORD."""
+        cfg, win, cmd, accept = self.cfg, n.win, n.cmd, n.accept
+        in_flight = win.active | n.s1_valid | n.s2_valid | n.pe.o_active | n.pp.o_active
+        n.ridx = Signal(12)
+        n.rd_addr = Signal(len(cmd.addr))
+        m.d.comb += n.fm_rd.addr.eq(Mux(win.active, win.fm_addr, n.rd_addr))
+        n.summ = Signal(summary_layout(cfg))
+        m.d.comb += [n.summ.cls.eq(n.best_i), n.summ.k.eq(n.k), n.summ.cycles.eq(n.cycles)]
+        n.cnt = Signal(counter_layout(cfg))
+        m.d.comb += n.cnt.busy.eq(n.busies[n.ridx])
 
         # ``alive`` rises one cycle after reset: an event for event-driven simulators (Icarus)
         # whose combinational blocks would otherwise never see the initial state
@@ -258,62 +303,72 @@ class ResidentEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(alive)
                 with m.If(accept & ((cmd.op == Op.WRITE_FM) | (cmd.op == Op.WRITE_IMG) |
-                                    (cmd.op == Op.RUN)) & ~counting):
-                    m.d.sync += [counting.eq(1), cycles.eq(1)]
+                                    (cmd.op == Op.RUN)) & ~n.counting):
+                    m.d.sync += [n.counting.eq(1), n.cycles.eq(1)]
                 with m.If(accept & (cmd.op == Op.RUN)):
-                    m.d.sync += [k.eq(cmd.data[:5]), layer.eq(0), have.eq(0)]
+                    m.d.sync += [n.k.eq(cmd.data[:5]), n.layer.eq(0), n.have.eq(0)]
                     m.next = "DESC_WAIT"
                 with m.If(accept & (cmd.op == Op.READ_FM)):
-                    m.d.sync += rd_addr.eq(cmd.addr)
+                    m.d.sync += n.rd_addr.eq(cmd.addr)
                     m.next = "READ_WAIT"
-            with m.State("DESC_WAIT"):          # program memory reads descriptor ``layer``
-                m.next = "DESC_LATCH"
-            with m.State("DESC_LATCH"):
-                m.d.sync += desc.eq(pg_rd.data)
-                m.next = "START"
-            with m.State("START"):
-                m.d.comb += win.start.eq(1)
-                m.d.sync += busy.eq(0)
-                m.next = "RUN"
-            with m.State("RUN"):
-                with m.If(~in_flight):
-                    m.d.sync += busies[layer].eq(busy)
-                    with m.If(desc.last):
-                        m.d.sync += ridx.eq(0)
-                        m.next = "SUMMARY"
-                    with m.Else():
-                        m.d.sync += layer.eq(layer + 1)
-                        m.next = "DESC_WAIT"
-            with m.State("SUMMARY"):
-                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.SUMMARY),
-                             out.data.eq(summ)]
-                with m.If(self.res.ready):
-                    m.d.sync += [counting.eq(0), ridx.eq(0)]
-                    m.next = "LOGITS"
-            with m.State("LOGITS"):
-                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.LOGITS),
-                             out.index.eq(ridx), out.data.eq(logits[ridx])]
-                with m.If(self.res.ready):
-                    with m.If(ridx == desc.ngroups - 1):
-                        m.d.sync += ridx.eq(0)
-                        m.next = "COUNTERS"
-                    with m.Else():
-                        m.d.sync += ridx.eq(ridx + 1)
-            with m.State("COUNTERS"):
-                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.COUNTER),
-                             out.index.eq(ridx), out.data.eq(cnt)]
-                with m.If(self.res.ready):
+            self._layer_states(m, n, in_flight)
+            self._answer_states(m, n)
+
+    def _layer_states(self, m, n, in_flight):
+        """RUN's layer loop: fetch descriptor ``layer`` (3 cycles), start the window generator,
+        wait until the layer has drained, store its busy count, next layer or the SUMMARY."""
+        with m.State("DESC_WAIT"):          # program memory reads descriptor ``layer``
+            m.next = "DESC_LATCH"
+        with m.State("DESC_LATCH"):
+            m.d.sync += n.desc.eq(n.pg_rd.data)
+            m.next = "START"
+        with m.State("START"):
+            m.d.comb += n.win.start.eq(1)
+            m.d.sync += n.busy.eq(0)
+            m.next = "RUN"
+        with m.State("RUN"):
+            with m.If(~in_flight):
+                m.d.sync += n.busies[n.layer].eq(n.busy)
+                with m.If(n.desc.last):
+                    m.d.sync += n.ridx.eq(0)
+                    m.next = "SUMMARY"
+                with m.Else():
+                    m.d.sync += n.layer.eq(n.layer + 1)
+                    m.next = "DESC_WAIT"
+
+    def _answer_states(self, m, n):
+        """Result beats: SUMMARY, one LOGITS beat per group, one COUNTER beat per layer; the
+        FM_WORD of a READ_FM (read data one cycle after the address)."""
+        out, ridx = self.res.payload, n.ridx
+        with m.State("SUMMARY"):
+            m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.SUMMARY),
+                         out.data.eq(n.summ)]
+            with m.If(self.res.ready):
+                m.d.sync += [n.counting.eq(0), ridx.eq(0)]
+                m.next = "LOGITS"
+        with m.State("LOGITS"):
+            m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.LOGITS),
+                         out.index.eq(ridx), out.data.eq(n.logits[ridx])]
+            with m.If(self.res.ready):
+                with m.If(ridx == n.desc.ngroups - 1):
+                    m.d.sync += ridx.eq(0)
+                    m.next = "COUNTERS"
+                with m.Else():
                     m.d.sync += ridx.eq(ridx + 1)
-                    with m.If(ridx == layer):
-                        m.next = "IDLE"
-            with m.State("READ_WAIT"):
-                m.next = "READ_OUT"
-            with m.State("READ_OUT"):
-                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.FM_WORD),
-                             out.index.eq(0), out.data.eq(fm_rd.data)]
-                with m.If(self.res.ready):
+        with m.State("COUNTERS"):
+            m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.COUNTER),
+                         out.index.eq(ridx), out.data.eq(n.cnt)]
+            with m.If(self.res.ready):
+                m.d.sync += ridx.eq(ridx + 1)
+                with m.If(ridx == n.layer):
                     m.next = "IDLE"
-        return m
+        with m.State("READ_WAIT"):
+            m.next = "READ_OUT"
+        with m.State("READ_OUT"):
+            m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.FM_WORD),
+                         out.index.eq(0), out.data.eq(n.fm_rd.data)]
+            with m.If(self.res.ready):
+                m.next = "IDLE"
 
     def _tap_banks(self, m, win, accept, cmd):
         """Tap banks of a one-channel first layer: ``taps`` copies of the image, C pixels a word;

@@ -12,6 +12,8 @@ them.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -85,11 +87,20 @@ class WindowGen(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, d = self.cfg, self.desc
-        faw, waw, ppaw = self._widths
-        N = cfg.nbits
-        pool = d.kind == Kind.POOL
+        s = self._registers()
+        self._flags(s)
+        self._outputs(m, s)
+        with m.If(self.start):
+            self._load(m, s)
+        with m.Elif(s.active):
+            self._step_taps(m, s)
+            self._step_groups(m, s)
+            self._step_positions(m, s)
+        return m
 
+    def _registers(self) -> SimpleNamespace:
+        """The walk's counters and incrementally kept addresses."""
+        faw, waw, ppaw = self._widths
         cw, dx, dy = Signal(8), Signal(DIMW), Signal(DIMW)
         c, p, g = Signal(16), Signal(5), Signal(12)
         ox, oy = Signal(DIMW), Signal(DIMW)            # tile
@@ -104,103 +115,125 @@ class WindowGen(wiring.Component):
         ppg = Signal(ppaw)
         opos = Signal(faw)
         active = Signal()
+        return SimpleNamespace(cw=cw, dx=dx, dy=dy, c=c, p=p, g=g, ox=ox, oy=oy, qx=qx, qy=qy,
+                               win_q=win_q, win_t=win_t, ix_t=ix_t, iy_t=iy_t, gsub=gsub, gw=gw,
+                               off=off, off_row=off_row, win=win, win_row=win_row, iy0=iy0,
+                               ix0=ix0, wg=wg, wrow=wrow, ppg=ppg, opos=opos, active=active)
 
-        ncw = Mux(pool, 1, d.ncw)
-        l_cw = cw == ncw - 1
-        l_dx = dx == d.kw - 1
-        l_dy = dy == d.kh - 1
-        row_end = l_cw & l_dx
-        plane_end = row_end & l_dy
-        l_p = p == self.planes - 1
-        group_end = plane_end & l_p
-        l_g = g == d.ngroups - 1
-        pos_end = group_end & l_g
-        l_qx = qx == d.qw - 1
-        l_qy = qy == d.qh - 1
-        tile_end = pos_end & l_qx & l_qy
-        l_ox = ox == d.out_w - 1
-        l_oy = oy == d.out_h - 1
+    def _flags(self, s):
+        """Last-of-loop conditions, innermost first (expressions, no logic of their own)."""
+        d = self.desc
+        s.pool = d.kind == Kind.POOL
+        s.l_cw = s.cw == Mux(s.pool, 1, d.ncw) - 1
+        s.l_dx = s.dx == d.kw - 1
+        s.l_dy = s.dy == d.kh - 1
+        s.row_end = s.l_cw & s.l_dx
+        s.plane_end = s.row_end & s.l_dy
+        s.l_p = s.p == self.planes - 1
+        s.group_end = s.plane_end & s.l_p
+        s.l_g = s.g == d.ngroups - 1
+        s.pos_end = s.group_end & s.l_g
+        s.l_qx = s.qx == d.qw - 1
+        s.l_qy = s.qy == d.qh - 1
+        s.tile_end = s.pos_end & s.l_qx & s.l_qy
+        s.l_ox = s.ox == d.out_w - 1
+        s.l_oy = s.oy == d.out_h - 1
 
+    def _outputs(self, m, s):
+        """The chunk's addresses and flags: functions of the registers (latency 0)."""
+        d = self.desc
         iy = Signal(signed(DIMW + 3))
         ix = Signal(signed(DIMW + 3))
-        m.d.comb += [iy.eq(iy0 + dy), ix.eq(ix0 + dx)]
+        m.d.comb += [iy.eq(s.iy0 + s.dy), ix.eq(s.ix0 + s.dx)]
         m.d.comb += [
-            self.active.eq(active),
-            self.done.eq(active & tile_end & l_ox & l_oy),
-            self.tfirst.eq((qx == 0) & (qy == 0)),
-            self.tlast.eq(l_qx & l_qy),
-            self.fm_addr.eq(win + Mux(pool, g, 0) + off),
+            self.active.eq(s.active),
+            self.done.eq(s.active & s.tile_end & s.l_ox & s.l_oy),
+            self.tfirst.eq((s.qx == 0) & (s.qy == 0)),
+            self.tlast.eq(s.l_qx & s.l_qy),
+            self.fm_addr.eq(s.win + Mux(s.pool, s.g, 0) + s.off),
             self.inb.eq((iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)),
-            self.w_addr.eq(wrow + c),
-            self.pp_addr.eq(ppg + p),
-            self.first.eq((cw == 0) & (dx == 0) & (dy == 0)),
-            self.load.eq((cw == 0) & (dx == 0) & (dy == 0) & (p == 0)),
-            self.emit.eq(group_end),
-            self.g.eq(g),
-            self.o_addr.eq(opos + Mux(pool, g, gw)),
-            self.gsub.eq(gsub),
-            self.win.eq(win), self.iy0.eq(iy0), self.ix0.eq(ix0),
+            self.w_addr.eq(s.wrow + s.c),
+            self.pp_addr.eq(s.ppg + s.p),
+            self.first.eq((s.cw == 0) & (s.dx == 0) & (s.dy == 0)),
+            self.load.eq((s.cw == 0) & (s.dx == 0) & (s.dy == 0) & (s.p == 0)),
+            self.emit.eq(s.group_end),
+            self.g.eq(s.g),
+            self.o_addr.eq(s.opos + Mux(s.pool, s.g, s.gw)),
+            self.gsub.eq(s.gsub),
+            self.win.eq(s.win), self.iy0.eq(s.iy0), self.ix0.eq(s.ix0),
         ]
 
-        with m.If(self.start):
-            m.d.sync += [
-                active.eq(1),
-                cw.eq(0), dx.eq(0), dy.eq(0), c.eq(0), p.eq(0), g.eq(0), ox.eq(0), oy.eq(0),
-                qx.eq(0), qy.eq(0), win_q.eq(d.win0), win_t.eq(d.win0),
-                ix_t.eq(-d.pw), iy_t.eq(-d.ph),
-                gsub.eq(0), gw.eq(0), off.eq(0), off_row.eq(0),
-                win.eq(d.win0), win_row.eq(d.win0),
-                iy0.eq(-d.ph), ix0.eq(-d.pw),
-                wg.eq(d.wbase), wrow.eq(d.wbase), ppg.eq(d.ppbase), opos.eq(d.out_base),
-            ]
-        with m.Elif(active):
-            # taps: cw fastest, then dx, then dy (channel-packed words are contiguous along a row)
-            m.d.sync += cw.eq(Mux(l_cw, 0, cw + 1))
-            with m.If(l_cw):
-                m.d.sync += dx.eq(Mux(l_dx, 0, dx + 1))
-            with m.If(plane_end):
-                m.d.sync += [dy.eq(0), off.eq(0), off_row.eq(0), c.eq(0)]
-            with m.Elif(row_end):
-                m.d.sync += [dy.eq(dy + 1), off.eq(off_row + d.rowstride),
-                             off_row.eq(off_row + d.rowstride), c.eq(c + 1)]
+    def _load(self, m, s):
+        """``start``: every counter to the layer's first chunk."""
+        d = self.desc
+        m.d.sync += [
+            s.active.eq(1),
+            s.cw.eq(0), s.dx.eq(0), s.dy.eq(0), s.c.eq(0), s.p.eq(0), s.g.eq(0), s.ox.eq(0),
+            s.oy.eq(0), s.qx.eq(0), s.qy.eq(0), s.win_q.eq(d.win0), s.win_t.eq(d.win0),
+            s.ix_t.eq(-d.pw), s.iy_t.eq(-d.ph),
+            s.gsub.eq(0), s.gw.eq(0), s.off.eq(0), s.off_row.eq(0),
+            s.win.eq(d.win0), s.win_row.eq(d.win0),
+            s.iy0.eq(-d.ph), s.ix0.eq(-d.pw),
+            s.wg.eq(d.wbase), s.wrow.eq(d.wbase), s.ppg.eq(d.ppbase), s.opos.eq(d.out_base),
+        ]
+
+    def _step_taps(self, m, s):
+        """Taps: cw fastest, then dx, then dy (channel-packed words are contiguous along a row)."""
+        d = self.desc
+        m.d.sync += s.cw.eq(Mux(s.l_cw, 0, s.cw + 1))
+        with m.If(s.l_cw):
+            m.d.sync += s.dx.eq(Mux(s.l_dx, 0, s.dx + 1))
+        with m.If(s.plane_end):
+            m.d.sync += [s.dy.eq(0), s.off.eq(0), s.off_row.eq(0), s.c.eq(0)]
+        with m.Elif(s.row_end):
+            m.d.sync += [s.dy.eq(s.dy + 1), s.off.eq(s.off_row + d.rowstride),
+                         s.off_row.eq(s.off_row + d.rowstride), s.c.eq(s.c + 1)]
+        with m.Else():
+            # next word of the pixel or the next pixel's first (conv: contiguous); a pool steps
+            # whole pixels
+            m.d.sync += [s.off.eq(s.off + Mux(s.pool, d.ncw, 1)), s.c.eq(s.c + 1)]
+
+    def _step_groups(self, m, s):
+        """Planes, then output groups (weight row, table entry, output word and lane slice)."""
+        d, N = self.desc, self.cfg.nbits
+        with m.If(s.plane_end):
+            m.d.sync += [s.p.eq(Mux(s.l_p, 0, s.p + 1)), s.wrow.eq(s.wrow + d.nchunks)]
+        with m.If(s.group_end):
+            with m.If(s.l_g):
+                m.d.sync += [s.g.eq(0), s.gsub.eq(0), s.gw.eq(0), s.wg.eq(d.wbase),
+                             s.wrow.eq(d.wbase), s.ppg.eq(d.ppbase)]
             with m.Else():
-                # next word of the pixel or the next pixel's first (conv: contiguous); a pool
-                # steps whole pixels
-                m.d.sync += [off.eq(off + Mux(pool, d.ncw, 1)), c.eq(c + 1)]
-            # planes, then output groups
-            with m.If(plane_end):
-                m.d.sync += [p.eq(Mux(l_p, 0, p + 1)), wrow.eq(wrow + d.nchunks)]
-            with m.If(group_end):
-                with m.If(l_g):
-                    m.d.sync += [g.eq(0), gsub.eq(0), gw.eq(0), wg.eq(d.wbase),
-                                 wrow.eq(d.wbase), ppg.eq(d.ppbase)]
+                m.d.sync += [s.g.eq(s.g + 1), s.wg.eq(s.wg + d.wgstep),
+                             s.wrow.eq(s.wg + d.wgstep), s.ppg.eq(s.ppg + N)]
+                with m.If(s.gsub == self.cfg.groups_per_word - 1):
+                    m.d.sync += [s.gsub.eq(0), s.gw.eq(s.gw + 1)]
                 with m.Else():
-                    m.d.sync += [g.eq(g + 1), wg.eq(wg + d.wgstep), wrow.eq(wg + d.wgstep),
-                                 ppg.eq(ppg + N)]
-                    with m.If(gsub == cfg.groups_per_word - 1):
-                        m.d.sync += [gsub.eq(0), gw.eq(gw + 1)]
-                    with m.Else():
-                        m.d.sync += gsub.eq(gsub + 1)
-            # output positions: qx, qy inside a qw x qh tile (a fused pool window), then tiles
-            with m.If(pos_end):
-                with m.If(~l_qx):
-                    m.d.sync += [qx.eq(qx + 1), ix0.eq(ix0 + d.sw), win.eq(win + d.xstep)]
-                with m.Elif(~l_qy):
-                    m.d.sync += [qx.eq(0), qy.eq(qy + 1), ix0.eq(ix_t), iy0.eq(iy0 + d.sh),
-                                 win.eq(win_q + d.ystep), win_q.eq(win_q + d.ystep)]
-                with m.Elif(~l_ox):
-                    m.d.sync += [qx.eq(0), qy.eq(0), ox.eq(ox + 1),
-                                 ix_t.eq(ix_t + d.tsw), ix0.eq(ix_t + d.tsw), iy0.eq(iy_t),
-                                 win_t.eq(win_t + d.txstep), win_q.eq(win_t + d.txstep),
-                                 win.eq(win_t + d.txstep)]
-                with m.Else():
-                    m.d.sync += [qx.eq(0), qy.eq(0), ox.eq(0), oy.eq(oy + 1),
-                                 iy_t.eq(iy_t + d.tsh), iy0.eq(iy_t + d.tsh),
-                                 ix_t.eq(-d.pw), ix0.eq(-d.pw),
-                                 win_row.eq(win_row + d.tystep), win_t.eq(win_row + d.tystep),
-                                 win_q.eq(win_row + d.tystep), win.eq(win_row + d.tystep)]
-                    with m.If(l_oy):
-                        m.d.sync += active.eq(0)
-            with m.If(tile_end):
-                m.d.sync += opos.eq(opos + d.out_words)
-        return m
+                    m.d.sync += s.gsub.eq(s.gsub + 1)
+
+    def _step_positions(self, m, s):
+        """Output positions: qx, qy inside a qw x qh tile (a fused pool window), then tiles; the
+        generator stops after the last tile's last chunk."""
+        d = self.desc
+        with m.If(s.pos_end):
+            with m.If(~s.l_qx):
+                m.d.sync += [s.qx.eq(s.qx + 1), s.ix0.eq(s.ix0 + d.sw), s.win.eq(s.win + d.xstep)]
+            with m.Elif(~s.l_qy):
+                m.d.sync += [s.qx.eq(0), s.qy.eq(s.qy + 1), s.ix0.eq(s.ix_t),
+                             s.iy0.eq(s.iy0 + d.sh), s.win.eq(s.win_q + d.ystep),
+                             s.win_q.eq(s.win_q + d.ystep)]
+            with m.Elif(~s.l_ox):
+                m.d.sync += [s.qx.eq(0), s.qy.eq(0), s.ox.eq(s.ox + 1),
+                             s.ix_t.eq(s.ix_t + d.tsw), s.ix0.eq(s.ix_t + d.tsw),
+                             s.iy0.eq(s.iy_t), s.win_t.eq(s.win_t + d.txstep),
+                             s.win_q.eq(s.win_t + d.txstep), s.win.eq(s.win_t + d.txstep)]
+            with m.Else():
+                m.d.sync += [s.qx.eq(0), s.qy.eq(0), s.ox.eq(0), s.oy.eq(s.oy + 1),
+                             s.iy_t.eq(s.iy_t + d.tsh), s.iy0.eq(s.iy_t + d.tsh),
+                             s.ix_t.eq(-d.pw), s.ix0.eq(-d.pw),
+                             s.win_row.eq(s.win_row + d.tystep),
+                             s.win_t.eq(s.win_row + d.tystep),
+                             s.win_q.eq(s.win_row + d.tystep), s.win.eq(s.win_row + d.tystep)]
+                with m.If(s.l_oy):
+                    m.d.sync += s.active.eq(0)
+        with m.If(s.tile_end):
+            m.d.sync += s.opos.eq(s.opos + d.out_words)
