@@ -30,7 +30,8 @@ from .data import Dataset
 from .nets import QNet
 
 __all__ = ["train", "accuracy", "batches", "pick_device", "augment", "SCHEDULES", "distill_loss",
-           "DEFAULT_EPOCHS", "DEFAULT_EPOCHS_ANY_K", "default_epochs"]
+           "DEFAULT_EPOCHS", "DEFAULT_EPOCHS_ANY_K", "default_epochs",
+           "LABEL_SMOOTHING_ANY_K"]
 
 #: any-k schedules (see the module docstring)
 SCHEDULES = ("sandwich", "uniform")
@@ -40,6 +41,11 @@ SCHEDULES = ("sandwich", "uniform")
 DEFAULT_EPOCHS = {"digits": 30, "mnist": 2, "cifar10": 10, "cifar100": 10}
 #: --any-k trains every k on the same images: longer where the data set is small
 DEFAULT_EPOCHS_ANY_K = {**DEFAULT_EPOCHS, "digits": 60}
+
+
+#: --any-k: label smoothing of the cross-entropy on the labels (softer k=N targets to distil from;
+#: digits seed 0 at k=8: 98.89% without, 99.44% with 0.1)
+LABEL_SMOOTHING_ANY_K = 0.1
 
 
 def default_epochs(dataset: str, any_k: bool = False, fallback: int = 10) -> int:
@@ -110,7 +116,7 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
           progress: bool = True, device: str = "cpu", amp: bool | None = None,
           augment_images: bool = False, test_limit: int | None = None,
           max_steps: int | None = None, schedule: str = "sandwich", distill: float = 0.5,
-          temperature: float = 1.0) -> dict:
+          temperature: float = 1.0, label_smoothing: float | None = None) -> dict:
     """Train ``net`` on ``ds`` in place; returns a log (per-epoch loss and test accuracy at k=N).
 
     ``device``: ``cpu``, ``cuda`` or ``auto``; the network is trained there and returned on the CPU.
@@ -122,6 +128,8 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
     ``augment_images``: random flips + crops (CIFAR). ``test_limit``: test images per epoch report.
     ``max_steps``: stop after this many optimizer steps (smoke tests).
     ``schedule``, ``distill``, ``temperature``: the any-k schedule (module docstring).
+    ``label_smoothing``: of the cross-entropy on the labels (0 = none; default
+    :data:`LABEL_SMOOTHING_ANY_K` with ``any_k``, 0 at k=N).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
@@ -129,6 +137,10 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if not 0 <= distill <= 1:
         raise ValueError(f"distill must be in [0, 1], not {distill!r}")
+    if label_smoothing is None:
+        label_smoothing = LABEL_SMOOTHING_ANY_K if any_k else 0.0
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), not {label_smoothing!r}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = ds.train_x, ds.train_y
@@ -141,7 +153,7 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
     opt = torch.optim.Adam([p for p in net.parameters() if any_k or id(p) not in affine], lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     dev = pick_device(device)
     if amp is None:
         amp = dev.type == "cuda"
@@ -152,6 +164,7 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
     tx, ty = ds.test_x[:test_limit], ds.test_y[:test_limit]
     log = {"epochs": [], "any_k": any_k, "seed": seed, "batch_size": batch_size, "lr": lr,
            "device": str(dev), "amp": amp, "augment": augment_images}
+    log["label_smoothing"] = label_smoothing
     if any_k:
         log.update(schedule=schedule, distill=distill, temperature=temperature)
     step = 0

@@ -87,6 +87,7 @@ def test_any_k_trains_every_table(tmp_path):
     (["train", "--dataset", "mnist", "--data-dir", "/nonexistent", "--out", "X"], "no such directory"),
     (["train", "--nbits", "0", "--out", "X"], "--nbits must be an integer in \\[1, 16\\]"),
     (["train", "--epochs", "0", "--out", "X"], "--epochs must be >= 1"),
+    (["train", "--label-smoothing", "1", "--out", "X"], "--label-smoothing must be in \\[0, 1\\)"),
     (["retrain-bn", "/nonexistent/run"], "no such run folder"),
     (["eval", "/nonexistent/run"], "no such run folder"),
     (["export", "/nonexistent/run", "--out", "X"], "no such run folder"),
@@ -134,7 +135,7 @@ def test_api_and_cli_share_the_epoch_default(tmp_path, monkeypatch):
     def fake_train(net, ds, *, epochs, **kw):            # records the epochs both callers pass
         seen.append(epochs)
         return {"epochs": [{"epoch": 1, "loss": 0.0, "test_acc_k8": 0.0}], "device": "cpu",
-                "amp": False, "seconds": 0.0}
+                "amp": False, "seconds": 0.0, "label_smoothing": 0.0}
 
     monkeypatch.setattr(T, "train", fake_train)
     for any_k in (False, True):
@@ -146,3 +147,20 @@ def test_api_and_cli_share_the_epoch_default(tmp_path, monkeypatch):
         assert json.loads((out / "config.json").read_text())["epochs"] == seen[-1]
     assert T.default_epochs("digits", True) > T.default_epochs("digits")  # small data: any-k longer
     assert T.default_epochs("own-data", True) == 10                       # a user's Dataset
+
+
+def test_label_smoothing_default_per_mode():
+    """--any-k smooths the labels by default (LABEL_SMOOTHING_ANY_K), k=N training does not."""
+    from progressivenn.model.train import LABEL_SMOOTHING_ANY_K, train
+
+    torch.set_num_threads(1)
+    ds = load_dataset("digits")
+    for any_k, want in ((False, 0.0), (True, LABEL_SMOOTHING_ANY_K), (True, 0.0)):
+        torch.manual_seed(0)
+        net = build_net("digits", input_scale=ds.input_scale, input_shape=ds.input_shape,
+                        num_classes=10)
+        log = train(net, ds, epochs=1, any_k=any_k, max_steps=1, progress=False, test_limit=10,
+                    **({"label_smoothing": 0.0} if any_k and want == 0.0 else {}))
+        assert log["label_smoothing"] == want
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        train(net, ds, epochs=1, label_smoothing=1.0)

@@ -28,6 +28,9 @@ def add_arguments(p):
     p.add_argument("--distill", type=float, default=0.5,
                    help="--any-k sandwich: weight of distillation from k=N for the lower k (0..1, "
                         "default 0.5; the rest is the labels)")
+    p.add_argument("--label-smoothing", type=float, default=None,
+                   help="label smoothing of the cross-entropy on the labels, in [0, 1) (default: "
+                        "0.1 with --any-k, 0 at k=N)")
     p.add_argument("--any-k", action="store_true",
                    help="sample k in 1..N every step and train BN table k (default: train at k=N)")
     p.add_argument("--epochs", type=int, default=None,
@@ -66,6 +69,8 @@ def run(args) -> int:
         raise ValueError(f"--distill must be in [0, 1], not {args.distill}")
     if epochs < 1:
         raise ValueError(f"--epochs must be >= 1, not {epochs}")
+    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing must be in [0, 1), not {args.label_smoothing}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")
     if args.limit is not None and args.limit < 1:
@@ -94,7 +99,7 @@ def run(args) -> int:
     amp = None if args.amp == "auto" else args.amp == "on"
     aug = args.dataset.startswith("cifar") if args.augment == "auto" else args.augment == "on"
     log = train(net, ds, epochs=epochs, any_k=args.any_k, seed=args.seed,
-                schedule=args.schedule, distill=args.distill,
+                schedule=args.schedule, distill=args.distill, label_smoothing=args.label_smoothing,
                 batch_size=args.batch_size, lr=args.lr, limit=args.limit, progress=not args.quiet,
                 device=str(device), amp=amp, augment_images=aug, test_limit=args.test_limit)
     cfg = {"dataset": args.dataset, "arch": arch,
@@ -103,6 +108,7 @@ def run(args) -> int:
            "input_shape": list(ds.input_shape), "num_classes": ds.num_classes,
            "any_k": args.any_k, "epochs": epochs,
            **({"schedule": args.schedule, "distill": args.distill} if args.any_k else {}),
+           "label_smoothing": log["label_smoothing"],
            "seed": args.seed, "limit": args.limit}
     with output_dir(out, "run", force=args.force, command="pnn train") as tmp:
         torch.save(net.state_dict(), tmp / MODEL)
