@@ -219,9 +219,11 @@ def _tap_table(kh: int, kw: int, ww: int, cfg: ResidentConfig) -> list:
             for t in range(cfg.taps)]
 
 
-def _descriptor(where: str, g: dict, cur: tuple, out_base: int, cfg: ResidentConfig) -> dict:
+def _descriptor(where: str, g: dict, cur: tuple, out_base: int, cfg: ResidentConfig,
+                img_words: int = 0) -> dict:
     """The program descriptor (``desc_layout``) of one layer of geometry ``g`` reading the map
-    ``cur`` (base, channels, height, width); refuses a value its field cannot hold."""
+    ``cur`` (base, channels, height, width); refuses a value its field cannot hold.
+    ``img_words``: words of one image buffer (double-buffered input, first layer only)."""
     base, ch, hh, ww = cur
     fmask = (1 << addr_width(cfg.fmdepth)) - 1
     ncw = _cdiv(ch, cfg.cols)
@@ -244,6 +246,8 @@ def _descriptor(where: str, g: dict, cur: tuple, out_base: int, cfg: ResidentCon
         "wgstep": cfg.nbits * g["nchunks"] if conv else 0,
         "ppbase": g["ppbase"] if conv else 0,
     }
+    if cfg.double_buffer:
+        d["img_words"] = img_words
     for name, bits in (("in_h", DIMW), ("in_w", DIMW), ("out_h", DIMW), ("out_w", DIMW),
                        ("kh", DIMW), ("kw", DIMW), ("sh", DIMW), ("sw", DIMW), ("ph", DIMW),
                        ("pw", DIMW), ("qh", DIMW), ("qw", DIMW), ("tsh", DIMW),
@@ -268,8 +272,10 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
     in_words = _cdiv(cin, cfg.cols)
     cur = (0, cin, h, w)             # base, channels, height, width of the current map
     tap_table = []
-    # a one-channel image read by tap banks has no feature-map region
-    fm_next = 0 if _tap_mode(cfg, bundle.layers[0]) else in_words * h * w
+    # a one-channel image read by tap banks has no feature-map region; double-buffered input:
+    # image buffer 1 follows buffer 0
+    img_words = 0 if _tap_mode(cfg, bundle.layers[0]) else in_words * h * w
+    fm_next = img_words * (2 if cfg.double_buffer else 1)
     layers, weights, pp = [], [], []
     nl = len(bundle.layers)
     skip = set()
@@ -304,7 +310,8 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
         if g["taps"]:       # the window generator walks positions only; the lanes hold the taps
             tap_table = _tap_table(g["kh"], g["kw"], cur[3], cfg)
             g["kh"] = g["kw"] = 1
-        d = _descriptor(f"layers[{li}] ({layer.name})", g, cur, out_base, cfg)
+        d = _descriptor(f"layers[{li}] ({layer.name})", g, cur, out_base, cfg,
+                        0 if layers else img_words)
         name = layer.name if pool_index is None else f"{layer.name}+{nxt.name}"
         shape = (g["oc"], g["ho"], g["wo"])
         layers.append(ProgLayer(li if pool_index is None else pool_index, name,
@@ -404,6 +411,10 @@ class RunResult:
     logits: list
     busy: list                  # per program layer
     maps: list = field(default_factory=list)   # per hidden program layer [C, H, W] (read back)
+    #: ``run_amaranth(overlap=True)``: beats of the next RUN's image accepted while this RUN
+    #: computed (before its SUMMARY was offered), of ``next_beats``
+    next_early: int = 0
+    next_beats: int = 0
 
 
 def decode_run(prog: ResidentProgram, beats: list) -> RunResult:
@@ -491,12 +502,15 @@ def expected_busy(prog: ResidentProgram, k: int) -> list:
 # ---- Amaranth simulation ------------------------------------------------------------------------
 
 def run_amaranth(prog: ResidentProgram, images, ks, *, readback: bool = True, seed: int = 0,
-                 p_idle: float = 0.0, p_stall: float = 0.0, max_cycles: int = 10_000_000) -> list:
+                 p_idle: float = 0.0, p_stall: float = 0.0, max_cycles: int = 10_000_000,
+                 overlap: bool = False) -> list:
     """Simulate the resident engine (Amaranth simulator): load the network once, then for every
     image and every k: write the image, RUN, collect the results (and, with ``readback``, every
     hidden layer's feature map). Returns ``[[RunResult per k] per image]``.
     ``p_idle``/``p_stall``: probability of an idle cycle before a command beat / of holding
-    ``res.ready`` low per cycle (random back-pressure)."""
+    ``res.ready`` low per cycle (random back-pressure). ``overlap`` (a ``double_buffer``
+    configuration): the next RUN's image is written right after a RUN, before its results are
+    read (``RunResult.next_early`` counts its beats accepted before the SUMMARY was offered)."""
     from amaranth.sim import Simulator
 
     from ..hw.resident.engine import ResidentEngine
@@ -512,8 +526,9 @@ def run_amaranth(prog: ResidentProgram, images, ks, *, readback: bool = True, se
             await ctx.tick()
         ctx.set(eng.cmd.valid, 1)
         ctx.set(eng.cmd.payload.as_value(), word)
-        await ctx.tick().until(eng.cmd.ready)
+        res_valid, = await ctx.tick().sample(eng.res.valid).until(eng.cmd.ready)
         ctx.set(eng.cmd.valid, 0)
+        return res_valid
 
     async def get(ctx, n):
         got = []
@@ -527,25 +542,33 @@ def run_amaranth(prog: ResidentProgram, images, ks, *, readback: bool = True, se
         ctx.set(eng.res.ready, 0)
         return got
 
+    runs = [(i, k) for i in range(len(images)) for k in ks]
+
     async def bench(ctx):
         for word in prog.load_beats():
             await put(ctx, word)
-        for img in images:
-            per_k = []
-            for k in ks:
-                for word in image_beats(prog, img):
+        for j, (i, k) in enumerate(runs):
+            if j % len(ks) == 0:
+                per_k = []
+                results.append(per_k)
+            if not overlap or j == 0:
+                for word in image_beats(prog, images[i]):
                     await put(ctx, word)
-                for word in run_beats(prog, k):
+            for word in run_beats(prog, k):
+                await put(ctx, word)
+            nxt = []        # per beat of the next image: accepted before the SUMMARY was offered
+            if overlap and j + 1 < len(runs):
+                for word in image_beats(prog, images[runs[j + 1][0]]):
+                    nxt.append(not await put(ctx, word))
+            res = decode_run(prog, await get(ctx, nres))
+            res.next_early, res.next_beats = sum(nxt), len(nxt)
+            if readback:
+                beats = []
+                for word in rb:
                     await put(ctx, word)
-                res = decode_run(prog, await get(ctx, nres))
-                if readback:
-                    beats = []
-                    for word in rb:
-                        await put(ctx, word)
-                        beats += await get(ctx, 1)
-                    res.maps = decode_readback(prog, beats)
-                per_k.append(res)
-            results.append(per_k)
+                    beats += await get(ctx, 1)
+                res.maps = decode_readback(prog, beats)
+            per_k.append(res)
 
     sim = Simulator(eng)
     sim.add_clock(1e-8)

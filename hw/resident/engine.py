@@ -75,6 +75,7 @@ class ResidentEngine(wiring.Component):
         n = SimpleNamespace(cfg=self.cfg)
         self._memories(m, n)
         self._blocks(m, n)
+        self._buffers(m, n)
         self._command_writes(m, n)
         self._pipeline(m, n)
         self._pool_max(m, n)
@@ -120,6 +121,16 @@ class ResidentEngine(wiring.Component):
         n.pool = n.desc.kind == Kind.POOL
         m.d.comb += [win.desc.eq(n.desc), win.planes.eq(Mux(n.pool, 1, n.k))]
 
+    def _buffers(self, m, n):
+        """Double-buffered input (``cfg.double_buffer``): image writes go to buffer ``wbuf``, a
+        RUN computes buffer ``rbuf``; RUN sets ``rbuf = wbuf`` and flips ``wbuf``. Buffer 1 of the
+        feature map lies ``img_off`` words after buffer 0 (the first descriptor's ``img_words``,
+        latched at every RUN's first descriptor); tap banks hold both buffers."""
+        n.wbuf = n.rbuf = n.img_off = None
+        if self.cfg.double_buffer:
+            n.wbuf, n.rbuf = Signal(), Signal()
+            n.img_off = Signal(addr_width(self.cfg.fmdepth))
+
     def _command_writes(self, m, n):
         """Command decode: WRITE_W / WRITE_PP / WRITE_PROG go straight to their memory's write
         port in the cycle they are accepted; the program memory reads descriptor ``layer``."""
@@ -154,7 +165,8 @@ class ResidentEngine(wiring.Component):
         s2_w = Signal(R * C)
         fm_x = Mux(s1["inb"], n.fm_rd.data, 0)
         if cfg.taps:
-            fm_x = Mux(desc.taps, self._tap_banks(m, win, n.accept, n.cmd), fm_x)
+            fm_x = Mux(desc.taps, self._tap_banks(m, win, n.accept, n.cmd, n.wbuf, n.rbuf),
+                       fm_x)
         s2_pp = Signal(len(win.pp_addr))
         s1_pp = Signal(len(win.pp_addr))
         m.d.sync += [s1_pp.eq(win.pp_addr), s2_pp.eq(s1_pp)]
@@ -218,8 +230,10 @@ class ResidentEngine(wiring.Component):
             m.d.comb += [fm_wr.addr.eq(otag.o_addr), fm_wr.data.eq(Cat(*[codes] * GPW)),
                          fm_wr.en.eq(Cat(*[(otag.gsub == s) & ok for s in range(GPW)
                                            for ok in n.rows_ok]))]
+        n.fm_busy = pool_wr | conv_wr
+        img_addr = cmd.addr if n.wbuf is None else cmd.addr + Mux(n.wbuf, n.img_off, 0)
         with m.Else():
-            m.d.comb += [fm_wr.addr.eq(cmd.addr), fm_wr.data.eq(cmd.data),
+            m.d.comb += [fm_wr.addr.eq(img_addr), fm_wr.data.eq(cmd.data),
                          fm_wr.en.eq(Mux(n.accept & (cmd.op == Op.WRITE_FM), (1 << C) - 1, 0))]
 
     def _logits(self, m, n):
@@ -299,7 +313,7 @@ class ResidentEngine(wiring.Component):
         # whose combinational blocks would otherwise never see the initial state
         alive = Signal()
         m.d.sync += alive.eq(1)
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(alive)
                 with m.If(accept & ((cmd.op == Op.WRITE_FM) | (cmd.op == Op.WRITE_IMG) |
@@ -307,12 +321,22 @@ class ResidentEngine(wiring.Component):
                     m.d.sync += [n.counting.eq(1), n.cycles.eq(1)]
                 with m.If(accept & (cmd.op == Op.RUN)):
                     m.d.sync += [n.k.eq(cmd.data[:5]), n.layer.eq(0), n.have.eq(0)]
+                    if n.wbuf is not None:
+                        m.d.sync += [n.rbuf.eq(n.wbuf), n.wbuf.eq(~n.wbuf)]
                     m.next = "DESC_WAIT"
                 with m.If(accept & (cmd.op == Op.READ_FM)):
                     m.d.sync += n.rd_addr.eq(cmd.addr)
                     m.next = "READ_WAIT"
             self._layer_states(m, n, in_flight)
             self._answer_states(m, n)
+        if n.wbuf is not None:
+            # image writes of the next image while this one runs (not before its first
+            # descriptor has set ``img_off``), when the feature-map write port is free
+            running = (fsm.ongoing("START") | fsm.ongoing("RUN") | fsm.ongoing("SUMMARY") |
+                       fsm.ongoing("LOGITS") | fsm.ongoing("COUNTERS"))
+            img = (cmd.op == Op.WRITE_FM) | (cmd.op == Op.WRITE_IMG)
+            with m.If(running):
+                m.d.comb += self.cmd.ready.eq(img & ~n.fm_busy)
 
     def _layer_states(self, m, n, in_flight):
         """RUN's layer loop: fetch descriptor ``layer`` (3 cycles), start the window generator,
@@ -321,6 +345,12 @@ class ResidentEngine(wiring.Component):
             m.next = "DESC_LATCH"
         with m.State("DESC_LATCH"):
             m.d.sync += n.desc.eq(n.pg_rd.data)
+            if n.wbuf is not None:
+                new = data.View(n.dl, n.pg_rd.data)
+                with m.If(n.layer == 0):
+                    m.d.sync += n.img_off.eq(new.img_words)
+                    with m.If(n.rbuf):
+                        m.d.sync += n.desc.win0.eq(new.win0 + new.img_words)
             m.next = "START"
         with m.State("START"):
             m.d.comb += n.win.start.eq(1)
@@ -370,11 +400,12 @@ class ResidentEngine(wiring.Component):
             with m.If(self.res.ready):
                 m.next = "IDLE"
 
-    def _tap_banks(self, m, win, accept, cmd):
+    def _tap_banks(self, m, win, accept, cmd, wbuf=None, rbuf=None):
         """Tap banks of a one-channel first layer: ``taps`` copies of the image, C pixels a word;
         lane l reads the pixel at its tap (table entry l) of the current window, gated to 0 in
         the padding, so a whole window is one chunk. Returns the lanes of the chunk, one cycle
-        after the issue (aligned with the feature-map read data)."""
+        after the issue (aligned with the feature-map read data). With ``wbuf``/``rbuf`` (double
+        buffer) every bank holds two images: writes go to ``wbuf``'s half, reads to ``rbuf``'s."""
         cfg = self.cfg
         C, A = cfg.cols, cfg.abits
         lb = (C - 1).bit_length()                      # C is a power of two
@@ -387,16 +418,19 @@ class ResidentEngine(wiring.Component):
                 m.d.sync += t.eq(cmd.data[:tl.size])
         lanes = []
         for l, t in enumerate(table):
-            bank = Memory(shape=C * A, depth=cfg.tap_words, init=[])
+            bank = Memory(shape=C * A, depth=cfg.tap_words * (1 if wbuf is None else 2),
+                          init=[])
             m.submodules[f"tapbank{l}"] = bank
             wr, rd = bank.write_port(), bank.read_port()
-            m.d.comb += [wr.addr.eq(cmd.addr), wr.data.eq(cmd.data[:C * A]),
+            wr_addr = cmd.addr if wbuf is None else cmd.addr + Mux(wbuf, cfg.tap_words, 0)
+            m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(cmd.data[:C * A]),
                          wr.en.eq(accept & (cmd.op == Op.WRITE_IMG))]
             addr = Signal(taw, name=f"tapaddr{l}")
             iy = Signal(signed(DIMW + 3), name=f"tapiy{l}")
             ix = Signal(signed(DIMW + 3), name=f"tapix{l}")
             m.d.comb += [addr.eq(win.win + t.off), iy.eq(win.iy0 + t.dy), ix.eq(win.ix0 + t.dx),
-                         rd.addr.eq(addr[lb:])]
+                         rd.addr.eq(addr[lb:] if rbuf is None else
+                                    addr[lb:] + Mux(rbuf, cfg.tap_words, 0))]
             sel = Signal(max(lb, 1), name=f"tapsel{l}")
             ok = Signal(name=f"tapok{l}")
             m.d.sync += [sel.eq(addr[:lb] if lb else 0),

@@ -91,6 +91,9 @@ class ResidentConfig:
     taps: int = 9
     tapdepth: int = 1024
     fuse_groups: int = 8
+    #: two image buffers (feature-map region or tap banks) selected by a toggle flipped at RUN:
+    #: the next image may be written while the current one computes (``docs/resident.md``)
+    double_buffer: bool = False
 
     def __post_init__(self):
         def pos(name, lo, hi):
@@ -116,6 +119,8 @@ class ResidentConfig:
         if self.taps and (self.cols & (self.cols - 1) or self.tapdepth % self.cols):
             raise ValueError(f"tap banks need cols a power of two ({self.cols}) and tapdepth "
                              f"a multiple of it ({self.tapdepth}); or taps=0")
+        if not isinstance(self.double_buffer, bool):
+            raise ValueError(f"double_buffer must be True or False, not {self.double_buffer!r}")
         if self.cols % self.rows:
             raise ValueError(f"rows {self.rows} must divide cols {self.cols} in resident mode "
                              f"(an output group is a slice of one feature-map word)")
@@ -168,7 +173,9 @@ def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
     - ``out_words`` per output pixel; ``nout`` valid output channels (rows past it are not written);
     - a max-pool with kernel = stride fused into a convolution: output positions are walked in
       ``qh x qw`` tiles (the pool windows; 1x1 when nothing is fused), ``out_h x out_w`` counts
-      tiles, ``tsh = qh*sh``, ``tsw = qw*sw``, ``tystep = qh*ystep``, ``txstep = qw*xstep``.
+      tiles, ``tsh = qh*sh``, ``tsw = qw*sw``, ``tystep = qh*ystep``, ``txstep = qw*xstep``;
+    - ``img_words`` (only with ``double_buffer``): words of one image buffer in the feature map
+      (first layer; 0 elsewhere and in tap mode): image buffer 1 follows buffer 0.
     """
     faw = addr_width(cfg.fmdepth)
     waw = addr_width(cfg.wdepth)
@@ -200,6 +207,7 @@ def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
         "wbase": waw,
         "wgstep": waw + 1,
         "ppbase": ppaw,
+        **({"img_words": faw} if cfg.double_buffer else {}),
     })
 
 
