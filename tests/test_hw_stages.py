@@ -328,3 +328,25 @@ def test_narrow_counters_saturate_and_the_driver_refuses_the_reading():
         read_counters(cfg, got, "test")
     with pytest.raises(ValueError, match="counter_bits"):
         replace(CFG, counter_bits=8)
+
+
+def test_pack_value_builds_a_whole_layout_word():
+    from amaranth.hdl import Const, Module, Signal
+    from amaranth.lib import data
+    layout = data.StructLayout({"a": 3, "b": 5, "c": 2})
+    a = Signal(3)
+    word = Signal(layout.size)
+    m = Module()
+    m.d.comb += word.eq(isa.pack_value(layout, a=a, c=2))
+    assert len(isa.pack_value(layout, a=a)) == layout.size
+
+    async def tb(ctx):
+        ctx.set(a, 5)
+        assert ctx.get(word) == layout.const({"a": 5, "b": 0, "c": 2}).as_value().value
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    with pytest.raises(ValueError, match="no field 'd'"):
+        isa.pack_value(layout, d=1)
+    with pytest.raises(ValueError, match="4-bit value for the 3-bit 'a'"):
+        isa.pack_value(layout, a=Const(9, 4))
