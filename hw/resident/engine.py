@@ -36,7 +36,8 @@ class ResidentEngine(wiring.Component):
     -------
     cmd : In(stream.Signature(cmd_layout(cfg)))
         Commands (:class:`.layout.Op`); accepted one per cycle while idle, none while a RUN or a
-        READ_FM is being answered.
+        READ_FM is being answered; with ``cfg.double_buffer`` image writes (WRITE_FM, WRITE_IMG)
+        of the next image are also accepted during a RUN (:meth:`_buffers`).
     res : Out(stream.Signature(res_layout(cfg)))
         Result beats (:class:`.layout.ResKind`).
 

@@ -119,8 +119,9 @@ class ResidentConfig:
         if self.taps and (self.cols & (self.cols - 1) or self.tapdepth % self.cols):
             raise ValueError(f"tap banks need cols a power of two ({self.cols}) and tapdepth "
                              f"a multiple of it ({self.tapdepth}); or taps=0")
-        if not isinstance(self.double_buffer, bool):
+        if self.double_buffer not in (0, 1):     # bool, or 0/1 (the identify reply's words)
             raise ValueError(f"double_buffer must be True or False, not {self.double_buffer!r}")
+        object.__setattr__(self, "double_buffer", bool(self.double_buffer))
         if self.cols % self.rows:
             raise ValueError(f"rows {self.rows} must divide cols {self.cols} in resident mode "
                              f"(an output group is a slice of one feature-map word)")
