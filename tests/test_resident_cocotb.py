@@ -71,6 +71,22 @@ def test_digits_net_every_k(tmp_path, builds, sim):
     assert rep["per_k"]["1"]["cycles"][0] / rep["per_k"]["8"]["cycles"][0] <= 0.14
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("net", ["odd_a", "taps"])
+@pytest.mark.skipif(not have_simulator("icarus"), reason="icarus is not installed")
+def test_double_buffer_verilog(tmp_path, builds, net):
+    """``double_buffer`` builds on Icarus (feature-map buffers; tap-bank halves): the buffers
+    alternate every RUN (2 images x k=1..3), every layer against golden, idle cycles and
+    back-pressure 0.3, a reset in the middle of an image."""
+    if net == "odd_a":
+        b, cfg = chain_bundle(1, ODD_A, input_shape=(3, 7, 6), images=2), small_cfg(
+            rows=4, cols=8, double_buffer=True)
+    else:
+        b, cfg = chain_bundle(3, TAPS_B, input_shape=(1, 6, 6), images=2), small_cfg(
+            rows=4, cols=16, taps=9, tapdepth=64, double_buffer=True)
+    _run(tmp_path, builds, b, cfg, "icarus", [1, 2, 3], images=2, stall=0.3, fuse=False)
+
+
 def _mnist_images(n: int):
     """The first ``n`` MNIST test images (codes = pixels at A=8) and labels, or None."""
     from progressivenn.model.data import read_idx
