@@ -39,8 +39,9 @@ SCHEDULES = ("sandwich", "uniform")
 #: default training epochs per data set (``pnn train`` and ``progressivenn.api.train`` both read
 #: them through :func:`default_epochs`)
 DEFAULT_EPOCHS = {"digits": 30, "mnist": 2, "cifar10": 10, "cifar100": 10}
-#: --any-k trains every k on the same images: longer where the data set is small
-DEFAULT_EPOCHS_ANY_K = {**DEFAULT_EPOCHS, "digits": 60}
+#: --any-k trains every k on the same images: longer where the data set is small (digits seeds
+#: 0-2, label smoothing 0.1: k=8 99.44 / 98.89 / 99.72% after 60 epochs, 99.17 / 99.44 / 100% after 80)
+DEFAULT_EPOCHS_ANY_K = {**DEFAULT_EPOCHS, "digits": 80}
 
 
 #: --any-k: label smoothing of the cross-entropy on the labels (softer k=N targets to distil from;
