@@ -13,6 +13,9 @@ Two modes:
     gradients of the three add up before one optimizer step (the smallest and largest k every
     step, as in slimmable / any-precision networks);
   - ``"uniform"``: one ``k`` drawn uniformly from ``1..N`` per step, labels only.
+
+  The cross-entropy on the labels is label-smoothed by :data:`LABEL_SMOOTHING_ANY_K` (0.1) in this
+  mode unless ``label_smoothing`` says otherwise (0 at k=N).
 """
 
 from __future__ import annotations
