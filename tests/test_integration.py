@@ -65,9 +65,10 @@ def test_files_and_params(pair):
         "a_pnn_engine.vlt", "a_pnn_engine.xdc", "a_pnn_engine_inst.v"]
     pa = json.loads((root / "A" / "a_pnn_engine.json").read_text())
     assert pa["top"] == "a_pnn_engine" and pa["files"] == ["a_pnn_engine.v"]
-    # the one combinational path of the engine: result back-pressure reaches the command stream
-    # (READ_COUNTERS answers through the result FIFO)
-    assert pa["comb_paths"] == [["res__ready", "cmd__ready"]]
+    # no combinational input -> output path: the counters' done flag is registered, so result
+    # back-pressure no longer reaches cmd.ready in the same cycle (the detector itself is tested
+    # in test_comb_paths_finds_a_real_path)
+    assert pa["comb_paths"] == []
     pb = json.loads((root / "B" / "b_pnn_engine.json").read_text())
     assert pb["axis"]["top"] == "b_pnn_engine_axis"
     widths = {p["name"]: p["width"] for p in pb["axis"]["ports"]}
@@ -81,10 +82,10 @@ def test_constraints_name_real_widths_and_paths(pair):
     sdc = (root / "A" / "a_pnn_engine.sdc").read_text()
     assert re.search(rf"#\s+data__payload\s+input\s+{CFG_A.data_width}\b", sdc)
     assert re.search(rf"#\s+res__payload\s+output\s+{CFG_A.res_width}\b", sdc)
-    assert "#   res__ready -> cmd__ready" in sdc
+    assert "input -> output paths through the core: none" in sdc
     assert "create_clock -name a_pnn_engine_clk" in sdc
     xdc = (root / "B" / "b_pnn_engine.xdc").read_text()
-    assert "#   m_axis_res_tready -> s_axis_cmd_tready" in xdc
+    assert "input -> output paths through the core: none" in xdc
     assert "[get_ports {rst s_axis_cmd_tdata[*] s_axis_cmd_tvalid" in xdc
     inst = (root / "B" / "b_pnn_engine_axis_inst.v").read_text()
     assert "b_pnn_engine_axis u_b_pnn_engine_axis (" in inst and ".s_axis_cmd_tdata(" in inst
@@ -234,6 +235,32 @@ def test_cli_name_and_axis(tmp_path, capsys):
     assert pnn(["verilog", "--rows", "2", "--cols", "4", "--max-reduction", "64", "--name", "q",
                 "--axis", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "q_pnn_engine" in out and "res__ready -> cmd__ready" in out
+    assert "q_pnn_engine" in out and "combinational paths: none" in out
     assert (tmp_path / "q_pnn_engine_axis.v").is_file()
     assert pnn(["verilog", "--name", "bad-name", "--out", str(tmp_path)]) == 2
+
+
+def test_comb_paths_finds_a_real_path():
+    """The detector behind the constraint files: a combinational path is reported, a registered
+    one is not, and the direction is input -> output."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.back import rtlil
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from progressivenn.hw import vendor
+
+    class T(wiring.Component):
+        a: In(1)
+        b: In(1)
+        y: Out(1)
+        z: Out(1)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.y.eq(~self.a)
+            m.d.sync += self.z.eq(self.b)
+            return m
+
+    top = T()
+    text = rtlil.convert(top, name="t", ports=[top.a, top.b, top.y, top.z])
+    assert vendor.comb_paths(text, "t") == [["a", "y"]]
