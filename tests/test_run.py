@@ -150,3 +150,11 @@ def test_run_policy_on_chip_agrees_with_the_golden_policy(bundle_dir, capsys, po
     assert rep["policy"]["name"] == policy and rep["all_agree"] and rep["agree"] == 3
     assert rep["decisions_differ"] == rep["logit_mismatches"] == rep["busy_mismatches"] == 0
     assert all(r["path"] == r["golden_path"] and r["err"] == "OK" for r in rep["results"])
+
+
+def test_run_default_baud_is_the_boards_default():
+    """`pnn run` talks to a board built by `pnn build` with no options."""
+    from progressivenn.commands.run import DEFAULT_BAUD
+    from progressivenn.hw.boards import FAST_BAUD, board_spec
+    assert DEFAULT_BAUD == FAST_BAUD
+    assert board_spec("icebreaker").baud == FAST_BAUD

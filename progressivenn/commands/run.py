@@ -17,6 +17,10 @@ SIM_PORTS = ("sim:amaranth", "sim:amaranth-uart", "sim:icarus", "sim:verilator")
 SIM_TIMES = (0.02, 2e-4)
 
 
+#: the baud rate `pnn build` gives every board by default (hw/boards.py FAST_BAUD)
+DEFAULT_BAUD = 3_000_000
+
+
 def add_arguments(p) -> None:
     p.add_argument("bundle", help="bundle directory written by `pnn export`")
     p.add_argument("--port", required=True,
@@ -36,7 +40,9 @@ def add_arguments(p) -> None:
     src.add_argument("--sequence", default=None, metavar="FILE",
                      help="test-image indices to run, in order: whitespace/comma separated text "
                           "or a JSON list (repeats allowed)")
-    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (real ports)")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                   help="serial baud rate of a real port: the rate the board was built with "
+                        "(`pnn build` defaults to 3 Mbaud; --baud 115200 there needs it here too)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds each operation may take beyond its bytes' line time")
     p.add_argument("--tables", choices=["retrained", "fixed"], default="retrained",
