@@ -143,7 +143,7 @@ def _train_or_reuse(cfg: BenchConfig, dataset: str, mode: str, ds, arch: str | N
     from .model.bn_retrain import retrain_bn
     from .model.nets import build_net
     from .model.runs import load_retrained, load_trained, read_config
-    from .model.train import train
+    from .model.train import default_epochs, train
 
     seed = cfg.seed if seed is None else seed
     name = f"{dataset}-{mode}" if arch is None else f"{dataset}-{arch}-{mode}"
@@ -164,7 +164,10 @@ def _train_or_reuse(cfg: BenchConfig, dataset: str, mode: str, ds, arch: str | N
     torch.manual_seed(seed)
     net = build_net(arch or dataset, input_scale=ds.input_scale, input_shape=ds.input_shape,
                     num_classes=ds.num_classes)
-    epochs = sz["epochs"] * (2 if mode == "anyk" and dataset == "digits" else 1)  # small data
+    if dataset == "digits" and not cfg.quick:     # the training defaults of pnn train / api.train
+        epochs = default_epochs(dataset, any_k=(mode == "anyk"))
+    else:
+        epochs = sz["epochs"] * (2 if mode == "anyk" and dataset == "digits" else 1)  # small data
     t0 = time.perf_counter()
     train(net, ds, epochs=epochs, any_k=(mode == "anyk"), seed=seed,
           limit=sz["limit"], progress=False, test_limit=sz["test"] or None)
