@@ -41,6 +41,8 @@ bits, cycles 32 bits. The top-2 search takes R logits per cycle (a chain of R co
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, signed
 from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
@@ -162,32 +164,52 @@ class PolicyEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        R, N, OW = cfg.rows, cfg.nbits, cfg.obits
-        GW = gate_width(cfg)
         m.submodules.engine = eng = ResidentEngine(cfg)
-        dl = desc_layout(cfg)
-        cmd, out = self.cmd.payload, self.res.payload
+        cmd = self.cmd.payload
         accept = self.cmd.valid & self.cmd.ready
         op = cmd.op
-        own = (op == Op.WRITE_GATE) | (op == Op.RUN_POLICY)
+        c = SimpleNamespace(cfg=cfg, R=cfg.rows, N=cfg.nbits, OW=cfg.obits, GW=gate_width(cfg),
+                            eng=eng, cmd=cmd, out=self.res.payload, accept=accept, op=op,
+                            own=(op == Op.WRITE_GATE) | (op == Op.RUN_POLICY))
+        self._gates(m, c)
+        self._program_shape(m, c)
+        self._frame_cycles(m, c)
+        self._policy_state(c)
+        self._top2(m, c)
+        self._decision(m, c)
+        self._request_check(m, c)
+        self._control(m, c)
+        return m
 
-        # ---- gates: network state, kept across a reset -------------------------------------------
+    def _gates(self, m, c):
+        """WRITE_GATE: the gate registers and their valid bits (network state, kept across a
+        reset); 1 cycle."""
+        N, GW, cmd = c.N, c.GW, c.cmd
         gates = Array(Signal(GW, name=f"gate{i}", reset_less=True) for i in range(GATE_SLOTS * N))
         gvalid = Signal(GATE_SLOTS * N, reset_less=True)
         gaddr = cmd.addr[:addr_width(GATE_SLOTS * N)]
-        with m.If(accept & (op == Op.WRITE_GATE) & (cmd.addr < GATE_SLOTS * N)):
+        with m.If(c.accept & (c.op == Op.WRITE_GATE) & (cmd.addr < GATE_SLOTS * N)):
             m.d.sync += [gates[gaddr].eq(cmd.data[:GW]), gvalid.bit_select(gaddr, 1).eq(1)]
+        c.gates, c.gvalid = gates, gvalid
 
-        # ---- program shape, watched on WRITE_PROG ------------------------------------------------
+    def _program_shape(self, m, c):
+        """Layers, classes and logit groups of the program, watched on the WRITE_PROG of the
+        descriptor with ``last`` set."""
+        cfg, cmd = c.cfg, c.cmd
+        dl = desc_layout(cfg)
         pdesc = data.View(dl, cmd.data[:dl.size])
         nlayers = Signal(range(cfg.max_layers + 1))
         classes = Signal(16)
         ngroups = Signal(12)
-        with m.If(accept & (op == Op.WRITE_PROG) & pdesc.last):
+        with m.If(c.accept & (c.op == Op.WRITE_PROG) & pdesc.last):
             m.d.sync += [nlayers.eq(cmd.addr + 1), classes.eq(pdesc.nout),
                          ngroups.eq(pdesc.ngroups)]
+        c.nlayers, c.classes, c.ngroups = nlayers, classes, ngroups
 
-        # ---- frame cycles (the engine's definition: first image beat -> SUMMARY) -----------------
+    def _frame_cycles(self, m, c):
+        """The frame's 32-bit cycle count (the engine's definition: first image beat -> SUMMARY);
+        a plain RUN leaves the counting to the engine."""
+        accept, op = c.accept, c.op
         counting = Signal()
         cycles = Signal(32)
         with m.If(counting):
@@ -197,8 +219,12 @@ class PolicyEngine(wiring.Component):
             m.d.sync += [counting.eq(1), cycles.eq(1)]
         with m.If(accept & (op == Op.RUN)):             # a plain RUN: the engine counts
             m.d.sync += counting.eq(0)
+        c.counting, c.cycles = counting, cycles
 
-        # ---- request and policy state ------------------------------------------------------------
+    def _policy_state(self, c):
+        """The latched request and the policy's registers (hybrid: carried start level ``hs``,
+        0 = none, and the previous accepted prediction)."""
+        cfg, N = c.cfg, c.N
         req = Signal(policy_req_layout(cfg))
         k = Signal(5)
         visited = Signal(N)
@@ -208,9 +234,14 @@ class PolicyEngine(wiring.Component):
         prev = Signal(12)
         prev_ok = Signal()
         first_run = Signal()
+        vars(c).update(req=req, k=k, visited=visited, escalated=escalated, err=err, hs=hs,
+                       prev=prev, prev_ok=prev_ok, first_run=first_run)
 
-        # ---- result beats of the engine: logits buffer, top-2, busy sums -------------------------
-        er = eng.res.payload
+    def _top2(self, m, c):
+        """The engine's result beats: logits buffer, busy sums, and the running top-2 over the R
+        logits of a LOGITS beat (a chain of R comparisons; lowest index wins ties) -> ``margin``."""
+        cfg, R, OW, GW = c.cfg, c.R, c.OW, c.GW
+        er = c.eng.res.payload
         logbuf = Array(Signal(R * OW, name=f"logbuf{i}") for i in range(cfg.logit_groups))
         busy = Array(Signal(32, name=f"busysum{i}") for i in range(cfg.max_layers))
         t1, t2 = Signal(signed(OW)), Signal(signed(OW))
@@ -225,7 +256,7 @@ class PolicyEngine(wiring.Component):
             nh1, nh2, npred = Signal(name=f"tk_h1_{r}"), Signal(name=f"tk_h2_{r}"), \
                 Signal(12, name=f"tk_p{r}")
             m.d.comb += [
-                ok.eq((er.index * R + r) < classes),
+                ok.eq((er.index * R + r) < c.classes),
                 gt1.eq(ok & (~ch1 | (v > c1))),
                 gt2.eq(ok & ~gt1 & (~ch2 | (v > c2))),
                 n1.eq(Mux(gt1, v, c1)),
@@ -237,34 +268,43 @@ class PolicyEngine(wiring.Component):
             c1, c2, ch1, ch2, cp = n1, n2, nh1, nh2, npred
         margin = Signal(GW)
         m.d.comb += margin.eq(Mux(h2, t1 - t2, 0))
+        vars(c).update(er=er, logbuf=logbuf, busy=busy, t1=t1, t2=t2, h1=h1, h2=h2, pred=pred,
+                       c1=c1, c2=c2, ch1=ch1, ch2=ch2, cp=cp, margin=margin)
 
-        # ---- decision ---------------------------------------------------------------------------
+    def _decision(self, m, c):
+        """Combinational inputs of DECIDE and CHECK: the gate comparisons at the current k, the
+        next escalation level, the hybrid's next start levels and the first levels of a request."""
+        N, k, hs, req, gates, margin = c.N, c.k, c.hs, c.req, c.gates, c.margin
         km1 = (k - 1)[:5]
         g_acc = gates[GateSlot.ACCEPT.value * N + km1]
         g_agr = gates[GateSlot.AGREE.value * N + km1]
         g_dn = gates[GateSlot.DOWN.value * N + km1]
-        conf = margin >= g_acc
-        agree = prev_ok & (pred == prev) & (margin >= g_agr)
-        down = margin >= g_dn
+        c.conf = margin >= g_acc
+        c.agree = c.prev_ok & (c.pred == c.prev) & (margin >= g_agr)
+        c.down = margin >= g_dn
         above_k = Cat(*[Const(i + 1, 5) > k for i in range(N)])
-        has_up, up = _lowest(m, req.levels & above_k, "up")
+        c.has_up, c.up = _lowest(m, req.levels & above_k, "up")
         above_hs = Cat(*[Const(i + 1, 5) > hs for i in range(N)])
         below_hs = Cat(*[Const(i + 1, 5) < hs for i in range(N)])
-        has_sup, sup = _lowest(m, req.start & above_hs, "sup")
-        has_sdn, sdn = _highest(m, req.start & below_hs, "sdn")
-        _, lev0 = _lowest(m, req.levels, "lev0")
-        _, st0 = _lowest(m, req.start, "st0")
+        c.has_sup, c.sup = _lowest(m, req.start & above_hs, "sup")
+        c.has_sdn, c.sdn = _highest(m, req.start & below_hs, "sdn")
+        _, c.lev0 = _lowest(m, req.levels, "lev0")
+        _, c.st0 = _lowest(m, req.start, "st0")
         hs_in = Signal()
         m.d.comb += hs_in.eq((hs != 0) & ((req.start & Cat(*[hs == i + 1 for i in range(N)])).any()))
+        c.hs_in = hs_in
 
-        # checks of a request (the gates it needs, for every k it may visit)
-        rq = data.View(policy_req_layout(cfg), cmd.data[:policy_req_layout(cfg).size])
+    def _request_check(self, m, c):
+        """``chk``: the :class:`PolicyErr` of the latched request (the gates it needs, for every k
+        it may visit); combinational. Also ``rq``, the request on ``cmd``."""
+        cfg, N, req, gvalid = c.cfg, c.N, c.req, c.gvalid
+        c.rq = data.View(policy_req_layout(cfg), c.cmd.data[:policy_req_layout(cfg).size])
         gv_acc = gvalid[GateSlot.ACCEPT.value * N:(GateSlot.ACCEPT.value + 1) * N]
         gv_agr = gvalid[GateSlot.AGREE.value * N:(GateSlot.AGREE.value + 1) * N]
         gv_dn = gvalid[GateSlot.DOWN.value * N:(GateSlot.DOWN.value + 1) * N]
         hyb_ks = req.levels | req.start
         chk = Signal(PolicyErr)
-        with m.If(nlayers == 0):
+        with m.If(c.nlayers == 0):
             m.d.comb += chk.eq(PolicyErr.NO_PROGRAM)
         with m.Elif(req.policy == PolicyId.FIXED):
             with m.If((req.k < 1) | (req.k > N)):
@@ -281,111 +321,160 @@ class PolicyEngine(wiring.Component):
                 m.d.comb += chk.eq(PolicyErr.GATE_MISSING)
         with m.Else():
             m.d.comb += chk.eq(PolicyErr.UNKNOWN_POLICY)
+        c.chk = chk
 
-        # ---- control ----------------------------------------------------------------------------
+    def _control(self, m, c):
+        """The wrapper's FSM: IDLE (pass-through) -> CHECK -> (ISSUE -> COLLECT -> DECIDE)+ ->
+        SUMMARY -> LOGITS -> COUNTERS, or CHECK -> ERROR."""
+        cfg = c.cfg
         ridx = Signal(12)
         summ = Signal(policy_summary_layout(cfg))
-        m.d.comb += [summ.cls.eq(pred), summ.k.eq(k), summ.cycles.eq(cycles), summ.err.eq(err),
-                     summ.visited.eq(visited)]
+        m.d.comb += [summ.cls.eq(c.pred), summ.k.eq(c.k), summ.cycles.eq(c.cycles),
+                     summ.err.eq(c.err), summ.visited.eq(c.visited)]
         cnt = Signal(counter_layout(cfg))
-        m.d.comb += cnt.busy.eq(busy[ridx])
-
+        m.d.comb += cnt.busy.eq(c.busy[ridx])
+        c.ridx, c.summ, c.cnt = ridx, summ, cnt
         with m.FSM():
             with m.State("IDLE"):
-                # every engine command passes through; the wrapper's own wait for an idle engine
-                m.d.comb += [
-                    eng.cmd.valid.eq(self.cmd.valid & ~own), eng.cmd.payload.eq(cmd),
-                    self.cmd.ready.eq(eng.cmd.ready),
-                    self.res.valid.eq(eng.res.valid), out.eq(er),
-                    eng.res.ready.eq(self.res.ready),
-                ]
-                with m.If(accept & (op == Op.RUN_POLICY)):
-                    m.d.sync += req.eq(rq)
-                    m.next = "CHECK"
+                self._idle(m, c)
             with m.State("CHECK"):
-                m.d.sync += [err.eq(chk), visited.eq(0), escalated.eq(0), first_run.eq(1)]
-                with m.If(chk != PolicyErr.OK):
-                    m.next = "ERROR"
-                with m.Else():
-                    with m.If(req.reset):
-                        m.d.sync += prev_ok.eq(0)
-                    with m.Switch(req.policy):
-                        with m.Case(PolicyId.FIXED):
-                            m.d.sync += k.eq(req.k)
-                        with m.Case(PolicyId.ESCALATE):
-                            m.d.sync += k.eq(lev0)
-                        with m.Case(PolicyId.HYBRID):
-                            start = Mux(req.reset | ~hs_in, st0, hs)
-                            m.d.sync += [k.eq(start), hs.eq(start)]
-                    m.next = "ISSUE"
+                self._check(m, c)
             with m.State("ISSUE"):
-                m.d.comb += [eng.cmd.valid.eq(1), eng.cmd.payload.op.eq(Op.RUN),
-                             eng.cmd.payload.data.eq(k)]
-                with m.If(eng.cmd.ready):
-                    m.d.sync += [visited.eq(visited | Cat(*[k == i + 1 for i in range(N)])), h1.eq(0), h2.eq(0),
-                                 pred.eq(0)]
-                    m.next = "COLLECT"
+                self._issue(m, c)
             with m.State("COLLECT"):
-                m.d.comb += eng.res.ready.eq(1)
-                with m.If(eng.res.valid):
-                    with m.Switch(er.kind):
-                        with m.Case(ResKind.LOGITS):
-                            m.d.sync += [logbuf[er.index].eq(er.data[:R * OW]),
-                                         t1.eq(c1), t2.eq(c2), h1.eq(ch1), h2.eq(ch2),
-                                         pred.eq(cp)]
-                        with m.Case(ResKind.COUNTER):
-                            b = data.View(counter_layout(cfg),
-                                          er.data[:counter_layout(cfg).size]).busy
-                            m.d.sync += busy[er.index].eq(Mux(first_run, b, busy[er.index] + b))
-                            with m.If(er.index == nlayers - 1):
-                                m.next = "DECIDE"
+                self._collect(m, c)
             with m.State("DECIDE"):
-                m.d.sync += first_run.eq(0)
-                accept_frame = Signal()
-                with m.Switch(req.policy):
-                    with m.Case(PolicyId.FIXED):
-                        m.d.comb += accept_frame.eq(1)
-                    with m.Case(PolicyId.ESCALATE):
-                        m.d.comb += accept_frame.eq(conf | ~has_up)
-                    with m.Case(PolicyId.HYBRID):
-                        m.d.comb += accept_frame.eq(conf | agree | ~has_up)
-                with m.If(accept_frame):
-                    with m.If(req.policy == PolicyId.HYBRID):
-                        m.d.sync += [prev.eq(pred), prev_ok.eq(1)]
-                        with m.If(escalated):
-                            m.d.sync += hs.eq(Mux(has_sup, sup, hs))
-                        with m.Elif(down):
-                            m.d.sync += hs.eq(Mux(has_sdn, sdn, hs))
-                    m.next = "SUMMARY"
-                with m.Else():
-                    m.d.sync += [k.eq(up), escalated.eq(1)]
-                    m.next = "ISSUE"
+                self._decide(m, c)
             with m.State("ERROR"):
-                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.SUMMARY),
-                             out.data.eq(summ)]
-                with m.If(self.res.ready):
-                    m.d.sync += counting.eq(0)
-                    m.next = "IDLE"
+                self._error(m, c)
             with m.State("SUMMARY"):
-                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.SUMMARY),
-                             out.data.eq(summ)]
-                with m.If(self.res.ready):
-                    m.d.sync += [counting.eq(0), ridx.eq(0)]
-                    m.next = "LOGITS"
+                self._summary(m, c)
             with m.State("LOGITS"):
-                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.LOGITS),
-                             out.index.eq(ridx), out.data.eq(logbuf[ridx])]
-                with m.If(self.res.ready):
-                    with m.If(ridx == ngroups - 1):
-                        m.d.sync += ridx.eq(0)
-                        m.next = "COUNTERS"
-                    with m.Else():
-                        m.d.sync += ridx.eq(ridx + 1)
+                self._logits(m, c)
             with m.State("COUNTERS"):
-                m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.COUNTER),
-                             out.index.eq(ridx), out.data.eq(cnt)]
-                with m.If(self.res.ready):
-                    m.d.sync += ridx.eq(ridx + 1)
-                    with m.If(ridx == nlayers - 1):
-                        m.next = "IDLE"
-        return m
+                self._counters(m, c)
+
+    def _idle(self, m, c):
+        """Every engine command passes through; the wrapper's own wait for an idle engine; a
+        RUN_POLICY is latched."""
+        eng = c.eng
+        m.d.comb += [
+            eng.cmd.valid.eq(self.cmd.valid & ~c.own), eng.cmd.payload.eq(c.cmd),
+            self.cmd.ready.eq(eng.cmd.ready),
+            self.res.valid.eq(eng.res.valid), c.out.eq(c.er),
+            eng.res.ready.eq(self.res.ready),
+        ]
+        with m.If(c.accept & (c.op == Op.RUN_POLICY)):
+            m.d.sync += c.req.eq(c.rq)
+            m.next = "CHECK"
+
+    def _check(self, m, c):
+        """1 cycle: refuse the request (ERROR) or pick the first k (the hybrid's carried start
+        level unless reset or no longer a starting level)."""
+        req, k, hs = c.req, c.k, c.hs
+        m.d.sync += [c.err.eq(c.chk), c.visited.eq(0), c.escalated.eq(0), c.first_run.eq(1)]
+        with m.If(c.chk != PolicyErr.OK):
+            m.next = "ERROR"
+        with m.Else():
+            with m.If(req.reset):
+                m.d.sync += c.prev_ok.eq(0)
+            with m.Switch(req.policy):
+                with m.Case(PolicyId.FIXED):
+                    m.d.sync += k.eq(req.k)
+                with m.Case(PolicyId.ESCALATE):
+                    m.d.sync += k.eq(c.lev0)
+                with m.Case(PolicyId.HYBRID):
+                    start = Mux(req.reset | ~c.hs_in, c.st0, hs)
+                    m.d.sync += [k.eq(start), hs.eq(start)]
+            m.next = "ISSUE"
+
+    def _issue(self, m, c):
+        """Issue RUN(k) to the engine; mark k visited, clear the top-2."""
+        eng, k, N = c.eng, c.k, c.N
+        m.d.comb += [eng.cmd.valid.eq(1), eng.cmd.payload.op.eq(Op.RUN),
+                     eng.cmd.payload.data.eq(k)]
+        with m.If(eng.cmd.ready):
+            m.d.sync += [c.visited.eq(c.visited | Cat(*[k == i + 1 for i in range(N)])),
+                         c.h1.eq(0), c.h2.eq(0), c.pred.eq(0)]
+            m.next = "COLLECT"
+
+    def _collect(self, m, c):
+        """Take the engine's answer beats (one per cycle): buffer the logits and update the top-2,
+        sum the busy counters; DECIDE after the last layer's counter."""
+        cfg, eng, er, busy = c.cfg, c.eng, c.er, c.busy
+        m.d.comb += eng.res.ready.eq(1)
+        with m.If(eng.res.valid):
+            with m.Switch(er.kind):
+                with m.Case(ResKind.LOGITS):
+                    m.d.sync += [c.logbuf[er.index].eq(er.data[:c.R * c.OW]),
+                                 c.t1.eq(c.c1), c.t2.eq(c.c2), c.h1.eq(c.ch1), c.h2.eq(c.ch2),
+                                 c.pred.eq(c.cp)]
+                with m.Case(ResKind.COUNTER):
+                    b = data.View(counter_layout(cfg),
+                                  er.data[:counter_layout(cfg).size]).busy
+                    m.d.sync += busy[er.index].eq(Mux(c.first_run, b, busy[er.index] + b))
+                    with m.If(er.index == c.nlayers - 1):
+                        m.next = "DECIDE"
+
+    def _decide(self, m, c):
+        """1 cycle: accept the frame (SUMMARY; the hybrid updates its cross-frame state) or
+        escalate to the next level (ISSUE)."""
+        req, hs = c.req, c.hs
+        m.d.sync += c.first_run.eq(0)
+        accept_frame = Signal()
+        with m.Switch(req.policy):
+            with m.Case(PolicyId.FIXED):
+                m.d.comb += accept_frame.eq(1)
+            with m.Case(PolicyId.ESCALATE):
+                m.d.comb += accept_frame.eq(c.conf | ~c.has_up)
+            with m.Case(PolicyId.HYBRID):
+                m.d.comb += accept_frame.eq(c.conf | c.agree | ~c.has_up)
+        with m.If(accept_frame):
+            with m.If(req.policy == PolicyId.HYBRID):
+                m.d.sync += [c.prev.eq(c.pred), c.prev_ok.eq(1)]
+                with m.If(c.escalated):
+                    m.d.sync += hs.eq(Mux(c.has_sup, c.sup, hs))
+                with m.Elif(c.down):
+                    m.d.sync += hs.eq(Mux(c.has_sdn, c.sdn, hs))
+            m.next = "SUMMARY"
+        with m.Else():
+            m.d.sync += [c.k.eq(c.up), c.escalated.eq(1)]
+            m.next = "ISSUE"
+
+    def _error(self, m, c):
+        """A refused request: one SUMMARY beat naming the error."""
+        m.d.comb += [self.res.valid.eq(1), c.out.kind.eq(ResKind.SUMMARY),
+                     c.out.data.eq(c.summ)]
+        with m.If(self.res.ready):
+            m.d.sync += c.counting.eq(0)
+            m.next = "IDLE"
+
+    def _summary(self, m, c):
+        """The answer's SUMMARY beat."""
+        m.d.comb += [self.res.valid.eq(1), c.out.kind.eq(ResKind.SUMMARY),
+                     c.out.data.eq(c.summ)]
+        with m.If(self.res.ready):
+            m.d.sync += [c.counting.eq(0), c.ridx.eq(0)]
+            m.next = "LOGITS"
+
+    def _logits(self, m, c):
+        """The final k's ``ngroups`` LOGITS beats, from the buffer."""
+        ridx = c.ridx
+        m.d.comb += [self.res.valid.eq(1), c.out.kind.eq(ResKind.LOGITS),
+                     c.out.index.eq(ridx), c.out.data.eq(c.logbuf[ridx])]
+        with m.If(self.res.ready):
+            with m.If(ridx == c.ngroups - 1):
+                m.d.sync += ridx.eq(0)
+                m.next = "COUNTERS"
+            with m.Else():
+                m.d.sync += ridx.eq(ridx + 1)
+
+    def _counters(self, m, c):
+        """One COUNTER beat per program layer: its busy cycles summed over the frame's RUNs."""
+        ridx = c.ridx
+        m.d.comb += [self.res.valid.eq(1), c.out.kind.eq(ResKind.COUNTER),
+                     c.out.index.eq(ridx), c.out.data.eq(c.cnt)]
+        with m.If(self.res.ready):
+            m.d.sync += ridx.eq(ridx + 1)
+            with m.If(ridx == c.nlayers - 1):
+                m.next = "IDLE"
