@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -115,6 +116,107 @@ def accuracy(net: QNet, x: np.ndarray, y: np.ndarray, k: int | None = None, tabl
     return correct / max(len(x), 1)
 
 
+def _check_options(epochs, schedule: str, distill: float, label_smoothing: float | None,
+                   any_k: bool) -> float:
+    """Validate :func:`train`'s options (ValueError naming the bad one); the label smoothing."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+    if not 0 <= distill <= 1:
+        raise ValueError(f"distill must be in [0, 1], not {distill!r}")
+    if label_smoothing is None:
+        label_smoothing = LABEL_SMOOTHING_ANY_K if any_k else 0.0
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), not {label_smoothing!r}")
+    return label_smoothing
+
+
+def _optimizer(net: QNet, any_k: bool, lr: float, total: int):
+    """Adam over the trained parameters and its cosine schedule over ``total`` steps; at k=N only,
+    the per-k affines (layers without BN) stay the identity (BN retraining's part)."""
+    affine = {id(p) for m in net.affine_modules() for p in m.parameters()}
+    opt = torch.optim.Adam([p for p in net.parameters() if any_k or id(p) not in affine], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    return opt, sched
+
+
+def _use_amp(amp: bool | None, dev: torch.device, net: QNet) -> bool:
+    """float16 autocast: default on CUDA only, never on the CPU or with N or A above 8."""
+    if amp is None:
+        amp = dev.type == "cuda"
+    return bool(amp) and dev.type == "cuda" and net.nbits <= 8 and net.abits <= 8
+
+
+def _step_planes(rng: np.random.Generator, n: int, any_k: bool, schedule: str) -> list[int]:
+    """The k of one step, the label-trained one first (module docstring: schedules)."""
+    if not any_k:
+        return [n]
+    if schedule == "uniform" or n == 1:
+        return [int(rng.integers(1, n + 1))]
+    return [n, 1] + ([int(rng.integers(2, n))] if n > 2 else [])
+
+
+@dataclass
+class _Step:
+    """What one optimizer step needs besides the batch."""
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    dev: torch.device
+    amp: bool
+    distill: float
+    temperature: float
+
+
+def _train_step(net: QNet, xb: torch.Tensor, yb: torch.Tensor, ks: list[int], s: _Step) -> float:
+    """One optimizer step: the gradients of every k in ``ks`` add up (the first on the labels,
+    the others also distilled from it); returns the first k's loss."""
+    s.opt.zero_grad(set_to_none=True)
+    top = None
+    for i, k in enumerate(ks):
+        set_k(net, k)
+        with torch.autocast(s.dev.type, dtype=torch.float16, enabled=s.amp):
+            out = net(xb)
+        out = out.float()
+        if i == 0:
+            loss = s.loss_fn(out, yb)
+            top, loss_top = out.detach(), loss.item()   # the log reports the top k's loss
+        else:
+            loss = ((1 - s.distill) * s.loss_fn(out, yb)
+                    + s.distill * distill_loss(out, top, s.temperature))
+        s.scaler.scale(loss).backward()
+    s.scaler.step(s.opt)
+    s.scaler.update()
+    s.sched.step()
+    return loss_top
+
+
+def _epoch(net: QNet, x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator,
+           gen: torch.Generator, s: _Step, *, any_k: bool, schedule: str, augment_images: bool,
+           bar, max_steps: int | None, step: int) -> tuple[float, int]:
+    """One pass over the training images (shuffled by ``rng``; stops at ``max_steps``); returns
+    the mean loss of the label-trained k and the optimizer steps done so far."""
+    net.train()
+    n = net.nbits
+    tot, cnt = 0.0, 0
+    for xb, yb in batches(x, y, batch_size, rng):
+        ks = _step_planes(rng, n, any_k, schedule)
+        if augment_images:
+            xb = augment(xb, gen)
+        xb, yb = xb.to(s.dev, non_blocking=True), yb.to(s.dev, non_blocking=True)
+        tot += _train_step(net, xb, yb, ks, s) * len(yb)
+        cnt += len(yb)
+        step += 1
+        if bar is not None:
+            bar.update(1)
+        if max_steps is not None and step >= max_steps:
+            break
+    return tot / cnt, step
+
+
 def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed: int = 0,
           batch_size: int = 64, lr: float = 3e-3, limit: int | None = None,
           progress: bool = True, device: str = "cpu", amp: bool | None = None,
@@ -135,35 +237,20 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
     ``label_smoothing``: of the cross-entropy on the labels (0 = none; default
     :data:`LABEL_SMOOTHING_ANY_K` with ``any_k``, 0 at k=N).
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
-    if not 0 <= distill <= 1:
-        raise ValueError(f"distill must be in [0, 1], not {distill!r}")
-    if label_smoothing is None:
-        label_smoothing = LABEL_SMOOTHING_ANY_K if any_k else 0.0
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), not {label_smoothing!r}")
+    label_smoothing = _check_options(epochs, schedule, distill, label_smoothing, any_k)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = ds.train_x, ds.train_y
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    steps_per_epoch = math.ceil(len(x) / batch_size)
-    total = epochs * steps_per_epoch
-    # at k=N only, the per-k affines (layers without BN) stay the identity (BN retraining's part)
-    affine = {id(p) for m in net.affine_modules() for p in m.parameters()}
-    opt = torch.optim.Adam([p for p in net.parameters() if any_k or id(p) not in affine], lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    total = epochs * math.ceil(len(x) / batch_size)
+    opt, sched = _optimizer(net, any_k, lr, total)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     dev = pick_device(device)
-    if amp is None:
-        amp = dev.type == "cuda"
-    amp = bool(amp) and dev.type == "cuda" and net.nbits <= 8 and net.abits <= 8
+    amp = _use_amp(amp, dev, net)
     net.to(dev)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    s = _Step(opt, sched, torch.amp.GradScaler("cuda", enabled=amp), loss_fn, dev, amp, distill,
+              temperature)
     gen = torch.Generator().manual_seed(seed)
     tx, ty = ds.test_x[:test_limit], ds.test_y[:test_limit]
     log = {"epochs": [], "any_k": any_k, "seed": seed, "batch_size": batch_size, "lr": lr,
@@ -179,47 +266,13 @@ def train(net: QNet, ds: Dataset, *, epochs: int = 20, any_k: bool = False, seed
         bar = tqdm(total=total, desc="train", unit="step", leave=True)
     n = net.nbits
     for ep in range(epochs):
-        net.train()
-        tot, cnt = 0.0, 0
-        for xb, yb in batches(x, y, batch_size, rng):
-            if not any_k:
-                ks = [n]
-            elif schedule == "uniform" or n == 1:
-                ks = [int(rng.integers(1, n + 1))]
-            else:
-                ks = [n, 1] + ([int(rng.integers(2, n))] if n > 2 else [])
-            if augment_images:
-                xb = augment(xb, gen)
-            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-            opt.zero_grad(set_to_none=True)
-            top = None
-            for i, k in enumerate(ks):
-                set_k(net, k)
-                with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
-                    out = net(xb)
-                out = out.float()
-                if i == 0:
-                    loss = loss_fn(out, yb)
-                    top, loss_top = out.detach(), loss.item()   # the log reports the top k's loss
-                else:
-                    loss = ((1 - distill) * loss_fn(out, yb)
-                            + distill * distill_loss(out, top, temperature))
-                scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            tot += loss_top * len(yb)
-            cnt += len(yb)
-            step += 1
-            if bar is not None:
-                bar.update(1)
-            if max_steps is not None and step >= max_steps:
-                break
+        loss, step = _epoch(net, x, y, batch_size, rng, gen, s, any_k=any_k, schedule=schedule,
+                            augment_images=augment_images, bar=bar, max_steps=max_steps, step=step)
         set_k(net, n)
         acc = accuracy(net, tx, ty)
-        log["epochs"].append({"epoch": ep + 1, "loss": tot / cnt, "test_acc_k%d" % n: acc})
+        log["epochs"].append({"epoch": ep + 1, "loss": loss, "test_acc_k%d" % n: acc})
         if bar is not None:
-            bar.set_postfix(loss=f"{tot / cnt:.3f}", acc=f"{acc:.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
         if max_steps is not None and step >= max_steps:
             break
     if bar is not None:
