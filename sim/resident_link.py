@@ -192,6 +192,7 @@ class ResidentLink:
     port : str or byte port
         A device name (opened with pyserial at ``baud``) or an object with ``write``/``read``.
     baud : int
+        The line rate of a real port (default 3 Mbaud, what `pnn build` gives every board).
         Sets the deadline's allowance per byte; a port with ``baud`` and ``clock()`` (simulated)
         gives both, and then every time below is the port's simulated seconds.
     timeout : float
@@ -208,7 +209,7 @@ class ResidentLink:
     ``link`` counts: bytes each way, messages, bad candidates, garbage, probes, retries.
     """
 
-    def __init__(self, port, *, baud: int = 115200, timeout: float = 10.0, probe: float = 0.5,
+    def __init__(self, port, *, baud: int = 3_000_000, timeout: float = 10.0, probe: float = 0.5,
                  retries: int = 3, counters: bool = False):
         if isinstance(port, str):
             try:

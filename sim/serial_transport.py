@@ -154,6 +154,7 @@ class SerialTransport(Transport):
     port : str or byte port
         A device name (opened with pyserial at ``baud``) or an object with ``write``/``read``.
     baud : int
+        The line rate of a real port (default 3 Mbaud, what `pnn build` gives every board).
         Also sets the deadline's allowance per byte (10 bits each, times 4). A port with a
         ``baud`` attribute and a ``clock()`` (a simulated port) gives both: then all times below
         are the port's (simulated) seconds.
@@ -172,7 +173,7 @@ class SerialTransport(Transport):
     bytes skipped by the parser, status probes repeated, identify retries.
     """
 
-    def __init__(self, cfg: EngineConfig, port, *, baud: int = 115200, timeout: float = 10.0,
+    def __init__(self, cfg: EngineConfig, port, *, baud: int = 3_000_000, timeout: float = 10.0,
                  reset: bool = True, probe: float = 0.5, retries: int = 3):
         self.cfg = cfg
         if isinstance(port, str):

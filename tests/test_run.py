@@ -158,3 +158,8 @@ def test_run_default_baud_is_the_boards_default():
     from progressivenn.hw.boards import FAST_BAUD, board_spec
     assert DEFAULT_BAUD == FAST_BAUD
     assert board_spec("icebreaker").baud == FAST_BAUD
+    import inspect
+    from progressivenn.sim.resident_link import ResidentLink
+    from progressivenn.sim.serial_transport import SerialTransport
+    for cls in (ResidentLink, SerialTransport):
+        assert inspect.signature(cls).parameters["baud"].default == FAST_BAUD, cls
