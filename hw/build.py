@@ -198,6 +198,81 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     platform = board_platform(spec)
     clk_hz = board_clock_hz(spec, platform)
     divisor = divisor_for(clk_hz, spec.baud)        # a bad --baud is refused before any work
+    engine, cfg, design, synth_opts, dsp_used = _design(spec, baseline, dsp)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("top.tim", "top.asc", "top.config", "top.bin", "top.bit", "top.stat.json",
+                  "top.report.json"):
+        (out / stale).unlink(missing_ok=True)
+
+    t0 = time.monotonic()
+    top = BoardTop(spec, engine=engine)
+    overrides = {"synth_opts": " ".join(synth_opts),
+                 "script_after_synth": "tee -q -o top.stat.json stat -json"}
+    # nextpnr writes its utilisation and per-clock Fmax as JSON (parse_nextpnr_report)
+    overrides["nextpnr_opts"] = " ".join([*(spec.nextpnr_opts or ()), "--report",
+                                          "top.report.json"])
+    plan = platform.prepare(top, name="top", **overrides)
+    plan.extract(str(out))
+    elaborate_s = time.monotonic() - t0
+
+    run_env = dict(os.environ)
+    run_env.update(env)
+    returncode, log, stage, stage_times = _run_toolchain(out, run_env, board, t0, progress,
+                                                         timeout)
+    total = time.monotonic() - t0
+    error = _build_error(out, board, returncode, log, stage)
+
+    ys = parse_yosys_stat(out / "top.stat.json", spec.family)
+    pnr = (parse_nextpnr_report(out / "top.report.json") if (out / "top.report.json").exists()
+           else parse_nextpnr_log(out / "top.tim"))
+    clock = _design_clock(pnr["clocks"], clk_hz)
+    bitstream = out / ("top.bin" if spec.family == "ice40" else "top.bit")
+    util = pnr["utilisation"]
+    report = {
+        "board": board,
+        "design": design,
+        "mode": spec.design_mode,
+        "fits": error is None,
+        "error": error,
+        "device": f"{platform.device}-{platform.package}",
+        "family": spec.family,
+        "rows": cfg.rows,
+        "cols": cfg.cols,
+        **_area(ys, util, spec.family),
+        "fmax_mhz": clock.get("fmax_mhz"),
+        "target_mhz": round(clk_hz / 1e6, 3),
+        "timing_met": error is None and bool(clock) and clock["fmax_mhz"] >= clk_hz / 1e6,
+        "bitstream": str(bitstream.resolve()) if bitstream.exists() else None,
+        "build_seconds": round(total, 1),
+        "stage_seconds": {"elaborate": round(elaborate_s, 1), **stage_times},
+        "clock_source": "pll" if spec.clk_hz else "board",
+        "baud": spec.baud,
+        "uart_divisor": divisor,
+        "dsp_inference": dsp_used,
+        "synth_opts": " ".join(synth_opts),
+        "config": cfg.to_dict(),
+        "utilisation": util,
+        "yosys_cells": ys["cells"],
+    }
+    for extra in ("spram", "lutram"):
+        if extra in ys:
+            report[extra] = ys[extra]
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _area(ys: dict, util: dict, family: str) -> dict:
+    """Yosys' cell counts and nextpnr's placed logic cells (used, available)."""
+    lc_key = "ICESTORM_LC" if family == "ice40" else "TRELLIS_COMB"
+    return {**{k: ys[k] for k in ("luts", "ffs", "carries", "dsps", "brams")},
+            "logic_cells": util.get(lc_key, [None, None])[0],
+            "logic_cells_available": util.get(lc_key, [None, None])[1]}
+
+
+def _design(spec, baseline: bool, dsp: bool | None):
+    """What the board top holds and how it is synthesized: ``(engine or None for the mode's own,
+    config, design name, synth options, DSP inference used)``."""
     resident = spec.design_mode == "resident"
     cfg = spec.resident if resident else spec.cfg
     engine = None
@@ -220,27 +295,13 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
         design += "-dsp" if dsp_used else "-lut"
     elif dsp is False:
         design += "-lut"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("top.tim", "top.asc", "top.config", "top.bin", "top.bit", "top.stat.json",
-                  "top.report.json"):
-        (out / stale).unlink(missing_ok=True)
+    return engine, cfg, design, synth_opts, dsp_used
 
-    t0 = time.monotonic()
-    top = BoardTop(spec, engine=engine)
-    overrides = {"synth_opts": " ".join(synth_opts),
-                 "script_after_synth": "tee -q -o top.stat.json stat -json"}
-    # nextpnr writes its utilisation and per-clock Fmax as JSON (parse_nextpnr_report)
-    overrides["nextpnr_opts"] = " ".join([*(spec.nextpnr_opts or ()), "--report",
-                                          "top.report.json"])
-    plan = platform.prepare(top, name="top", **overrides)
-    plan.extract(str(out))
-    elaborate_s = time.monotonic() - t0
 
-    run_env = dict(os.environ)
-    run_env.update(env)
-    script = "build_top.sh"
-    proc = subprocess.Popen(["sh", script], cwd=out, env=run_env, stdout=subprocess.PIPE,
+def _run_toolchain(out: Path, env: dict, board: str, t0: float, progress, timeout: float):
+    """Run the extracted ``build_top.sh`` in ``out``, reporting the stage now and then; returns
+    ``(exit code, log text, last stage, seconds per stage)``; the log goes to ``build.log``."""
+    proc = subprocess.Popen(["sh", "build_top.sh"], cwd=out, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     chunks: list[str] = []
     reader = threading.Thread(target=lambda: chunks.extend(proc.stdout), daemon=True)
@@ -260,71 +321,34 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
             raise TimeoutError(f"{board} build exceeded {timeout} s")
     reader.join(5)
     stage_times[stage] = round(time.monotonic() - stage_t, 1)
-    total = time.monotonic() - t0
     log = "".join(chunks)
     (out / "build.log").write_text(log)
-    error = None
-    if proc.returncode != 0:
-        tail = " | ".join(log.strip().splitlines()[-6:])
-        errors = [l.strip() for name in ("top.tim", "top.rpt") if (out / name).exists()
-                  for l in (out / name).read_text(errors="replace").splitlines()
-                  if l.startswith("ERROR")]
-        error = errors[0] if errors else tail
-        if stage == "synthesis" or not (out / "top.stat.json").exists():
-            raise RuntimeError(f"{board} build failed at {stage} (exit {proc.returncode}); logs in"
-                               f" {out}: {error}")
-        # synthesis worked, place-and-route did not (the design does not fit): still a result
+    return proc.returncode, log, stage, stage_times
 
-    ys = parse_yosys_stat(out / "top.stat.json", spec.family)
-    pnr = (parse_nextpnr_report(out / "top.report.json") if (out / "top.report.json").exists()
-           else parse_nextpnr_log(out / "top.tim"))
-    # the design clock: the one constrained at clk_hz (a PLL design also lists its input clock;
-    # nextpnr lists pseudo-clocks such as '$PACKER_GND_NET', the tied-off clock of an unused
-    # memory port)
-    clocks = pnr["clocks"]
+
+def _build_error(out: Path, board: str, returncode: int, log: str, stage: str):
+    """None for a good build; the first ERROR line (or the log's tail) when place-and-route
+    failed (the design does not fit: still a result); raises when synthesis failed."""
+    if returncode == 0:
+        return None
+    tail = " | ".join(log.strip().splitlines()[-6:])
+    errors = [l.strip() for name in ("top.tim", "top.rpt") if (out / name).exists()
+              for l in (out / name).read_text(errors="replace").splitlines()
+              if l.startswith("ERROR")]
+    error = errors[0] if errors else tail
+    if stage == "synthesis" or not (out / "top.stat.json").exists():
+        raise RuntimeError(f"{board} build failed at {stage} (exit {returncode}); logs in"
+                           f" {out}: {error}")
+    return error
+
+
+def _design_clock(clocks: dict, clk_hz: float) -> dict:
+    """The design clock's entry: the one constrained at ``clk_hz`` (a PLL design also lists its
+    input clock; nextpnr lists pseudo-clocks such as '$PACKER_GND_NET', the tied-off clock of an
+    unused memory port)."""
     named = [v for n, v in clocks.items() if not n.startswith("$")]
-    clock = next((v for v in named if abs(v["target_mhz"] - clk_hz / 1e6) < 0.01),
-                 next(iter(named), next(iter(clocks.values()), {})))
-    bitstream = out / ("top.bin" if spec.family == "ice40" else "top.bit")
-    util = pnr["utilisation"]
-    lc_key = "ICESTORM_LC" if spec.family == "ice40" else "TRELLIS_COMB"
-    report = {
-        "board": board,
-        "design": design,
-        "mode": spec.design_mode,
-        "fits": error is None,
-        "error": error,
-        "device": f"{platform.device}-{platform.package}",
-        "family": spec.family,
-        "rows": cfg.rows,
-        "cols": cfg.cols,
-        "luts": ys["luts"],
-        "ffs": ys["ffs"],
-        "carries": ys["carries"],
-        "dsps": ys["dsps"],
-        "brams": ys["brams"],
-        "logic_cells": util.get(lc_key, [None, None])[0],
-        "logic_cells_available": util.get(lc_key, [None, None])[1],
-        "fmax_mhz": clock.get("fmax_mhz"),
-        "target_mhz": round(clk_hz / 1e6, 3),
-        "timing_met": error is None and bool(clock) and clock["fmax_mhz"] >= clk_hz / 1e6,
-        "bitstream": str(bitstream.resolve()) if bitstream.exists() else None,
-        "build_seconds": round(total, 1),
-        "stage_seconds": {"elaborate": round(elaborate_s, 1), **stage_times},
-        "clock_source": "pll" if spec.clk_hz else "board",
-        "baud": spec.baud,
-        "uart_divisor": divisor,
-        "dsp_inference": dsp_used,
-        "synth_opts": " ".join(synth_opts),
-        "config": cfg.to_dict(),
-        "utilisation": util,
-        "yosys_cells": ys["cells"],
-    }
-    for extra in ("spram", "lutram"):
-        if extra in ys:
-            report[extra] = ys[extra]
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return next((v for v in named if abs(v["target_mhz"] - clk_hz / 1e6) < 0.01),
+                next(iter(named), next(iter(clocks.values()), {})))
 
 
 #: checked-in constraint file per board (``constraints/``): the same text amaranth generates
