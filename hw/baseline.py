@@ -1,35 +1,36 @@
-"""Bit-parallel baseline: an R x C int8 x uint8 MAC array with the engine's stream interfaces.
+"""Bit-parallel baseline: the engine with an R x C int8 x uint8 MAC array as its exec stage.
 
 For area and Fmax comparisons (``pnn build --baseline``) against the bit-serial engine of the same
-R x C. It keeps the engine's memories (weights now as whole int8 words: one word holds R x C
-signed 8-bit weights, ``[(r*C + l)*8 +: 8]``), its sequencer, its post-processing unit and its
-result FIFO, and replaces the plane-serial PE array by R x C multipliers and R adder trees. A RUN
-computes the full-precision product in one pass per chunk (its k fields are ignored; result
-beats carry k = 1):
+R x C. :class:`MACArray` is the same :class:`~.engine.Engine` (command front-end, data loader,
+result stage with post-processing and FIFO, counters) with :class:`Int8ExecStage` in place of the
+plane-serial :class:`~.exec_stage.ExecStage`: weights are whole int8 words (one word holds R x C
+signed 8-bit weights, ``[(r*C + l)*8 +: 8]``), multiplied by R x C multipliers and summed by R
+adder trees. A RUN computes the full-precision product in one pass per chunk (its k fields and
+``save`` / ``every_plane`` are ignored; result beats carry k = 1):
 
     acc_r = sum_c sum_l w[r, c*C + l] * x[c*C + l];   then post-processing with table word g.
 
-Commands: LOAD_W / LOAD_A / LOAD_PP / RUN as in ``docs/engine.md``; READ_COUNTERS and
-CLEAR_COUNTERS are accepted and do nothing (the baseline has no counters). The host driver runs
-networks on it with ``infer(..., target=INT8_BASELINE)`` for k <= 7 (int8 holds q_k only up to 7 planes);
-``tests/test_boards.py`` checks one RUN against numpy and a whole network against the golden model.
+Commands: LOAD_W / LOAD_A / LOAD_PP / RUN / READ_COUNTERS / CLEAR_COUNTERS as in
+``docs/engine.md``; the counters are the engine's (a RUN counts one plane pass per chunk group of a
+position). The host driver runs networks on it with ``infer(..., target=INT8_BASELINE)`` for
+k <= 7 (int8 holds q_k only up to 7 planes); ``tests/test_boards.py`` checks one RUN against numpy
+and a whole network against the golden model.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .sequencer import Sequencer
-from .loader import DataLoader
-from .isa import CMD_WIDTH, SW, EngineConfig, Kind, Op
+from .engine import Engine
+from .exec_stage import ExecStage, exec_out_layout, exec_status_layout
+from .isa import EngineConfig
 from .pe_array import adder_tree
-from .postproc import PostProc
+from .sequencer import Sequencer
 
-__all__ = ["MACArray", "baseline_data_width"]
+__all__ = ["MACArray", "Int8ExecStage", "baseline_data_width", "WBITS"]
 
 WBITS = 8
 
@@ -41,171 +42,128 @@ def baseline_data_width(cfg: EngineConfig) -> int:
     return max(cfg.rows * cfg.cols * WBITS, cfg.cols * cfg.abits, cfg.pp_width)
 
 
-class MACArray(wiring.Component):
-    """R x C int8 MAC array behind the engine's ports.
+class Int8ExecStage(ExecStage):
+    """Sequencer -> memories -> registered memory data -> int8 products and adder trees ->
+    accumulators: the :class:`ExecStage` ports and side-band contract with int8 weights.
 
-    Parameters
-    ----------
-    cfg : EngineConfig
-        R, C, A, the post-processing widths and the memory depths; ``wdepth // nbits`` int8 weight
-        words are kept (the same bits as the engine's ``wdepth`` plane words).
+    Weight memory ``wdepth // nbits`` words of R*C*8 bits (the same bits as the engine's
+    ``wdepth`` plane words); no saved-accumulator memory. Each row accumulates in
+    :attr:`int8_acc_width` bits (|sum| <= I_max * 128 * (2^A - 1)) and leaves on ``o``
+    sign-extended (or, if ``cfg.acc_width`` is narrower, truncated: the driver's k-plane weights
+    never exceed ``cfg.acc_bound``) to ``cfg.acc_width``, the result stage's width.
 
-    Members
-    -------
-    cmd : In(stream.Signature(64))
-    data : In(stream.Signature(baseline_data_width(cfg)))
-    res : Out(stream.Signature(cfg.res_width))
-    busy : Out(1)
-
-    Latency: issue (memory read, 1) -> memory data registered (1) -> products and adder tree (1)
-    -> accumulate (1) -> post-processing (:attr:`PostProc.LATENCY`) -> result FIFO; one chunk
-    per cycle.
+    Latency (:attr:`LATENCY` = 4) from a chunk's issue to its accumulators on ``o``: memory read
+    (1), memory data registered (1), products and adder trees (1), accumulate (1); ``pp_req`` 2
+    cycles before ``o``, as in :class:`ExecStage`. One chunk per cycle.
     """
 
-    FIFO_DEPTH = 8
+    WEIGHT_BITS = WBITS
+    LATENCY = 4
+
+    @staticmethod
+    def wdepth_of(cfg: EngineConfig) -> int:
+        return max(1, cfg.wdepth // cfg.nbits)
 
     def __init__(self, cfg: EngineConfig):
-        if not isinstance(cfg, EngineConfig):
-            isa.refuse(self, TypeError(f"cfg must be an EngineConfig, not {cfg!r}"))
-        # a bit-parallel array can finish a result every cycle: its post-processing keeps one lane
-        # per row whatever ``cfg.pp_lanes`` says (the driver's ``INT8_BASELINE`` target does the same)
-        cfg = cfg.full_rate_pp()
-        self.cfg = cfg
-        self.wdepth = max(1, cfg.wdepth // cfg.nbits)
-        # |sum| <= I_max * 128 * (2^A - 1): the accumulator width for int8 weights
+        super().__init__(cfg)
         bound = cfg.max_reduction * (1 << (WBITS - 1)) * ((1 << cfg.abits) - 1)
-        self.acc_width = isa.signed_bits(-bound, bound)
-        super().__init__({
-            "cmd": In(stream.Signature(CMD_WIDTH)),
-            "data": In(stream.Signature(baseline_data_width(cfg))),
-            "res": Out(stream.Signature(cfg.res_width)),
-            "busy": Out(1),
-        })
+        self.int8_acc_width = isa.signed_bits(-bound, bound)
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, self.acc_width
-        waw, aaw, ppaw = isa.addr_width(self.wdepth), isa.addr_width(2 * cfg.adepth), isa.addr_width(cfg.ppdepth)
+        R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, self.int8_acc_width
 
-        m.submodules.wmem = wmem = Memory(shape=R * C * WBITS, depth=self.wdepth, init=[])
+        m.submodules.wmem = wmem = Memory(shape=self.wwidth, depth=self.wdepth, init=[])
         m.submodules.amem = amem = Memory(shape=C * A, depth=2 * cfg.adepth, init=[])
-        m.submodules.ppmem = ppmem = Memory(shape=cfg.pp_width, depth=cfg.ppdepth, init=[])
-        w_wr, w_rd = wmem.write_port(), wmem.read_port()
-        a_wr, a_rd = amem.write_port(), amem.read_port()
-        pp_wr, pp_rd = ppmem.write_port(), ppmem.read_port()
+        w_rd, a_rd = wmem.read_port(), amem.read_port()
+        wiring.connect(m, wiring.flipped(self.w_wr), wmem.write_port())
+        wiring.connect(m, wiring.flipped(self.a_wr), amem.write_port())
 
-        m.submodules.seq = seq = Sequencer(waddr_width=waw, aaddr_width=aaw, ppaddr_width=ppaw,
-                                           accaddr_width=1)
-        kw = isa.KW
-        m.submodules.pp = pp = PostProc(lanes=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
-                                        abits=A, obits=cfg.obits, shift_width=SW, tag_width=kw)
-        m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(width=cfg.res_width,
-                                                           depth=self.FIFO_DEPTH)
-
-        # ---- commands and loads ----------------------------------------------------------------
-        pending = Signal()
-        cmd = Signal(isa.Command)
-        m.d.comb += self.cmd.ready.eq(~pending)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [pending.eq(1), cmd.eq(self.cmd.payload)]
-        op = cmd.op
-
-        m.submodules.loader = loader = DataLoader(len(self.data.payload), {
-            Op.LOAD_W: (waw, R * C * WBITS), Op.LOAD_A: (aaw, C * A), Op.LOAD_PP: (ppaw, cfg.pp_width)})
-        wiring.connect(m, wiring.flipped(self.data), loader.data)
-        wiring.connect(m, loader.w, w_wr)
-        wiring.connect(m, loader.a, a_wr)
-        wiring.connect(m, loader.pp, pp_wr)
-
-        # in-flight work (for the load hazards and busy)
-        pipe = Signal(4)          # issue -> memory data registered -> tree -> acc
-        inflight = Signal(range(self.FIFO_DEPTH + 8))
-        computing = Signal()
-        m.d.comb += computing.eq(seq.active | (pipe != 0) | pp.o_active)
-
-        start = Signal()
-        with m.If(pending & ~loader.active):
-            with m.Switch(op):
-                with m.Case(Op.LOAD_W, Op.LOAD_A, Op.LOAD_PP):
-                    with m.If(~computing):
-                        bank = Mux(op == Op.LOAD_A, Mux(cmd.bank, cfg.adepth, 0), 0)
-                        m.d.comb += [loader.start.eq(1), loader.target.eq(op),
-                                     loader.addr.eq(cmd.p.load.addr + bank),
-                                     loader.count.eq(cmd.p.load.count)]
-                        m.d.sync += pending.eq(0)
-                with m.Case(Op.RUN):
-                    with m.If(~seq.active):
-                        m.d.comb += start.eq(1)
-                        m.d.sync += pending.eq(0)
-                with m.Default():
-                    m.d.sync += pending.eq(0)
-
+        m.submodules.seq = seq = Sequencer(waddr_width=self.waw, aaddr_width=self.aaw,
+                                           ppaddr_width=self.ppew, accaddr_width=self.accaw)
+        run = self.run
         m.d.comb += [
-            seq.start.eq(start),
+            seq.start.eq(self.start),
             seq.run.k_start.eq(0), seq.run.k_end.eq(1), seq.run.wplanes.eq(1),
-            seq.run.ngroups.eq(cmd.p.run.ngroups), seq.run.nchunks.eq(cmd.p.run.nchunks),
-            seq.run.npos.eq(cmd.p.run.npos), seq.run.every_plane.eq(0), seq.run.save.eq(0),
-            seq.run.relu.eq(cmd.p.run.relu),
-            seq.abase.eq(Mux(cmd.bank, cfg.adepth, 0)),
-            seq.hold.eq(rfifo.level + inflight >= self.FIFO_DEPTH - 1),
-            w_rd.addr.eq(seq.addr.w), a_rd.addr.eq(seq.addr.a), pp_rd.addr.eq(seq.addr.pp),
+            seq.run.every_plane.eq(0), seq.run.save.eq(0), seq.run.relu.eq(run.relu),
+            seq.run.ngroups.eq(run.ngroups), seq.run.nchunks.eq(run.nchunks),
+            seq.run.npos.eq(run.npos),
+            seq.abase.eq(Mux(self.bank, cfg.adepth, 0)),
+            seq.hold.eq(self.hold),
+            w_rd.addr.eq(seq.addr.w), a_rd.addr.eq(seq.addr.a),
         ]
 
-        self._datapath(m, seq, pp, pipe, w_rd.data, a_rd.data, pp_rd.data)
-        beat = Signal(isa.result_layout(cfg))
-        m.d.comb += [
-            beat.kind.eq(Kind.RESULT), beat.tag.eq(pp.o_tag), beat.body.values.eq(pp.o_y),
-            rfifo.w_stream.valid.eq(pp.o_valid),
-            rfifo.w_stream.payload.eq(beat),
+        # issue (S0) -> memory data (S1) -> registered (S2) -> sums (S3) -> accumulators (S4)
+        ch = seq.chunk
+        meta_layout = isa.pe_meta_layout(self.accaw)
+        valid = [Signal(name=f"s{i}_valid") for i in range(1, 5)]
+        meta = [Signal(meta_layout, name=f"s{i}_meta") for i in range(1, 5)]
+        load = [Signal(name=f"s{i}_load") for i in range(1, 4)]
+        s1_pp, s2_pp = Signal(self.ppew), Signal(self.ppew)
+        s2_w, s2_x = Signal(self.wwidth), Signal(C * A)
+        m.d.sync += [
+            valid[0].eq(seq.issue), load[0].eq(ch.load),
+            meta[0].emit.eq(ch.emit), meta[0].relu.eq(ch.relu), meta[0].k.eq(ch.k),
+            s1_pp.eq(seq.addr.pp), s2_pp.eq(s1_pp),
+            s2_w.eq(w_rd.data), s2_x.eq(a_rd.data),
         ]
-        with m.If(seq.issue & seq.chunk.emit & ~rfifo.w_en):
-            m.d.sync += inflight.eq(inflight + 1)
-        with m.Elif(~(seq.issue & seq.chunk.emit) & rfifo.w_en):
-            m.d.sync += inflight.eq(inflight - 1)
-        wiring.connect(m, rfifo.r_stream, wiring.flipped(self.res))
-        m.d.comb += [
-            self.busy.eq(pending | loader.active | computing | rfifo.r_rdy | (inflight != 0)),
-        ]
-        return m
+        for i in range(3):
+            m.d.sync += [valid[i + 1].eq(valid[i]), meta[i + 1].eq(meta[i])]
+        for i in range(2):
+            m.d.sync += load[i + 1].eq(load[i])
 
-    def _datapath(self, m, seq, pp, pipe, w_data, a_data, pp_data):
-        """Memory data (stage 0) -> registered (r) -> products + adder trees (1) -> accumulate (2)
-        -> post-processing; as in the engine, no memory output drives logic directly."""
-        cfg = self.cfg
-        R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, self.acc_width
-        kw = isa.KW
-        emit0, load0, relu0, k0 = Signal(), Signal(), Signal(), Signal(kw)
-        m.d.sync += [pipe[0].eq(seq.issue), emit0.eq(seq.issue & seq.chunk.emit),
-                     load0.eq(seq.chunk.load), relu0.eq(seq.chunk.relu), k0.eq(seq.chunk.k)]
-        emitr, loadr, relur, kr = Signal(), Signal(), Signal(), Signal(kw)
-        wq, xq = Signal(R * C * WBITS), Signal(C * A)
-        m.d.sync += [pipe[1].eq(pipe[0]), emitr.eq(emit0), loadr.eq(load0), relur.eq(relu0),
-                     kr.eq(k0), wq.eq(w_data), xq.eq(a_data)]
         sums = [Signal(signed(AW), name=f"sum{r}") for r in range(R)]
-        emit1, load1, relu1, k1 = Signal(), Signal(), Signal(), Signal(kw)
-        m.d.sync += [pipe[2].eq(pipe[1]), emit1.eq(emitr), load1.eq(loadr), relu1.eq(relur),
-                     k1.eq(kr)]
         for r in range(R):
             terms = []
             for l in range(C):
-                w = wq[(r * C + l) * WBITS:(r * C + l + 1) * WBITS].as_signed()
-                x = xq[l * A:(l + 1) * A]
-                terms.append(w * x)
+                w = s2_w[(r * C + l) * WBITS:(r * C + l + 1) * WBITS].as_signed()
+                terms.append(w * s2_x[l * A:(l + 1) * A])
             # one multi-operand sum: Yosys builds the products and their sum as a single $macc,
             # which maps smaller than carry-chain adders here (ECP5 4 x 8 LUT-only: 17944 against
             # 18905 LUT4 + 2 x CCU2C), unlike the engine's gated sums
             m.d.sync += sums[r].eq(adder_tree(m, terms, name=f"row{r}", keep=False))
         accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
-        emit2, relu2, k2 = Signal(), Signal(), Signal(kw)
-        m.d.sync += [pipe[3].eq(pipe[2]), emit2.eq(emit1), relu2.eq(relu1), k2.eq(k1)]
-        with m.If(pipe[2]):
+        with m.If(valid[2]):
             for r in range(R):
-                m.d.sync += accs[r].eq(Mux(load1, 0, accs[r]) + sums[r])
-        # the post-processing table word travels with its chunk (read at issue, like the data)
-        pp1, ppr, pp_word = Signal(cfg.pp_width), Signal(cfg.pp_width), Signal(cfg.pp_width)
-        m.d.sync += [pp1.eq(pp_data), ppr.eq(pp1), pp_word.eq(ppr)]
+                m.d.sync += accs[r].eq(Mux(load[2], 0, accs[r]) + sums[r])
+        wide = [Signal(signed(cfg.acc_width), name=f"acc_out{r}") for r in range(R)]
+        m.d.comb += [wide[r].eq(accs[r]) for r in range(R)]
+
+        o_meta = meta[3]
         m.d.comb += [
-            pp.i_valid.eq(pipe[3] & emit2), pp.i_acc.eq(Cat(*accs)), pp.i_pp.eq(pp_word),
-            pp.i_relu.eq(relu2), pp.i_tag.eq(k2),
+            self.pp_req.valid.eq(valid[1] & meta[1].emit),
+            self.pp_req.payload.eq(s2_pp),
+            self.o.valid.eq(valid[3]),
+            self.o.payload.eq(isa.pack_value(exec_out_layout(cfg), acc=Cat(*wide), meta=o_meta)),
+            self.status.eq(isa.pack_value(
+                exec_status_layout, seq_active=seq.active, issue=seq.issue,
+                issue_emit=seq.issue & ch.emit, plane_end=ch.plane_end,
+                free=~seq.active | (seq.issue & seq.last),
+                idle=~seq.active & ~valid[0] & ~valid[1] & ~valid[2] & ~valid[3])),
         ]
+        return m
+
+
+class MACArray(Engine):
+    """The int8 bit-parallel baseline: :class:`Engine` with :class:`Int8ExecStage`.
+
+    Parameters
+    ----------
+    cfg : EngineConfig
+        R, C, A, the post-processing widths and the memory depths; ``wdepth // nbits`` int8 weight
+        words are kept. A bit-parallel array can finish a result every cycle: its post-processing
+        keeps one lane per row whatever ``cfg.pp_lanes`` says (``cfg.full_rate_pp()``; the
+        driver's ``INT8_BASELINE`` target does the same).
+
+    Members: as :class:`Engine`, with ``data`` :func:`baseline_data_width` wide.
+
+    Latency: the engine's with :attr:`Int8ExecStage.LATENCY` (4) for the exec stage: the last
+    result beat of a RUN is valid ``busy_cycles + 1 + 4 + PostProc.LATENCY + 2`` cycles after the
+    RUN is accepted (:attr:`Engine.latency`).
+    """
+
+    def __init__(self, cfg: EngineConfig):
+        if not isinstance(cfg, EngineConfig):
+            isa.refuse(self, TypeError(f"cfg must be an EngineConfig, not {cfg!r}"))
+        super().__init__(cfg.full_rate_pp(), exec_stage=Int8ExecStage)

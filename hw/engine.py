@@ -30,6 +30,10 @@ class Engine(wiring.Component):
     cfg : EngineConfig
         All parameters; every derived width (``acc_width``, ``data_width``, ``res_width``) comes
         from it.
+    exec_stage : type
+        The exec stage class: :class:`ExecStage` (bit-serial, default) or a subclass with its
+        ports and latency contract (``hw/baseline.py``: ``Int8ExecStage``, the int8 baseline).
+        ``data`` is ``max(cfg.data_width, exec_stage.wwidth_of(cfg))`` wide.
 
     Members
     -------
@@ -66,13 +70,19 @@ class Engine(wiring.Component):
     when a result would follow the previous one in fewer than Q cycles (``k * nchunks < Q``).
     """
 
-    def __init__(self, cfg: EngineConfig = EngineConfig()):
+    def __init__(self, cfg: EngineConfig = EngineConfig(), *, exec_stage: type = ExecStage):
         if not isinstance(cfg, EngineConfig):
             isa.refuse(self, TypeError(f"cfg must be an EngineConfig, not {cfg!r}"))
+        if not (isinstance(exec_stage, type) and issubclass(exec_stage, ExecStage)):
+            isa.refuse(self, TypeError(f"exec_stage must be an ExecStage class, not {exec_stage!r}"))
         self.cfg = cfg
+        #: the exec stage class (:class:`ExecStage`, or the int8 baseline's ``Int8ExecStage``)
+        self.exec_stage = exec_stage
+        #: data-stream width: the widest of an activation, post-processing or weight-memory word
+        self.data_width = max(cfg.data_width, exec_stage.wwidth_of(cfg))
         super().__init__({
             "cmd": In(stream.Signature(CMD_WIDTH)),
-            "data": In(stream.Signature(cfg.data_width)),
+            "data": In(stream.Signature(self.data_width)),
             "res": Out(stream.Signature(cfg.res_width)),
             "busy": Out(1),
         })
@@ -83,29 +93,30 @@ class Engine(wiring.Component):
     @property
     def issue_to_fifo(self) -> int:
         """Cycles from a result-producing chunk's issue to its result entering the result FIFO."""
-        return ExecStage.LATENCY + ResultStage.to_fifo_of(self.cfg)
+        return self.exec_stage.LATENCY + ResultStage.to_fifo_of(self.cfg)
 
     @property
     def latency(self) -> int:
         """Fixed cycles from the cycle a RUN is accepted to its last result beat being valid,
         on top of the RUN's busy cycles, when the engine is idle before and ``res`` is ready: the
         sum of the stages' latencies."""
-        return CommandFrontEnd.LATENCY + ExecStage.LATENCY + ResultStage.latency_of(self.cfg)
+        return (CommandFrontEnd.LATENCY + self.exec_stage.LATENCY
+                + ResultStage.latency_of(self.cfg))
 
     @property
     def fifo_depth(self) -> int:
         """Result FIFO depth (:meth:`ResultStage.fifo_depth_of`)."""
-        return ResultStage.fifo_depth_of(self.cfg, ExecStage.LATENCY)
+        return ResultStage.fifo_depth_of(self.cfg, self.exec_stage.LATENCY)
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
         m.submodules.frontend = fe = CommandFrontEnd()
-        m.submodules.exec = ex = ExecStage(cfg)
+        m.submodules.exec = ex = self.exec_stage(cfg)
         m.submodules.result = rs = ResultStage(cfg, issue_latency=ex.latency)
         m.submodules.counters = cnt = Counters(cfg)
-        m.submodules.loader = ld = DataLoader(cfg.data_width, {
-            Op.LOAD_W: (ex.waw, cfg.rows * cfg.cols),
+        m.submodules.loader = ld = DataLoader(self.data_width, {
+            Op.LOAD_W: (ex.waw, ex.wwidth),
             Op.LOAD_A: (ex.aaw, cfg.cols * cfg.abits),
             Op.LOAD_PP: (rs.ppaw, cfg.pp_width),
         })

@@ -65,9 +65,24 @@ class ExecStage(wiring.Component):
     last ``busy_cycles`` later; one chunk per cycle, no bubbles.
     """
 
+    #: bits of one weight in a weight-memory word (one plane bit here)
+    WEIGHT_BITS = 1
+
+    @staticmethod
+    def wdepth_of(cfg: EngineConfig) -> int:
+        """Words of the weight memory."""
+        return cfg.wdepth
+
+    @classmethod
+    def wwidth_of(cls, cfg: EngineConfig) -> int:
+        """Width of one weight-memory word (a ``LOAD_W`` data beat)."""
+        return cfg.rows * cfg.cols * cls.WEIGHT_BITS
+
     def __init__(self, cfg: EngineConfig):
         self.cfg = cfg
-        self.waw = isa.addr_width(cfg.wdepth)
+        self.wdepth = self.wdepth_of(cfg)
+        self.wwidth = self.wwidth_of(cfg)
+        self.waw = isa.addr_width(self.wdepth)
         self.aaw = isa.addr_width(2 * cfg.adepth)
         self.ppew = isa.addr_width(cfg.pp_entries)
         self.accaw = isa.addr_width(cfg.accdepth)
@@ -76,7 +91,7 @@ class ExecStage(wiring.Component):
             "run": In(isa.RunArgs),
             "bank": In(1),
             "hold": In(1),
-            "w_wr": Out(WritePort.Signature(addr_width=self.waw, shape=cfg.rows * cfg.cols)),
+            "w_wr": Out(WritePort.Signature(addr_width=self.waw, shape=self.wwidth)),
             "a_wr": Out(WritePort.Signature(addr_width=self.aaw, shape=cfg.cols * cfg.abits)),
             "pp_req": Out(stream.Signature(self.ppew, always_ready=True)),
             "o": Out(stream.Signature(exec_out_layout(cfg), always_ready=True)),

@@ -259,10 +259,10 @@ class Target:
 class Int8Baseline(Target):
     """Whole int8 weights of k planes (:func:`baseline_weight_words`, k <= 7) in
     ``wdepth // nbits`` words, the table of k at post-processing address 0, RUNs of one "plane"
-    (its beats carry k = 1), one post-processing lane per row, no counters."""
+    (its beats carry k = 1), one post-processing lane per row; the engine's counters (it is the
+    engine with an int8 exec stage)."""
 
     name = "int8-baseline"
-    counters = False
 
     def config(self, cfg):
         return cfg.full_rate_pp()
@@ -456,8 +456,8 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
     ``target=INT8_BASELINE`` (or ``baseline=True``) drives the bit-parallel int8 baseline
     (``hw/baseline.py``: ``MACArray``) instead: the int8 weights are the k-plane weights of the
     golden model, so k <= 7 (:func:`baseline_weight_words`), and every RUN is one pass per chunk
-    whatever k is. The baseline has no counters: none are cleared or read and ``counters`` stays
-    empty (count cycles in the transport).
+    whatever k is. It has the engine's counters, read as for the engine; its ``ideal_cycles`` count
+    one pass per chunk (``P * ceil(I/C) * ceil(O/R)``).
     """
     k = contract.check_k(k, bundle.nbits)
     image = check_image(bundle, image, tables)
@@ -503,5 +503,5 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
     logits = outputs[-1]
     return InferenceResult(k=k, logits=logits, pred=int(np.argmax(logits)), outputs=outputs,
                            counters=counters,
-                           ideal_cycles=sum(p.ideal_cycles(k) for p in plans),
+                           ideal_cycles=sum(p.ideal_cycles(tg.planes(k)) for p in plans),
                            layer_counters=res_layers)
