@@ -328,13 +328,13 @@ def generate_verilog(out, *, name: str | None = None, axis: bool = False, config
 
 def simulate(bundle, *, simulator: str = "icarus", images: int = 20, bits=None,
              tables: str = "retrained", stall: float = 0.1, seed: int = 0, waves: bool = False,
-             build_dir="build/sim", config=None, **params) -> dict:
+             build_dir="build/sim", config=None, progress=None, **params) -> dict:
     """``pnn sim``: the cocotb regression of the generated Verilog on ``bundle`` (a folder; an
     in-memory Bundle is saved under ``build_dir`` first) against the golden model; returns the dict
     of ``pnn sim --json`` (with the paths of ``results.xml``, ``sim.log`` and, with ``waves``, the
     waveform file: FST from Icarus, VCD from Verilator). ``bits``: ``"1-8"``, ``"1,2,4"`` or a
     list (default 1..N); the engine: ``config`` or EngineConfig ``params`` (``rows``, ``cols``,
-    ...), sized for the bundle."""
+    ...), sized for the bundle. ``progress``: a ``Progress`` bar stepped per image x k."""
     from .sim.driver import check_fits
     from .sim.runner import run_regression
     from .simulation import check_sim_args, parse_bits, summarize
@@ -352,5 +352,5 @@ def simulate(bundle, *, simulator: str = "icarus", images: int = 20, bits=None,
     check_fits(b, cfg)                    # before any Verilog is generated or built
     report = run_regression(bundle, cfg, simulator=simulator, images=images, bits=ks,
                             tables=tables, stall=stall, seed=seed, build_root=build_dir,
-                            waves=bool(waves))
+                            waves=bool(waves), progress=progress)
     return summarize(report)

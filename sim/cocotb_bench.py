@@ -29,6 +29,7 @@ from ..model.bundle import load_bundle
 from .cocotb_transport import CocotbEngine
 from .compare import compare_outputs, golden_outputs
 from .driver import check_fits, infer
+from .progress_file import note
 
 
 def _config() -> dict:
@@ -98,6 +99,7 @@ async def regression(dut):
             stats["ideal_cycles"] += res.ideal_cycles
             stats["correct"] += int(res.pred == int(labels[n]))
             stats["golden_correct"] += int(int(np.argmax(gold[-1][n])) == int(labels[n]))
+            note(f"k={k} image {n + 1}/{len(images)} done")
         report["mismatches"] += stats["mismatches"]
         report["per_k"][str(k)] = stats
         dut._log.info("k=%d: %d mismatches, %d cycles, %d compute cycles (ideal %d)", k,

@@ -32,6 +32,7 @@ from . import resident as rs
 from .cocotb_transport import CocotbEngine
 from .transport import Exchange
 from .compare import compare_outputs
+from .progress_file import note
 from .resident_runner import PERIOD_NS
 
 
@@ -115,6 +116,7 @@ async def resident(dut):
                 first["name"] = bundle.layers[seen[first["layer"]]].name
                 first["layer"] = seen[first["layer"]]
                 report["first_mismatch"] = first
+            note(f"image {i + 1}/{len(images)} k={k} done")
     report["sim_cycles"] = int(cocotb.utils.get_sim_time("ns") // PERIOD_NS - sim_cycles_start)
     report["wall_seconds"] = round(time.perf_counter() - t0, 3)
     report["run_cycles"] = int(run_cycles)

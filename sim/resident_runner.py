@@ -179,12 +179,18 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
                         images: int = 2, bits=tuple(range(1, 9)), tables: str = "retrained",
                         fuse: bool = True, stall: float = 0.1, seed: int = 0,
                         reset_test: bool = True, build_root="build/sim",
-                        generated=None) -> dict:
+                        generated=None, progress=None) -> dict:
     """Run the resident regression; return its report (per k: whole-image cycles per image, busy
-    cycles per program layer, values compared, mismatches; the first mismatch)."""
+    cycles per program layer, values compared, mismatches; the first mismatch). ``progress``: a
+    :class:`progressivenn.progress.Progress` of ``progress_file.sim_steps(images, bits)`` steps,
+    stepped at the build and per image x k (polled from the simulator's progress file)."""
     from cocotb_tools.runner import get_runner
 
+    from .progress_file import ProgressWatcher
+
     t0 = time.perf_counter()
+    if progress is not None:
+        progress.step("building")
     build_dir = build_resident(cfg, simulator, build_root, generated=generated)
     build_s = time.perf_counter() - t0
     test_dir = new_run_dir(build_root, "resident")
@@ -199,7 +205,9 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
     conf_path.write_text(json.dumps(conf, indent=1))
     results_xml = test_dir / "results.xml"
     t1 = time.perf_counter()
-    with _build_lock(build_dir) as lock:
+    if progress is not None:
+        progress.step("simulating")
+    with _build_lock(build_dir) as lock, ProgressWatcher(progress, test_dir / "progress.txt") as w:
         lock(False)
         try:
             get_runner(simulator).test(
@@ -207,7 +215,7 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
                 hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=test_dir,
                 results_xml=str(results_xml),
                 extra_env={"PNN_RESIDENT_CONFIG": str(conf_path),
-                           "PYTHONPATH": os.pathsep.join(sys.path)},
+                           "PYTHONPATH": os.pathsep.join(sys.path), **w.env()},
                 timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
         except SystemExit:
             pass

@@ -136,7 +136,8 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
                    bits=tuple(range(1, 9)), tables: str = "retrained", stall: float = 0.1,
                    seed: int = 0, build_root="build/sim", reset_test: bool = True,
                    inject_fault: bool = False, run_dir=None, waves: bool = False,
-                   idle: float | None = None, backpressure: float | None = None) -> dict:
+                   idle: float | None = None, backpressure: float | None = None,
+                   progress=None) -> dict:
     """Run the cocotb regression; return its report (also written to the build directory).
 
     ``stall`` is the probability of a pause per cycle on every stream; ``idle`` (input sources)
@@ -144,6 +145,9 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
 
     ``inject_fault`` flips one bit of the first result word read from the RTL, to show that the
     comparison catches and locates a wrong value (used by the tests).
+
+    ``progress``: a :class:`progressivenn.progress.Progress` of
+    ``progress_file.sim_steps(images, bits)`` steps, stepped at the build and per image x k.
 
     The report holds, per k, the engine's cycle counters summed over the images, the RTL's
     accuracy, the number of integers compared and the first mismatch, if any.
@@ -153,7 +157,7 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
             "inject_fault": inject_fault, "idle": idle, "backpressure": backpressure}
     return run_test_module("progressivenn.sim.cocotb_bench", cfg, conf, simulator=simulator,
                            build_root=build_root, name="regression", run_dir=run_dir,
-                           waves=waves)
+                           waves=waves, progress=progress)
 
 
 def _failed_tests(results_xml) -> list[str]:
@@ -168,7 +172,7 @@ def _failed_tests(results_xml) -> list[str]:
 
 def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulator: str = "icarus",
                     build_root="build/sim", name: str | None = None, run_dir=None,
-                    waves: bool = False, sources=None) -> dict:
+                    waves: bool = False, sources=None, progress=None) -> dict:
     """Build the engine for ``cfg`` and run any cocotb test module on it; return its report.
 
     ``conf`` (JSON-serialisable) reaches the test module through ``PNN_SIM_CONFIG``, completed with
@@ -179,8 +183,12 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
     Icarus writes ``pnn_engine.fst``, Verilator ``dump.vcd``, into the run folder: ``waves``).
     ``sources``: Verilog files to build instead of the generated RTL (a gate-level netlist with
     its cell models, :mod:`.gate_sim`); give them a ``build_root`` of their own.
+    ``progress``: a Progress bar, stepped at the build and at every line the module writes with
+    :func:`.progress_file.note` (polled while the simulator runs).
     """
     from cocotb_tools.runner import get_runner
+
+    from .progress_file import ProgressWatcher
 
     name = name or test_module.rsplit(".", 1)[-1]
     find_simulator(simulator)
@@ -189,6 +197,8 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
     build_dir = _build_dir(cfg, simulator, build_root, waves).resolve()
     with _build_lock(build_dir) as lock:
         t0 = time.perf_counter()
+        if progress is not None:
+            progress.step("building")
         lock(True)                        # compile alone ...
         _build(cfg, simulator, build_dir, waves, sources)
         lock(False)                       # ... simulate alongside other runs of this build
@@ -202,17 +212,21 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
         conf_path.write_text(json.dumps(conf, indent=1))
         t1 = time.perf_counter()
         results_xml = test_dir / "results.xml"
-        try:
-            get_runner(simulator).test(
-                test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
-                build_dir=build_dir, test_dir=test_dir, results_xml=str(results_xml),
-                extra_env={"PNN_SIM_CONFIG": str(conf_path),
-                           "PYTHONPATH": os.pathsep.join(sys.path)},
-                timescale=("1ns", "1ps"), log_file=test_dir / "sim.log", waves=waves,
-                plusargs=[f"+dumpfile_path={test_dir / 'pnn_engine.fst'}"]
-                if waves and simulator == "icarus" else [])
-        except SystemExit:  # cocotb's runner exits on a failed test under pytest; report says why
-            pass
+        if progress is not None:
+            progress.step("simulating")
+        watch = ProgressWatcher(progress, test_dir / "progress.txt")
+        with watch:
+            try:
+                get_runner(simulator).test(
+                    test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, test_dir=test_dir, results_xml=str(results_xml),
+                    extra_env={"PNN_SIM_CONFIG": str(conf_path),
+                               "PYTHONPATH": os.pathsep.join(sys.path), **watch.env()},
+                    timescale=("1ns", "1ps"), log_file=test_dir / "sim.log", waves=waves,
+                    plusargs=[f"+dumpfile_path={test_dir / 'pnn_engine.fst'}"]
+                    if waves and simulator == "icarus" else [])
+            except SystemExit:  # cocotb exits on a failed test under pytest; report says why
+                pass
         sim_s = time.perf_counter() - t1
     if not out.exists():
         raise RuntimeError(f"{test_module} wrote no report; see {test_dir / 'sim.log'}")

@@ -90,15 +90,25 @@ def run(args) -> int:
     print(f"pnn sim: {args.simulator}, engine R={cfg.rows} C={cfg.cols}{lanes}, {args.images} images"
           f" x k={','.join(map(str, bits))}{', recording waves' if args.waves else ''} ...",
           file=sys.stderr)
-    s = simulate(args.bundle, simulator=args.simulator, images=args.images, bits=bits,
-                 tables=args.tables, stall=args.stall, seed=args.seed, waves=args.waves,
-                 build_dir=args.build_dir, config=cfg)
+    with _bar(args, bits) as bar:
+        s = simulate(args.bundle, simulator=args.simulator, images=args.images, bits=bits,
+                     tables=args.tables, stall=args.stall, seed=args.seed, waves=args.waves,
+                     build_dir=args.build_dir, config=cfg, progress=bar)
     print(f"pnn sim: this run's files: {s['run_dir']}", file=sys.stderr)
     if args.json:
         print(json.dumps(dict(s, mode="streamed"), indent=1))
     else:
         print_table(s)
     return 0 if s["mismatches"] == 0 and not s["failed_tests"] else 1
+
+
+def _bar(args, bits):
+    """The progress bar over build + images x k (+ reset test): stderr, only on a terminal,
+    off with ``--json``."""
+    from ..progress import Progress
+    from ..sim.progress_file import sim_steps
+
+    return Progress(sim_steps(args.images, bits), "sim", enabled=not args.json)
 
 
 def _run_resident(args, bundle, bits):
@@ -125,9 +135,10 @@ def _run_resident(args, bundle, bits):
     args.simulator = args.simulator or "verilator"
     print(f"pnn sim: {args.simulator}, resident R={cfg.rows} C={cfg.cols}, {args.images} images "
           f"x k={','.join(map(str, bits))} ...", file=sys.stderr)
-    rep = run_resident_cocotb(args.bundle, cfg, simulator=args.simulator, images=args.images,
-                              bits=bits, tables=args.tables, stall=args.stall, seed=args.seed,
-                              build_root=args.build_dir)
+    with _bar(args, bits) as bar:
+        rep = run_resident_cocotb(args.bundle, cfg, simulator=args.simulator, images=args.images,
+                                  bits=bits, tables=args.tables, stall=args.stall, seed=args.seed,
+                                  build_root=args.build_dir, progress=bar)
     s = summarize_resident(rep, prog)
     print(f"pnn sim: this run's files: {s['run_dir']}", file=sys.stderr)
     if args.json:
