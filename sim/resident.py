@@ -395,12 +395,15 @@ def readback_beats(prog: ResidentProgram) -> list:
     return out
 
 
-def link_bytes_per_image(prog: ResidentProgram) -> int:
-    """Bytes both ways per image as a byte link would carry them: the image codes, a 2-byte
-    request, and the answer (class 2, k 1, cycles 4, logits 4 each, busy counters 4 each)."""
-    cin, h, w = prog.in_shape
-    code_bytes = _cdiv(prog.cfg.abits, 8) * cin * h * w
-    return code_bytes + 2 + 2 + 1 + 4 + 4 * prog.classes + 4 * len(prog.layers)
+def link_bytes_per_image(prog: ResidentProgram) -> float:
+    """Bytes both ways per image as the resident UART link carries them (``docs/uart.md``):
+    the IMAGE frames and the RUN frame down, the SUMMARY and LOGITS messages up, framing, CRC
+    and the credit messages included, counters not requested; the same figure as
+    :func:`progressivenn.sim.resident_link.link_cost`'s ``total`` (average: credits are sent
+    every ``credit_unit`` bytes). The same at every k."""
+    from .resident_link import link_cost
+
+    return link_cost(prog)["total"]
 
 
 @dataclass
