@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from .board_names import BOARD_NAMES
 from .isa import EngineConfig
 from .resident.layout import ResidentConfig
-from .uart import UARTBridge, divisor_for
+from .uart import UARTBridge, attach_engine, divisor_for
 
 __all__ = ["EngineOverUART", "BoardSpec", "BOARDS", "MODES", "BoardTop", "board_spec",
            "board_platform", "board_clock_hz", "ecp5_pll_params"]
@@ -81,13 +81,8 @@ class EngineOverUART(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bridge = bridge = self.bridge
-        eng_rst = Signal()
-        m.d.sync += eng_rst.eq(bridge.engine_rst)
-        m.submodules.engine = ResetInserter(eng_rst)(self.engine)
-        wiring.connect(m, bridge.cmd, self.engine.cmd)
-        wiring.connect(m, bridge.data, self.engine.data)
-        wiring.connect(m, self.engine.res, bridge.res)
+        bridge = self.bridge
+        attach_engine(m, bridge, self.engine, streams=("cmd", "data"))
         m.d.comb += [
             bridge.rx.eq(self.rx),
             self.tx.eq(bridge.tx),

@@ -33,13 +33,13 @@ Only the ``sync`` clock domain is used; no vendor primitives.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTRx", "UARTTx", "UARTBridge", "FrameReceiver", "MessageSender", "frame_layout",
+__all__ = ["UARTRx", "UARTTx", "UARTBridge", "attach_engine", "FrameReceiver", "MessageSender", "frame_layout",
            "Channel", "Tag", "PROTOCOL_VERSION", "IDENT_MAGIC", "FRAME_SYNC", "MESSAGE_SYNC",
            "STATUS_BYTES", "crc16", "divisor_for", "saturating_count", "credits_owed",
            "send_first", "body_mux", "status_body"]
@@ -517,6 +517,19 @@ class MessageSender(wiring.Component):
                 with m.If(out.ready):
                     m.d.sync += mseq.eq(mseq + 1)
         return m
+
+
+def attach_engine(m, bridge, engine, streams=("cmd",)) -> None:
+    """Add ``bridge`` and ``engine`` to ``m`` as a board's bridge + engine pair: the bridge's host
+    ``streams`` into the engine, the engine's ``res`` back, and the engine reset one cycle after
+    the bridge's ``engine_rst`` (a registered pulse). Shared by the streamed and resident tops."""
+    m.submodules.bridge = bridge
+    eng_rst = Signal()
+    m.d.sync += eng_rst.eq(bridge.engine_rst)
+    m.submodules.engine = ResetInserter(eng_rst)(engine)
+    for name in streams:
+        wiring.connect(m, getattr(bridge, name), getattr(engine, name))
+    wiring.connect(m, engine.res, bridge.res)
 
 
 def saturating_count(m, counter, inc) -> None:

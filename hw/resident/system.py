@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..uart import divisor_for
+from ..uart import attach_engine, divisor_for
 from .bridge import ResidentBridge
 from .layout import ResidentConfig
 
@@ -72,12 +72,8 @@ class ResidentSystem(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bridge = bridge = self.bridge
-        eng_rst = Signal()
-        m.d.sync += eng_rst.eq(bridge.engine_rst)
-        m.submodules.engine = ResetInserter(eng_rst)(self.engine)
-        wiring.connect(m, bridge.cmd, self.engine.cmd)
-        wiring.connect(m, self.engine.res, bridge.res)
+        bridge = self.bridge
+        attach_engine(m, bridge, self.engine)
         if self.baud is not None:
             m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
         else:
