@@ -14,7 +14,7 @@ The whole flow in a few calls::
 The same as a FINN-style step list (:mod:`progressivenn.flow`), resumable from any step::
 
     cfg = pnn.FlowConfig("out/flow", dataset="digits", engine={"rows": 4, "cols": 8})
-    pnn.run_flow(cfg, stop="export")               # train -> retrain_bn -> export
+    pnn.run_flow(cfg, stop="export")               # train -> retrain_bn -> eval -> export
     pnn.run_flow(cfg, start="verilog")             # verilog -> sim -> report, later
 
 The CLI commands ``train``, ``retrain-bn``, ``eval`` and ``export`` call the same functions on RUN

@@ -12,7 +12,7 @@
 
 Two ways of writing:
 
-``swap`` (default; train, export, verilog, bench)
+``swap`` (default; train, export, verilog, build, bench, demo)
     Everything is written into a temporary sibling ``.<name>.tmp-<pid>-*``; at the end the old
     folder is moved aside and the new one renamed into place, then the old one deleted. Until
     then the previous complete result stays where it was; an interrupt leaves it (or, during the
@@ -20,8 +20,8 @@ Two ways of writing:
     the target changed meanwhile (another run finished first, without ``force``; or a rename
     fails) the new result is kept under ``.<name>.kept-<pid>-*`` and :class:`OutputError` names
     it. A command whose report records its own paths writes them with the final folder in place
-    of the temporary one: :func:`relocate`.
-``in_place`` (build, demo, asic until they move to ``swap``)
+    of the temporary one: :func:`relocate` (a dict), :func:`relocate_files` (JSON files written).
+``in_place`` (asic until it moves to ``swap``)
     The (emptied, with ``force``) target is marked incomplete first and complete at the end.
 
 Folders written before these markers existed are recognised by their files (``KINDS``).
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 __all__ = ["MARKER", "KINDS", "OutputError", "kind_of", "check_target", "output_dir",
-           "write_marker", "relocate"]
+           "write_marker", "relocate", "relocate_files"]
 
 MARKER = ".pnn-output.json"
 
@@ -129,6 +129,23 @@ def relocate(obj, tmp, final):
             return type(v)(fix(x) for x in v)
         return v
     return fix(obj)
+
+
+def relocate_files(tmp, final, patterns, *, indent=1) -> list:
+    """Rewrite the JSON files under the temporary folder ``tmp`` matching the glob ``patterns``
+    (relative to ``tmp``) through :func:`relocate`; files without such paths are left untouched
+    (byte for byte). Returns the rewritten files. A file that is not JSON is an error (it was
+    just written by the command)."""
+    tmp = Path(tmp)
+    changed = []
+    for pattern in patterns:
+        for f in sorted(tmp.glob(pattern)):
+            data = json.loads(f.read_text())
+            new = relocate(data, tmp, final)
+            if new != data:
+                f.write_text(json.dumps(new, indent=indent) + "\n")
+                changed.append(f)
+    return changed
 
 
 def _keep(tmp: Path, path: Path, why: str) -> OutputError:

@@ -37,7 +37,7 @@ def test_api_md_examples(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "rtl" / "mine_pnn_engine_axis.v").is_file()
     assert ns["v"].name == "mine_pnn_engine_axis.v"
     flow = tmp_path / "out" / "flow"
-    assert list(ns["done"]["steps"]) == ["train", "retrain_bn", "export", "report"]
+    assert list(ns["done"]["steps"]) == ["train", "retrain_bn", "eval", "export", "report"]
     assert (flow / "bundle" / "manifest.json").is_file() and (flow / "report" / "report.md").is_file()
     assert all(s["seconds"] > 0 for s in ns["done"]["steps"].values())
     # run.export writes like `pnn export`: an old bundle is replaced whole, other files refused
@@ -136,6 +136,12 @@ def test_flow_steps_name_what_is_missing(tmp_path):
     assert list(done["steps"]) == ["train"] and done["config"]["limit"] == 64
     with pytest.raises(FlowError, match="not BN-retrained; run step 'retrain_bn' first"):
         pnn.run_flow(cfg, steps=["export"])
+    with pytest.raises(FlowError, match="flow step eval: .* not BN-retrained"):
+        pnn.run_flow(cfg, steps=["eval"])
+    with pytest.raises(FlowError, match="eval.json missing; run step 'eval' first"):
+        pnn.run_flow(cfg, steps=["report"])
+    with pytest.raises(FlowError, match="flow mode 'onchip': choose one of streamed, resident"):
+        pnn.run_flow(pnn.FlowConfig(tmp_path / "flow", mode="onchip"), steps=["report"])
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")

@@ -174,3 +174,178 @@ def test_swap_result_has_ordinary_permissions(tmp_path):
     with output_dir(tmp_path / "v", "verilog") as d:
         (d / "pnn_engine.json").write_text("{}")
     assert stat.S_IMODE((tmp_path / "v").stat().st_mode) == 0o777 & ~umask
+
+
+def _fake_build(calls, interrupt_at):
+    """A stand-in for hw.build.build_board (no toolchain): writes a bitstream and report.json as
+    the real one does (the bitstream's resolved path in the report); the call ``interrupt_at``
+    is interrupted after writing half its files."""
+    def build_board(board, *, out, **kw):
+        calls.append(Path(out))
+        out = Path(out)
+        (out / "top.bin").write_bytes(b"bits %d" % len(calls))
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        rep = {"board": board, "design": "fake", "fits": True, "n": len(calls),
+               "bitstream": str((out / "top.bin").resolve())}
+        (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
+        return rep
+    return build_board
+
+
+def test_build_keeps_the_previous_build_until_the_new_one_is_complete(tmp_path, monkeypatch,
+                                                                       capsys):
+    """``pnn build`` writes into a temporary sibling: an interrupted rebuild (--force) leaves the
+    previous build as it was; a complete one replaces it, its report naming the final folder."""
+    import progressivenn.hw.build as hb
+
+    calls = []
+    monkeypatch.setattr(hb, "build_board", _fake_build(calls, interrupt_at=3))
+    out = tmp_path / "b"
+    argv = ["build", "--board", "icebreaker", "--json", "--out", str(out)]
+    board = out / "icebreaker"
+    assert main(argv) == 0
+    assert calls[0] != board and calls[0].parent == out            # not written in place
+    assert main(argv) == 2
+    assert "already holds a fpga-build; pass --force" in capsys.readouterr().err
+    assert len(calls) == 1                                           # refused before building
+    assert main(argv + ["--force"]) == 0
+    rep = json.loads((board / "report.json").read_text())
+    assert rep["n"] == 2 and rep["bitstream"] == str(board.resolve() / "top.bin")
+    assert json.loads(capsys.readouterr().out)["bitstream"] == rep["bitstream"]
+    assert main(argv + ["--force"]) == 130                           # interrupted
+    assert json.loads((board / "report.json").read_text())["n"] == 2
+    assert (board / "top.bin").read_bytes() == b"bits 2" and kind_of(board) == ("fpga-build", True)
+    assert sorted(p.name for p in out.iterdir()) == ["icebreaker"]  # no temporaries
+    capsys.readouterr()
+
+
+def test_build_refuses_an_interrupted_in_place_build_by_name(tmp_path, capsys):
+    """A build folder an older version left marked incomplete is refused by name."""
+    from progressivenn.outdir import write_marker
+
+    board = tmp_path / "b" / "icebreaker"
+    board.mkdir(parents=True)
+    (board / "top.json").write_text("{}")
+    write_marker(board, "fpga-build", complete=False, command="pnn build")
+    assert main(["build", "--board", "icebreaker", "--out", str(tmp_path / "b")]) == 2
+    assert "already holds an incomplete (interrupted) fpga-build; pass --force" in _err(capsys)
+
+
+def _fake_steps(monkeypatch, interrupt=None):
+    """The flow's step functions replaced by quick ones that write a file each (and what the
+    demo prints from); returns the list of (step, folder) calls. ``interrupt``: the step that
+    raises KeyboardInterrupt after writing its file."""
+    import progressivenn.flow as flow
+
+    calls = []
+
+    def make(name):
+        def step(cfg):
+            calls.append((name, Path(cfg.out)))
+            out = Path(cfg.out)
+            (out / name).mkdir(parents=True, exist_ok=True)
+            (out / name / "done").write_text(str(len(calls)))
+            if name == "train":
+                (out / "run").mkdir(exist_ok=True)
+            if name == "eval":
+                acc = {str(k): k / 10 for k in range(1, 9)}
+                (out / "run" / "eval.json").write_text(json.dumps(
+                    {"accuracy": acc, "accuracy_no_bn_retrain": acc, "agreement": acc}))
+            if name == "report":
+                (out / "report").mkdir(exist_ok=True)
+                (out / "report" / "report.md").write_text(f"# report {len(calls)}\n")
+                (out / "report" / "report.json").write_text(json.dumps(
+                    {"bundle": str(out / "bundle"), "run": len(calls)}, indent=1) + "\n")
+            if name == interrupt:
+                raise KeyboardInterrupt
+            return {"train": {"epochs": 1, "loss": 0.5},
+                    "verilog": {"verilog": "pnn_resident.v", "kib": 1}}.get(name, {})
+        return step
+
+    monkeypatch.setattr(flow, "FUNCTIONS", {n: make(n) for n in flow.STEPS})
+    return calls
+
+
+def test_demo_is_the_flow_step_list_and_keeps_the_old_result_on_an_interrupt(
+        tmp_path, monkeypatch, capsys):
+    """``pnn demo`` runs progressivenn.flow's steps in order (flow.json: per-step seconds) in a
+    temporary sibling; the result replaces the old one only when complete (--force), paths in its
+    JSON name the final folder; an interrupted rerun leaves the previous demo as it was."""
+    from progressivenn.flow import STEPS
+
+    out = tmp_path / "demo"
+    argv = ["demo", "--skip-sim", "--out", str(out)]
+    calls = _fake_steps(monkeypatch)
+    assert main(argv) == 0
+    assert [n for n, _ in calls] == [s for s in STEPS if s != "sim"]
+    assert {d for _, d in calls} != {out} and calls[0][1].parent == tmp_path
+    flow = json.loads((out / "flow.json").read_text())
+    assert list(flow["steps"]) == [s for s in STEPS if s != "sim"]
+    assert all(isinstance(s["seconds"], float) for s in flow["steps"].values())
+    assert flow["config"]["out"] == str(out.resolve()) and flow["config"]["mode"] == "resident"
+    assert json.loads((out / "report" / "report.json").read_text())["bundle"] == \
+        str(out.resolve() / "bundle")
+    assert kind_of(out) == ("demo", True)
+    assert capsys.readouterr().out.startswith("# report 6")
+
+    assert main(argv) == 2
+    assert "already holds a demo; pass --force" in _err(capsys)
+    calls = _fake_steps(monkeypatch, interrupt="export")
+    assert main(argv + ["--force"]) == 130
+    assert [n for n, _ in calls] == ["train", "retrain_bn", "eval", "export"]
+    assert (out / "report" / "report.md").read_text() == "# report 6\n"     # the old one
+    assert (out / "train" / "done").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]          # no temporaries
+    capsys.readouterr()
+    _fake_steps(monkeypatch)
+    assert main(argv + ["--force"]) == 0
+    assert (out / "train" / "done").read_text() == "1" and not (out / "export" / "x").exists()
+    capsys.readouterr()
+
+
+def test_demo_refuses_bad_options_before_anything_is_made(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--bits", "0-3", "--out", str(out)]) == 2
+    assert "--bits asks for k=0" in _err(capsys) and not out.exists()
+    assert main(["demo", "--images", "0", "--out", str(out)]) == 2
+    assert "--images must be >= 1" in _err(capsys) and not out.exists()
+
+
+def test_flow_sim_step_has_the_sim_progress_bar(tmp_path, monkeypatch):
+    """The flow's sim step (and so ``pnn demo``) steps the progress bar of ``pnn sim``: on
+    stderr, drawn only on a terminal and with ``progress``."""
+    import io
+    import sys
+
+    import progressivenn.api as api
+    from progressivenn.flow import FlowConfig, step_sim
+    from progressivenn.model.bundle import save_bundle
+    from progressivenn.progress import Progress
+    from progressivenn.sim.progress_file import sim_steps
+    from bundles import random_bundle
+
+    save_bundle(random_bundle(seed=1, nbits=4, images=3), tmp_path / "bundle")
+    seen = []
+
+    def fake_simulate(bundle, *, progress, bits, images, **kw):
+        seen.append(progress)
+        progress.step("building")
+        for k in bits:
+            progress.step(f"image 0 k={k}")
+        return {"mismatches": 0, "compared_values": 7, "failed_tests": []}
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(api, "simulate", fake_simulate)
+    for progress, tty in ((True, True), (True, False), (False, True)):
+        stream = Tty() if tty else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        cfg = FlowConfig(tmp_path, mode="streamed", sim_images=2, bits=[1, 4], progress=progress)
+        assert step_sim(cfg) == {"mismatches": 0, "compared_values": 7, "failed_tests": 0}
+        bar = seen[-1]
+        assert isinstance(bar, Progress) and bar.total == sim_steps(2, [1, 4])
+        assert ("[sim]" in stream.getvalue()) == (progress and tty), (progress, tty)
+    assert json.loads((tmp_path / "sim.json").read_text())["compared_values"] == 7

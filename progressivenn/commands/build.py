@@ -70,7 +70,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from progressivenn.hw.build import ToolMissing, build_board, program_board, programmer
-    from progressivenn.outdir import check_target, output_dir
+    from progressivenn.outdir import check_target, output_dir, relocate_files
 
     if args.baseline and args.mode == "resident":
         print("pnn build: error: --baseline builds the streamed design; drop --mode resident",
@@ -111,12 +111,14 @@ def run(args) -> int:
     try:
         for baseline, use_dsp, suffix in designs:
             out = Path(args.out) / (args.board + suffix)
-            with output_dir(out, "fpga-build", force=args.force, in_place=True,
-                            command="pnn build") as out:
-                r = build_board(args.board, rows=args.rows, cols=args.cols,
-                                pp_lanes=args.pp_lanes, baseline=baseline,
-                                dsp=use_dsp, baud=args.baud, out=out, mode=mode,
-                                progress=progress)
+            # built in a temporary sibling, renamed over the previous build when complete (an
+            # interrupt or a toolchain crash leaves the previous build as it was)
+            with output_dir(out, "fpga-build", force=args.force, command="pnn build") as tmp:
+                build_board(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
+                            baseline=baseline, dsp=use_dsp, baud=args.baud, out=tmp, mode=mode,
+                            progress=progress)
+                relocate_files(tmp, out, ["report.json"], indent=2)   # the bitstream's path
+                r = json.loads((tmp / "report.json").read_text())
             if tty:
                 print("\r" + " " * 72 + "\r", end="", file=sys.stderr)
             reports.append(r)
