@@ -38,7 +38,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
-        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS)
+        if ("default" in text.lower() or default is None or default is False  # not 0
+                or default == argparse.SUPPRESS
                 or isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction,
                                        argparse._VersionAction))
                 or not action.option_strings):

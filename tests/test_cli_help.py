@@ -18,7 +18,8 @@ def test_help_shows_defaults(name):
     p = _subparsers()[name]
     text = " ".join(p.format_help().split())
     for action in p._actions:
-        if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
+        if (not action.option_strings or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS   # a default of 0 is shown too
                 or isinstance(action, argparse._HelpAction)):
             continue
         formatter = p._get_formatter()

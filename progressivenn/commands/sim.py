@@ -58,7 +58,7 @@ def add_arguments(p) -> None:
                    help="BN tables: retrained per k, or the k=N tables at every k")
     p.add_argument("--stall", type=float, default=0.1,
                    help="probability of a random valid/ready stall per beat")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the stalls")
     p.add_argument("--build-dir", default="build/sim", help="simulator builds are kept here")
     p.add_argument("--mode", choices=["auto", "resident", "streamed"], default="auto",
                    help="resident: the whole network on chip (docs/resident.md); streamed: the "

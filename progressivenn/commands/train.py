@@ -35,7 +35,8 @@ def add_arguments(p):
                    help="sample k in 1..N every step and train BN table k (default: train at k=N)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs (default: digits 30 (--any-k 80), mnist 2, cifar10/100 10)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and the batch order")
     p.add_argument("--nbits", type=int, default=8, help="weight planes N (1..16, default 8)")
     p.add_argument("--abits", type=int, default=8, help="activation bits A (1..16, default 8)")
     p.add_argument("--batch-size", type=int, default=64)
