@@ -1,41 +1,59 @@
-"""The project's plots, and the demo report: accuracy vs k and cycles vs k as plots, markdown and
-JSON (``write_report``); the bench's plots (``plot_bench``; its markdown is
-:mod:`progressivenn.bench_report`'s)."""
+"""The project's plots (the one plotting module), and the demo/flow report: accuracy vs k and
+cycles vs k as plots, markdown and JSON (``write_report``); the bench's plots (``plot_bench``; its
+markdown is :mod:`progressivenn.bench_report`'s); ``pnn dynamic``'s (``plot_dynamic``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-__all__ = ["plot_accuracy", "plot_cycles", "plot_bench", "write_report"]
+__all__ = ["plot_accuracy", "plot_cycles", "plot_bench", "plot_dynamic", "write_report"]
 
 
 def _ks(d: dict) -> list[str]:
     return sorted((k for k in d if k.isdigit()), key=int)
 
 
-def _finish(fig, ax, ks: list[int], ylabel: str, title: str, path: Path) -> Path:
-    """Label a k-axis plot, save it as ``path`` and close it."""
-    import matplotlib.pyplot as plt
-
-    ax.set_xlabel("weight planes k")
-    ax.set_ylabel(ylabel)
-    ax.set_xticks(ks)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_accuracy(ev: dict, path: Path, sim: dict | None = None) -> Path:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+def _axes(ax, xlabel: str, ylabel: str, title: str, *, legend: int = 8, grid: bool = True,
+          title_size=None, loc=None) -> None:
+    """The labels, grid and legend every plot here has."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if grid:
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend, **({"loc": loc} if loc else {}))
+    ax.set_title(title, **({"fontsize": title_size} if title_size else {}))
+
+
+def _save(fig, path, dpi: int = 110) -> Path:
+    """Lay out, save as ``path`` and close ``fig``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
+def _finish(fig, ax, ks: list[int], ylabel: str, title: str, path: Path) -> Path:
+    """Label a k-axis plot, save it as ``path`` and close it."""
+    ax.set_xticks(ks)
+    _axes(ax, "weight planes k", ylabel, title)
+    return _save(fig, path)
+
+
+def plot_accuracy(ev: dict, path: Path, sim: dict | None = None) -> Path:
+    """Accuracy vs k: golden with and without BN retraining, float, and the RTL's when given."""
+    plt = _pyplot()
     ks = _ks(ev["accuracy"])
     x = [int(k) for k in ks]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -58,11 +76,8 @@ def plot_accuracy(ev: dict, path: Path, sim: dict | None = None) -> Path:
 
 
 def plot_cycles(sim: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Cycles relative to the largest k against the ideal k/N, and the deviation from it."""
+    plt = _pyplot()
     ks = _ks(sim["compute_cycles"])
     x = [int(k) for k in ks]
     top = ks[-1]
@@ -147,14 +162,8 @@ def _bench_accuracy(plt, acc: dict, path: Path) -> None:
                     label=f"{mode}, BN retrained")
             ax.plot([int(k) for k in ks], [100 * r["fixed"][k] for k in ks], "x--",
                     label=f"{mode}, fixed BN")
-        ax.set_title(ds)
-        ax.set_xlabel("k (weight planes)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _axes(ax, "k (weight planes)", "test accuracy (%)", ds, legend=7)
+    _save(fig, path)
 
 
 def _bench_cycles(plt, sc: dict, path: Path) -> None:
@@ -168,14 +177,8 @@ def _bench_cycles(plt, sc: dict, path: Path) -> None:
     for lname, per in sc["layers"].items():
         ax.plot([int(k) for k in ks], [per[k]["measured"] for k in ks], ".--", alpha=0.7,
                 label=lname)
-    ax.set_xlabel("k")
-    ax.set_ylabel("cycles(k) / cycles(N)")
-    ax.set_title(f"RTL cycles vs k ({sc['bundle']})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _axes(ax, "k", "cycles(k) / cycles(N)", f"RTL cycles vs k ({sc['bundle']})", legend=7)
+    _save(fig, path)
 
 
 def _bench_utilization(plt, ut: dict, path: Path) -> None:
@@ -189,23 +192,16 @@ def _bench_utilization(plt, ut: dict, path: Path) -> None:
            [100 * ut["layers"][n]["lane_utilization_total"] for n in names], 0.4,
            label="useful lane-ops / (R*C*total)")
     ax.set_xticks(list(xs), names)
-    ax.set_ylabel("%")
     ax.set_ylim(0, 105)
-    ax.set_title(f"array utilization per layer (R={ut['engine']['rows']}, "
-                 f"C={ut['engine']['cols']})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _axes(ax, "", "%", f"array utilization per layer (R={ut['engine']['rows']}, "
+                       f"C={ut['engine']['cols']})", legend=7, grid=False)
+    _save(fig, path)
 
 
 def plot_bench(report: dict, out: Path) -> list[str]:
     """The plots of a ``pnn bench`` report that has the data for them, into folder ``out``:
     ``accuracy_vs_k.png``, ``cycles_vs_k.png``, ``utilization.png``; returns the file names."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     out = Path(out)
     files = []
     if report.get("accuracy", {}):
@@ -218,3 +214,34 @@ def plot_bench(report: dict, out: Path) -> list[str]:
         _bench_utilization(plt, report["utilization"], out / "utilization.png")
         files.append("utilization.png")
     return files
+
+
+# ---- pnn dynamic ----------------------------------------------------------------------------------
+
+def plot_dynamic(path, fixed: dict, results: list[dict], names, points, title: str) -> Path:
+    """``pnn dynamic --plot``: accuracy vs average planes, the fixed-k points and every policy's
+    sweep (its frontier drawn), the operating points starred."""
+    from .model.dynamic import frontier
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ks = sorted(int(k) for k in fixed)
+    ax.plot(ks, [100 * fixed[str(k)] for k in ks], "k-o", label="fixed k", zorder=3)
+    for name in names:
+        pts = sorted([r for r in results if r["name"] == name], key=lambda r: r["avg_planes"])
+        front = frontier(pts)
+        line, = ax.plot([r["avg_planes"] for r in front], [100 * r["accuracy"] for r in front],
+                        "-", label=f"{name} (frontier)")
+        ax.plot([r["avg_planes"] for r in pts], [100 * r["accuracy"] for r in pts], ".",
+                color=line.get_color(), alpha=0.5)
+    for op in points:
+        ev = op["eval"]
+        ax.plot(ev["avg_planes"], 100 * ev["accuracy"], "*", ms=12, color="tab:red", zorder=4)
+        ax.annotate(f"{op['name']} <= {op['budget']:g}", (ev["avg_planes"], 100 * ev["accuracy"]),
+                    textcoords="offset points", xytext=(5, -12), fontsize=8)
+    lo = min(100 * fixed[str(k)] for k in ks if k >= 2) - 8
+    ax.set_ylim(max(0, lo), 100 * max(fixed.values()) + 3)
+    ax.set_xlim(0.8, max(ks) + 0.5)
+    _axes(ax, "average planes per frame (engine cycles / cycles of one plane)",
+          "accuracy on the clips (%)", title, title_size=9, loc="lower right")
+    return _save(fig, path, dpi=120)

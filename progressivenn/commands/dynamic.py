@@ -80,44 +80,6 @@ def add_arguments(p) -> None:
                         "only when its positions x row groups fit")
 
 
-# ---- presentation ---------------------------------------------------------------------------------
-
-def plot(path, fixed: dict, results: list[dict], names, points, title: str) -> None:
-    """Accuracy vs average planes: the fixed-k points and every policy's sweep (frontier drawn),
-    the operating points starred."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from ..model.dynamic import frontier
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ks = sorted(int(k) for k in fixed)
-    ax.plot(ks, [100 * fixed[str(k)] for k in ks], "k-o", label="fixed k", zorder=3)
-    for name in names:
-        pts = sorted([r for r in results if r["name"] == name], key=lambda r: r["avg_planes"])
-        front = frontier(pts)
-        line, = ax.plot([r["avg_planes"] for r in front], [100 * r["accuracy"] for r in front],
-                        "-", label=f"{name} (frontier)")
-        ax.plot([r["avg_planes"] for r in pts], [100 * r["accuracy"] for r in pts], ".",
-                color=line.get_color(), alpha=0.5)
-    for op in points:
-        ev = op["eval"]
-        ax.plot(ev["avg_planes"], 100 * ev["accuracy"], "*", ms=12, color="tab:red", zorder=4)
-        ax.annotate(f"{op['name']} <= {op['budget']:g}", (ev["avg_planes"], 100 * ev["accuracy"]),
-                    textcoords="offset points", xytext=(5, -12), fontsize=8)
-    lo = min(100 * fixed[str(k)] for k in ks if k >= 2) - 8
-    ax.set_ylim(max(0, lo), 100 * max(fixed.values()) + 3)
-    ax.set_xlim(0.8, max(ks) + 0.5)
-    ax.set_xlabel("average planes per frame (engine cycles / cycles of one plane)")
-    ax.set_ylabel("accuracy on the clips (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 # ---- command -------------------------------------------------------------------------------------
 
 def _check_args(args) -> tuple[list, list, list]:
@@ -243,10 +205,11 @@ def run(args) -> int:
     if args.rtl:
         out["rtl"] = _rtl(args, bundle, cfg, cost, clips, table, gates, points, engine, log)
     if args.plot:
-        plot(args.plot, fixed, results, names, points,
-             f"{bundle.dataset}: {clips.n_clips}x{clips.n_frames} "
-             f"{'synthetic clips' if clips.meta.get('synthetic') else 'frames'}, engine "
-             f"R={cfg.rows} C={cfg.cols}")
+        from ..report import plot_dynamic
+        plot_dynamic(args.plot, fixed, results, names, points,
+                     f"{bundle.dataset}: {clips.n_clips}x{clips.n_frames} "
+                     f"{'synthetic clips' if clips.meta.get('synthetic') else 'frames'}, engine "
+                     f"R={cfg.rows} C={cfg.cols}")
         log(f"plot written to {args.plot}")
     if args.json:
         print(json.dumps(out, indent=1))
