@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from .board_names import BOARD_NAMES
 from .isa import EngineConfig
+from .resident.impl import ResidentImpl
 from .resident.layout import ResidentConfig
 from .uart import UARTBridge, attach_engine, divisor_for
 
@@ -100,7 +101,12 @@ class BoardSpec:
     resident configuration fits the board). ``clk_hz`` is the design clock made by the board's
     PLL (None: the board clock itself); ``baud`` the UART rate, exact enough at that clock.
     ``mode`` is the design :class:`BoardTop` builds (set by :func:`board_spec`; empty: the
-    board's default, resident where it fits)."""
+    board's default, resident where it fits). ``default`` overrides that default (the
+    iCEBreaker has a resident configuration that does not fit yet: streamed stays its default).
+    ``resident_impl`` maps the resident engine's memories (:class:`~.resident.impl.ResidentImpl`;
+    None: the defaults); ``image_chunk`` is the resident bridge's longest IMAGE payload (its
+    payload register holds that many bytes, or a command beat's if more; None: the bridge's
+    default)."""
 
     name: str
     platform: str                 # "module:Class" in amaranth_boards
@@ -116,9 +122,14 @@ class BoardSpec:
     resident: ResidentConfig | None = None
     clk_hz: float | None = None
     mode: str = ""
+    default: str = ""
+    resident_impl: ResidentImpl | None = None
+    image_chunk: int | None = None
 
     @property
     def default_mode(self) -> str:
+        if self.default:
+            return self.default
         return "resident" if self.resident is not None else "streamed"
 
     @property
@@ -154,6 +165,15 @@ ULX3S_12F_CFG = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=102
 #: the digits net and the MNIST reference net (``docs/resident.md``).
 ULX3S_RESIDENT_CFG = ResidentConfig()
 
+#: Resident mode on the iCEBreaker (``--mode resident``; not the default: it does not fit the UP5K
+#: yet, ``docs/boards.md``): the smallest configuration holding the digits net (2 x 8, no tap
+#: banks, 3520 of 4096 weight words, 232 of 256 table entries, 3 of 4 descriptors), the weights in
+#: one SPRAM and the program in block RAM (:data:`ICEBREAKER_RESIDENT_IMPL`).
+ICEBREAKER_RESIDENT_CFG = ResidentConfig(rows=2, cols=8, bbits=40, wdepth=4096, ppdepth=256,
+                                         fmdepth=256, max_layers=4, max_classes=10, taps=0,
+                                         tapdepth=128)
+ICEBREAKER_RESIDENT_IMPL = ResidentImpl(prog_ram=True, weights_single_port=True)
+
 #: ULX3S design clock: 25 MHz in, 30 MHz out of the PLL (25 * 6 / 5), so that 3 Mbaud (the
 #: FT231X's fastest rate) is exactly 10 clocks a bit; at 25 MHz the nearest divisor is 4% off.
 ULX3S_CLK_HZ = 30e6
@@ -164,7 +184,9 @@ FAST_BAUD = 3_000_000
 BOARDS: dict[str, BoardSpec] = {
     "icebreaker": BoardSpec(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", ICEBREAKER_CFG,
-        baud=FAST_BAUD, note="iCE40UP5K-SG48, 12 MHz", synth_opts=("-dsp",)),
+        baud=FAST_BAUD, note="iCE40UP5K-SG48, 12 MHz", synth_opts=("-dsp",),
+        resident=ICEBREAKER_RESIDENT_CFG, default="streamed",
+        resident_impl=ICEBREAKER_RESIDENT_IMPL, image_chunk=36),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ULX3S_BIG_CFG,
         baud=FAST_BAUD, note="LFE5U-85F-6BG381C, 25 MHz (PLL 30 MHz)",
@@ -325,7 +347,13 @@ class BoardTop(Elaboratable):
         """The UART core of the spec's mode at clock ``clk_hz``."""
         if self.spec.design_mode == "resident":
             from .resident.system import ResidentSystem
-            return ResidentSystem(self.spec.resident, clk_hz, self.spec.baud, engine=self.engine)
+            engine = self.engine
+            if engine is None and self.spec.resident_impl is not None:
+                from .resident.engine import ResidentEngine
+                engine = ResidentEngine(self.spec.resident, impl=self.spec.resident_impl)
+            chunk = {} if self.spec.image_chunk is None else {"image_chunk": self.spec.image_chunk}
+            return ResidentSystem(self.spec.resident, clk_hz, self.spec.baud, engine=engine,
+                                  **chunk)
         div = divisor_for(clk_hz, self.spec.baud)
         return EngineOverUART(self.spec.cfg, divisor=div, engine=self.engine,
                               timeout=int(clk_hz // 4))

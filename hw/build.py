@@ -209,6 +209,9 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     top = BoardTop(spec, engine=engine)
     overrides = {"synth_opts": " ".join(synth_opts),
                  "script_after_synth": "tee -q -o top.stat.json stat -json"}
+    after_read = _script_after_read(spec)
+    if after_read:
+        overrides["script_after_read"] = after_read
     # nextpnr writes its utilisation and per-clock Fmax as JSON (parse_nextpnr_report)
     overrides["nextpnr_opts"] = " ".join([*(spec.nextpnr_opts or ()), "--report",
                                           "top.report.json"])
@@ -283,6 +286,8 @@ def _design(spec, baseline: bool, dsp: bool | None):
         cfg = engine.cfg
         design = "baseline-int8"
     synth_opts = list(spec.synth_opts)
+    if _single_port_weights(spec) and spec.family == "ice40":
+        synth_opts.append("-spram")
     if spec.family == "ice40":
         if dsp is not None:
             synth_opts = [o for o in synth_opts if o != "-dsp"] + (["-dsp"] if dsp else [])
@@ -296,6 +301,21 @@ def _design(spec, baseline: bool, dsp: bool | None):
     elif dsp is False:
         design += "-lut"
     return engine, cfg, design, synth_opts, dsp_used
+
+
+def _single_port_weights(spec) -> bool:
+    """The resident engine's weight memory is single-ported (``ResidentImpl``)."""
+    impl = spec.resident_impl
+    return spec.design_mode == "resident" and impl is not None and impl.weights_single_port
+
+
+def _script_after_read(spec) -> str:
+    """Yosys commands run after reading the design: a single-port weight memory loses the
+    all-zero initial contents Amaranth gives every memory (``$meminit_v2`` cells), which no SPRAM
+    can have; the engine writes every weight it reads, so nothing observable changes."""
+    if not _single_port_weights(spec):
+        return ""
+    return "delete t:$meminit_v2 r:MEMID=\\\\wmem %i"
 
 
 def _run_toolchain(out: Path, env: dict, board: str, t0: float, progress, timeout: float):

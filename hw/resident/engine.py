@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..pe_array import PEArray
 from ..postproc import PostProc
+from .impl import ResidentImpl
 from .layout import (ResidentConfig, Op, Kind, ResKind, SW, desc_layout, cmd_layout, res_layout,
                      summary_layout, counter_layout, tap_layout, addr_width, DIMW)
 from .window import WindowGen
@@ -56,11 +57,16 @@ class ResidentEngine(wiring.Component):
     #: (memory 2, ``PEArray.LATENCY``, ``PostProc.LATENCY``)
     DESC_CYCLES = 3
 
-    def __init__(self, cfg: ResidentConfig = ResidentConfig()):
+    def __init__(self, cfg: ResidentConfig = ResidentConfig(), *, impl: ResidentImpl | None = None):
         if not isinstance(cfg, ResidentConfig):
             self._MustUse__silence = True
             raise TypeError(f"cfg must be a ResidentConfig, not {cfg!r}")
+        if impl is not None and not isinstance(impl, ResidentImpl):
+            self._MustUse__silence = True
+            raise TypeError(f"impl must be a ResidentImpl, not {impl!r}")
         self.cfg = cfg
+        #: memory mapping (:class:`.impl.ResidentImpl`: netlist only, same behaviour)
+        self.impl = impl or ResidentImpl()
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
             "res": Out(stream.Signature(res_layout(cfg))),
@@ -94,9 +100,14 @@ class ResidentEngine(wiring.Component):
         write and one read port each, read data one cycle after the address."""
         cfg = self.cfg
         n.dl = desc_layout(cfg)
-        m.submodules.wmem = wmem = Memory(shape=cfg.w_width, depth=cfg.wdepth, init=[])
+        impl = self.impl
+        m.submodules.wmem = wmem = Memory(
+            shape=cfg.w_width, depth=cfg.wdepth, init=[],
+            attrs={"ram_style": "huge"} if impl.weights_single_port else None)
         m.submodules.ppmem = ppmem = Memory(shape=cfg.pp_width, depth=cfg.ppdepth, init=[])
-        m.submodules.prog = progmem = Memory(shape=n.dl.size, depth=cfg.max_layers, init=[])
+        m.submodules.prog = progmem = Memory(
+            shape=n.dl.size, depth=cfg.max_layers, init=[],
+            attrs={"ram_style": "block"} if impl.prog_ram else None)
         m.submodules.fmem = fmem = Memory(shape=cfg.fm_width, depth=cfg.fmdepth, init=[])
         w_wr, w_rd = wmem.write_port(), wmem.read_port()
         pp_wr, pp_rd = ppmem.write_port(), ppmem.read_port()
@@ -146,6 +157,11 @@ class ResidentEngine(wiring.Component):
             n.pg_wr.en.eq(accept & (cmd.op == Op.WRITE_PROG)),
             n.pg_rd.addr.eq(n.layer),
         ]
+        if self.impl.weights_single_port:
+            # one address for both ports (single-port RAM): the command's while it writes
+            n.w_addr = Signal(len(n.w_wr.addr))
+            m.d.comb += [n.w_wr.addr.eq(n.w_addr), n.w_rd.addr.eq(n.w_addr),
+                         n.w_rd.en.eq(~n.w_wr.en)]
 
     def _pipeline(self, m, n):
         """Chunk pipeline: S1 (memories deliver, flags registered alongside), S2 (memory outputs
@@ -159,7 +175,10 @@ class ResidentEngine(wiring.Component):
         n.s1_valid = s1_valid = Signal()
         m.d.sync += s1_valid.eq(win.active)
         m.d.sync += [s.eq(getattr(win, k)) for k, s in s1.items()]
-        m.d.comb += n.w_rd.addr.eq(win.w_addr)
+        if self.impl.weights_single_port:
+            m.d.comb += n.w_addr.eq(Mux(n.w_wr.en, n.cmd.addr, win.w_addr))
+        else:
+            m.d.comb += n.w_rd.addr.eq(win.w_addr)
         n.s2 = s2 = {k: Signal(len(s), name=f"s2_{k}") for k, s in s1.items()}
         n.s2_valid = s2_valid = Signal()
         n.s2_x = s2_x = Signal(C * A)

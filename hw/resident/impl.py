@@ -1,0 +1,40 @@
+"""How a resident engine is mapped onto an FPGA's memories: options that change the netlist, never
+the behaviour (every word in and out, every cycle count, stays the same).
+
+:class:`ResidentConfig` says what the engine computes and is sent to the host in the identify
+reply; :class:`ResidentImpl` only says where its memories go, so the host never sees it and the
+default (``ResidentImpl()``) elaborates exactly the RTLIL of before. A board picks it
+(``BoardSpec.resident_impl``, ``docs/boards.md``): the iCE40UP5K's 30 block RAMs cannot hold the
+weights and the program together, its four 256-kbit SPRAMs can hold the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ResidentImpl"]
+
+
+@dataclass(frozen=True)
+class ResidentImpl:
+    """Memory mapping of one resident engine build.
+
+    ``prog_ram``: the program memory (``max_layers`` descriptors) carries the Yosys attribute
+    ``ram_style = "block"``, so it is built of block RAM instead of ``max_layers x`` descriptor-bit
+    flip-flops and their read multiplexer (Yosys' cost model picks flip-flops for so shallow a
+    memory).
+
+    ``weights_single_port``: the weight memory has one address for its write and read ports
+    (the command's while a WRITE_W is accepted, else the window generator's; read disabled
+    during the write), so Yosys can map it to single-port RAM: ``synth_ice40 -spram`` puts it
+    in SPRAM (16 bits x 16 K each); it is tagged ``ram_style = "huge"``. Weights are only
+    written while the engine is idle, so reads never see the difference.
+    """
+
+    prog_ram: bool = False
+    weights_single_port: bool = False
+
+    def __post_init__(self):
+        for name in ("prog_ram", "weights_single_port"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
