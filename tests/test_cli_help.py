@@ -26,3 +26,17 @@ def test_help_shows_defaults(name):
         shown = formatter._expand_help(action) if action.help else ""
         assert "default" in shown.lower(), f"pnn {name} {action.option_strings[0]}: {shown!r}"
     assert "(default: %(default)s)" not in text
+
+
+def test_array_options_declared_once():
+    """``pnn verilog`` and ``pnn build`` take the same array-size options (array_args): same
+    names, destinations and help text; verilog defaults to EngineConfig's, build to the board's."""
+    from progressivenn.commands.array_args import ARRAY_OPTIONS
+    from progressivenn.hw.isa import EngineConfig
+
+    subs = _subparsers()
+    for field, opt, _, text in ARRAY_OPTIONS:
+        v, b = (next(a for a in subs[n]._actions if opt in a.option_strings)
+                for n in ("verilog", "build"))
+        assert v.dest == b.dest == field and v.help.startswith(text) and b.help.startswith(text)
+        assert v.default == getattr(EngineConfig(), field) and b.default is None

@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..hw.board_names import BOARD_NAMES
+from .array_args import add_array_arguments
 
 NAME = "build"
 HELP = ("build the board design (resident engine by default where it fits, or the streamed engine;"
@@ -32,11 +33,7 @@ def add_arguments(p):
     p.add_argument("--program", action="store_true",
                    help="after a build that fits, load the bitstream into the board (iceprog or"
                         " openFPGALoader, whichever is installed)")
-    p.add_argument("--rows", type=int, metavar="R", help="override the board's array rows")
-    p.add_argument("--cols", type=int, metavar="C", help="override the board's array columns")
-    p.add_argument("--pp-lanes", type=int, metavar="P", dest="pp_lanes",
-                   help="override the board's post-processing lanes (P dividing R; 0: one per"
-                        " row)")
+    add_array_arguments(p, override="the board's (docs/boards.md)")
     p.add_argument("--baseline", action="store_true",
                    help="also build the bit-parallel int8 MAC array of the same R x C, with DSP"
                         " multipliers and LUT-only, and print all three side by side (streamed"

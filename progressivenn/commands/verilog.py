@@ -8,10 +8,8 @@ import json
 NAME = "verilog"
 HELP = "generate the engine as Verilog (pnn_engine.v) with its parameters file (pnn_engine.json)"
 
-# (EngineConfig field, option, help)
+# (EngineConfig field, option, help); the array size (rows, cols, pp_lanes): array_args
 _OPTIONS = (
-    ("rows", "--rows", "R: output channels computed in parallel"),
-    ("cols", "--cols", "C: reduction lanes (activations per cycle)"),
     ("abits", "--abits", "A: activation code width"),
     ("nbits", "--nbits", "N: weight planes stored per weight (1..16)"),
     ("max_reduction", "--max-reduction", "I_max: largest reduction length (sets the accumulator "
@@ -23,15 +21,16 @@ _OPTIONS = (
     ("adepth", "--adepth", "activation memory words per bank (each C*A bits)"),
     ("ppdepth", "--ppdepth", "post-processing table words"),
     ("accdepth", "--accdepth", "saved-accumulator words"),
-    ("pp_lanes", "--pp-lanes", "post-processing lanes P, dividing R; 0: one per row (a result"
-                               " then takes R/P cycles and a table entry R/P words)"),
 )
 
 
 def add_arguments(p):
     from progressivenn.hw.isa import EngineConfig   # standard library only: cheap
 
+    from .array_args import add_array_arguments
+
     defaults = EngineConfig()
+    add_array_arguments(p, defaults)
     for field, opt, text in _OPTIONS:
         p.add_argument(opt, dest=field, type=int, default=getattr(defaults, field),
                        metavar="N", help=f"{text} (default {getattr(defaults, field)})")
