@@ -37,7 +37,7 @@ class ProgLayer:
     """One program layer: the bundle layer it computes, its descriptor and where its output is."""
     index: int            # bundle layer whose output the region holds (a fused pool's)
     name: str
-    kind: str             # "conv" (conv or linear) | "pool"
+    kind: str             # "conv" (conv or linear) | "pool" | "add"
     desc: dict            # field values of desc_layout
     out_shape: tuple      # (C, H, W) of the output map (logits: (classes, 1, 1))
     out_base: int
@@ -183,9 +183,10 @@ def _pool_layer(layer, ch: int, ncw: int) -> dict:
 
 
 def _conv_layer(li: int, layer, cur: tuple, cfg: ResidentConfig, tables: str, last: bool,
-                weights: list, pp: list) -> dict:
+                weights: list, pp: list, taps: bool = False) -> dict:
     """Geometry of a convolution (a linear layer: a window over the whole flattened map); its
-    weight words and post-processing entries are appended to ``weights`` and ``pp``."""
+    weight words and post-processing entries are appended to ``weights`` and ``pp``. ``taps``:
+    the first layer reads the tap banks."""
     _, ch, hh, ww = cur
     u = np.asarray(layer.codes, dtype=np.int64)
     O = int(u.shape[0])
@@ -201,7 +202,6 @@ def _conv_layer(li: int, layer, cur: tuple, cfg: ResidentConfig, tables: str, la
     if bound >= 1 << (cfg.acc_width - 1):
         raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): |acc| up to "
                                f"{bound:,} needs more than acc_width {cfg.acc_width} bits")
-    taps = li == 0 and _tap_mode(cfg, layer)
     cols = _reduction_cols(ch, kh, kw, cfg.cols, taps)
     ngroups = _cdiv(O, cfg.rows)
     wbase, ppbase = len(weights), len(pp)
@@ -210,6 +210,32 @@ def _conv_layer(li: int, layer, cur: tuple, cfg: ResidentConfig, tables: str, la
     return dict(kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, ho=ho, wo=wo, nchunks=len(cols),
                 ngroups=ngroups, out_words=_cdiv(O, cfg.cols), nout=O, kind=Kind.CONV,
                 last=last, relu=bool(layer.relu), oc=O, taps=taps, wbase=wbase, ppbase=ppbase)
+
+
+def _add_layer(where: str, layer, regions: list, cfg: ResidentConfig) -> dict:
+    """Geometry of a residual add of the maps in ``regions`` (base, channels, height, width):
+    the pool walk of ``max(2, C/R)`` taps per word (tap 0 operand a, tap 1 operand b; the ADD
+    unit then post-processes the word's C/R output groups), written like a convolution."""
+    if not cfg.adds:
+        raise ResidentFitError(f"resident: {where}: a residual add needs the engine's ADD unit "
+                               f"(ResidentConfig(adds=True))")
+    (_, ch, hh, ww), (base_b, *shape_b) = regions
+    if (ch, hh, ww) != tuple(shape_b):
+        raise ResidentFitError(f"resident: {where}: the operands are stored as {(ch, hh, ww)} "
+                               f"and {tuple(shape_b)} maps")
+    ncw = _cdiv(ch, cfg.cols)
+    taps = max(2, cfg.groups_per_word)
+    return dict(kh=taps, kw=1, sh=1, sw=1, ph=0, pw=0, ho=hh, wo=ww, nchunks=taps, ngroups=ncw,
+                out_words=ncw, nout=ch, kind=Kind.POOL, last=False, relu=True, oc=ch, taps=False,
+                wbase=0, ppbase=0,
+                add=(int(layer.add_m[0]), int(layer.add_m[1]), int(layer.add_s), base_b))
+
+
+def _sources(layer, li: int) -> tuple:
+    """Bundle indices of the layers whose outputs ``layer`` (at ``li``) reads; -1: the image."""
+    if layer.kind == "add":
+        return tuple(int(v) for v in layer.inputs)
+    return (li - 1 if getattr(layer, "input", None) is None else int(layer.input),)
 
 
 def _tap_table(kh: int, kw: int, ww: int, cfg: ResidentConfig) -> list:
@@ -248,6 +274,12 @@ def _descriptor(where: str, g: dict, cur: tuple, out_base: int, cfg: ResidentCon
     }
     if cfg.double_buffer:
         d["img_words"] = img_words
+    if cfg.adds:
+        ma, mb, sh_add, base_b = g.get("add") or (0, 0, 0, None)
+        d.update(add=int(base_b is not None), add_ma=ma, add_mb=mb, add_s=sh_add)
+        if base_b is not None:      # tap 1 reads operand b; taps past it are gated
+            d["rowstride"] = (base_b - base) & fmask
+            d["in_h"] = hh + 1
     for name, bits in (("in_h", DIMW), ("in_w", DIMW), ("out_h", DIMW), ("out_w", DIMW),
                        ("kh", DIMW), ("kw", DIMW), ("sh", DIMW), ("sw", DIMW), ("ph", DIMW),
                        ("pw", DIMW), ("qh", DIMW), ("qw", DIMW), ("tsh", DIMW),
@@ -259,50 +291,71 @@ def _descriptor(where: str, g: dict, cur: tuple, out_base: int, cfg: ResidentCon
 
 def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
                     fuse: bool = True) -> ResidentProgram:
-    """Compile a chain bundle (conv, maxpool, flatten, linear) into a layer program.
+    """Compile a bundle (conv, maxpool, flatten, linear, add; any layer may read any earlier
+    layer's output or the image: ``LayerSpec.input`` / ``inputs``) into a layer program.
 
-    Memory map: feature map words ``[0, in_words*H*W)`` hold the image, then every conv/pool
-    layer's output in program order (every layer keeps its own region, so all can be read back);
-    weights of program layer after program layer; post-processing entries per (layer, group, k).
-    Refuses, with one line naming the memory and the words needed vs available, a bundle that
-    does not fit ``cfg``.
+    Memory map: feature map words ``[0, in_words*H*W)`` hold the image (unless the first layer
+    reads it from the tap banks), then every conv/pool/add layer's output in program order
+    (every layer keeps its own region, so all can be read back and any later layer can read
+    it); weights of program layer after program layer; post-processing entries per (layer,
+    group, k). A layer reads its source's region (a flatten is the region of its input). A
+    max-pool with kernel = stride is fused into the convolution before it when nothing else
+    reads that convolution. Refuses, with one line naming the memory and the words needed vs
+    available, a bundle that does not fit ``cfg``; a residual add needs ``cfg.adds``.
     """
     _check_bundle(bundle, cfg, tables)
     cin, h, w = (int(v) for v in bundle.input_shape)
     in_words = _cdiv(cin, cfg.cols)
-    cur = (0, cin, h, w)             # base, channels, height, width of the current map
+    L = bundle.layers
+    nl = len(L)
+    if L[-1].kind not in ("conv", "linear"):
+        raise ResidentFitError(f"resident: layers[{nl - 1}] ({L[-1].name}): the last layer must "
+                               f"be a convolution or linear layer (the logits)")
+    srcs = [_sources(layer, li) for li, layer in enumerate(L)]
+    readers = {}
+    for li, src in enumerate(srcs):
+        for j in src:
+            readers.setdefault(j, []).append(li)
+    later = [li for li in readers.get(-1, []) if li > 0]
+    if later and cfg.double_buffer:
+        raise ResidentFitError(f"resident: layers[{later[0]}] ({L[later[0]].name}) reads the "
+                               f"image: not with a double-buffered input")
+    # a one-channel image read by tap banks has no feature-map region (unless a later layer
+    # reads the image too); double-buffered input: image buffer 1 follows buffer 0
+    taps0 = _tap_mode(cfg, L[0]) and not later
     tap_table = []
-    # a one-channel image read by tap banks has no feature-map region; double-buffered input:
-    # image buffer 1 follows buffer 0
-    img_words = 0 if _tap_mode(cfg, bundle.layers[0]) else in_words * h * w
+    img_words = 0 if taps0 else in_words * h * w
     fm_next = img_words * (2 if cfg.double_buffer else 1)
+    regions = {-1: (0, cin, h, w)}      # bundle index -> (base, channels, height, width)
     layers, weights, pp = [], [], []
-    nl = len(bundle.layers)
     skip = set()
-    for li, layer in enumerate(bundle.layers):
+    for li, layer in enumerate(L):
         if li in skip:
             continue
-        if layer.kind == "add" or getattr(layer, "input", None) is not None:
-            raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): residual adds and "
-                                   f"branches are not in resident mode yet; use --mode streamed")
-        if layer.kind == "flatten":
+        where = f"layers[{li}] ({layer.name})"
+        if layer.kind == "flatten":             # a renaming: the region of its input
+            regions[li] = regions[srcs[li][0]]
             continue
+        cur = regions[srcs[li][0]]
         if layer.kind == "maxpool":
             g = _pool_layer(layer, cur[1], _cdiv(cur[1], cfg.cols))
         elif layer.kind in ("conv", "linear"):
-            g = _conv_layer(li, layer, cur, cfg, tables, li == nl - 1, weights, pp)
+            g = _conv_layer(li, layer, cur, cfg, tables, li == nl - 1, weights, pp,
+                            taps=li == 0 and taps0)
+        elif layer.kind == "add":
+            g = _add_layer(where, layer, [regions[j] for j in srcs[li]], cfg)
         else:
-            raise ResidentFitError(f"resident: layers[{li}] ({layer.name}): kind {layer.kind!r} "
-                                   f"is not supported in resident mode")
+            raise ResidentFitError(f"resident: {where}: kind {layer.kind!r} is not supported in "
+                                   f"resident mode")
         out_base = 0 if g["last"] else fm_next
-        # a following max-pool with kernel = stride is fused: positions are walked in tiles of
-        # the pool window and the write-back keeps the maximum
+        # a following max-pool with kernel = stride that alone reads this convolution is fused:
+        # positions are walked in tiles of the pool window and the write-back keeps the maximum
         g["qh"] = g["qw"] = 1
-        nxt = bundle.layers[li + 1] if li + 1 < nl else None
+        nxt = L[li + 1] if li + 1 < nl else None
         pool_index = None
         if (fuse and g["kind"] == Kind.CONV and not g["last"] and nxt is not None
                 and nxt.kind == "maxpool" and tuple(nxt.kernel) == tuple(nxt.stride)
-                and g["ngroups"] <= cfg.fuse_groups):
+                and readers.get(li) == [li + 1] and g["ngroups"] <= cfg.fuse_groups):
             g["qh"], g["qw"] = (int(v) for v in nxt.kernel)
             g["ho"], g["wo"] = int(nxt.out_shape[1]), int(nxt.out_shape[2])
             pool_index = li + 1
@@ -310,16 +363,15 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
         if g["taps"]:       # the window generator walks positions only; the lanes hold the taps
             tap_table = _tap_table(g["kh"], g["kw"], cur[3], cfg)
             g["kh"] = g["kw"] = 1
-        d = _descriptor(f"layers[{li}] ({layer.name})", g, cur, out_base, cfg,
-                        0 if layers else img_words)
+        d = _descriptor(where, g, cur, out_base, cfg, 0 if layers else img_words)
         name = layer.name if pool_index is None else f"{layer.name}+{nxt.name}"
         shape = (g["oc"], g["ho"], g["wo"])
-        layers.append(ProgLayer(li if pool_index is None else pool_index, name,
-                                "pool" if g["kind"] == Kind.POOL else "conv", d, shape,
+        kind = "add" if "add" in g else "pool" if g["kind"] == Kind.POOL else "conv"
+        layers.append(ProgLayer(li if pool_index is None else pool_index, name, kind, d, shape,
                                 out_base, g["out_words"], g["kind"] == Kind.POOL))
         if not g["last"]:
             fm_next += g["out_words"] * g["ho"] * g["wo"]
-            cur = (out_base, *shape)
+            regions[li if pool_index is None else pool_index] = (out_base, *shape)
     prog = ResidentProgram(cfg, layers, weights, pp, (cin, h, w), 0, in_words, fm_next,
                            int(bundle.num_classes), tables, tap_table)
     prog.usage = memory_usage(prog)
@@ -483,18 +535,18 @@ def layer_outputs(bundle, prog: ResidentProgram, res: RunResult) -> list:
     ``None`` for a convolution whose pool was fused into it (its output is never stored: compile
     with ``fuse=False`` to see it)."""
     by_index = {pl.index: m for pl, m in zip(prog.layers[:-1], res.maps)}
-    out, prev = [], None
+    out = []
     for li, layer in enumerate(bundle.layers):
         if li == len(bundle.layers) - 1:
             v = np.asarray(res.logits, dtype=np.int64)
         elif layer.kind == "flatten":
-            v = None if prev is None else prev.reshape(-1)
+            src = _sources(layer, li)[0]
+            v = None if src < 0 or out[src] is None else out[src].reshape(-1)
         else:
             v = by_index.get(li)
-            if v is not None and layer.kind == "linear":
+            if v is not None and len(layer.out_shape) == 1:
                 v = v.reshape(-1)
         out.append(v)
-        prev = v
     return out
 
 

@@ -232,10 +232,11 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
 
 def resident_config(*, rows: int, cols: int, bundle) -> ResidentConfig:
     """The resident engine for an R x C array and ``bundle``'s widths (tap banks where C is a
-    power of two)."""
+    power of two; the ADD unit when the bundle has residual adds)."""
     pow2 = cols & (cols - 1) == 0
     return ResidentConfig(rows=rows, cols=cols, nbits=int(bundle.nbits), abits=int(bundle.abits),
-                          mbits=max(18, int(bundle.mbits)), taps=min(9, cols) if pow2 else 0)
+                          mbits=max(18, int(bundle.mbits)), taps=min(9, cols) if pow2 else 0,
+                          adds=any(layer.kind == "add" for layer in bundle.layers))
 
 
 def summarize_resident(report: dict, prog) -> dict:

@@ -309,3 +309,146 @@ def test_device_selection():
             pick_device("cuda")
     with pytest.raises(ValueError, match="device must be"):
         pick_device("tpu")
+
+
+# ---- resident mode: graph inputs and the ADD unit on chip ---------------------------------------
+
+def _resident_cfg(rows=2, cols=4, nbits=2, **kw):
+    from progressivenn.hw.resident import ResidentConfig
+    base = dict(rows=rows, cols=cols, nbits=nbits, abits=8, wdepth=1024, ppdepth=128,
+                fmdepth=512, taps=min(cols, 9), tapdepth=256, adds=True)
+    base.update(kw)
+    return ResidentConfig(**base)
+
+
+def _resident_every_k(b, cfg, ks=None):
+    """The residual bundle ``b`` in the resident engine (Amaranth) at every k: every layer read
+    back and compared with golden (the adds and the projection branch included), busy counters
+    against the cycle model."""
+    from test_resident import check_all, fused
+    from progressivenn.sim import resident as rs
+    prog = rs.compile_program(b, cfg)
+    adds = [pl for pl in prog.layers if pl.kind == "add"]
+    assert len(adds) == sum(layer.kind == "add" for layer in b.layers) > 0
+    ks = ks or list(range(1, b.nbits + 1))
+    res = rs.run_amaranth(prog, b.test_x, ks)
+    check_all(b, prog, res, ks, fused=fused(prog))
+    for per_k in res:
+        got = rs.layer_outputs(b, prog, per_k[0])
+        assert all(got[pl.index] is not None for pl in adds)       # the adds were compared
+    return prog, res
+
+
+def test_resident_residual_net_every_k():
+    """Issue #11: a residual net (identity and projection shortcuts, a branch reading an add)
+    runs on chip: 6 channels on C=4 lanes (a word's lanes past the channel count stay 0),
+    C/R = 2 groups per word; every layer at every k equals golden."""
+    b, _ = tiny_bundle(n=1, nbits=2, widths=(2, 3), shape=(1, 6, 6))
+    prog, res = _resident_every_k(b, _resident_cfg())
+    conv6 = next(pl for pl in prog.layers if pl.name == "conv6")
+    add1 = next(pl for pl in prog.layers if pl.name == "add1")
+    assert b.layers[conv6.index].input == add1.index            # the branch reads add1's region
+    assert conv6.desc["win0"] == add1.out_base
+    assert [pl.busy(1) for pl in prog.layers if pl.kind == "add"] == [36 * 2, 9 * 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rows,cols,nbits", [(4, 4, 3), (2, 8, 3), (8, 16, 8)],
+                         ids=["C/R=1", "C/R=4", "default-R8-C16-N8"])
+def test_resident_residual_net_configs(rows, cols, nbits):
+    """The ADD unit at C/R = 1 (two taps, one group), 4 (four taps per word) and the default
+    array (R=8, C=16, N=8, tap banks) at every k."""
+    b, _ = tiny_bundle(n=1, nbits=nbits)
+    cfg = _resident_cfg(rows, cols, nbits) if rows != 8 else _resident_cfg(
+        rows, cols, nbits, wdepth=4096, ppdepth=256, fmdepth=2048, tapdepth=1024)
+    _resident_every_k(b, cfg)
+
+
+def test_resident_graph_compile():
+    """Compile-time graph handling: the ADD descriptor (operand b at ``rowstride``, gated taps
+    past it), a later reader of the image turns the tap banks off, a pool is not fused into a
+    convolution something else reads, and what the engine cannot run is refused in one line."""
+    import dataclasses
+    from progressivenn.sim import resident as rs
+    b, _ = tiny_bundle(n=1, nbits=2, widths=(2, 3), shape=(1, 6, 6))
+    cfg = _resident_cfg(cols=4, taps=4)
+    prog = rs.compile_program(b, cfg)
+    by_name = {pl.name: pl for pl in prog.layers}
+    add2 = by_name["add2"]
+    a, bb = (prog.layers[[pl.index for pl in prog.layers].index(j)] for j in b.layers[
+        add2.index].inputs)
+    d = add2.desc
+    assert d["win0"] == a.out_base and (a.out_base + d["rowstride"]) % 512 == bb.out_base
+    assert (d["add"], d["add_ma"], d["add_mb"], d["add_s"]) == (
+        1, *b.layers[add2.index].add_m, b.layers[add2.index].add_s)
+    assert d["kh"] == 2 and d["in_h"] == d["out_h"] + 1 and d["ngroups"] == 1
+    assert all(pl.desc["add"] == 0 for pl in prog.layers if pl.kind != "add")
+    # a later layer reads the image: no tap banks, the image keeps its feature-map region
+    cfg9 = _resident_cfg(cols=16, rows=2, taps=9)
+    assert rs.compile_program(b, cfg9).taps
+    b2 = dataclasses.replace(b, layers=list(b.layers))
+    b2.layers[6] = dataclasses.replace(b.layers[6], input=-1, in_shape=(1, 6, 6),
+                                       codes=b.layers[6].codes[:, :1])
+    prog2 = rs.compile_program(b2, cfg9)
+    assert not prog2.taps and prog2.layers[6].desc["win0"] == 0
+    # the stem conv read by its pool and by a branch: not fused
+    from test_resident import chain_bundle
+    c = chain_bundle(0, [("conv", 3, (3, 3), (1, 1), (1, 1)), ("pool", (2, 2), (2, 2)),
+                         ("conv", 3, (1, 1), (1, 1), (0, 0)), ("flatten",), ("linear", 2)],
+                     input_shape=(2, 4, 4), nbits=2)
+    assert [pl.name for pl in rs.compile_program(c, cfg).layers][0] == "conv0+pool1"
+    c.layers[2] = dataclasses.replace(c.layers[2], input=0, in_shape=(3, 4, 4),
+                                      out_shape=(3, 4, 4))
+    c.layers[3] = dataclasses.replace(c.layers[3], in_shape=(3, 4, 4), out_shape=(48,))
+    c.layers[4] = dataclasses.replace(c.layers[4], in_shape=(48,),
+                                      codes=np.zeros((2, 48), dtype=np.int64))
+    assert [pl.name for pl in rs.compile_program(c, cfg).layers][:2] == ["conv0", "pool1"]
+    with pytest.raises(rs.ResidentFitError, match=r"^resident: layers\[3\] \(add1\): a residual "
+                       r"add needs the engine's ADD unit \(ResidentConfig\(adds=True\)\)$"):
+        rs.compile_program(b, dataclasses.replace(cfg, adds=False))
+    with pytest.raises(rs.ResidentFitError, match=r"reads the image: not with a double"):
+        rs.compile_program(b2, dataclasses.replace(cfg9, double_buffer=True))
+
+
+def test_resnet8_mnist_does_not_fit_the_default_weight_memory():
+    """ResNet-8 on the MNIST shape in the default resident configuration (with the ADD unit):
+    feature maps and program fit; the weights and the tables do not (the fit check says by how
+    much); with 8,192 weight words and 512 table entries it fits."""
+    from progressivenn.hw.resident import ResidentConfig
+    from progressivenn.sim import resident as rs
+    net = build_net("resnet8", input_scale=1 / 255, input_shape=(1, 28, 28), num_classes=10)
+    x = np.zeros((1, 1, 28, 28), dtype=np.uint8)
+    b = fold_network(net.eval(), test_x=x, test_y=np.zeros(1, dtype=np.int64), dataset="mnist")
+    with pytest.raises(rs.ResidentFitError,
+                       match=r"^resident: weight memory needs 5,040 words, 4,096 available$"):
+        rs.compile_program(b, ResidentConfig(adds=True))
+    with pytest.raises(rs.ResidentFitError,
+                       match=r"^resident: post-processing memory needs 352 words, 256 available$"):
+        rs.compile_program(b, ResidentConfig(adds=True, wdepth=8192))
+    prog = rs.compile_program(b, ResidentConfig(adds=True, wdepth=8192, ppdepth=512))
+    assert prog.usage["feature-map memory"] == (1448, 2048)
+    assert prog.usage["program memory"] == (14, 16)
+    assert [pl.name for pl in prog.layers if pl.kind == "add"] == ["add1", "add2", "add3"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_resident_residual_net_verilog(tmp_path, sim):
+    """The generated Verilog of an engine with the ADD unit (cocotb): the residual net at every
+    k with random idle cycles and back-pressure (0.3), every layer read back and compared with
+    golden, busy counters equal to the model; a reset in the middle of an image."""
+    from progressivenn.sim.resident_runner import resident_config, run_resident_cocotb
+    if not have_simulator(sim):
+        pytest.skip(f"{sim} is not installed (make setup)")
+    b, _ = tiny_bundle(n=2, nbits=3, widths=(2, 3), shape=(1, 6, 6))
+    save_bundle(b, tmp_path / "bundle")
+    cfg = _resident_cfg(rows=2, cols=4, nbits=3)
+    assert resident_config(rows=2, cols=4, bundle=b).adds
+    rep = run_resident_cocotb(tmp_path / "bundle", cfg, simulator=sim, bits=[1, 2, 3], images=2,
+                              stall=0.3, build_root=tmp_path / "builds")
+    assert rep["failed_tests"] == [], rep["sim_log"]
+    assert rep["mismatches"] == 0, rep["first_mismatch"]
+    per_image = sum(int(np.prod(layer.out_shape)) for layer in b.layers)
+    for k in ("1", "2", "3"):
+        assert rep["per_k"][k]["compared"] == 2 * per_image
+        assert "busy_model_differs" not in rep["per_k"][k]

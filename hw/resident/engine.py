@@ -16,6 +16,7 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .. import isa
 from ..pe_array import PEArray
 from ..postproc import PostProc
 from .impl import ResidentImpl
@@ -67,6 +68,10 @@ class ResidentEngine(wiring.Component):
         self.cfg = cfg
         #: memory mapping (:class:`.impl.ResidentImpl`: netlist only, same behaviour)
         self.impl = impl or ResidentImpl()
+        if self.impl.desc_from_ram and cfg.double_buffer:
+            self._MustUse__silence = True
+            raise ValueError("ResidentImpl(desc_from_ram=True) needs double_buffer off (the "
+                             "first descriptor's win0 is adjusted in the descriptor register)")
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
             "res": Out(stream.Signature(res_layout(cfg))),
@@ -128,6 +133,8 @@ class ResidentEngine(wiring.Component):
         m.submodules.pp = n.pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
                                           abits=A, obits=cfg.obits, shift_width=SW, tag_width=tw)
         n.desc = Signal(n.dl)
+        if self.impl.desc_from_ram:      # the program memory's read data is the descriptor
+            m.d.comb += n.desc.eq(n.pg_rd.data)
         n.k = Signal(5)
         n.layer = Signal(range(cfg.max_layers + 1))
         n.pool = n.desc.kind == Kind.POOL
@@ -195,24 +202,89 @@ class ResidentEngine(wiring.Component):
         m.d.sync += [s.eq(s1[k]) for k, s in s2.items()]
         pp_reg = Signal(cfg.pp_width)
         pp_addr = s2_pp      # read 2 cycles before the chunk leaves the array (PEArray.LATENCY)
-        for i in range(PEArray.LATENCY - 2):
+        late = self.impl.pp_read_late    # one cycle later, the read data is the register
+        for i in range(PEArray.LATENCY - 2 + late):
             d = Signal(len(s2_pp), name=f"pp_addr_d{i}")
             m.d.sync += d.eq(pp_addr)
             pp_addr = d
         m.d.comb += n.pp_rd.addr.eq(pp_addr)
-        m.d.sync += pp_reg.eq(n.pp_rd.data)
+        if late:
+            m.d.comb += pp_reg.eq(n.pp_rd.data)
+        else:
+            m.d.sync += pp_reg.eq(n.pp_rd.data)
         tag_in = Cat(s2["emit"], s2["tfirst"], s2["tlast"], s2["o_addr"], s2["gsub"], s2["g"])
+        # post-processing input: the PE array's accumulators, or (an ADD layer) the ADD unit's
+        pp_in = (pe.o_valid & data.View(n.tag, pe.o_tag).emit, pe.o_acc, pp_reg, pe.o_tag)
+        n.add_busy = None
+        if cfg.adds:
+            pp_in = self._add_unit(m, n, pp_in)
         m.d.comb += [
             pe.i_valid.eq(s2_valid & ~n.pool), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x),
             pe.i_dbl.eq(s2["first"]), pe.i_load.eq(s2["load"]), pe.i_init.eq(0),
             pe.i_tag.eq(tag_in),
-            pp.i_valid.eq(pe.o_valid & data.View(n.tag, pe.o_tag).emit), pp.i_acc.eq(pe.o_acc),
-            pp.i_pp.eq(pp_reg), pp.i_relu.eq(desc.relu), pp.i_tag.eq(pe.o_tag),
+            pp.i_valid.eq(pp_in[0]), pp.i_acc.eq(pp_in[1]),
+            pp.i_pp.eq(pp_in[2]), pp.i_relu.eq(desc.relu), pp.i_tag.eq(pp_in[3]),
         ]
         n.otag = otag = data.View(n.tag, pp.o_tag)
         n.ys = [pp.o_y[r * OW:(r + 1) * OW].as_signed() for r in range(R)]
         n.rows_ok = [Signal(name=f"row_ok{r}") for r in range(R)]
         m.d.comb += [ok.eq((otag.g * R + r) < desc.nout) for r, ok in enumerate(n.rows_ok)]
+
+    def _add_unit(self, m, n, pe_in):
+        """ADD unit (``cfg.adds``): a residual add ``clamp((xa*Ma + xb*Mb + 2^(S-1)) >> S, 0,
+        2^A-1)`` on the post-processing unit. The window generator walks the layer as a pool of
+        ``max(2, C/R)`` taps per word: tap 0 delivers word a (kept in ``add_a``), tap 1 word b.
+        From tap 1 on, one output group of R lanes per cycle for C/R cycles (word b's later
+        groups from ``add_b``; both shift down by R lanes a cycle): ``xb*Mb`` (R multipliers of
+        A x mbits bits) registered, then the post-processing unit with ``acc = xa``, ``M = Ma``,
+        ``B = xb*Mb``, ``S``, ReLU clamp; its result is written as a convolution's (R-lane slice
+        ``gsub`` of the word, rows past ``nout`` not written). Returns the post-processing inputs
+        ``(valid, acc, table word, tag)``: the ADD unit's in an ADD layer, else ``pe_in``.
+
+        Latency: tap 1 -> product register (1) -> post-processing (``PostProc.LATENCY``) ->
+        write; ``n.add_busy`` is high while groups are pending or in the product register."""
+        cfg, desc, s2 = self.cfg, n.desc, n.s2
+        R, C, A, GPW, AW = cfg.rows, cfg.cols, cfg.abits, cfg.groups_per_word, cfg.acc_width
+        RA = R * A
+        at0 = n.s2_valid & desc.add & s2["first"]
+        at1 = Signal(name="add_at1")      # the walk never stalls: tap 1 follows tap 0
+        m.d.sync += at1.eq(at0)
+        xa_w, xb_w = Signal(C * A, name="add_a"), Signal(C * A, name="add_b")
+        jr = Signal(range(max(GPW, 2)), name="add_j")     # group of the word (0 at tap 1)
+        w_addr = Signal(len(s2["o_addr"]), name="add_waddr")
+        w_g = Signal(len(s2["g"]), name="add_wg")
+        proc = Signal(name="add_proc")
+        m.d.comb += proc.eq(at1 | (jr != 0))
+        with m.If(at0):
+            m.d.sync += xa_w.eq(n.s2_x)
+        with m.Elif(proc):
+            m.d.sync += xa_w.eq(xa_w >> RA)
+        with m.If(at1):
+            m.d.sync += [xb_w.eq(n.s2_x >> RA), w_addr.eq(s2["o_addr"]), w_g.eq(s2["g"])]
+            if GPW > 1:
+                m.d.sync += jr.eq(1)
+        with m.Elif(proc):
+            m.d.sync += [xb_w.eq(xb_w >> RA), jr.eq(Mux(jr == GPW - 1, 0, jr + 1))]
+        xb = Mux(at1, n.s2_x[:RA], xb_w[:RA])
+        # product register (multiplier output registered: DSP-friendly)
+        a1_valid = Signal(name="add_valid")
+        a1_xa = Signal(RA, name="add_xa")
+        a1_prod = [Signal(signed(A + cfg.mbits + 1), name=f"add_prod{r}") for r in range(R)]
+        a1_tag = Signal(n.tag, name="add_tag")
+        m.d.sync += [a1_valid.eq(proc), a1_xa.eq(xa_w[:RA]),
+                     a1_tag.emit.eq(1), a1_tag.tfirst.eq(1), a1_tag.tlast.eq(1),
+                     a1_tag.o_addr.eq(Mux(at1, s2["o_addr"], w_addr)), a1_tag.gsub.eq(jr),
+                     a1_tag.g.eq(Mux(at1, s2["g"], w_g) * GPW + jr)]
+        m.d.sync += [p.eq(xb[r * A:(r + 1) * A] * desc.add_mb) for r, p in enumerate(a1_prod)]
+        word = Signal(isa.pp_word_layout(R, cfg.mbits, cfg.bbits, SW), name="add_pp")
+        m.d.comb += word.shift.eq(desc.add_s)
+        for r in range(R):
+            m.d.comb += [word.lanes[r].m.eq(desc.add_ma), word.lanes[r].b.eq(a1_prod[r])]
+        acc = Cat(*[Cat(a1_xa[r * A:(r + 1) * A], Const(0, AW - A)) for r in range(R)])
+        n.add_busy = (jr != 0) | a1_valid
+        add = desc.add
+        return (Mux(add, a1_valid, pe_in[0]), Mux(add, acc, pe_in[1]),
+                Mux(add, word.as_value(), pe_in[2]), Mux(add, a1_tag.as_value(), pe_in[3]))
 
     def _pool_max(self, m, n):
         """Pool layer: lane-wise running maximum over the window's taps (``n.newmax``)."""
@@ -233,6 +305,8 @@ class ResidentEngine(wiring.Component):
         fm_wr, s2 = n.fm_wr, n.s2
         conv_wr = pp.o_valid & ~desc.last & otag.tlast
         pool_wr = n.s2_valid & n.pool & s2["emit"]
+        if cfg.adds:                 # an ADD layer walks like a pool, writes like a convolution
+            pool_wr = pool_wr & ~desc.add
         codes = [y[:A] for y in n.ys]
         if cfg.fuse_groups:
             pmax = Array(Signal(R * A, name=f"pmax{i}") for i in range(cfg.fuse_groups))
@@ -321,6 +395,8 @@ class ResidentEngine(wiring.Component):
         (SUMMARY, LOGITS, COUNTERS); READ_FM answers one FM_WORD."""
         cfg, win, cmd, accept = self.cfg, n.win, n.cmd, n.accept
         in_flight = win.active | n.s1_valid | n.s2_valid | n.pe.o_active | n.pp.o_active
+        if n.add_busy is not None:
+            in_flight = in_flight | n.add_busy
         n.ridx = Signal(12)
         n.rd_addr = Signal(len(cmd.addr))
         m.d.comb += n.fm_rd.addr.eq(Mux(win.active, win.fm_addr, n.rd_addr))
@@ -364,7 +440,8 @@ class ResidentEngine(wiring.Component):
         with m.State("DESC_WAIT"):          # program memory reads descriptor ``layer``
             m.next = "DESC_LATCH"
         with m.State("DESC_LATCH"):
-            m.d.sync += n.desc.eq(n.pg_rd.data)
+            if not self.impl.desc_from_ram:
+                m.d.sync += n.desc.eq(n.pg_rd.data)
             if n.wbuf is not None:
                 new = data.View(n.dl, n.pg_rd.data)
                 with m.If(n.layer == 0):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, asdict
 
+from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 __all__ = [
@@ -94,6 +95,10 @@ class ResidentConfig:
     #: two image buffers (feature-map region or tap banks) selected by a toggle flipped at RUN:
     #: the next image may be written while the current one computes (``docs/resident.md``)
     double_buffer: bool = False
+    #: the ADD unit (residual adds on chip, ``docs/resident.md`` "Residual adds"): the descriptor
+    #: gains ``add``, ``add_ma``, ``add_mb``, ``add_s`` and the engine R multipliers of A x mbits
+    #: bits; off, the engine is the chain-only one (the same RTL)
+    adds: bool = False
 
     def __post_init__(self):
         def pos(name, lo, hi):
@@ -122,6 +127,12 @@ class ResidentConfig:
         if self.double_buffer not in (0, 1):     # bool, or 0/1 (the identify reply's words)
             raise ValueError(f"double_buffer must be True or False, not {self.double_buffer!r}")
         object.__setattr__(self, "double_buffer", bool(self.double_buffer))
+        if self.adds not in (0, 1):
+            raise ValueError(f"adds must be True or False, not {self.adds!r}")
+        object.__setattr__(self, "adds", bool(self.adds))
+        if self.adds and self.bbits < self.abits + self.mbits + 1:
+            raise ValueError(f"adds: bbits {self.bbits} must hold xb*Mb (abits + mbits + 1 = "
+                             f"{self.abits + self.mbits + 1} bits)")
         if self.cols % self.rows:
             raise ValueError(f"rows {self.rows} must divide cols {self.cols} in resident mode "
                              f"(an output group is a slice of one feature-map word)")
@@ -177,6 +188,11 @@ def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
       tiles, ``tsh = qh*sh``, ``tsw = qw*sw``, ``tystep = qh*ystep``, ``txstep = qw*xstep``;
     - ``img_words`` (only with ``double_buffer``): words of one image buffer in the feature map
       (first layer; 0 elsewhere and in tap mode): image buffer 1 follows buffer 0.
+    - ``add``, ``add_ma``, ``add_mb``, ``add_s`` (only with ``adds``): a residual add
+      ``clamp((xa*Ma + xb*Mb + 2^(S-1)) >> S, 0, 2^A-1)``, walked as a ``POOL`` of ``kh`` taps per
+      word: tap 0 reads operand a at ``win0 = base_a``, tap 1 operand b (``rowstride = base_b -
+      base_a`` modulo the address range), taps past 1 are gated (``in_h = H + 1``); ``kh =
+      max(2, C/R)``; 0 in every other layer.
     """
     faw = addr_width(cfg.fmdepth)
     waw = addr_width(cfg.wdepth)
@@ -209,6 +225,8 @@ def desc_layout(cfg: ResidentConfig) -> data.StructLayout:
         "wgstep": waw + 1,
         "ppbase": ppaw,
         **({"img_words": faw} if cfg.double_buffer else {}),
+        **({"add": 1, "add_ma": signed(cfg.mbits), "add_mb": signed(cfg.mbits), "add_s": SW}
+           if cfg.adds else {}),
     })
 
 
