@@ -92,8 +92,9 @@ def plot_cycles(sim: dict, path: Path) -> Path:
     ax.set_ylabel(f"cycles relative to k={top}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{sim.get('dataset', 'bundle')}: cycles vs k, sums over {sim['images']} images"
-                 f" ({sim['simulator']})", fontsize=10)
+    over = sim.get("cycles_over", f"sums over {sim['images']} images")
+    ax.set_title(f"{sim.get('dataset', 'bundle')}: cycles vs k, {over} ({sim['simulator']})",
+                 fontsize=10 if len(over) < 40 else 8)
     dev.axhline(0, color="k", lw=0.8, ls=":")
     dev.plot(x, [c - i for c, i in zip(comp, ideal)], "o-", label="compute - k/" + top)
     dev.plot(x, [c - i for c, i in zip(tot, ideal)], "s--", label="total - k/" + top)
@@ -128,7 +129,7 @@ def write_report(out: Path, ev: dict, sim: dict | None, extra: dict, *,
         lines += ["", f"Float model: {100 * ev['accuracy']['float']:.2f}%"]
     lines += ["", "![accuracy vs k](accuracy_vs_k.png)", ""]
     if sim:
-        plot_cycles(sim, out / "cycles_vs_k.png")
+        plot_cycles({"dataset": ev.get("dataset", "bundle"), **sim}, out / "cycles_vs_k.png")
         top = str(max(sim["bits"]))
         lines += ["## RTL simulation (cocotb)", "",
                   f"{sim['simulator']}, {sim['images']} test images, "
