@@ -443,7 +443,8 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
     kw = dict(seed=3, p_idle=0.3, p_stall=0.5)
     plain = rs.run_amaranth(prog, b.test_x, ks, **kw)
     impl = BOARDS["icebreaker"].resident_impl
-    assert impl == ResidentImpl(prog_ram=True, weights_single_port=True)
+    assert impl == ResidentImpl(prog_ram=True, weights_single_port=True, desc_from_ram=True,
+                                pp_read_late=True)
     cls = eng_mod.ResidentEngine
     monkeypatch.setattr(eng_mod, "ResidentEngine", lambda cfg: cls(cfg, impl=impl))
     mapped = rs.run_amaranth(prog, b.test_x, ks, **kw)
@@ -465,6 +466,10 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
         cls(small_cfg(), impl=True)
     with pytest.raises(ValueError, match="prog_ram must be True or False"):
         ResidentImpl(prog_ram=1)
+    with pytest.raises(ValueError, match="desc_from_ram needs prog_ram"):
+        ResidentImpl(desc_from_ram=True)
+    with pytest.raises(ValueError, match="needs double_buffer off"):
+        cls(small_cfg(double_buffer=True), impl=impl)
     spec = board_spec("icebreaker", mode="resident")
     assert "-spram" in build._design(spec, False, None)[3]
     assert "delete t:$meminit_v2 r:MEMID=\\\\wmem" in build._script_after_read(spec)

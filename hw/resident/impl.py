@@ -29,12 +29,25 @@ class ResidentImpl:
     during the write), so Yosys can map it to single-port RAM: ``synth_ice40 -spram`` puts it
     in SPRAM (16 bits x 16 K each); it is tagged ``ram_style = "huge"``. Weights are only
     written while the engine is idle, so reads never see the difference.
+
+    ``desc_from_ram`` (needs ``prog_ram``; not with ``double_buffer``): no descriptor register;
+    the layer's descriptor is the program memory's read data (its address, the layer number, is
+    held through the layer; the data arrives one cycle earlier than the register's, while
+    nothing reads it). Saves a descriptor's width of flip-flops (265 at 2 x 8).
+
+    ``pp_read_late``: the post-processing table is read one cycle later and its read data goes
+    to the post-processing unit directly instead of through a register of ``pp_width`` bits
+    (the same entry in the same cycle; tables are only written while idle).
     """
 
     prog_ram: bool = False
     weights_single_port: bool = False
+    desc_from_ram: bool = False
+    pp_read_late: bool = False
 
     def __post_init__(self):
-        for name in ("prog_ram", "weights_single_port"):
+        for name in ("prog_ram", "weights_single_port", "desc_from_ram", "pp_read_late"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if self.desc_from_ram and not self.prog_ram:
+            raise ValueError("desc_from_ram needs prog_ram (block RAM read data is registered)")
