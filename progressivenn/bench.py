@@ -18,7 +18,9 @@ Sections (every figure is measured here, nothing is copied from elsewhere):
   workload), and golden-model images per second;
 - **fpga** (``fpga=True``): ``pnn build --json`` per board, when the tools are there.
 
-:func:`run_bench` returns the report (JSON-able); :mod:`progressivenn.bench_report`'s
+:func:`run_bench` runs them as the named step list :data:`STEPS` (``accuracy``, ``residual``,
+``rtl``, ``golden_speed``, ``fpga``; seconds per step in the report's ``step_seconds``) and
+returns the report (JSON-able); :mod:`progressivenn.bench_report`'s
 :func:`write_report` writes ``bench.json``, ``report.md`` and the plots
 (:func:`progressivenn.report.plot_bench`), and :func:`write_results_md` ``docs/results.md``.
 """
@@ -38,7 +40,7 @@ from pathlib import Path
 # the reports live in bench_report (kept importable from here)
 from .bench_report import report_markdown, summary_lines, write_report, write_results_md
 
-__all__ = ["BenchConfig", "run_bench", "write_report", "write_results_md", "machine_info",
+__all__ = ["BenchConfig", "STEPS", "run_bench", "write_report", "write_results_md", "machine_info",
            "seed_summary", "lane_utilization", "default_mnist_dir", "summary_lines",
            "report_markdown"]
 
@@ -429,20 +431,49 @@ def bench_rtl(cfg: BenchConfig, bundles: dict, sims: list) -> dict:
     return rep
 
 
-def _sections(cfg: BenchConfig, report: dict) -> None:
-    """Every section after the accuracy one, into ``report``."""
-    report["accuracy"], bundles = bench_accuracy(cfg)
-    if cfg.accuracy_only:
-        cfg.notes.append("--accuracy-only: the RTL, residual, throughput and FPGA sections not run")
-        return
-    sims = [s for s in cfg.simulators if _have_sim(s)]
-    report["residual"] = bench_residual(cfg, sims)
-    report.update(bench_rtl(cfg, bundles, sims))
-    if not sims:
+def _step_accuracy(cfg: BenchConfig, report: dict, state: dict) -> None:
+    report["accuracy"], state["bundles"] = bench_accuracy(cfg)
+
+
+def _step_residual(cfg: BenchConfig, report: dict, state: dict) -> None:
+    state["sims"] = [s for s in cfg.simulators if _have_sim(s)]
+    report["residual"] = bench_residual(cfg, state["sims"])
+
+
+def _step_rtl(cfg: BenchConfig, report: dict, state: dict) -> None:
+    report.update(bench_rtl(cfg, state["bundles"], state["sims"]))
+    if not state["sims"]:
         cfg.notes.append("no simulator found: RTL sections skipped")
+
+
+def _step_golden_speed(cfg: BenchConfig, report: dict, state: dict) -> None:
     report["golden_images_per_s"] = {k: v["images_per_s"]
-                                     for k, v in bench_golden_speed(bundles).items()}
+                                     for k, v in bench_golden_speed(state["bundles"]).items()}
+
+
+def _step_fpga(cfg: BenchConfig, report: dict, state: dict) -> None:
     report["fpga"] = bench_fpga(cfg) if cfg.fpga else {"note": "not run (use --fpga)"}
+
+
+#: the bench as a named step list, run in order by :func:`run_bench`; each step adds its sections
+#: to the report (``state`` carries the bundles and simulators between steps) and its seconds go
+#: into the report's ``step_seconds``
+STEPS = (("accuracy", _step_accuracy), ("residual", _step_residual), ("rtl", _step_rtl),
+         ("golden_speed", _step_golden_speed), ("fpga", _step_fpga))
+
+
+def _sections(cfg: BenchConfig, report: dict) -> None:
+    """Run :data:`STEPS` into ``report`` (only ``accuracy`` with ``cfg.accuracy_only``)."""
+    state: dict = {}
+    report["step_seconds"] = seconds = {}
+    for name, step in STEPS:
+        t0 = time.perf_counter()
+        step(cfg, report, state)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        if cfg.accuracy_only:
+            cfg.notes.append("--accuracy-only: the RTL, residual, throughput and FPGA sections"
+                             " not run")
+            return
 
 
 def run_bench(cfg: BenchConfig) -> dict:

@@ -24,7 +24,9 @@ def _md_header(report: dict) -> list[str]:
     m = report["machine"]
     L = [f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, torch {m['torch']}, "
          f"{m['date']}. Bench wall time: {report['seconds']:.0f} s"
-         f"{' (--quick)' if report['quick'] else ''}."]
+         f"{' (--quick)' if report['quick'] else ''}"
+         + (" (" + ", ".join(f"{k} {v:.0f} s" for k, v in report["step_seconds"].items()) + ")"
+            if report.get("step_seconds") else "") + "."]
     for n in report.get("notes", []):
         L.append(f"\nNote: {n}.")
     return L

@@ -287,3 +287,32 @@ def test_rtl_sections_run_what_planned_steps_counts(monkeypatch, tmp_path):
     assert bench.bench_rtl(cfg, {"digits-k8": b}, []) == {
         "scalability": {}, "utilization": {}, "sim_cycles_per_s": {}, "rtl_runs": {}}
     assert Path(cfg.out) == tmp_path
+
+
+def test_bench_is_a_step_list_with_seconds_per_step(monkeypatch, tmp_path):
+    """run_bench runs bench.STEPS in order (each adds its sections; seconds per step in the
+    report and its markdown header); --accuracy-only stops after the first."""
+    from pathlib import Path
+
+    import progressivenn.bench as bench
+    from progressivenn.bench_report import report_markdown
+
+    assert [n for n, _ in bench.STEPS] == ["accuracy", "residual", "rtl", "golden_speed", "fpga"]
+    ran = []
+
+    def fake(name):
+        def step(cfg, report, state):
+            ran.append(name)
+            report[f"section_{name}"] = True
+        return step
+
+    monkeypatch.setattr(bench, "STEPS", tuple((n, fake(n)) for n, _ in bench.STEPS))
+    rep = bench.run_bench(bench.BenchConfig(out=tmp_path, progress=False))
+    assert ran == [n for n, _ in bench.STEPS] and list(rep["step_seconds"]) == ran
+    assert all(isinstance(v, float) for v in rep["step_seconds"].values())
+    hand = dict(_hand_report(), step_seconds={"accuracy": 12.0, "rtl": 3.0})
+    assert "(accuracy 12 s, rtl 3 s)." in report_markdown(hand)
+    ran.clear()
+    rep = bench.run_bench(bench.BenchConfig(out=Path(tmp_path), accuracy_only=True,
+                                            progress=False))
+    assert ran == ["accuracy"] and "--accuracy-only" in rep["notes"][-1]
