@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   train -> retrain BN -> export -> Verilog -> cocotb at every k (resident mode on
-#               Verilator; pnn demo --mode streamed --sim icarus for the host-fed engine) -> report
+#   make demo   train -> retrain BN -> eval -> export -> Verilog -> cocotb at every k (resident mode
+#               on Verilator; pnn demo --mode streamed --sim icarus for the host-fed engine) -> report
+#               (an existing demo/ is kept unless FORCE=1; it is replaced only when the new one is
+#               complete)
 #   make test   the fast test suite (slow and fpga tests: make test-all)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +14,7 @@ OUT    ?= demo
 .PHONY: all setup demo test test-all test-board wheel-check clean help
 
 help:
-	@echo "make demo      run the whole flow on the bundled 8x8 digits (writes $(OUT)/)"
+	@echo "make demo      run the whole flow on the bundled 8x8 digits (writes $(OUT)/; FORCE=1 replaces one)"
 	@echo "make test      install everything needed and run the fast tests"
 	@echo "make test-all  also the slow and fpga tests"
 	@echo "make setup     only create $(VENV) and install the project, simulators and tools"
@@ -34,7 +36,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PNN) demo --out $(OUT)
+	$(PNN) demo --out $(OUT) $(if $(FORCE),--force)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto
