@@ -111,7 +111,7 @@ def _engine(cfg: FlowConfig, bundle):
     return engine_config(bundle, **cfg.engine)
 
 
-def _program(cfg: FlowConfig, bundle, ecfg):
+def _program(bundle, ecfg):
     """Resident mode: the bundle compiled for the engine (``ResidentFitError`` names the memory
     that is short)."""
     from .sim import resident as rs
@@ -179,7 +179,7 @@ def step_verilog(cfg: FlowConfig) -> dict:
     cfg.path("sim.json").unlink(missing_ok=True)
     if cfg.mode == "resident":
         from .hw.resident.generate import generate_resident_verilog
-        layers = len(_program(cfg, b, ecfg).layers)
+        layers = len(_program(b, ecfg).layers)
         v = generate_resident_verilog(ecfg, cfg.path("rtl"))
     else:
         from .api import generate_verilog
@@ -208,7 +208,7 @@ def step_sim(cfg: FlowConfig) -> dict:
     ecfg = _engine(cfg, b)
     if cfg.mode == "resident":
         from .sim.resident_runner import run_resident_cocotb, summarize_resident
-        prog = _program(cfg, b, ecfg)
+        prog = _program(b, ecfg)
         v = _need(cfg, "rtl/pnn_resident.v", "sim", "verilog")
         with _sim_bar(cfg, ks) as bar:
             rep = run_resident_cocotb(cfg.path("bundle"), ecfg, simulator=cfg.simulator,

@@ -147,3 +147,19 @@ def test_flow_steps_name_what_is_missing(tmp_path):
     (mine / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match="not a flow; refusing"):
         pnn.run_flow(pnn.FlowConfig(mine), stop="train")
+
+
+def test_flow_resident_mode_takes_rows_and_cols_only(tmp_path):
+    """mode="resident" sizes the resident engine from rows/cols; other engine keys are refused
+    by name before anything is generated (the step functions are callable on their own)."""
+    from bundles import random_bundle
+    from progressivenn.flow import FlowError, _engine, step_verilog
+
+    pnn.save_bundle(random_bundle(seed=2, nbits=4, images=1), tmp_path / "bundle")
+    cfg = pnn.FlowConfig(tmp_path, mode="resident", engine={"rows": 4, "cols": 8, "pp_lanes": 2})
+    with pytest.raises(FlowError, match="resident takes engine rows and cols only, not pp_lanes"):
+        step_verilog(cfg)
+    assert not (tmp_path / "rtl").exists()
+    cfg.engine = {"rows": 4, "cols": 8}
+    ecfg = _engine(cfg, pnn.load_bundle(tmp_path / "bundle"))
+    assert type(ecfg).__name__ == "ResidentConfig" and (ecfg.rows, ecfg.cols, ecfg.nbits) == (4, 8, 4)
