@@ -164,3 +164,42 @@ def test_label_smoothing_default_per_mode():
         assert log["label_smoothing"] == want
     with pytest.raises(ValueError, match="label_smoothing must be in"):
         train(net, ds, epochs=1, label_smoothing=1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("clip_trained", [True, False])
+def test_actquant_backward_is_autograd_of_its_formula(dtype, ties, clip_trained):
+    """ActQuant's hand-written backward gives bitwise the gradients autograd gives on the formula
+    ``round_half_up(min(relu(x), c) / s) * s`` (ties relu(x) == c included), and the same values."""
+    import torch.nn.functional as F
+
+    from progressivenn.model.bwb import ActQuant, round_half_up
+
+    gen = torch.Generator().manual_seed(3)
+    act = ActQuant(8).to(dtype)
+    with torch.no_grad():
+        act.clip.fill_(-2.7)                        # the formula uses |clip|
+    act.clip.requires_grad_(clip_trained)
+    x0 = torch.randn(8, 4, 9, 9, generator=gen, dtype=dtype) * 3
+    if ties:
+        x0.view(-1)[::5] = 2.7
+    g = torch.randn(x0.shape, generator=gen, dtype=dtype)
+
+    def formula(x):                                 # ActQuant.forward before the fused backward
+        c = act.clip.abs().clamp(min=1e-6)
+        y = torch.minimum(F.relu(x), c)
+        s = c / act.levels
+        return round_half_up(y / s) * s
+
+    results = []
+    for fn in (act, formula):
+        act.clip.grad = None
+        x = x0.clone().requires_grad_()
+        out = fn(x)
+        out.backward(g)
+        results.append((out.detach(), x.grad, act.clip.grad))
+    (o1, gx1, gc1), (o2, gx2, gc2) = results
+    assert torch.equal(o1, o2) and torch.equal(gx1, gx2)
+    assert (gc1 is None and gc2 is None) if not clip_trained else torch.equal(gc1, gc2)
+    assert gx1.abs().sum() > 0 and (not clip_trained or gc1 != 0)
