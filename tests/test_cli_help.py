@@ -29,8 +29,9 @@ def test_help_shows_defaults(name):
 
 
 def test_array_options_declared_once():
-    """``pnn verilog`` and ``pnn build`` take the same array-size options (array_args): same
-    names, destinations and help text; verilog defaults to EngineConfig's, build to the board's."""
+    """``pnn verilog``, ``pnn build`` and ``pnn asic`` take the same array-size options
+    (array_args): same names, destinations and help text; verilog defaults to EngineConfig's,
+    build to the board's, asic to the bundle's or EngineConfig's."""
     from progressivenn.commands.array_args import ARRAY_OPTIONS
     from progressivenn.hw.isa import EngineConfig
 
@@ -40,3 +41,8 @@ def test_array_options_declared_once():
                 for n in ("verilog", "build"))
         assert v.dest == b.dest == field and v.help.startswith(text) and b.help.startswith(text)
         assert v.default == getattr(EngineConfig(), field) and b.default is None
+        a = next(a for a in subs["asic"]._actions if opt in a.option_strings)   # as verilog
+        assert a.dest == field and a.help.startswith(text) and a.default is None
+    verilog_opts = {o for a in subs["verilog"]._actions for o in a.option_strings}
+    asic_opts = {o for a in subs["asic"]._actions for o in a.option_strings}
+    assert verilog_opts - asic_opts == {"--name", "--axis"}   # asic: every engine option

@@ -14,12 +14,13 @@ HELP = ("synthesize the engine to SkyWater sky130_fd_sc_hd standard cells with Y
 def add_arguments(p):
     from progressivenn.hw.isa import EngineConfig
 
+    from .array_args import ARRAY_OPTIONS
     from .verilog import _OPTIONS
 
     defaults = EngineConfig()
     g = p.add_argument_group("engine (as pnn verilog; with --simulate/--compare, A, N and the M "
                              "width default to the bundle's)")
-    for field, opt, text in _OPTIONS:
+    for field, opt, text in [(f, o, t) for f, o, _, t in ARRAY_OPTIONS] + list(_OPTIONS):
         g.add_argument(opt, dest=field, type=int, default=None, metavar="N",
                        help=f"{text} (default {getattr(defaults, field)})")
     p.add_argument("--out", required=True, metavar="DIR",
