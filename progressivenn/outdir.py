@@ -1,6 +1,7 @@
 """Output folders that never lose data: the one helper every folder-writing command uses.
 
-``pnn train``, ``export``, ``verilog``, ``build``, ``bench`` and ``demo`` write a whole folder.
+``pnn train``, ``export``, ``verilog``, ``build``, ``asic``, ``bench`` and ``demo`` write a
+whole folder.
 :func:`output_dir` guards it:
 
 - a target that exists and is not a folder, or is a non-empty folder of another kind (or of no
@@ -8,22 +9,19 @@
 - a target of the same kind is replaced only with ``force`` (``--force``);
 - the folder records its kind and completion in ``.pnn-output.json``
   (``{"kind": ..., "complete": true, "command": ..., "finished": <UTC time>}``); an incomplete
-  one (an interrupted in-place run) is refused by name unless ``force``.
+  one (an interrupted in-place run of an older version) is refused by name unless ``force``.
 
-Two ways of writing:
+Everything is written into a temporary sibling ``.<name>.tmp-<pid>-*``; at the end the old
+folder is moved aside and the new one renamed into place, then the old one deleted. Until then
+the previous complete result stays where it was; an interrupt leaves it (or, during the two
+renames, the old one under ``.<name>.old-*``) and never a mix of old and new files. When the
+target changed meanwhile (another run finished first, without ``force``; or a rename fails) the
+new result is kept under ``.<name>.kept-<pid>-*`` and :class:`OutputError` names it. A command
+whose report records its own paths writes them with the final folder in place of the temporary
+one: :func:`relocate` (a dict), :func:`relocate_files` (JSON files written).
 
-``swap`` (default; train, export, verilog, build, bench, demo)
-    Everything is written into a temporary sibling ``.<name>.tmp-<pid>-*``; at the end the old
-    folder is moved aside and the new one renamed into place, then the old one deleted. Until
-    then the previous complete result stays where it was; an interrupt leaves it (or, during the
-    two renames, the old one under ``.<name>.old-*``) and never a mix of old and new files. When
-    the target changed meanwhile (another run finished first, without ``force``; or a rename
-    fails) the new result is kept under ``.<name>.kept-<pid>-*`` and :class:`OutputError` names
-    it. A command whose report records its own paths writes them with the final folder in place
-    of the temporary one: :func:`relocate` (a dict), :func:`relocate_files` (JSON files written).
-``in_place`` (asic until it moves to ``swap``)
-    The (emptied, with ``force``) target is marked incomplete first and complete at the end.
-
+Older versions wrote ``build``, ``demo`` and ``asic`` in place with ``complete: false`` until
+done; such a folder left by an interrupt is refused by name until ``--force``.
 Folders written before these markers existed are recognised by their files (``KINDS``).
 Standard library only.
 """
@@ -177,30 +175,12 @@ def _swap_into_place(tmp: Path, path: Path, kind: str, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def output_dir(path, kind: str, *, force: bool = False, in_place: bool = False,
-               command: str | None = None):
-    """Guard the output folder ``path`` of kind ``kind`` (module docstring); yields the folder
-    to write into. On an exception the new files are removed (swap) or the folder stays marked
-    incomplete (in place), and the exception propagates."""
+def output_dir(path, kind: str, *, force: bool = False, command: str | None = None):
+    """Guard the output folder ``path`` of kind ``kind`` (module docstring); yields the temporary
+    folder to write into. On an exception the new files (and the empty parents made for them)
+    are removed, the previous result stays, and the exception propagates."""
     path = Path(path)
-    replace = check_target(path, kind, force=force)
-    if in_place:
-        if replace:
-            shutil.rmtree(path)
-        top = path                       # the highest folder this call creates
-        while not top.parent.exists():
-            top = top.parent
-        created = not path.exists()
-        path.mkdir(parents=True, exist_ok=True)
-        write_marker(path, kind, complete=False, command=command)
-        try:
-            yield path
-        except BaseException:
-            if created and [p.name for p in path.iterdir()] == [MARKER]:
-                shutil.rmtree(top, ignore_errors=True)     # failed before writing anything
-            raise
-        write_marker(path, kind, complete=True, command=command)
-        return
+    check_target(path, kind, force=force)
     made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]   # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))

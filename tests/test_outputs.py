@@ -1,6 +1,6 @@
 """Issue 13, never lose data: commands that write a folder refuse a non-empty target of another
 kind, replace their own kind only with --force, write into a temporary sibling and rename at the
-end (or, in place, mark the folder incomplete until done)."""
+end; a folder an older version left incomplete is refused by name."""
 
 import json
 from pathlib import Path
@@ -74,23 +74,17 @@ def test_swap_keeps_the_old_folder_on_an_interrupt(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
-def test_in_place_interrupt_is_refused_by_name(tmp_path, capsys):
+def test_an_incomplete_folder_is_refused_by_name(tmp_path, capsys):
+    """A folder an interrupted in-place run of an older version left marked incomplete."""
+    from progressivenn.outdir import write_marker
+
     out = tmp_path / "bench"
-    with pytest.raises(KeyboardInterrupt):
-        with output_dir(out, "bench", in_place=True) as d:
-            (d / "partial.json").write_text("{}")
-            raise KeyboardInterrupt
+    out.mkdir()
+    (out / "partial.json").write_text("{}")
+    write_marker(out, "bench", complete=False, command="pnn bench")
     assert json.loads((out / MARKER).read_text())["complete"] is False
     assert main(["bench", "--quick", "--out", str(out)]) == 2
     assert f"{out}: already holds an incomplete (interrupted) bench; pass --force" in _err(capsys)
-
-
-def test_in_place_failure_before_any_output_leaves_nothing(tmp_path):
-    out = tmp_path / "a" / "b" / "c"
-    with pytest.raises(RuntimeError):
-        with output_dir(out, "fpga-build", in_place=True):
-            raise RuntimeError("tool missing")
-    assert not (tmp_path / "a").exists()
 
 
 def test_train_over_a_run_needs_force_and_leaves_no_stale_files(tmp_path, capsys):
@@ -387,3 +381,37 @@ def test_swap_failure_leaves_no_folders_it_created(tmp_path):
         with output_dir(tmp_path / "keep" / "x" / "v", "verilog"):
             raise RuntimeError("bad option")
     assert [p.name for p in tmp_path.iterdir()] == ["keep"] and not any((tmp_path / "keep").iterdir())
+
+
+def test_asic_keeps_the_previous_result_until_the_new_one_is_complete(tmp_path, monkeypatch,
+                                                                      capsys):
+    """``pnn asic`` writes into a temporary sibling too (synthesis stubbed): its report names
+    the final folder; an interrupted --force rerun leaves the previous result."""
+    import progressivenn.commands.asic as asic_cmd
+    from progressivenn.hw import sky130
+
+    monkeypatch.setattr(sky130, "library_dir", lambda: tmp_path)
+    calls = []
+
+    def fake_build(args, cfg, bundle, bits, out):
+        calls.append(Path(out))
+        (out / "engine").mkdir()
+        (out / "engine" / "netlist.v").write_text(f"// {len(calls)}")
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        rep = {"netlist": str(out.resolve() / "engine" / "netlist.v"), "n": len(calls)}
+        (out / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
+        return rep
+
+    monkeypatch.setattr(asic_cmd, "_build", fake_build)
+    out = tmp_path / "asic"
+    argv = ["asic", "--rows", "2", "--cols", "4", "--max-reduction", "64", "--json", "--out",
+            str(out)]
+    assert main(argv) == 0 and calls[0] != out
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["netlist"] == str(out.resolve() / "engine" / "netlist.v")
+    assert json.loads(capsys.readouterr().out) == rep
+    assert main(argv + ["--force"]) == 130
+    assert (out / "engine" / "netlist.v").read_text() == "// 1" and kind_of(out) == ("asic", True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["asic"]
+    capsys.readouterr()

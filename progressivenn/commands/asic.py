@@ -70,7 +70,9 @@ def _summary(name: str, r: dict) -> str:
 
 def run(args) -> int:
     from progressivenn.hw import sky130
-    from progressivenn.outdir import check_target, output_dir
+    from pathlib import Path
+
+    from progressivenn.outdir import check_target, output_dir, relocate_files
 
     if args.compare and not args.baseline:
         raise ValueError("--compare needs --baseline (it compares the engine with the baseline)")
@@ -97,9 +99,12 @@ def run(args) -> int:
     check_target(args.out, "asic", force=args.force)     # before minutes of synthesis
     print(f"pnn asic: engine R={cfg.rows} C={cfg.cols} -> sky130_fd_sc_hd, memories as "
           f"{args.memory} (Yosys; minutes) ...", file=sys.stderr)
-    with output_dir(args.out, "asic", force=args.force, in_place=True,
-                    command="pnn asic") as out:
-        rep = _build(args, cfg, bundle, bits, out)
+    # built in a temporary sibling, renamed over a previous result when complete
+    with output_dir(args.out, "asic", force=args.force, command="pnn asic") as tmp:
+        _build(args, cfg, bundle, bits, tmp)
+        relocate_files(tmp, args.out, ["report.json"])          # the netlists' paths
+        rep = json.loads((tmp / "report.json").read_text())
+    out = Path(args.out)
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
