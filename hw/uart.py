@@ -40,6 +40,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["UARTRx", "UARTTx", "UARTBridge", "attach_engine", "FrameReceiver", "MessageSender", "frame_layout",
+           "stream_byte_layout",
            "Channel", "Tag", "PROTOCOL_VERSION", "IDENT_MAGIC", "FRAME_SYNC", "MESSAGE_SYNC",
            "STATUS_BYTES", "crc16", "divisor_for", "saturating_count", "credits_owed",
            "send_first", "body_mux", "status_body"]
@@ -249,6 +250,11 @@ def frame_layout(max_payload: int) -> data.StructLayout:
     return data.StructLayout({"type": 8, "seq": 8, "len": 8, "payload": 8 * max_payload})
 
 
+def stream_byte_layout() -> data.StructLayout:
+    """One payload byte of a stream-type frame (:class:`FrameReceiver` ``stream_types``)."""
+    return data.StructLayout({"data": 8, "first": 1, "last": 1})
+
+
 def _check_link(fifo_depth, credit_unit, timeout):
     if not isinstance(credit_unit, int) or not 1 <= credit_unit <= 255:
         raise ValueError(f"credit_unit must be an integer in [1, 255], not {credit_unit!r}")
@@ -272,6 +278,11 @@ class FrameReceiver(wiring.Component):
         Longest payload accepted (1..255 bytes); a longer ``len`` is a bad frame.
     fifo_depth, credit_unit, timeout : int
         As :class:`UARTBridge`.
+    stream_types : sequence of int
+        Frame types whose payload (up to 255 bytes, whatever ``max_payload``) is not stored but
+        offered byte by byte on ``sbyte`` as it is parsed, before its CRC is known; the frame is
+        then offered on ``frame`` (header only) if its CRC is good. The consumer must treat what
+        it took from ``sbyte`` as unconfirmed until then (none by default: no ``sbyte``).
 
     Members
     -------
@@ -279,6 +290,10 @@ class FrameReceiver(wiring.Component):
     frame : Out(stream.Signature(frame_layout(max_payload)))
         One transfer per frame whose CRC is good, in arrival order; the payload is held (and no
         further byte parsed) until ``ready``.
+    sbyte : Out(stream.Signature(stream_byte_layout()))  (only with ``stream_types``)
+        The payload bytes of a stream-type frame, ``first``/``last`` marking its ends; the
+        frame's type, seq and len are on ``frame.payload`` meanwhile. Back-pressure is allowed
+        (the parser waits; the timeout counts only while the FIFO is empty).
     bad : Out(1)
         One-cycle pulse per frame dropped for a wrong CRC or an impossible length.
     credit : Out(1)
@@ -293,7 +308,7 @@ class FrameReceiver(wiring.Component):
     """
 
     def __init__(self, *, divisor, max_payload: int, fifo_depth: int = 512,
-                 credit_unit: int = 32, timeout: int = 0):
+                 credit_unit: int = 32, timeout: int = 0, stream_types=()):
         if divisor is not None:
             _check_divisor(divisor)
         _check_link(fifo_depth, credit_unit, timeout)
@@ -304,7 +319,10 @@ class FrameReceiver(wiring.Component):
         self.fifo_depth = fifo_depth
         self.credit_unit = credit_unit
         self.timeout = timeout
+        self.stream_types = tuple(int(t) for t in stream_types)
         ports = {"rx": In(1, init=1)} if divisor is not None else {"i": In(stream.Signature(8))}
+        if self.stream_types:
+            ports["sbyte"] = Out(stream.Signature(stream_byte_layout()))
         super().__init__(ports | {
             "frame": Out(stream.Signature(frame_layout(max_payload))),
             "bad": Out(1),
@@ -344,7 +362,7 @@ class FrameReceiver(wiring.Component):
         timed_out = Signal()
         if self.timeout:
             idle = Signal(range(self.timeout + 1))
-            with m.If(fifo.r_en & fifo.r_rdy | ~in_frame):
+            with m.If(fifo.r_rdy | ~in_frame):      # no byte waiting: the host is silent
                 m.d.sync += idle.eq(0)
             with m.Elif(idle != self.timeout):
                 m.d.sync += idle.eq(idle + 1)
@@ -362,6 +380,10 @@ class FrameReceiver(wiring.Component):
             with m.Elif(timed_out):
                 m.next = "HUNT"
 
+        if self.stream_types:
+            streamed = Signal()                      # the frame's type is a stream type
+            m.d.comb += streamed.eq(Cat(*[f.type == t for t in self.stream_types]).any())
+
         with m.FSM(name="parse"):
             with m.State("HUNT"):                    # skip anything until a start byte
                 m.d.comb += fifo.r_en.eq(1)
@@ -376,7 +398,10 @@ class FrameReceiver(wiring.Component):
                 take(None, f.len)
                 with m.If(fifo.r_rdy):
                     m.d.sync += [idx.eq(0), f.payload.eq(0)]
-                    with m.If(byte > nlanes):        # impossible length: garbage, hunt again
+                    too_long = byte > nlanes
+                    if self.stream_types:
+                        too_long = too_long & ~streamed
+                    with m.If(too_long):             # impossible length: garbage, hunt again
                         m.d.comb += self.bad.eq(1)
                         m.next = "HUNT"
                     with m.Elif(byte == 0):
@@ -384,15 +409,13 @@ class FrameReceiver(wiring.Component):
                     with m.Else():
                         m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
-                take(None)
-                with m.If(fifo.r_rdy):
-                    with m.Switch(idx):
-                        for lane in range(nlanes):
-                            with m.Case(lane):
-                                m.d.sync += f.payload[8 * lane:8 * lane + 8].eq(byte)
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx + 1 == f.len):
-                        m.next = "CRC_HI"
+                if self.stream_types:
+                    with m.If(streamed):
+                        self._stream_byte(m, fifo, idx, rcrc, rcrc_next, in_frame, timed_out)
+                    with m.Else():
+                        self._store_byte(m, fifo, idx, take)
+                else:
+                    self._store_byte(m, fifo, idx, take)
             with m.State("CRC_HI"):               # the CRC runs over its own two bytes too:
                 take("CRC_LO")                       # a good frame leaves the register at 0
             with m.State("CRC_LO"):
@@ -407,6 +430,33 @@ class FrameReceiver(wiring.Component):
                 m.d.comb += self.frame.valid.eq(1)
                 with m.If(self.frame.ready):
                     m.next = "HUNT"
+
+    def _store_byte(self, m, fifo, idx, take):
+        """A payload byte into the ``frame`` payload register."""
+        f = self.frame.payload
+        take(None)
+        with m.If(fifo.r_rdy):
+            with m.Switch(idx):
+                for lane in range(self.max_payload):
+                    with m.Case(lane):
+                        m.d.sync += f.payload[8 * lane:8 * lane + 8].eq(fifo.r_data)
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(idx + 1 == f.len):
+                m.next = "CRC_HI"
+
+    def _stream_byte(self, m, fifo, idx, rcrc, rcrc_next, in_frame, timed_out):
+        """A payload byte of a stream-type frame out on ``sbyte`` (popped when taken)."""
+        f, sb = self.frame.payload, self.sbyte
+        last = idx + 1 == f.len
+        m.d.comb += [in_frame.eq(1), sb.valid.eq(fifo.r_rdy), fifo.r_en.eq(sb.ready),
+                     sb.payload.data.eq(fifo.r_data), sb.payload.first.eq(idx == 0),
+                     sb.payload.last.eq(last)]
+        with m.If(fifo.r_rdy & sb.ready):
+            m.d.sync += [rcrc.eq(rcrc_next), idx.eq(idx + 1)]
+            with m.If(last):
+                m.next = "CRC_HI"
+        with m.Elif(~fifo.r_rdy & timed_out):
+            m.next = "HUNT"
 
     def _credits(self, m, pop):
         popped = Signal(range(self.credit_unit))

@@ -24,13 +24,14 @@ import zlib
 from dataclasses import dataclass, field, fields
 
 from ..hw.resident.bridge import (RChannel, RESULT_TAG, MODE_RESIDENT, FLAG_COUNTERS,
-                                  FEATURE_POLICY, IDENT_TAIL, kind_bytes)
+                                  FEATURE_POLICY, IDENT_TAIL, CREDIT_UNIT, IMAGE_CHUNK,
+                                  kind_bytes)
 from ..hw.resident.layout import ResidentConfig, Op, ResKind, cmd_layout
 from ..hw.uart import IDENT_MAGIC, PROTOCOL_VERSION, STATUS_BYTES, Tag
 from .serial_transport import LinkError, UpstreamParser, frame, _status
 
 __all__ = ["ResidentLink", "LinkError", "net_hash", "net_frames", "image_frames", "run_frame",
-           "set_net_frame", "ident_bytes", "decode_ident", "Inference", "AmaranthBytePort",
+           "set_net_frame", "logit_groups", "ident_bytes", "decode_ident", "Inference", "AmaranthBytePort",
            "link_cost", "run_images", "run_images_cocotb", "LINK_TOP"]
 
 #: Verilog top of ``ResidentSystem`` with byte streams (the cocotb ports of ``pnn run``)
@@ -84,11 +85,23 @@ def image_setup(prog) -> tuple:
     return Op.WRITE_FM.value, prog.in_shape[0]
 
 
+def logit_groups(prog, features: int = 0) -> list:
+    """Data bytes of each LOGITS message of ``prog``'s answer: every group full but the last,
+    trimmed to the classes it holds (what SET_NET tells the bridge)."""
+    cfg = prog.cfg
+    full = kind_bytes(cfg, features)[ResKind.LOGITS.value]
+    ng = prog.layers[-1].desc["ngroups"]
+    tail = min(full, -(-(prog.classes - (ng - 1) * cfg.rows) * cfg.obits // 8))
+    return [full] * (ng - 1) + [tail]
+
+
 def set_net_frame(prog, *, counters: bool, seq: int, extra=()) -> bytes:
     op, unit = image_setup(prog)
-    payload = (net_hash(prog, extra).to_bytes(4, "little") + bytes([FLAG_COUNTERS if counters else 0, op])
-               + unit.to_bytes(2, "little"))
-    return frame(RChannel.SET_NET, int.from_bytes(payload, "little"), seq=seq)
+    groups = logit_groups(prog)
+    payload = (net_hash(prog, extra).to_bytes(4, "little")
+               + bytes([FLAG_COUNTERS if counters else 0, op]) + unit.to_bytes(2, "little")
+               + bytes([len(groups) - 1, groups[-1]]))
+    return _raw_frame(RChannel.SET_NET, payload, seq)
 
 
 def net_frames(prog, seq: int) -> list:
@@ -165,17 +178,18 @@ class Inference:
     busy: list = field(default_factory=list)
 
 
-def link_cost(prog, *, counters: bool = False, credit_unit: int = 64,
-              max_payload: int = 64) -> dict:
-    """Bytes on the link per image (both directions, framing, credits included), computed from the
-    frames and messages the protocol uses (the tests check it against bytes counted on a port)."""
+def link_cost(prog, *, counters: bool = False, credit_unit: int = CREDIT_UNIT,
+              max_payload: int = IMAGE_CHUNK, k: int = 1) -> dict:
+    """Bytes on the link per image at ``k`` (both directions, framing, credits included), computed
+    from the frames and messages the protocol uses (the tests check it against bytes counted on a
+    port); defaults: the bridge's credit unit and IMAGE payload."""
     import numpy as np
 
     img = np.zeros(prog.in_shape, dtype=np.int64)
-    down = sum(len(f) for f in image_frames(prog, img, 0, max_payload)) + len(run_frame(prog, 1, 0))
+    down = sum(len(f) for f in image_frames(prog, img, 0, max_payload)) + len(run_frame(prog, k, 0))
     kb = kind_bytes(prog.cfg)
     up = 6 + 1 + kb[ResKind.SUMMARY.value]
-    up += prog.layers[-1].desc["ngroups"] * (6 + 1 + kb[ResKind.LOGITS.value])
+    up += sum(6 + 1 + n for n in logit_groups(prog))
     if counters:
         up += len(prog.layers) * (6 + 1 + kb[ResKind.COUNTER.value])
     credits = 6 * down / credit_unit
@@ -263,6 +277,11 @@ class ResidentLink:
         if info is not None:
             for kv, n in kind_bytes(info["cfg"], info["features"]).items():
                 p.lengths[RESULT_TAG + kv] = 1 + n
+            if self.prog is not None and self.prog.cfg == info["cfg"]:
+                tail = 1 + logit_groups(self.prog)[-1]      # the last LOGITS group, trimmed
+                full = p.lengths[RESULT_TAG + ResKind.LOGITS.value]
+                if tail != full:
+                    p.lengths[RESULT_TAG + ResKind.LOGITS.value] = (full, tail)
         return p
 
     # ---- connection ---------------------------------------------------------------------------
@@ -319,10 +338,12 @@ class ResidentLink:
             self.info = None
             raise LinkError(f"serial link: unexpected {msg!r}")
 
-    def _transact(self, frames: list, n_results, *, status: bool) -> list:
+    def _transact(self, frames: list, n_results, *, status: bool, carry: bool = False) -> list:
         """Send ``frames`` (credits respected), collect ``n_results`` result messages (or
         ``n_results(messages so far)`` of them); with ``status``, also a status reply that
-        confirms every frame arrived in sequence."""
+        confirms every frame arrived in sequence. With ``carry`` (a further RUN is in flight),
+        result messages beyond ``n_results`` are kept for the next call instead of being an
+        error."""
         count = n_results if callable(n_results) else (lambda got: n_results)
         nframes = len(frames)
         out = b"".join(frames)
@@ -350,10 +371,10 @@ class ResidentLink:
                                 f"{st['expect']}, {self.seq} sent; {st['bad_frames']} bad, "
                                 f"{st['seq_errors']} out of sequence so far)")
             want = count(self.results)
-            if len(self.results) > want:
+            if len(self.results) > want and not carry:
                 self.info = None
                 raise LinkError(f"serial link: {len(self.results)} results, {want} expected")
-            if pos == len(out) and len(self.results) == want and (st or not status):
+            if pos == len(out) and len(self.results) >= want and (st or not status):
                 break
             now = self.clock()
             if msgs:
@@ -368,7 +389,7 @@ class ResidentLink:
                 self.info = None
                 raise LinkError(f"serial link: no answer by the deadline: sent {pos}/{len(out)} "
                                 f"bytes, got {len(self.results)}/{want} results")
-        res, self.results = self.results, []
+        res, self.results = self.results[:want], self.results[want:]
         return res
 
     def _status_request(self) -> bytes:
@@ -389,6 +410,7 @@ class ResidentLink:
                              f"{prog.cfg}")
         self.prog = prog
         self.extra = list(extra)
+        self.parser.lengths = self._parser(self.info).lengths
         want = net_hash(prog, self.extra)
         flags = FLAG_COUNTERS if self.counters else 0
         if self.info["hash"] == want and not force:
@@ -415,28 +437,63 @@ class ResidentLink:
         """Classify one image with ``k`` planes (:meth:`load` first). A link error is retried,
         after a resynchronisation, up to ``retries`` times (safe: an image and a RUN overwrite
         and recompute); the network's hash is checked again each time."""
+        return self.infer_many([image], k)[0]
+
+    def infer_many(self, images, k: int) -> list:
+        """Classify ``images`` in order with ``k`` planes, keeping the next image in flight:
+        image n+1 and its RUN are sent right after RUN(n), before result n is read, so the link
+        carries image n+1 while the board computes image n (a ``double_buffer`` engine writes
+        it meanwhile; a single-buffered one holds its bytes in the bridge FIFO until it is idle).
+        Answers come back in order. A link error resynchronises and repeats from the first image
+        without an answer, up to ``retries`` times in a row (safe: images and RUNs overwrite and
+        recompute); the network's hash is checked again each time."""
         if self.prog is None:
             raise RuntimeError("load a network first")
-        for attempt in range(self.retries + 1):
+        images, out, failures = list(images), [], 0
+        while len(out) < len(images):
+            done = len(out)
             try:
                 if self.info is None:
                     self.connect()
                     if self.info["hash"] != net_hash(self.prog, self.extra):
                         raise LinkError("the board lost the network (hash differs): load again")
-                return self._infer(image, k)
+                self._pipeline(images[done:], k, out)
             except LinkError as e:
-                if attempt == self.retries:
+                failures = 1 if len(out) > done else failures + 1
+                if failures > self.retries:
                     raise
                 self.link["retries"] += 1
                 self.link["last_error"] = str(e)
                 self.info = None
+        return out
 
-    def _infer(self, image, k: int) -> Inference:
-        prog = self.prog
-        frames = image_frames(prog, image, self.seq, self.info["max_payload"])
-        frames.append(run_frame(prog, k, (self.seq + len(frames)) & 0xFF))
-        msgs = self._transact(frames, self.n_results(), status=False)
-        return decode_results(prog, msgs, self.seq)
+    def _pipeline(self, images, k: int, out: list) -> None:
+        """Send the images two deep (``infer_many``), appending each answer to ``out``."""
+        prog, n = self.prog, self.n_results()
+        seq = self.seq
+
+        def frames_of(image):
+            nonlocal seq
+            fr = image_frames(prog, image, seq, self.info["max_payload"])
+            fr.append(run_frame(prog, k, (seq + len(fr)) & 0xFF))
+            seq = (seq + len(fr)) & 0xFF
+            return fr, seq
+
+        pending, batch = [], []
+        for image in images[:2]:
+            fr, end = frames_of(image)
+            batch += fr
+            pending.append(end)
+        nxt = 2
+        while pending:
+            end = pending.pop(0)
+            msgs = self._transact(batch, n, status=False, carry=bool(pending))
+            out.append(decode_results(prog, msgs, end))
+            batch = []
+            if nxt < len(images):
+                batch, e = frames_of(images[nxt])
+                pending.append(e)
+                nxt += 1
 
     def request(self, image, beat: int) -> list:
         """Send an image and one request command beat (e.g. the policy wrapper's RUN_POLICY);
@@ -526,10 +583,11 @@ def decode_results(prog, msgs: list, seq: int) -> Inference:
 
 def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "retrained",
                force_load: bool = False, log=lambda *a: None, policy: str | None = None,
-               threshold: int = 0) -> dict:
+               threshold: int = 0, overlap: bool = True) -> dict:
     """What ``pnn run`` does on any port: connect, compile ``bundle`` for the board's
     configuration, load it unless the board holds it, classify the test images ``indices`` with
-    ``k`` planes and check each against the golden model (class, logits and k). Returns the
+    ``k`` planes (``overlap``: the next image in flight, :meth:`ResidentLink.infer_many`; else one
+    at a time) and check each against the golden model (class, logits and k). Returns the
     report (``docs/run.md``): accuracy, golden accuracy, agreement, cycles, wall-clock rate, link
     bytes per image measured and computed, per-image ``results``."""
     import numpy as np
@@ -555,9 +613,15 @@ def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "re
     gpos = {v: i for i, v in enumerate(uniq)}
     rows = []
     before = link.link["sent"] + link.link["received"]
+    clock0 = link.clock()
     t1 = time.perf_counter()
-    for i in indices:
-        r = link.infer(x[i], k)
+    if overlap:
+        answers = link.infer_many([x[i] for i in indices], k)
+    else:
+        answers = [link.infer(x[i], k) for i in indices]
+    run_s = time.perf_counter() - t1
+    link_s = link.clock() - clock0
+    for i, r in zip(indices, answers):
         g = gpos[i]
         glog = [int(v) for v in gold.logits[g]]
         row = {"image": int(i), "label": int(bundle.test_y[i]), "pred": r.cls,
@@ -568,7 +632,6 @@ def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "re
         rows.append(row)
         log(f"  image {i:5d}  label {row['label']:3d}  pred {r.cls:3d}  golden "
             f"{row['golden']:3d}  {'ok' if row['agree'] else 'DIFFERS'}  {r.cycles} cycles")
-    run_s = time.perf_counter() - t1
     n = len(rows)
     return {
         "k": k, "images": n, "tables": tables,
@@ -578,11 +641,13 @@ def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "re
         "golden_accuracy": sum(r["golden"] == r["label"] for r in rows) / n,
         "agree": sum(r["agree"] for r in rows), "all_agree": all(r["agree"] for r in rows),
         "cycles_per_image": max(r["cycles"] for r in rows),
+        "overlap": overlap,
         "wall_inferences_per_s": round(n / run_s, 3) if run_s > 0 else None,
+        "port_seconds_per_image": link_s / n,
         "link_bytes_per_image": round((link.link["sent"] + link.link["received"] - before) / n,
                                       1),
         "link_cost": link_cost(prog, counters=link.counters, credit_unit=info["credit_unit"],
-                               max_payload=info["max_payload"]),
+                               max_payload=info["max_payload"], k=k),
         "link": dict(link.link), "results": rows,
     }
 

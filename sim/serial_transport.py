@@ -96,7 +96,8 @@ class Message:
 class UpstreamParser:
     """Incremental decoder of board -> host messages; hunts for the start byte after garbage.
 
-    A candidate whose length is impossible for its tag or whose CRC is wrong is counted in
+    ``lengths``: body bytes of each tag (an int, or a tuple of the lengths allowed). A candidate
+    whose length is impossible for its tag or whose CRC is wrong is counted in
     ``bad`` and only its start byte skipped, so a real message behind garbage is still found;
     bytes skipped while hunting are counted in ``garbage``. The buffer never holds more than one
     message. ``messages`` collects the good ones in order."""
@@ -125,7 +126,8 @@ class UpstreamParser:
             if len(buf) < 4:
                 break
             tag, seq, n = buf[1], buf[2], buf[3]
-            if self.lengths.get(tag) != n:
+            want = self.lengths.get(tag)
+            if n != want and not (isinstance(want, tuple) and n in want):
                 self.bad += 1
                 del buf[:1]
                 continue

@@ -6,6 +6,8 @@ both ways never give a wrong result; the link cost per image."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -18,8 +20,9 @@ from progressivenn.hw.uart import Tag
 from progressivenn.model.golden import run_network
 from progressivenn.sim import resident as rs
 from progressivenn.sim.compare import compare_outputs, golden_outputs
-from progressivenn.sim.resident_link import (AmaranthBytePort, LinkError, ResidentLink,
+from progressivenn.sim.resident_link import (AmaranthBytePort, LinkError, ResidentLink, run_images,
                                              decode_ident, image_frames, link_cost, net_hash,
+                                             logit_groups,
                                              _word_ends, frame)
 from progressivenn.sim.resident_runner import resident_config
 from progressivenn.sim.serial_transport import AmaranthSerialPort, FaultyPort
@@ -96,7 +99,8 @@ def test_round_trip_load_infer_readback_hash():
         assert (r.cls, r.logits) == _golden(b, i, k) and r.k == k
         assert r.busy == rs.expected_busy(prog, k)
         # the bytes counted on the port are the protocol's cost (credits: whole messages)
-        want = link_cost(prog, counters=True, credit_unit=64, max_payload=info["max_payload"])
+        want = link_cost(prog, counters=True, credit_unit=info["credit_unit"],
+                         max_payload=info["max_payload"], k=k)
         assert abs(cost - want["total"]) <= 6, (cost, want)
     # the hidden layers' maps, read back with READ_FM, against golden (image 1, k=3)
     addrs = [a for pl in prog.layers[:-1] for a in range(pl.out_base, pl.out_base +
@@ -135,26 +139,32 @@ def test_round_trip_load_infer_readback_hash():
     assert link.infer(b.test_x[0], 3).logits == _golden(b, 0, 3)[1]
 
 
-def _faulty_run(direction, n, seed, rate=0.004):
+def _faulty_run(direction, n, seed, rate=0.004, *, overlap=False, cfg=CFG):
+    """``n`` images through a port that damages bytes; ``overlap``: three images at a time
+    through ``infer_many`` (the next image in flight), at k=2."""
     b = tiny(images=n)
-    port, faulty, link = _link(rate=rate, seed=seed, down=direction != "up",
+    port, faulty, link = _link(cfg, rate=rate, seed=seed, down=direction != "up",
                                up=direction != "down")
     link.retries = 6
     link.connect()
-    prog = rs.compile_program(b, CFG)
+    prog = rs.compile_program(b, cfg)
     link.load(prog)
     faulty.armed = True
     good = detected = 0
-    for i in range(n):
-        k = 1 + i % 3
+    step = 3 if overlap else 1
+    for i in range(0, n, step):
+        idx = list(range(i, min(n, i + step)))
+        ks = [2] * len(idx) if overlap else [1 + i % 3]
         try:
-            r = link.infer(b.test_x[i], k)
+            got = (link.infer_many([b.test_x[j] for j in idx], 2) if overlap else
+                   [link.infer(b.test_x[i], ks[0])])
         except (LinkError, TimeoutError):
             detected += 1
             link.info = None
             continue
-        assert (r.cls, r.logits, r.k) == (*_golden(b, i, k), k), f"wrong result, image {i}"
-        good += 1
+        for j, k, r in zip(idx, ks, got):
+            assert (r.cls, r.logits, r.k) == (*_golden(b, j, k), k), f"wrong result, image {j}"
+            good += 1
     return faulty.total(), good, detected, link.link["retries"]
 
 
@@ -165,10 +175,46 @@ def test_faults_never_give_a_wrong_result():
 
 
 @pytest.mark.slow
+def test_faults_with_overlap_never_give_a_wrong_result():
+    """The same with the next image in flight (a double-buffered engine): answers in order, each
+    right, or a LinkError; a fault repeats only the images not yet answered."""
+    faults, good, detected, retries = _faulty_run("both", 3, seed=5, overlap=True,
+                                                  cfg=replace(CFG, double_buffer=True))
+    assert faults >= 1 and good >= 1, (faults, good, detected, retries)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["down", "up"])
 def test_faults_never_give_a_wrong_result_many(direction):
     faults, good, detected, retries = _faulty_run(direction, 16, seed=11, rate=0.01)
     assert faults >= 5 and good >= 8 and retries >= 1, (faults, good, detected, retries)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("double_buffer", [False, True], ids=["single", "double"])
+def test_faults_with_overlap_many(double_buffer):
+    faults, good, detected, retries = _faulty_run(
+        "both", 12, seed=13, rate=0.01, overlap=True,
+        cfg=replace(CFG, double_buffer=double_buffer))
+    assert faults >= 5 and good >= 6 and retries >= 1, (faults, good, detected, retries)
+
+
+@pytest.mark.slow
+def test_overlap_hides_the_link():
+    """Issue #11: images sent two deep (``run_images(overlap=True)``) on a double-buffered engine,
+    the host line slowed (80% idle cycles before each byte sent): every answer agrees with golden,
+    in order, no retry, and the simulated time per image is below one image at a time."""
+    b = tiny(images=3)
+    per_image = {}
+    for overlap in (False, True):
+        port = AmaranthBytePort(ResidentSystem(replace(CFG, double_buffer=True), 100e6, None),
+                                max_cycles=3000, gap=0.8)
+        link = ResidentLink(port, timeout=60_000 * CYCLE, probe=3_000 * CYCLE)
+        rep = run_images(link, b, [0, 1, 2, 1], 2, overlap=overlap)
+        assert rep["all_agree"] and rep["link"]["retries"] == 0 and rep["overlap"] == overlap
+        assert [r["image"] for r in rep["results"]] == [0, 1, 2, 1]
+        per_image[overlap] = rep["port_seconds_per_image"] / CYCLE
+    assert per_image[True] < 0.9 * per_image[False], per_image
 
 
 @pytest.mark.slow
@@ -189,18 +235,25 @@ def test_tap_bank_image_over_the_uart_pins():
         assert (r.cls, r.logits) == _golden(b, 0, k)
 
 
-def test_digits_link_budget():
-    """The digits network (8x8 codes, 10 classes) on the default 8x16 resident engine: bytes per
-    image on the link, both ways with framing and credits, <= image codes + 128."""
-    from test_resident import DIGITS, chain_bundle
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28)], ids=["digits", "mnist"])
+def test_link_budget(shape):
+    """Issue #11: the digits and the MNIST reference networks on the default 8x16 resident engine
+    and bridge: bytes per image on the link at every k, both ways with framing, CRC and credits,
+    <= image codes + 128 (the old framing, IMAGE frames of 64 codes, a credit per 64 bytes, full
+    LOGITS messages, took 784 + 260.7 for MNIST)."""
+    from test_resident import DIGITS, MNIST, chain_bundle
 
-    b = chain_bundle(0, DIGITS, input_shape=(1, 8, 8), nbits=8)
+    b = chain_bundle(0, DIGITS if shape[1] == 8 else MNIST, input_shape=shape, nbits=8)
     prog = rs.compile_program(b, resident_config(rows=8, cols=16, bundle=b))
     br = ResidentBridge(prog.cfg)
     br._MustUse__silence = True
-    cost = link_cost(prog, credit_unit=br.credit_unit, max_payload=br.max_payload)
-    assert cost["image_code_bytes"] == 64
-    assert cost["total"] <= 64 + 128, cost
+    image = shape[1] * shape[2]
+    for k in range(1, 9):
+        cost = link_cost(prog, credit_unit=br.credit_unit, max_payload=br.max_payload, k=k)
+        assert cost["image_code_bytes"] == image
+        assert cost["total"] <= image + 128, (k, cost)
+    # the last LOGITS group holds 2 of 8 classes: 2 logits sent, not 8
+    assert logit_groups(prog) == [32, 8]
     with_counters = link_cost(prog, counters=True, credit_unit=br.credit_unit,
                               max_payload=br.max_payload)
     assert with_counters["up"] == cost["up"] + len(prog.layers) * 11

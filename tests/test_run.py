@@ -28,13 +28,15 @@ def _run(capsys, *argv):
 
 
 def test_run_sim_amaranth_agrees_with_golden(bundle_dir, capsys):
+    """Images overlapped (the default) on a double-buffered engine: answers in order, each
+    agreeing with golden, no retry."""
     code, out, err = _run(capsys, bundle_dir, "--port", "sim:amaranth", "--k", "1", "--images",
-                          "2", "--json", "--rows", "2", "--cols", "4")
+                          "3", "--json", "--rows", "2", "--cols", "4", "--double-buffer")
     assert code == 0, err
     rep = json.loads(out)
-    assert rep["images"] == 2 and rep["k"] == 1 and rep["all_agree"] and rep["agree"] == 2
-    assert rep["network_loaded"] is True
-    assert [r["image"] for r in rep["results"]] == [0, 1]
+    assert rep["images"] == 3 and rep["k"] == 1 and rep["all_agree"] and rep["agree"] == 3
+    assert rep["network_loaded"] is True and rep["overlap"] is True
+    assert [r["image"] for r in rep["results"]] == [0, 1, 2]
     assert all(r["pred"] == r["golden"] and r["k"] == 1 for r in rep["results"])
     assert rep["cycles_per_image"] > 0 and rep["link"]["retries"] == 0
     # the bytes counted on the port are the protocol's cost (credits: whole messages)
@@ -47,6 +49,7 @@ def test_run_sim_amaranth_agrees_with_golden(bundle_dir, capsys):
     (["--threshold", "900"], "--threshold needs --policy"),
     (["--k", "2", "--policy", "escalate"], "exclude each other"),
     (["--port", "sim:nothing"], "unknown simulated port"),
+    (["--port", "/dev/null", "--double-buffer"], "--double-buffer is for simulated ports"),
 ])
 def test_run_refuses_bad_options(bundle_dir, capsys, argv, msg):
     args = [bundle_dir, "--port", "sim:amaranth", *argv]

@@ -11,17 +11,21 @@ type  name          payload
                     network load (WRITE_W/PP/PROG/TAP), RUN(k), READ_FM, a policy wrapper's ops
 3     RESET         none: resets the engine (not the bridge, not the memories)
 4     STATUS        none: answered with a status message
-5     IMAGE         the first image codes (one byte each), packed on chip into WRITE_IMG/WRITE_FM
-                    beats at addresses 0, 1, ...
+5     IMAGE         the first image codes (one byte each, up to 255), packed on chip into
+                    WRITE_IMG/WRITE_FM beats at addresses 0, 1, ...
 6     IMAGE_MORE    more codes of the same image
 7     SET_NET       network hash (4 bytes LE), flags (bit 0: send COUNTER beats), the image op
-                    (WRITE_FM 4 / WRITE_IMG 7), codes per pixel (2 bytes LE)
+                    (WRITE_FM 4 / WRITE_IMG 7), codes per pixel (2 bytes LE), the index of the
+                    last LOGITS group and its data bytes (0: all; the classes it holds)
 ====  ============  =============================================================================
 
-Types 1, 5, 6 and 7 must carry the expected ``seq`` (else dropped and counted). The packer puts
-one code in each lane of a word and writes the word when it is full (``cols`` codes), when a pixel
-ends (codes per pixel reached) or when the frame ends: the host cuts an image's frames at word
-ends. Any CMD frame whose op changes the network (not in ``keep_ops``) clears the hash, so a
+Types 1, 5, 6 and 7 must carry the expected ``seq`` (else dropped and counted). IMAGE codes are
+not buffered: the parser hands them to the packer as they arrive (``FrameReceiver``
+``stream_types``), the CRC is checked after them, and a damaged frame stops everything sequenced
+after it (the RUN included) until the host resynchronises and sends the whole image again. The
+packer puts one code in each lane of a word and writes the word when it is full (``cols`` codes),
+when a pixel ends (codes per pixel reached) or when the frame ends: the host cuts an image's
+frames at word ends. Any CMD frame whose op changes the network (not in ``keep_ops``) clears the hash, so a
 half-loaded network never identifies as loaded; the hash and the SET_NET settings survive an
 engine reset.
 
@@ -29,7 +33,10 @@ Board -> host messages (``0x5A tag seq len body crc16``): 0x02 credit, 0x04 stat
 streamed bridge), 0x03 identify reply (:func:`ident_prefix`, then the hash 4 bytes LE, the flags,
 the token), and one message per result beat, tag ``0x10 + kind``: body = one header byte (the
 expected seq for a SUMMARY, the beat's index otherwise) then the beat's data, trimmed to the
-bytes of its kind (:func:`kind_bytes`). COUNTER beats are dropped unless the flag asks for them.
+bytes of its kind (:func:`kind_bytes`; the last LOGITS group to the bytes SET_NET gave). A
+SUMMARY's header is the expected seq after the last CMD frame (the RUN's seq + 1), so image frames
+of the next image may arrive meanwhile (overlap). COUNTER beats are dropped unless the flag asks
+for them.
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ from .layout import (ResidentConfig, Op, ResKind, cmd_layout, res_layout, summar
                      counter_layout)
 
 __all__ = ["ResidentBridge", "RChannel", "RESULT_TAG", "MODE_RESIDENT", "FLAG_COUNTERS",
-           "KEEP_OPS", "FEATURE_POLICY", "kind_bytes", "ident_prefix", "IDENT_TAIL", "SET_NET_BYTES"]
+           "KEEP_OPS", "FEATURE_POLICY", "kind_bytes", "ident_prefix", "IDENT_TAIL", "SET_NET_BYTES",
+           "CREDIT_UNIT", "IMAGE_CHUNK"]
 
 
 class RChannel(Channel):
@@ -65,7 +73,11 @@ MODE_RESIDENT = ord("R")
 #: SET_NET flags
 FLAG_COUNTERS = 1
 #: payload bytes of SET_NET
-SET_NET_BYTES = 8
+SET_NET_BYTES = 10
+#: default credit unit (bytes per credit message) and longest IMAGE payload: one credit message
+#: per 255 bytes received, IMAGE frames of up to 255 codes (``docs/uart.md``, link budget)
+CREDIT_UNIT = 255
+IMAGE_CHUNK = 255
 #: identify reply bytes after :func:`ident_prefix`: hash (4), flags, token
 IDENT_TAIL = 6
 #: opcodes that leave the network as it is (any other CMD clears the network hash)
@@ -111,10 +123,11 @@ class ResidentBridge(wiring.Component):
         Clock cycles per UART bit; ``None``: byte streams ``i``/``o`` instead of the pins (fast
         simulation above the bit level).
     fifo_depth, credit_unit, timeout : int
-        As :class:`..uart.UARTBridge` (credit unit default 64: fewer credit messages per image).
+        As :class:`..uart.UARTBridge` (credit unit default 255: one 6-byte credit message per
+        255 bytes received).
     image_chunk : int
-        Longest IMAGE payload (codes per frame); the payload register holds
-        ``max(image_chunk, command bytes)`` bytes.
+        Longest IMAGE payload the identify reply announces (codes per frame, up to 255; the codes
+        are streamed, not stored: the payload register holds ``max(command bytes, 10)`` bytes).
     cmd_shape, res_shape : Layout or None
         The wrapped component's stream payloads (default ``cmd_layout(cfg)``/``res_layout(cfg)``);
         they must have the fields op/addr/data and kind/index/data.
@@ -137,11 +150,12 @@ class ResidentBridge(wiring.Component):
         The hash of the loaded network (0: none).
 
     Latency: a CMD frame's beat is offered one cycle after its last CRC byte leaves the FIFO; the
-    packer offers one beat per ``cols`` codes, taking one code per cycle.
+    packer takes one code per cycle from the FIFO and offers a beat in the cycle its word's last
+    code is there (one per ``cols`` codes, or per pixel).
     """
 
     def __init__(self, cfg: ResidentConfig, *, divisor=None, fifo_depth: int = 512,
-                 credit_unit: int = 64, timeout: int = 0, image_chunk: int = 64,
+                 credit_unit: int = CREDIT_UNIT, timeout: int = 0, image_chunk: int = IMAGE_CHUNK,
                  cmd_shape=None, res_shape=None, keep_ops=KEEP_OPS, features: int = 0):
         if not isinstance(cfg, ResidentConfig):
             raise TypeError(f"cfg must be a ResidentConfig, not {cfg!r}")
@@ -161,9 +175,10 @@ class ResidentBridge(wiring.Component):
         self.cmd_bytes = -(-self.cmd_shape.size // 8)
         if not isinstance(image_chunk, int) or not 1 <= image_chunk <= 255:
             raise ValueError(f"image_chunk must be an integer in [1, 255], not {image_chunk!r}")
-        self.max_payload = max(self.cmd_bytes, image_chunk, SET_NET_BYTES)
-        if self.max_payload > 255:
+        self.reg_payload = max(self.cmd_bytes, SET_NET_BYTES)
+        if self.reg_payload > 255:
             raise ValueError(f"a command beat of {self.cmd_bytes} bytes does not fit a frame")
+        self.max_payload = max(self.reg_payload, image_chunk)
         self.fifo_depth = fifo_depth
         self.credit_unit = credit_unit
         self.timeout = timeout
@@ -188,8 +203,9 @@ class ResidentBridge(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.rxf = rxf = FrameReceiver(
-            divisor=self.divisor, max_payload=self.max_payload, fifo_depth=self.fifo_depth,
-            credit_unit=self.credit_unit, timeout=self.timeout)
+            divisor=self.divisor, max_payload=self.reg_payload, fifo_depth=self.fifo_depth,
+            credit_unit=self.credit_unit, timeout=self.timeout,
+            stream_types=(RChannel.IMAGE, RChannel.IMAGE_MORE))
         m.submodules.snd = snd = MessageSender(
             divisor=self.divisor,
             max_body=max(len(self.ident) + IDENT_TAIL, 1 + max(self.kind_bytes.values())))
@@ -208,101 +224,99 @@ class ResidentBridge(wiring.Component):
 
     # ---- host -> board -------------------------------------------------------------------------
     def _dispatch(self, m, rxf, st):
-        cfg = self.cfg
-        f = rxf.frame.payload
-        C, A = cfg.cols, cfg.abits
         cs = self.cmd_shape
-        op_f, addr_f, data_f = cs["op"], cs["addr"], cs["data"]
+        f = rxf.frame.payload
+        op_f = cs["op"]
         frame_op = f.payload[op_f.offset:op_f.offset + op_f.width]
         m.d.comb += self.net_hash.eq(st.hash)
+        packed = self._packer(m, rxf, st)
+        in_seq = f.seq == st.expect
+        m.d.comb += self.cmd.payload.eq(Mux(rxf.sbyte.valid, packed, f.payload[:cs.size]))
+        with m.If(rxf.frame.valid):
+            with m.Switch(f.type):
+                with m.Case(RChannel.CMD):
+                    with m.If(in_seq):
+                        m.d.comb += [self.cmd.valid.eq(1), rxf.frame.ready.eq(self.cmd.ready)]
+                        with m.If(self.cmd.ready):
+                            m.d.sync += [st.expect.eq(st.expect + 1),
+                                         st.cmd_seq.eq(st.expect + 1)]
+                            keep = Cat(*[frame_op == o for o in self.keep_ops]).any()
+                            with m.If(~keep):
+                                m.d.sync += st.hash.eq(0)
+                    with m.Else():
+                        m.d.comb += [st.seq_bad.eq(1), rxf.frame.ready.eq(1)]
+                with m.Case(RChannel.IMAGE, RChannel.IMAGE_MORE):   # its codes are packed
+                    m.d.comb += rxf.frame.ready.eq(1)
+                    with m.If(in_seq):
+                        m.d.sync += st.expect.eq(st.expect + 1)
+                    with m.Else():
+                        m.d.comb += st.seq_bad.eq(1)
+                with m.Case(RChannel.SET_NET):
+                    m.d.comb += rxf.frame.ready.eq(1)
+                    with m.If(in_seq):
+                        p = f.payload
+                        m.d.sync += [st.expect.eq(st.expect + 1), st.hash.eq(p[:32]),
+                                     st.flags.eq(p[32:40]), st.img_op.eq(p[40:48]),
+                                     st.unit.eq(p[48:64]), st.logit_last.eq(p[64:72]),
+                                     st.logit_tail.eq(p[72:80])]
+                    with m.Else():
+                        m.d.comb += st.seq_bad.eq(1)
+                with m.Case(RChannel.IDENTIFY):
+                    m.d.comb += [rxf.frame.ready.eq(1), rxf.restart.eq(1)]
+                    m.d.sync += [st.ident_req.eq(1), st.expect.eq(f.seq + 1),
+                                 st.token.eq(f.seq)]
+                with m.Case(RChannel.RESET):
+                    m.d.comb += [rxf.frame.ready.eq(1), self.engine_rst.eq(1)]
+                    m.d.sync += st.expect.eq(f.seq + 1)
+                with m.Case(RChannel.STATUS):
+                    m.d.comb += rxf.frame.ready.eq(1)
+                    m.d.sync += [st.status_req.eq(1), st.token.eq(f.seq)]
+                with m.Default():             # unknown type: dropped and counted
+                    m.d.comb += [rxf.frame.ready.eq(1), st.unknown.eq(1)]
 
-        # the packer: codes of an IMAGE frame -> WRITE_IMG / WRITE_FM beats
-        pidx = Signal(8)
+    def _packer(self, m, rxf, st):
+        """The codes of IMAGE / IMAGE_MORE frames, straight from the parser (``rxf.sbyte``, one
+        code per cycle), into WRITE_IMG / WRITE_FM beats at addresses 0, 1, ... (an IMAGE
+        frame's first code restarts them). Only a frame with the expected ``seq`` is packed; its
+        CRC is checked after its codes were written, so a damaged frame may have written codes,
+        but the frame is not counted (``expect`` stays) and nothing sequenced after it, the RUN
+        included, reaches the engine until the host resynchronises and sends the image again.
+        Returns the beat (``cmd`` payload) offered while ``rxf.sbyte`` is valid."""
+        C, A = self.cfg.cols, self.cfg.abits
+        cs = self.cmd_shape
+        op_f, addr_f, data_f = cs["op"], cs["addr"], cs["data"]
+        f, sb = rxf.frame.payload, rxf.sbyte
         lane = Signal(range(C))
         ch = Signal(16)
         addr = Signal(addr_f.width)
         word = Signal(C * A)
+        first, restart = sb.payload.first, sb.payload.first & (f.type == RChannel.IMAGE)
+        lane_c, word_c = Mux(first, 0, lane), Mux(first, 0, word)
+        addr_c, ch_c = Mux(restart, 0, addr), Mux(restart, 0, ch)
         wnext = Signal(C * A)
-        pbytes = Array(f.payload[8 * i:8 * i + 8] for i in range(self.max_payload))
-        code = pbytes[pidx][:A]
-        m.d.comb += wnext.eq(word)
-        with m.Switch(lane):
+        m.d.comb += wnext.eq(word_c)
+        with m.Switch(lane_c):
             for l in range(C):
                 with m.Case(l):
-                    m.d.comb += wnext[l * A:(l + 1) * A].eq(code)
-        last_code = pidx == f.len - 1
-        flush = (lane == C - 1) | (ch == st.unit - 1) | last_code
+                    m.d.comb += wnext[l * A:(l + 1) * A].eq(sb.payload.data[:A])
+        flush = (lane_c == C - 1) | (ch_c == st.unit - 1) | sb.payload.last
         packed = Signal(cs.size)
         m.d.comb += [packed[op_f.offset:op_f.offset + op_f.width].eq(st.img_op),
-                     packed[addr_f.offset:addr_f.offset + addr_f.width].eq(addr),
+                     packed[addr_f.offset:addr_f.offset + addr_f.width].eq(addr_c),
                      packed[data_f.offset:data_f.offset + C * A].eq(wnext)]
-
-        in_seq = f.seq == st.expect
-        with m.FSM(name="dispatch"):
-            with m.State("FRAME"):
-                m.d.comb += self.cmd.payload.eq(f.payload[:cs.size])
-                with m.If(rxf.frame.valid):
-                    with m.Switch(f.type):
-                        with m.Case(RChannel.CMD):
-                            with m.If(in_seq):
-                                m.d.comb += [self.cmd.valid.eq(1),
-                                             rxf.frame.ready.eq(self.cmd.ready)]
-                                with m.If(self.cmd.ready):
-                                    m.d.sync += st.expect.eq(st.expect + 1)
-                                    keep = Cat(*[frame_op == o for o in self.keep_ops]).any()
-                                    with m.If(~keep):
-                                        m.d.sync += st.hash.eq(0)
-                            with m.Else():
-                                m.d.comb += [st.seq_bad.eq(1), rxf.frame.ready.eq(1)]
-                        with m.Case(RChannel.IMAGE, RChannel.IMAGE_MORE):
-                            with m.If(~in_seq):
-                                m.d.comb += [st.seq_bad.eq(1), rxf.frame.ready.eq(1)]
-                            with m.Else():
-                                with m.If(f.type == RChannel.IMAGE):
-                                    m.d.sync += [addr.eq(0), ch.eq(0)]
-                                m.d.sync += [pidx.eq(0), lane.eq(0), word.eq(0)]
-                                with m.If(f.len == 0):
-                                    m.d.comb += rxf.frame.ready.eq(1)
-                                    m.d.sync += st.expect.eq(st.expect + 1)
-                                with m.Else():
-                                    m.next = "PACK"
-                        with m.Case(RChannel.SET_NET):
-                            m.d.comb += rxf.frame.ready.eq(1)
-                            with m.If(in_seq):
-                                p = f.payload
-                                m.d.sync += [st.expect.eq(st.expect + 1), st.hash.eq(p[:32]),
-                                             st.flags.eq(p[32:40]), st.img_op.eq(p[40:48]),
-                                             st.unit.eq(p[48:64])]
-                            with m.Else():
-                                m.d.comb += st.seq_bad.eq(1)
-                        with m.Case(RChannel.IDENTIFY):
-                            m.d.comb += [rxf.frame.ready.eq(1), rxf.restart.eq(1)]
-                            m.d.sync += [st.ident_req.eq(1), st.expect.eq(f.seq + 1),
-                                         st.token.eq(f.seq)]
-                        with m.Case(RChannel.RESET):
-                            m.d.comb += [rxf.frame.ready.eq(1), self.engine_rst.eq(1)]
-                            m.d.sync += st.expect.eq(f.seq + 1)
-                        with m.Case(RChannel.STATUS):
-                            m.d.comb += rxf.frame.ready.eq(1)
-                            m.d.sync += [st.status_req.eq(1), st.token.eq(f.seq)]
-                        with m.Default():             # unknown type: dropped and counted
-                            m.d.comb += [rxf.frame.ready.eq(1), st.unknown.eq(1)]
-            with m.State("PACK"):
-                m.d.comb += self.cmd.payload.eq(packed)
-                advance = Signal()
-                with m.If(flush):
-                    m.d.comb += [self.cmd.valid.eq(1), advance.eq(self.cmd.ready)]
-                    with m.If(self.cmd.ready):
-                        m.d.sync += [addr.eq(addr + 1), lane.eq(0), word.eq(0)]
-                with m.Else():
-                    m.d.comb += advance.eq(1)
-                    m.d.sync += [lane.eq(lane + 1), word.eq(wnext)]
-                with m.If(advance):
-                    m.d.sync += [pidx.eq(pidx + 1), ch.eq(Mux(ch == st.unit - 1, 0, ch + 1))]
-                    with m.If(last_code):
-                        m.d.comb += rxf.frame.ready.eq(1)
-                        m.d.sync += st.expect.eq(st.expect + 1)
-                        m.next = "FRAME"
+        with m.If(sb.valid):
+            with m.If(f.seq != st.expect):                 # not packed (counted at its end)
+                m.d.comb += sb.ready.eq(1)
+            with m.Elif(flush):
+                m.d.comb += [self.cmd.valid.eq(1), sb.ready.eq(self.cmd.ready)]
+                with m.If(self.cmd.ready):
+                    m.d.sync += [addr.eq(addr_c + 1), lane.eq(0), word.eq(0)]
+            with m.Else():
+                m.d.comb += sb.ready.eq(1)
+                m.d.sync += [addr.eq(addr_c), lane.eq(lane_c + 1), word.eq(wnext)]
+            with m.If(sb.ready & (f.seq == st.expect)):
+                m.d.sync += ch.eq(Mux(ch_c == st.unit - 1, 0, ch_c + 1))
+        return packed
 
     # ---- board -> host -------------------------------------------------------------------------
     def _transmit(self, m, rxf, snd, st):
@@ -328,13 +342,16 @@ class ResidentBridge(wiring.Component):
             for kv, n in self.kind_bytes.items():
                 with m.Case(kv):
                     m.d.comb += res_len.eq(1 + n)
+                    if kv == ResKind.LOGITS.value:      # the last group: its classes only
+                        with m.If((index == st.logit_last) & (st.logit_tail != 0)):
+                            m.d.comb += res_len.eq(1 + st.logit_tail)
         send_first(m, snd, [
             (owed != 0, Tag.CREDIT, 0, credit_sent),
             (st.ident_req, Tag.IDENTIFY, len(self.ident) + IDENT_TAIL, ident_take),
             (st.status_req, Tag.STATUS, STATUS_BYTES, status_take),
             (self.res.valid & ~drop, RESULT_TAG + kind, res_len, None),
         ])
-        hdr = Mux(kind == ResKind.SUMMARY.value, st.expect, index)
+        hdr = Mux(kind == ResKind.SUMMARY.value, st.cmd_seq, index)
         bodies = {
             Tag.IDENTIFY: ([Const(b, 8) for b in self.ident]
                            + [st.hash[8 * i:8 * i + 8] for i in range(4)]
@@ -353,6 +370,9 @@ class _State:
 
     def __init__(self):
         self.expect = Signal(8)          # seq of the next sequenced frame
+        self.cmd_seq = Signal(8)         # expect after the last CMD frame (a SUMMARY's header)
+        self.logit_last = Signal(8, init=0xFF)   # SET_NET: index of the last LOGITS group
+        self.logit_tail = Signal(8)      # SET_NET: its data bytes (0: all)
         self.token = Signal(8)
         self.hash = Signal(32)
         self.flags = Signal(8)

@@ -8,7 +8,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..uart import attach_engine, divisor_for
-from .bridge import ResidentBridge
+from .bridge import ResidentBridge, CREDIT_UNIT, IMAGE_CHUNK
 from .layout import ResidentConfig
 
 __all__ = ["ResidentSystem"]
@@ -45,8 +45,8 @@ class ResidentSystem(wiring.Component):
     """
 
     def __init__(self, cfg: ResidentConfig, clk_freq: float, baud: int | None = 115200, *,
-                 engine=None, fifo_depth: int = 512, credit_unit: int = 64,
-                 image_chunk: int = 64, features: int = 0):
+                 engine=None, fifo_depth: int = 512, credit_unit: int = CREDIT_UNIT,
+                 image_chunk: int = IMAGE_CHUNK, features: int = 0):
         if not isinstance(cfg, ResidentConfig):
             raise TypeError(f"cfg must be a ResidentConfig, not {cfg!r}")
         self.cfg = cfg

@@ -51,9 +51,15 @@ def add_arguments(p) -> None:
                    help="also fetch the per-layer busy counters of every image")
     p.add_argument("--force-load", action="store_true",
                    help="load the network even when the board reports its hash")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="send each image only after the previous answer (default: the next image "
+                        "is in flight while the board computes, answers still in order)")
     g = p.add_argument_group("simulated ports")
     g.add_argument("--rows", type=int, default=8, help="output channels in parallel (R)")
     g.add_argument("--cols", type=int, default=16, help="reduction lanes (C)")
+    g.add_argument("--double-buffer", action="store_true",
+                   help="build the engine with a double-buffered input (the next image is "
+                        "written while the current one computes)")
     g.add_argument("--build-dir", default="build/sim",
                    help="sim:icarus / sim:verilator builds are kept here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -95,6 +101,10 @@ def _open_port(args, bundle, idx, k):
     from ..sim.resident_runner import resident_config
 
     cfg = resident_config(rows=args.rows, cols=args.cols, bundle=bundle)
+    if args.double_buffer:
+        from dataclasses import replace
+
+        cfg = replace(cfg, double_buffer=True)
     times = {"timeout": SIM_TIMES[0], "probe": SIM_TIMES[1]}
     engine = "policy" if args.policy is not None else None
     if engine and args.port in ("sim:icarus", "sim:verilator"):
@@ -126,6 +136,9 @@ def run(args) -> int:
         raise ValueError("--threshold needs --policy")
     if args.policy is not None and args.k is not None:
         raise ValueError("--k and --policy exclude each other (the policy chooses k)")
+    if args.double_buffer and not args.port.startswith("sim:"):
+        raise ValueError("--double-buffer is for simulated ports (a board has the engine it was "
+                         "built with)")
     if args.baud <= 0 or args.timeout <= 0:
         raise ValueError("--baud and --timeout must be positive")
     bundle = load_bundle(args.bundle)
@@ -145,7 +158,7 @@ def run(args) -> int:
         link = ResidentLink(port, baud=args.baud, counters=args.counters, **opts)
         try:
             rep = run_images(link, bundle, idx, k, tables=args.tables, force_load=args.force_load,
-                             log=log, policy=args.policy,
+                             log=log, policy=args.policy, overlap=not args.no_overlap,
                              threshold=950 if args.threshold is None else args.threshold)
         finally:
             link.close()
