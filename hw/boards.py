@@ -104,9 +104,7 @@ class BoardSpec:
     board's default, resident where it fits). ``default`` overrides that default (the
     iCEBreaker has a resident configuration that does not fit yet: streamed stays its default).
     ``resident_impl`` maps the resident engine's memories (:class:`~.resident.impl.ResidentImpl`;
-    None: the defaults); ``image_chunk`` is the resident bridge's longest IMAGE payload (its
-    payload register holds that many bytes, or a command beat's if more; None: the bridge's
-    default)."""
+    None: the defaults)."""
 
     name: str
     platform: str                 # "module:Class" in amaranth_boards
@@ -124,7 +122,6 @@ class BoardSpec:
     mode: str = ""
     default: str = ""
     resident_impl: ResidentImpl | None = None
-    image_chunk: int | None = None
 
     @property
     def default_mode(self) -> str:
@@ -187,7 +184,7 @@ BOARDS: dict[str, BoardSpec] = {
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", ICEBREAKER_CFG,
         baud=FAST_BAUD, note="iCE40UP5K-SG48, 12 MHz", synth_opts=("-dsp",),
         resident=ICEBREAKER_RESIDENT_CFG, default="streamed",
-        resident_impl=ICEBREAKER_RESIDENT_IMPL, image_chunk=36),
+        resident_impl=ICEBREAKER_RESIDENT_IMPL),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ULX3S_BIG_CFG,
         baud=FAST_BAUD, note="LFE5U-85F-6BG381C, 25 MHz (PLL 30 MHz)",
@@ -352,9 +349,7 @@ class BoardTop(Elaboratable):
             if engine is None and self.spec.resident_impl is not None:
                 from .resident.engine import ResidentEngine
                 engine = ResidentEngine(self.spec.resident, impl=self.spec.resident_impl)
-            chunk = {} if self.spec.image_chunk is None else {"image_chunk": self.spec.image_chunk}
-            return ResidentSystem(self.spec.resident, clk_hz, self.spec.baud, engine=engine,
-                                  **chunk)
+            return ResidentSystem(self.spec.resident, clk_hz, self.spec.baud, engine=engine)
         div = divisor_for(clk_hz, self.spec.baud)
         return EngineOverUART(self.spec.cfg, divisor=div, engine=self.engine,
                               timeout=int(clk_hz // 4))
