@@ -203,3 +203,25 @@ def test_actquant_backward_is_autograd_of_its_formula(dtype, ties, clip_trained)
     assert torch.equal(o1, o2) and torch.equal(gx1, gx2)
     assert (gc1 is None and gc2 is None) if not clip_trained else torch.equal(gc1, gc2)
     assert gx1.abs().sum() > 0 and (not clip_trained or gc1 != 0)
+
+
+def test_eval_golden_in_chunks_is_the_golden_at_once(run_dir, monkeypatch):
+    """evaluate(): the golden model over chunks of images, and the k=N fixed pass reused where
+    the tables are the same, give the predictions of one golden call on every image."""
+    from progressivenn import api
+    from progressivenn.model import evaluate as ev
+
+    run = api.load_run(run_dir)
+    bundle = run.bundle(test_images=90)
+    monkeypatch.setattr(ev, "GOLDEN_CHUNK", 7)
+    for k in (1, 8):
+        for tables in ("retrained", "fixed"):
+            whole = golden.run_network(bundle, bundle.test_x, k, tables, "direct").pred.numpy()
+            assert np.array_equal(ev._golden_preds(bundle, bundle.test_x, k, tables, "direct"),
+                                  whole)
+    for k in range(1, bundle.nbits + 1):
+        if ev._same_tables(bundle, k):              # then the fixed pass is the retrained one
+            assert torch.equal(golden.run_network(bundle, bundle.test_x, k, "fixed").logits,
+                               golden.run_network(bundle, bundle.test_x, k, "retrained").logits)
+    res = ev.evaluate(run.net, bundle)
+    assert res["n_test"] == 90 and min(res["agreement"].values()) >= 0.9
