@@ -62,7 +62,10 @@ class ExecStage(wiring.Component):
     Latency (:attr:`latency`): 2 + ``PEArray.LATENCY`` cycles from a chunk's issue to its
     accumulators on ``o``: memory read (1), memory data registered (1: no memory output feeds
     logic directly), PE array. A RUN's first chunk is issued the cycle after ``start`` and its
-    last ``busy_cycles`` later; one chunk per cycle, no bubbles.
+    last ``busy_cycles`` later; one chunk per cycle, no bubbles. The saved accumulator of a job's
+    first chunk is read ``PEArray.LATENCY - 1`` cycles after the chunk's weights and activations
+    (the array samples ``i_init`` in its accumulate stage), so it is not carried through the
+    array's pipeline (R*AW flip-flops a stage).
     """
 
     #: bits of one weight in a weight-memory word (one plane bit here)
@@ -131,31 +134,42 @@ class ExecStage(wiring.Component):
             seq.hold.eq(self.hold),
             w_rd.addr.eq(seq.addr.w),
             a_rd.addr.eq(seq.addr.a),
-            acc_rd.addr.eq(seq.addr.acc),
         ]
 
         # issue (S0) -> memory data (S1) -> registered (S2) -> PE array
         ch = seq.chunk
         s1_valid, s2_valid = Signal(), Signal()
         s1_meta, s2_meta = Signal(meta_layout), Signal(meta_layout)
-        s1_load, s1_dbl, s1_saved, s2_load, s2_dbl = Signal(), Signal(), Signal(), Signal(), Signal()
+        s1_load, s1_dbl, s2_load, s2_dbl = Signal(), Signal(), Signal(), Signal()
         s1_pp, s2_pp = Signal(self.ppew), Signal(self.ppew)
         s2_emit = Signal()
-        s2_w, s2_x, s2_init = Signal(R * C), Signal(C * A), Signal(R * AW)
+        s2_w, s2_x = Signal(R * C), Signal(C * A)
         m.d.sync += [
             s1_valid.eq(seq.issue),
-            s1_load.eq(ch.load), s1_dbl.eq(ch.dbl), s1_saved.eq(ch.use_saved),
+            s1_load.eq(ch.load), s1_dbl.eq(ch.dbl),
             s1_meta.emit.eq(ch.emit), s1_meta.save.eq(ch.save), s1_meta.relu.eq(ch.relu),
             s1_meta.k.eq(ch.k), s1_meta.accaddr.eq(seq.addr.acc),
             s1_pp.eq(seq.addr.pp),
             s2_pp.eq(s1_pp),
             s2_emit.eq(s1_valid & s1_meta.emit),
             s2_valid.eq(s1_valid), s2_meta.eq(s1_meta), s2_load.eq(s1_load), s2_dbl.eq(s1_dbl),
-            s2_w.eq(w_rd.data), s2_x.eq(a_rd.data), s2_init.eq(Mux(s1_saved, acc_rd.data, 0)),
+            s2_w.eq(w_rd.data), s2_x.eq(a_rd.data),
         ]
+        # saved accumulators are read late: the array samples i_init in its accumulate stage,
+        # PEArray.LATENCY - 1 cycles after the chunk (S2), so the read address and flag wait
+        # PEArray.LATENCY - 1 cycles, then memory read (1) and data registered (1), as above
+        rd_acc, rd_saved = seq.addr.acc, ch.use_saved
+        for i in range(PEArray.LATENCY - 1):
+            d_acc = Signal(self.accaw, name=f"acc_rd_addr{i}")
+            d_saved = Signal(name=f"acc_rd_saved{i}")
+            m.d.sync += [d_acc.eq(rd_acc), d_saved.eq(rd_saved)]
+            rd_acc, rd_saved = d_acc, d_saved
+        m.d.comb += acc_rd.addr.eq(rd_acc)
+        init_saved, init = Signal(), Signal(R * AW)
+        m.d.sync += [init_saved.eq(rd_saved), init.eq(Mux(init_saved, acc_rd.data, 0))]
         m.d.comb += [
             pe.i_valid.eq(s2_valid), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x), pe.i_dbl.eq(s2_dbl),
-            pe.i_load.eq(s2_load), pe.i_init.eq(s2_init), pe.i_tag.eq(s2_meta),
+            pe.i_load.eq(s2_load), pe.i_init.eq(init), pe.i_tag.eq(s2_meta),
         ]
         # the table entry goes to the result stage 2 cycles before the accumulators leave the
         # array (it reads the table, then registers the word): PEArray.LATENCY - 2 cycles after S2

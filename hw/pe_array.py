@@ -83,7 +83,9 @@ class PEArray(wiring.Component):
     i_load : In(1)
         First chunk of a job: the base is ``i_init`` instead of the running accumulator.
     i_init : In(R*AW)
-        Starting accumulators (row r signed at ``[r*AW +: AW]``); used when ``i_load``.
+        Starting accumulators (row r signed at ``[r*AW +: AW]``) of the ``i_load`` chunk presented
+        ``LATENCY - 1`` cycles earlier: sampled in the accumulate stage, so that they are not
+        carried through the pipeline (the caller reads them late instead).
     i_tag : In(tag_width)
         Side-band tag.
     o_valid : Out(1)
@@ -95,13 +97,14 @@ class PEArray(wiring.Component):
     o_active : Out(1)
         A chunk is inside the pipeline (for drain detection).
 
-    Latency: 3 cycles (adder trees -> register; plane sum ``2*S - T`` -> register; accumulate ->
-    register: each stage holds one carry chain after the tree), throughput one chunk per cycle with
-    no bubbles at plane or job boundaries.
+    Latency: 4 cycles (the first half of the adder-tree levels, sums of :attr:`tree_group`
+    lanes -> register; the other half -> register; plane sum ``2*S - T`` -> register; accumulate
+    -> register: at most ceil(log2(C)/2) chained carry chains per stage, one after the trees),
+    throughput one chunk per cycle with no bubbles at plane or job boundaries.
     """
 
     #: cycles from a chunk at the inputs to the accumulator holding it
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, *, rows: int, cols: int, abits: int, acc_width: int, tag_width: int = 0):
         isa.check_args(self, ("rows", rows, 1, 256), ("cols", cols, 1, 1024),
@@ -128,60 +131,78 @@ class PEArray(wiring.Component):
         """Cycles from a chunk at the inputs to the accumulator holding it."""
         return self.LATENCY
 
+    @property
+    def tree_group(self) -> int:
+        """G: lanes summed in the first stage, ``2^ceil(levels/2)`` of the ``ceil(log2(C))``
+        tree levels (C = 16: 4, C = 8: 4, C = 4: 2)."""
+        levels = (self.cols - 1).bit_length()
+        return 1 << ((levels + 1) // 2)
+
     def elaborate(self, platform):
         m = Module()
         R, C, A, AW = self.rows, self.cols, self.abits, self.acc_width
 
         xs = [self.i_x[l * A:(l + 1) * A] for l in range(C)]
-        # stage 1: adder trees -> registers (row sums of gated activations, shared sum x)
-        total = adder_tree(m, xs, name="total")
-        s1_total = Signal(total.shape().width, name="s1_total")
-        s1_sums = []
-        sums = []
+        # stage 1: the first half of the adder-tree levels -> registers (partial sums of groups
+        # of G lanes, per row of gated activations and for the shared sum x)
+        G = self.tree_group
+        groups = [list(range(g, min(g + G, C))) for g in range(0, C, G)]
+        total_part = [adder_tree(m, [xs[l] for l in grp], name=f"total_g{j}")
+                      for j, grp in enumerate(groups)]
+        row_part = []
         for r in range(R):
             gated = [xs[l] & self.i_w[r * C + l].replicate(A) for l in range(C)]
-            s = adder_tree(m, gated, name=f"row{r}")
-            reg = Signal(s.shape().width, name=f"s1_sum{r}")
-            sums.append(s)
-            s1_sums.append(reg)
-        s1_valid = Signal()
-        s1_dbl = Signal()
-        s1_load = Signal()
-        s1_init = Signal(R * AW)
+            row_part.append([adder_tree(m, [gated[l] for l in grp], name=f"row{r}_g{j}")
+                             for j, grp in enumerate(groups)])
+        s1_total = [Signal(t.shape().width, name=f"s1_total_g{j}")
+                    for j, t in enumerate(total_part)]
+        s1_rows = [[Signal(t.shape().width, name=f"s1_row{r}_g{j}") for j, t in enumerate(parts)]
+                   for r, parts in enumerate(row_part)]
+        s1_valid, s1_dbl, s1_load = Signal(), Signal(), Signal()
         s1_tag = Signal(self.tag_width)
         m.d.sync += [
             s1_valid.eq(self.i_valid),
-            s1_total.eq(total),
             s1_dbl.eq(self.i_dbl),
             s1_load.eq(self.i_load),
-            s1_init.eq(self.i_init),
             s1_tag.eq(self.i_tag),
         ]
-        m.d.sync += [reg.eq(s) for reg, s in zip(s1_sums, sums)]
+        m.d.sync += [reg.eq(t) for reg, t in zip(s1_total, total_part)]
+        m.d.sync += [reg.eq(t) for regs, parts in zip(s1_rows, row_part)
+                     for reg, t in zip(regs, parts)]
 
-        # stage 2: plane sum P = 2*S - T -> register (a two-operand adder on its own carry chain)
+        # stage 2: the rest of the tree levels -> registers (row sums S_r, shared T = sum x)
+        total = adder_tree(m, s1_total, name="total")
+        sums = [adder_tree(m, regs, name=f"row{r}") for r, regs in enumerate(s1_rows)]
+        s2_total = Signal(total.shape().width, name="s2_total")
+        s2_sums = [Signal(s.shape().width, name=f"s2_sum{r}") for r, s in enumerate(sums)]
         s2_valid, s2_dbl, s2_load = Signal(), Signal(), Signal()
-        s2_init = Signal(R * AW)
         s2_tag = Signal(self.tag_width)
-        s2_planes = [Signal(signed(s1_total.shape().width + 2), name=f"plane{r}")
-                     for r in range(R)]                     # signed (difference of unsigned)
         m.d.sync += [s2_valid.eq(s1_valid), s2_dbl.eq(s1_dbl), s2_load.eq(s1_load),
-                     s2_init.eq(s1_init), s2_tag.eq(s1_tag)]
-        m.d.sync += [p.eq((s1_sums[r] << 1) - s1_total) for r, p in enumerate(s2_planes)]
+                     s2_tag.eq(s1_tag), s2_total.eq(total)]
+        m.d.sync += [reg.eq(s) for reg, s in zip(s2_sums, sums)]
 
-        # stage 3: acc <- (dbl ? 2*base : base) + P
+        # stage 3: plane sum P = 2*S - T -> register (a two-operand adder on its own carry chain)
+        s3_valid, s3_dbl, s3_load = Signal(), Signal(), Signal()
+        s3_tag = Signal(self.tag_width)
+        s3_planes = [Signal(signed(s2_total.shape().width + 2), name=f"plane{r}")
+                     for r in range(R)]                     # signed (difference of unsigned)
+        m.d.sync += [s3_valid.eq(s2_valid), s3_dbl.eq(s2_dbl), s3_load.eq(s2_load),
+                     s3_tag.eq(s2_tag)]
+        m.d.sync += [p.eq((s2_sums[r] << 1) - s2_total) for r, p in enumerate(s3_planes)]
+
+        # stage 4: acc <- (dbl ? 2*base : base) + P, base = i_init (sampled now) on a load
         accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
-        with m.If(s2_valid):
+        with m.If(s3_valid):
             for r in range(R):
-                base = Mux(s2_load, s2_init[r * AW:(r + 1) * AW].as_signed(), accs[r])
-                m.d.sync += accs[r].eq(Mux(s2_dbl, base << 1, base) + s2_planes[r])
+                base = Mux(s3_load, self.i_init[r * AW:(r + 1) * AW].as_signed(), accs[r])
+                m.d.sync += accs[r].eq(Mux(s3_dbl, base << 1, base) + s3_planes[r])
         o_valid = Signal()
-        m.d.sync += o_valid.eq(s2_valid)
-        with m.If(s2_valid):
-            m.d.sync += self.o_tag.eq(s2_tag)
+        m.d.sync += o_valid.eq(s3_valid)
+        with m.If(s3_valid):
+            m.d.sync += self.o_tag.eq(s3_tag)
         m.d.comb += [
             self.o_valid.eq(o_valid),
             self.o_acc.eq(Cat(*accs)),
-            self.o_active.eq(s1_valid | s2_valid | o_valid),
+            self.o_active.eq(s1_valid | s2_valid | s3_valid | o_valid),
         ]
         return m

@@ -26,7 +26,8 @@ class PostProc(wiring.Component):
     acc_width : int
         AW, signed width of each accumulator.
     mbits : int
-        MW, signed width of M (the multiplier is AW x MW, registered on its output: DSP-friendly).
+        MW, signed width of M (the AW x MW product is two registered partial products:
+        DSP-friendly, :attr:`split`).
     bbits : int
         BW, signed width of B.
     abits : int
@@ -58,12 +59,17 @@ class PostProc(wiring.Component):
     o_active : Out(1)
         A vector is inside the pipeline.
 
-    Latency: 4 cycles (multiply, and beside it B + rounding constant -> register; add them ->
-    register; shift -> register; clamp or saturate -> register), throughput one vector per cycle.
+    Latency: 6 cycles (inputs -> register; the partial products ``acc[:L]*M`` and ``acc[L:]*M``
+    (:attr:`split`), and beside them B + rounding constant -> register; their sum ``acc*M`` ->
+    register; ``z = acc*M + B + 2^(S-1)`` -> register; shift -> register; clamp or saturate ->
+    register), throughput one vector per cycle. Each stage holds at most one carry chain or one DSP multiply, whose
+    operands and result are registers.
     """
 
     #: cycles from a vector at the inputs to its result at the outputs
-    LATENCY = 4
+    LATENCY = 6
+    #: widest unsigned low part of the accumulator in one partial product (16-bit signed operand)
+    SPLIT = 15
 
     def __init__(self, *, lanes: int | None = None, acc_width: int, mbits: int, bbits: int,
                  abits: int, obits: int, shift_width: int = 6, tag_width: int = 0,
@@ -108,50 +114,76 @@ class PostProc(wiring.Component):
         """
         return max(self.acc_width + self.mbits, self.bbits) + 2
 
+    @property
+    def split(self) -> int:
+        """L: the accumulator is multiplied as ``acc[:L]`` (unsigned) and ``acc[L:]`` (signed),
+        two products of at most 16 x MW bits, each one DSP block (``MULT18X18D`` on ECP5; on iCE40
+        the same ``SB_MAC16`` count as one AW x MW product)."""
+        return min(self.SPLIT, self.acc_width - 1)
+
     def elaborate(self, platform):
         m = Module()
         R, AW, MW, BW, SWd = self.lanes, self.acc_width, self.mbits, self.bbits, self.shift_width
-        ZW = self.z_width
+        ZW, L = self.z_width, self.split
         word = isa.pp_word_layout(R, MW, BW, SWd)(self.i_pp)
-        shift = word.shift
 
-        # stage 1: products (registered: maps to DSP output registers), and beside them
-        # B + round constant (its own carry chain, so that stage 2 holds one adder only)
+        # stage 0: every input registered, so the multipliers get registered operands
+        v0, relu0, sh0, tag0 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
+        accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
+        ms = [Signal(signed(MW), name=f"m{r}") for r in range(R)]
+        bs = [Signal(signed(BW), name=f"b{r}") for r in range(R)]
+        m.d.sync += [v0.eq(self.i_valid), relu0.eq(self.i_relu), sh0.eq(word.shift),
+                     tag0.eq(self.i_tag)]
+        for r in range(R):
+            m.d.sync += [accs[r].eq(self.i_acc[r * AW:(r + 1) * AW].as_signed()),
+                         ms[r].eq(word.lanes[r].m), bs[r].eq(word.lanes[r].b)]
+
+        # stage 1: the two partial products acc[:L]*M and acc[L:]*M (registered: each maps to a
+        # DSP block with its output registered), and beside them B + round constant
         v1, relu1, sh1, tag1 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
-        prods = [Signal(signed(AW + MW), name=f"prod{r}") for r in range(R)]
+        plos = [Signal(signed(L + 1 + MW), name=f"plo{r}") for r in range(R)]
+        phis = [Signal(signed(AW - L + MW), name=f"phi{r}") for r in range(R)]
         brnds = [Signal(signed(max(BW, ZW - 1) + 1), name=f"brnd{r}") for r in range(R)]
         rnd = Signal(ZW - 1)                                    # 2^(S-1) for S <= ZW-1, 0 for S = 0
-        m.d.comb += rnd.eq((Const(1, ZW) << shift) >> 1)
-        m.d.sync += [v1.eq(self.i_valid), relu1.eq(self.i_relu), sh1.eq(shift), tag1.eq(self.i_tag)]
+        m.d.comb += rnd.eq((Const(1, ZW) << sh0) >> 1)
+        m.d.sync += [v1.eq(v0), relu1.eq(relu0), sh1.eq(sh0), tag1.eq(tag0)]
         for r in range(R):
-            acc = self.i_acc[r * AW:(r + 1) * AW].as_signed()
-            m.d.sync += [prods[r].eq(acc * word.lanes[r].m),
-                         brnds[r].eq(word.lanes[r].b + rnd)]
+            m.d.sync += [plos[r].eq(accs[r][:L] * ms[r]),
+                         phis[r].eq(accs[r][L:].as_signed() * ms[r]),
+                         brnds[r].eq(bs[r] + rnd)]
 
-        # stage 2: z = prod + (B + round constant)
+        # stage 2: the product acc*M = (acc[L:]*M << L) + acc[:L]*M
         v2, relu2, sh2, tag2 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
-        zs = [Signal(signed(ZW), name=f"z{r}") for r in range(R)]
+        prods = [Signal(signed(AW + MW), name=f"prod{r}") for r in range(R)]
+        brnd2 = [Signal(b.shape(), name=f"brnd2_{r}") for r, b in enumerate(brnds)]
         m.d.sync += [v2.eq(v1), relu2.eq(relu1), sh2.eq(sh1), tag2.eq(tag1)]
         for r in range(R):
-            m.d.sync += zs[r].eq(prods[r] + brnds[r])
+            m.d.sync += [prods[r].eq((phis[r] << L) + plos[r]), brnd2[r].eq(brnds[r])]
 
-        # stage 3: arithmetic shift -> register
-        v3, relu3 = Signal(), Signal()
-        tag3 = Signal(self.tag_width)
+        # stage 3: z = prod + (B + round constant)
+        v3, relu3, sh3, tag3 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
+        zs = [Signal(signed(ZW), name=f"z{r}") for r in range(R)]
+        m.d.sync += [v3.eq(v2), relu3.eq(relu2), sh3.eq(sh2), tag3.eq(tag2)]
+        for r in range(R):
+            m.d.sync += zs[r].eq(prods[r] + brnd2[r])
+
+        # stage 4: arithmetic shift -> register
+        v4, relu4 = Signal(), Signal()
+        tag4 = Signal(self.tag_width)
         ysh = [Signal(signed(ZW), name=f"ysh{r}") for r in range(R)]
-        m.d.sync += [v3.eq(v2), relu3.eq(relu2), tag3.eq(tag2)]
+        m.d.sync += [v4.eq(v3), relu4.eq(relu3), tag4.eq(tag3)]
         for r in range(R):
             # S > ZW-1: |acc*M + B| < 2^(S-1), so the rounded result is 0
-            m.d.sync += ysh[r].eq(Mux(sh2 > ZW - 1, 0, zs[r] >> sh2))
+            m.d.sync += ysh[r].eq(Mux(sh3 > ZW - 1, 0, zs[r] >> sh3))
 
-        # stage 4: clamp (relu) or saturate (logits) by bit tests (no comparators) -> register
-        v4 = Signal()
+        # stage 5: clamp (relu) or saturate (logits) by bit tests (no comparators) -> register
+        v5 = Signal()
         ys = [Signal(signed(self.obits), name=f"y{r}") for r in range(R)]
         A, OW = self.abits, self.obits
         amax = (1 << A) - 1
         omax = (1 << (OW - 1)) - 1
         omin = -(1 << (OW - 1))
-        m.d.sync += [v4.eq(v3), self.o_tag.eq(tag3)]
+        m.d.sync += [v5.eq(v4), self.o_tag.eq(tag4)]
         for r in range(R):
             y = ysh[r]
             neg = y[ZW - 1]
@@ -163,11 +195,11 @@ class PostProc(wiring.Component):
                 sat = Mux(fits, y[:OW].as_signed(), Mux(neg, omin, omax))
             else:
                 sat = y
-            m.d.sync += ys[r].eq(Mux(relu3, clamp, sat))
+            m.d.sync += ys[r].eq(Mux(relu4, clamp, sat))
 
         m.d.comb += [
-            self.o_valid.eq(v4),
+            self.o_valid.eq(v5),
             self.o_y.eq(Cat(*ys)),
-            self.o_active.eq(v1 | v2 | v3 | v4),
+            self.o_active.eq(v0 | v1 | v2 | v3 | v4 | v5),
         ]
         return m

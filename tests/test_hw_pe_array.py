@@ -53,7 +53,8 @@ def simulate_pe(R, C, A, N, jobs, *, seed=0, p_gap=0.3):
 
     async def tb(ctx):
         pending = list(beats)
-        for _ in range(len(beats) * 4 + 10):
+        init_at = {}          # i_init is sampled LATENCY - 1 cycles after its chunk
+        for n in range(len(beats) * 4 + 10):
             if pending and rng.random() >= p_gap:
                 w, xw, dbl, load, initw, tag = pending.pop(0)
                 ctx.set(dut.i_valid, 1)
@@ -61,12 +62,14 @@ def simulate_pe(R, C, A, N, jobs, *, seed=0, p_gap=0.3):
                 ctx.set(dut.i_x, xw)
                 ctx.set(dut.i_dbl, dbl)
                 ctx.set(dut.i_load, load)
-                ctx.set(dut.i_init, initw)
                 ctx.set(dut.i_tag, tag)
+                if load:
+                    init_at[n + PEArray.LATENCY - 1] = initw
             else:
                 ctx.set(dut.i_valid, 0)
                 ctx.set(dut.i_w, rng.getrandbits(R * C))     # garbage while not valid
                 ctx.set(dut.i_dbl, rng.getrandbits(1))
+            ctx.set(dut.i_init, init_at.pop(n, rng.getrandbits(R * AW)))   # else garbage
             await ctx.tick()
             if ctx.get(dut.o_valid) and ctx.get(dut.o_tag):
                 accw = ctx.get(dut.o_acc)
