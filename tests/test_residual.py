@@ -341,7 +341,7 @@ def _resident_every_k(b, cfg, ks=None):
 
 def test_resident_residual_net_every_k():
     """Issue #11: a residual net (identity and projection shortcuts, a branch reading an add)
-    runs on chip: 6 channels on C=4 lanes (a word's lanes past the channel count stay 0),
+    runs on chip: 3 channels on C=4 lanes (a word's lanes past the channel count stay 0),
     C/R = 2 groups per word; every layer at every k equals golden."""
     b, _ = tiny_bundle(n=1, nbits=2, widths=(2, 3), shape=(1, 6, 6))
     prog, res = _resident_every_k(b, _resident_cfg())
