@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["UARTRx", "UARTTx", "UARTBridge", "attach_engine", "FrameReceiver", "MessageSender", "frame_layout",
            "stream_byte_layout",
            "Channel", "Tag", "PROTOCOL_VERSION", "IDENT_MAGIC", "FRAME_SYNC", "MESSAGE_SYNC",
-           "STATUS_BYTES", "crc16", "divisor_for", "saturating_count", "credits_owed",
+           "STATUS_BYTES", "ident_head", "crc16", "divisor_for", "saturating_count", "credits_owed",
            "send_first", "body_mux", "status_body"]
 
 #: version byte of the framing, sent in the identify reply
@@ -72,6 +72,14 @@ class Tag:
     CREDIT = 0x02
     IDENTIFY = 0x03
     STATUS = 0x04
+
+
+def ident_head(b1: int, b2: int, fifo_depth: int, credit_unit: int) -> bytes:
+    """The start of every identify reply body: "PNN", the framing version, two bytes that depend
+    on the bridge (streamed: data bytes, result bytes; resident: mode "R", features), the FIFO
+    depth (2 bytes LE), the credit unit (``sim.serial_transport.decode_ident_head`` reads it)."""
+    return IDENT_MAGIC + bytes([PROTOCOL_VERSION, b1, b2, fifo_depth & 0xFF, fifo_depth >> 8,
+                                credit_unit])
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -714,9 +722,7 @@ class UARTBridge(wiring.Component):
     @property
     def ident(self) -> bytes:
         """The identify reply's body, less its last byte (the token: the identify frame's seq)."""
-        return IDENT_MAGIC + bytes([PROTOCOL_VERSION, self.data_bytes, self.res_bytes,
-                                    self.fifo_depth & 0xFF, self.fifo_depth >> 8,
-                                    self.credit_unit])
+        return ident_head(self.data_bytes, self.res_bytes, self.fifo_depth, self.credit_unit)
 
     def elaborate(self, platform):
         m = Module()

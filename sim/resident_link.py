@@ -28,7 +28,7 @@ from ..hw.resident.bridge import (RChannel, RESULT_TAG, MODE_RESIDENT, FLAG_COUN
                                   kind_bytes)
 from ..hw.resident.layout import ResidentConfig, Op, ResKind, cmd_layout
 from ..hw.uart import IDENT_MAGIC, PROTOCOL_VERSION, STATUS_BYTES, Tag
-from .serial_transport import LinkError, UpstreamParser, frame, _status
+from .serial_transport import ByteLink, LinkError, UpstreamParser, decode_ident_head, frame
 
 __all__ = ["ResidentLink", "LinkError", "net_hash", "net_frames", "image_frames", "run_frame",
            "set_net_frame", "logit_groups", "ident_bytes", "decode_ident", "Inference", "AmaranthBytePort",
@@ -50,7 +50,8 @@ def decode_ident(body: bytes) -> dict:
     """Fields of a resident identify reply body (``hw.resident.bridge.ident_prefix``)."""
     if not body.startswith(IDENT_MAGIC) or len(body) != ident_bytes():
         raise LinkError(f"not a resident identify reply: {body[:8].hex()}...")
-    v, mode, feat, flo, fhi, cu, maxp = body[3:_HEAD]
+    v, mode, feat, depth, cu = decode_ident_head(body)
+    maxp = body[_HEAD - 1]
     if v != PROTOCOL_VERSION:
         raise LinkError(f"board speaks framing version {v}, this host {PROTOCOL_VERSION}")
     if mode != MODE_RESIDENT:
@@ -59,7 +60,7 @@ def decode_ident(body: bytes) -> dict:
             for i in range(len(fields(ResidentConfig)))]
     cfg = ResidentConfig(**{f.name: x for f, x in zip(fields(ResidentConfig), vals)})
     tail = body[-IDENT_TAIL:]
-    return {"version": v, "features": feat, "fifo_depth": flo | fhi << 8, "credit_unit": cu,
+    return {"version": v, "features": feat, "fifo_depth": depth, "credit_unit": cu,
             "max_payload": maxp, "cfg": cfg, "hash": int.from_bytes(tail[:4], "little"),
             "flags": tail[4], "token": tail[5]}
 
@@ -198,7 +199,7 @@ def link_cost(prog, *, counters: bool = False, credit_unit: int = CREDIT_UNIT,
             "total": round(down + up + credits, 2), "image_code_bytes": cin * h * w}
 
 
-class ResidentLink:
+class ResidentLink(ByteLink):
     """A resident board (or its simulation) over a byte port.
 
     Parameters
@@ -225,51 +226,22 @@ class ResidentLink:
 
     def __init__(self, port, *, baud: int = 3_000_000, timeout: float = 10.0, probe: float = 0.5,
                  retries: int = 3, counters: bool = False):
-        if isinstance(port, str):
-            try:
-                import serial  # pyserial, only for a real port
-            except ImportError as e:
-                raise RuntimeError("a serial port needs pyserial: pip install pyserial "
-                                   "(make setup installs it)") from e
-            port = serial.Serial(port, baud, timeout=0.05)
-        self.port = port
-        self.clock = getattr(port, "clock", time.monotonic)
-        self.baud = getattr(port, "baud", baud)
-        self.timeout = timeout
-        self.probe = probe
-        self.retries = retries
+        super().__init__(port, baud=baud, timeout=timeout, probe=probe, retries=retries,
+                         pyserial_hint="pip install pyserial (make setup installs it)")
         self.counters = counters
         self.info = None
         self.prog = None
         self.extra = []
-        self.seq = 0
-        self.mseq = 0
-        self.token = 0
-        self.allowance = 0
-        self.parser = None
-        self.results: list = []
-        self.status = None
-        self.link = {"sent": 0, "received": 0, "messages": 0, "bad": 0, "garbage": 0,
-                     "probes": 0, "identify_retries": 0, "retries": 0}
+        self.link["retries"] = 0
 
-    # ---- bytes --------------------------------------------------------------------------------
-    def _write(self, data: bytes) -> None:
-        self.port.write(data)
-        self.link["sent"] += len(data)
+    def _lost(self) -> None:
+        self.info = None
 
-    def _drain(self) -> list:
-        n = max(1, int(getattr(self.port, "in_waiting", 0) or 0))
-        data = self.port.read(n)
-        self.link["received"] += len(data)
-        if data:
-            self.parser.feed(data)
-        self.link["bad"], self.link["garbage"] = self.parser.bad, self.parser.garbage
-        msgs, self.parser.messages = self.parser.messages, []
-        self.link["messages"] += len(msgs)
-        return msgs
-
-    def _deadline(self, nbytes: int) -> float:
-        return self.clock() + self.timeout + 40.0 / self.baud * nbytes
+    def _result(self, msg) -> bool:
+        if msg.tag < RESULT_TAG:
+            return False
+        self.results.append(msg)
+        return True
 
     def _parser(self, info) -> UpstreamParser:
         p = UpstreamParser(0)
@@ -288,114 +260,20 @@ class ResidentLink:
     def connect(self, *, reset: bool = True) -> dict:
         """Reset the engine (not the network), identify the board, restart the credit count.
         Returns :func:`decode_ident`'s fields (``cfg``: the board's ResidentConfig)."""
-        info, rest = None, []
-        deadline = self._deadline(128 * self.retries)
         self.parser = self._parser(self.info)
-        for attempt in range(self.retries):
-            if attempt:
-                self.link["identify_retries"] += 1
-            self.token = (self.token + 1) & 0xFF
-            self._write((frame(RChannel.RESET, seq=self.token) if reset else b"")
-                        + frame(RChannel.IDENTIFY, seq=self.token))
-            wait = self.clock() + (deadline - self.clock()) / (self.retries - attempt)
-            while info is None and self.clock() < wait:
-                msgs = self._drain()
-                for i, msg in enumerate(msgs):     # anything before our reply is stale
-                    if msg.tag == Tag.IDENTIFY and msg.body[-1:] == bytes([self.token]):
-                        info, ident_seq, rest = decode_ident(msg.body), msg.seq, msgs[i + 1:]
-                        break
-            if info is not None:
-                break
-        if info is None:
-            raise TimeoutError("no identify reply from the board: check the port, the baud rate"
-                               " and that a resident bitstream is loaded")
+        reply, rest = self._identify(
+            lambda tok: frame(RChannel.RESET, seq=tok) if reset else b"", 128,
+            "a resident bitstream")
+        info = decode_ident(reply.body)
         self.info = info
         self.parser = self._parser(info)          # now the result lengths are known
-        self.allowance = info["fifo_depth"]
-        self.seq = (self.token + 1) & 0xFF
-        self.mseq = (ident_seq + 1) & 0xFF
-        self.results, self.status = [], None
-        for msg in rest:
-            self._take(msg)
+        self._start(reply, rest, info["fifo_depth"], info["credit_unit"])
         return info
 
-    def _take(self, msg) -> None:
-        if msg.seq != self.mseq:
-            self.info = None
-            raise LinkError(f"serial link: board message #{self.mseq} lost or damaged (got "
-                            f"#{msg.seq} next)")
-        self.mseq = (self.mseq + 1) & 0xFF
-        if msg.tag == Tag.CREDIT:
-            self.allowance = min(self.info["fifo_depth"],
-                                 self.allowance + self.info["credit_unit"])
-        elif msg.tag == Tag.STATUS:
-            st = _status(msg.body)
-            if st["token"] == self.token:
-                self.status = st
-        elif msg.tag >= RESULT_TAG:
-            self.results.append(msg)
-        else:
-            self.info = None
-            raise LinkError(f"serial link: unexpected {msg!r}")
-
     def _transact(self, frames: list, n_results, *, status: bool, carry: bool = False) -> list:
-        """Send ``frames`` (credits respected), collect ``n_results`` result messages (or
-        ``n_results(messages so far)`` of them); with ``status``, also a status reply that
-        confirms every frame arrived in sequence. With ``carry`` (a further RUN is in flight),
-        result messages beyond ``n_results`` are kept for the next call instead of being an
-        error."""
-        count = n_results if callable(n_results) else (lambda got: n_results)
-        nframes = len(frames)
-        out = b"".join(frames)
-        self.status = None
-        if status:
-            out += self._status_request()
-        self.seq = (self.seq + nframes) & 0xFF
-        pos = 0
-        deadline = self._deadline(len(out) + 48 * count([]))
-        quiet = self.clock()
-        while True:
-            if pos < len(out) and self.allowance > 0:
-                n = min(self.allowance, len(out) - pos)
-                self._write(out[pos:pos + n])
-                pos += n
-                self.allowance -= n
-                continue
-            msgs = self._drain()
-            for msg in msgs:
-                self._take(msg)
-            st = self.status
-            if st is not None and st["expect"] != self.seq:
-                self.info = None
-                raise LinkError(f"serial link: the board dropped host frames (expects #"
-                                f"{st['expect']}, {self.seq} sent; {st['bad_frames']} bad, "
-                                f"{st['seq_errors']} out of sequence so far)")
-            want = count(self.results)
-            if len(self.results) > want and not carry:
-                self.info = None
-                raise LinkError(f"serial link: {len(self.results)} results, {want} expected")
-            if pos == len(out) and len(self.results) >= want and (st or not status):
-                break
-            now = self.clock()
-            if msgs:
-                quiet = now
-            elif pos == len(out) and now - quiet > self.probe and self.allowance >= 8:
-                probe = self._status_request()
-                self._write(probe)
-                self.allowance -= len(probe)
-                self.link["probes"] += 1
-                quiet = now
-            if now > deadline:
-                self.info = None
-                raise LinkError(f"serial link: no answer by the deadline: sent {pos}/{len(out)} "
-                                f"bytes, got {len(self.results)}/{want} results")
-        res, self.results = self.results[:want], self.results[want:]
-        return res
-
-    def _status_request(self) -> bytes:
-        self.token = (self.token + 1) & 0xFF
-        self.status = None
-        return frame(RChannel.STATUS, seq=self.token)
+        """Send ``frames`` and collect ``n_results`` result messages (:meth:`ByteLink._transact`)."""
+        return super()._transact(b"".join(frames), len(frames), n_results, status=status,
+                                 carry=carry)
 
     # ---- network ------------------------------------------------------------------------------
     def load(self, prog, *, force: bool = False, extra=()) -> bool:
@@ -545,10 +423,6 @@ class ResidentLink:
         self._transact([], 0, status=True)
         return dict(self.status)
 
-    def close(self) -> None:
-        close = getattr(self.port, "close", None)
-        if close:
-            close()
 
 
 def decode_results(prog, msgs: list, seq: int) -> Inference:

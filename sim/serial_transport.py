@@ -32,7 +32,8 @@ from ..hw.uart import (FRAME_SYNC, IDENT_MAGIC, MESSAGE_SYNC, PROTOCOL_VERSION, 
 from .transport import Exchange, Transport, drive
 
 __all__ = ["frame", "exchange_frames", "exchange_bytes", "Message", "UpstreamParser",
-           "LinkError", "SerialTransport", "AmaranthSerialPort", "FaultyPort"]
+           "LinkError", "ByteLink", "SerialTransport", "AmaranthSerialPort", "FaultyPort",
+           "decode_ident_head", "decode_stream_ident"]
 
 _LOADS = (isa.Op.LOAD_W, isa.Op.LOAD_A, isa.Op.LOAD_PP)
 _IDENT_BYTES = len(IDENT_MAGIC) + 7
@@ -141,12 +142,206 @@ class UpstreamParser:
             del buf[:6 + n]
 
 
+def decode_ident_head(body: bytes) -> tuple:
+    """The fields every identify reply starts with, after "PNN" (``hw.uart.ident_head``): the
+    framing version, two bytes that depend on the bridge, the FIFO depth (2 LE), the credit
+    unit. Returns (version, b1, b2, fifo_depth, credit_unit)."""
+    v, b1, b2, flo, fhi, cu = body[len(IDENT_MAGIC):_IDENT_BYTES - 1]
+    return v, b1, b2, flo | fhi << 8, cu
+
+
+def decode_stream_ident(body: bytes) -> dict:
+    """Fields of the streamed bridge's identify reply (``UARTBridge.ident`` + the token)."""
+    v, data_bytes, res_bytes, depth, cu = decode_ident_head(body)
+    return {"version": v, "data_bytes": data_bytes, "res_bytes": res_bytes, "fifo_depth": depth,
+            "credit_unit": cu}
+
+
 def _status(body: bytes) -> dict:
     return {"token": body[0], "expect": body[1], "bad_frames": body[2], "seq_errors": body[3],
             "overrun": bool(body[4] & 1), "frame_error": bool(body[4] & 2)}
 
 
-class SerialTransport(Transport):
+class ByteLink:
+    """What every host of the framing does over a byte port, whatever the engine behind the
+    bridge: open the port, count bytes, decode messages, identify (a fresh token, stale replies
+    skipped, ``retries`` tries within one deadline), the credit allowance (never above the FIFO
+    depth), the board's message counter, status requests and probes, and the send/collect loop of
+    one operation with one deadline. :class:`SerialTransport` (the streamed engine) and
+    ``sim.resident_link.ResidentLink`` (resident mode) add their frames and replies.
+
+    Subclasses provide ``_lost()`` (forget the connection: the next operation reconnects) and
+    ``_result(msg)`` (take a result message; False: not one, an unexpected message)."""
+
+    #: appended to the LinkError messages (what the caller should do)
+    HINT = ""
+
+    def __init__(self, port, *, baud: int, timeout: float, probe: float, retries: int,
+                 pyserial_hint: str = "pip install pyserial"):
+        if isinstance(port, str):
+            try:
+                import serial  # pyserial, only for a real port
+            except ImportError as e:
+                raise RuntimeError(f"a serial port needs pyserial: {pyserial_hint}") from e
+            port = serial.Serial(port, baud, timeout=0.05)
+        self.port = port
+        # a simulated port keeps its own time (simulated seconds): deadlines follow it
+        self.clock = getattr(port, "clock", time.monotonic)
+        self.baud = getattr(port, "baud", baud)
+        self.timeout = timeout
+        self.probe = probe
+        self.retries = retries
+        self.fifo_depth = 0
+        self.credit_unit = 0
+        self.allowance = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.parser = None
+        self.seq = 0              # seq of the next sequenced frame
+        self.mseq = 0             # seq of the next board message
+        self.token = 0            # of the last identify / status request
+        self.results: list = []
+        self.status = None
+        self.link = {"sent": 0, "received": 0, "messages": 0, "bad": 0, "garbage": 0,
+                     "probes": 0, "identify_retries": 0}
+
+    # ---- bytes ----------------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        self.port.write(data)
+        self.bytes_sent += len(data)
+        self.link["sent"] = self.bytes_sent
+
+    def _drain(self) -> list:
+        """Read what the port has; return the good messages decoded so far."""
+        n = max(1, int(getattr(self.port, "in_waiting", 0) or 0))
+        data = self.port.read(n)
+        self.bytes_received += len(data)
+        self.link["received"] = self.bytes_received
+        if data:
+            self.parser.feed(data)
+        self.link["bad"], self.link["garbage"] = self.parser.bad, self.parser.garbage
+        msgs, self.parser.messages = self.parser.messages, []
+        self.link["messages"] += len(msgs)
+        return msgs
+
+    def _deadline(self, nbytes: int) -> float:
+        return self.clock() + self.timeout + 40.0 / self.baud * nbytes
+
+    def _fail(self, text: str) -> LinkError:
+        self._lost()
+        return LinkError(f"serial link: {text}{self.HINT}")
+
+    # ---- identify -------------------------------------------------------------------------------
+    def _identify(self, reset_frame, nbytes: int, what: str):
+        """Send ``reset_frame(token)`` (may be empty) and an identify with a fresh token until a reply
+        with that token comes (``retries`` tries within one deadline of ``nbytes`` per try).
+        Returns (reply, the messages after it); TimeoutError naming ``what`` when none came."""
+        deadline = self._deadline(nbytes * self.retries)
+        for attempt in range(self.retries):
+            if attempt:
+                self.link["identify_retries"] += 1
+            self.token = (self.token + 1) & 0xFF
+            self._write(reset_frame(self.token) + frame(Channel.IDENTIFY, seq=self.token))
+            wait = self.clock() + (deadline - self.clock()) / (self.retries - attempt)
+            while self.clock() < wait:
+                msgs = self._drain()
+                for i, msg in enumerate(msgs):   # anything before our identify reply is stale
+                    if (msg.tag == Tag.IDENTIFY and msg.body.startswith(IDENT_MAGIC)
+                            and msg.body[-1:] == bytes([self.token])):
+                        return msg, msgs[i + 1:]
+        raise TimeoutError(f"no identify reply from the board: check the port, the baud rate"
+                           f" and that {what} is loaded")
+
+    def _start(self, reply, rest, fifo_depth: int, credit_unit: int) -> None:
+        """After the identify ``reply``: the allowance restarts at the FIFO depth, frames are
+        numbered from the token + 1, messages from the reply's + 1; ``rest`` taken."""
+        self.fifo_depth, self.credit_unit = fifo_depth, credit_unit
+        self.allowance = fifo_depth
+        self.seq = (self.token + 1) & 0xFF
+        self.mseq = (reply.seq + 1) & 0xFF
+        self.results, self.status = [], None
+        for msg in rest:                     # credits sent right after the reply
+            self._take(msg)
+
+    # ---- messages -------------------------------------------------------------------------------
+    def _take(self, msg) -> None:
+        """Account one message; a lost or duplicated one is a LinkError."""
+        if msg.seq != self.mseq:
+            raise self._fail(f"board message #{self.mseq} lost or damaged (got #{msg.seq} next)")
+        self.mseq = (self.mseq + 1) & 0xFF
+        if msg.tag == Tag.CREDIT:
+            self.allowance = min(self.fifo_depth, self.allowance + self.credit_unit)
+        elif msg.tag == Tag.STATUS:
+            st = _status(msg.body)
+            if st["token"] == self.token:
+                self.status = st
+        elif not self._result(msg):
+            raise self._fail(f"unexpected {msg!r}")
+
+    def _status_request(self) -> bytes:
+        self.token = (self.token + 1) & 0xFF
+        self.status = None
+        return frame(Channel.STATUS, seq=self.token)
+
+    def _transact(self, out: bytes, nframes: int, n_results, *, status: bool,
+                  carry: bool = False, result_bytes: int = 48) -> list:
+        """Send ``out`` (``nframes`` sequenced frames; credits respected) and collect
+        ``n_results`` results (or ``n_results(results so far)``); with ``status``, a status
+        request goes last and its reply must confirm that the board took every frame. With
+        ``carry`` (another operation is in flight) results beyond ``n_results`` are kept for the
+        next call instead of being an error. A status request is repeated after ``probe`` seconds
+        of silence once all is sent; one deadline, ``result_bytes`` allowed per result."""
+        count = n_results if callable(n_results) else (lambda got: n_results)
+        self.status = None
+        if status:
+            out += self._status_request()
+        self.seq = (self.seq + nframes) & 0xFF
+        pos = 0
+        deadline = self._deadline(len(out) + result_bytes * count([]))
+        quiet = self.clock()
+        while True:
+            if pos < len(out) and self.allowance > 0:
+                n = min(self.allowance, len(out) - pos)
+                self._write(out[pos:pos + n])
+                pos += n
+                self.allowance -= n
+                continue
+            msgs = self._drain()
+            for msg in msgs:
+                self._take(msg)
+            st = self.status
+            if st is not None and st["expect"] != self.seq:
+                raise self._fail(f"the board dropped host frames (expects frame #{st['expect']},"
+                                 f" {self.seq} sent; {st['bad_frames']} bad, {st['seq_errors']}"
+                                 f" out of sequence so far)")
+            want = count(self.results)
+            if len(self.results) > want and not carry:
+                raise self._fail(f"{len(self.results)} results, {want} expected")
+            if pos == len(out) and len(self.results) >= want and (st or not status):
+                break
+            now = self.clock()
+            if msgs:
+                quiet = now
+            elif pos == len(out) and now - quiet > self.probe and self.allowance >= 8:
+                probe = self._status_request()        # safe to repeat: it only reads counters
+                self._write(probe)
+                self.allowance -= len(probe)
+                self.link["probes"] += 1
+                quiet = now
+            if now > deadline:
+                raise self._fail(f"not finished by the deadline: sent {pos}/{len(out)} bytes, got"
+                                 f" {len(self.results)}/{want} results"
+                                 f"{'' if st or not status else ', no status reply'}")
+        res, self.results = self.results[:want], self.results[want:]
+        return res
+
+    def close(self) -> None:
+        close = getattr(self.port, "close", None)
+        if close:
+            close()
+
+
+class SerialTransport(ByteLink, Transport):
     """The engine on a board, through its UART bridge.
 
     Parameters
@@ -171,96 +366,40 @@ class SerialTransport(Transport):
     retries : int
         Identify requests sent before ``connect()`` gives up.
 
-    ``link`` counts what the link went through: messages received, bad candidates and garbage
-    bytes skipped by the parser, status probes repeated, identify retries.
+    ``link`` counts what the link went through: bytes each way, messages received, bad
+    candidates and garbage bytes skipped by the parser, status probes repeated, identify retries.
+    The send loop, credits and identify are :class:`ByteLink`'s.
     """
+
+    HINT = "; the engine state is unknown: reconnect and run again"
 
     def __init__(self, cfg: EngineConfig, port, *, baud: int = 3_000_000, timeout: float = 10.0,
                  reset: bool = True, probe: float = 0.5, retries: int = 3):
+        super().__init__(port, baud=baud, timeout=timeout, probe=probe, retries=retries)
         self.cfg = cfg
-        if isinstance(port, str):
-            try:
-                import serial  # pyserial, only for a real port
-            except ImportError as e:
-                raise RuntimeError("a serial port needs pyserial: pip install pyserial") from e
-            port = serial.Serial(port, baud, timeout=0.05)
-        self.port = port
-        # a simulated port keeps its own time (simulated seconds): deadlines follow it
-        self.clock = getattr(port, "clock", time.monotonic)
-        self.baud = getattr(port, "baud", baud)
-        self.timeout = timeout
         self.reset = reset
-        self.probe = probe
-        self.retries = retries
         self.connected = False
-        self.fifo_depth = 0
-        self.credit_unit = 0
-        self.allowance = 0
-        self.bytes_sent = 0
-        self.bytes_received = 0
         self.res_bytes = -(-cfg.res_width // 8)
         self.parser = UpstreamParser(self.res_bytes)
-        self.seq = 0              # seq of the next command/data frame
-        self.mseq = 0             # seq of the next board message
-        self.token = 0            # of the last status request
-        self.results: list[int] = []
-        self.status = None
-        self.link = {"messages": 0, "bad": 0, "garbage": 0, "probes": 0, "identify_retries": 0}
 
-    # ---- byte level -----------------------------------------------------------------------------
-    def _read_some(self) -> bytes:
-        n = max(1, int(getattr(self.port, "in_waiting", 0) or 0))
-        data = self.port.read(n)
-        self.bytes_received += len(data)
-        return data
+    def _lost(self) -> None:
+        self.connected = False
 
-    def _write(self, data: bytes) -> None:
-        self.port.write(data)
-        self.bytes_sent += len(data)
-
-    def _deadline(self, nbytes: int) -> float:
-        return self.clock() + self.timeout + 40.0 / self.baud * nbytes
-
-    def _drain(self) -> list:
-        """Read what the port has; return the good messages decoded so far."""
-        data = self._read_some()
-        if data:
-            self.parser.feed(data)
-        self.link["bad"], self.link["garbage"] = self.parser.bad, self.parser.garbage
-        msgs, self.parser.messages = self.parser.messages, []
-        self.link["messages"] += len(msgs)
-        return msgs
+    def _result(self, msg) -> bool:
+        if msg.tag != Tag.RESULT:
+            return False
+        self.results.append(int.from_bytes(msg.body, "little"))
+        return True
 
     def connect(self) -> dict:
         """Reset the engine (if asked), identify the bridge and start the credit count.
 
         The identify is safe to repeat and is, up to ``retries`` times. Returns the identify
         reply's fields."""
-        info = None
-        deadline = self._deadline(64 * self.retries)
         self.parser = UpstreamParser(self.res_bytes)
-        for attempt in range(self.retries):
-            if attempt:
-                self.link["identify_retries"] += 1
-            self.token = (self.token + 1) & 0xFF
-            self._write((frame(Channel.RESET, seq=self.token) if self.reset else b"")
-                        + frame(Channel.IDENTIFY, seq=self.token))
-            wait = self.clock() + (deadline - self.clock()) / (self.retries - attempt)
-            while info is None and self.clock() < wait:
-                msgs = self._drain()
-                for i, msg in enumerate(msgs):   # anything before our identify reply is stale
-                    if (msg.tag == Tag.IDENTIFY and msg.body.startswith(IDENT_MAGIC)
-                            and msg.body[-1] == self.token):
-                        info, ident_seq, rest = msg.body[len(IDENT_MAGIC):], msg.seq, msgs[i + 1:]
-                        break
-            if info is not None:
-                break
-        if info is None:
-            raise TimeoutError("no identify reply from the board: check the port, the baud rate"
-                               " and that the bitstream is loaded")
-        f = info
-        info = {"version": f[0], "data_bytes": f[1], "res_bytes": f[2],
-                "fifo_depth": f[3] | f[4] << 8, "credit_unit": f[5]}
+        reply, rest = self._identify(
+            lambda tok: frame(Channel.RESET, seq=tok) if self.reset else b"", 64, "the bitstream")
+        info = decode_stream_ident(reply.body)
         if info["version"] != PROTOCOL_VERSION:
             raise RuntimeError(f"board speaks framing version {info['version']}, this host"
                                f" {PROTOCOL_VERSION}")
@@ -270,100 +409,20 @@ class SerialTransport(Transport):
                                f" {info['res_bytes']} result bytes, the configuration given"
                                f" {want[0]} and {want[1]}: the bitstream was built for another"
                                f" EngineConfig")
-        self.fifo_depth, self.credit_unit = info["fifo_depth"], info["credit_unit"]
-        self.allowance = self.fifo_depth
-        self.seq = (self.token + 1) & 0xFF
-        self.mseq = (ident_seq + 1) & 0xFF
-        self.results = []
-        self.status = None
-        for msg in rest:                     # credits sent right after the reply
-            self._take(msg)
+        self._start(reply, rest, info["fifo_depth"], info["credit_unit"])
         self.connected = True
         return info
-
-    def _take(self, msg) -> None:
-        """Account one message of an exchange; a lost or duplicated one is a LinkError."""
-        if msg.seq != self.mseq:
-            self.connected = False
-            raise LinkError(f"serial link: board message #{self.mseq} lost or damaged (got"
-                            f" #{msg.seq} next); the engine state is unknown: reconnect and run"
-                            f" again")
-        self.mseq = (self.mseq + 1) & 0xFF
-        if msg.tag == Tag.CREDIT:
-            self.allowance = min(self.fifo_depth, self.allowance + self.credit_unit)
-        elif msg.tag == Tag.RESULT:
-            self.results.append(int.from_bytes(msg.body, "little"))
-        elif msg.tag == Tag.STATUS:
-            st = _status(msg.body)
-            if st["token"] == self.token:
-                self.status = st
-        else:
-            self.connected = False
-            raise LinkError(f"serial link: unexpected {msg!r} in an exchange")
-
-    def _status_request(self) -> bytes:
-        self.token = (self.token + 1) & 0xFF
-        self.status = None
-        return frame(Channel.STATUS, seq=self.token)
 
     def exchange(self, ex: Exchange) -> list[int]:
         """Send one exchange and return its ``n_results`` result words (or raise LinkError)."""
         if not self.connected:
             self.connect()
         nframes = len(exchange_frames(self.cfg, ex))
-        out = exchange_bytes(self.cfg, ex, self.seq) + self._status_request()
-        self.seq = (self.seq + nframes) & 0xFF
-        pos = 0
-        deadline = self._deadline(len(out) + ex.n_results * (6 + self.res_bytes))
-        quiet_since = self.clock()
-        while True:
-            if pos < len(out) and self.allowance > 0:
-                n = min(self.allowance, len(out) - pos)
-                self._write(out[pos:pos + n])
-                pos += n
-                self.allowance -= n
-                continue
-            msgs = self._drain()
-            for msg in msgs:
-                self._take(msg)
-            if self.status is not None and self.status["expect"] != self.seq:
-                self.connected = False
-                raise LinkError(
-                    f"serial link: the board dropped host frames (expects frame #"
-                    f"{self.status['expect']}, {self.seq} sent; {self.status['bad_frames']} bad,"
-                    f" {self.status['seq_errors']} out of sequence so far); the engine state is"
-                    f" unknown: reconnect and run again")
-            if len(self.results) > ex.n_results:
-                self.connected = False
-                raise LinkError(f"serial link: {len(self.results)} results for an exchange of"
-                                f" {ex.n_results}")
-            if pos == len(out) and self.status is not None and len(self.results) == ex.n_results:
-                break
-            now = self.clock()
-            if msgs:
-                quiet_since = now
-            elif pos == len(out) and now - quiet_since > self.probe and self.allowance >= 8:
-                probe = self._status_request()        # safe to repeat: it only reads counters
-                self._write(probe)
-                self.allowance -= len(probe)
-                self.link["probes"] += 1
-                quiet_since = now
-            if now > deadline:
-                self.connected = False
-                raise LinkError(
-                    f"serial link: exchange not finished by its deadline: sent {pos}/{len(out)}"
-                    f" bytes, got {len(self.results)}/{ex.n_results} results"
-                    f"{'' if self.status else ', no status reply'}; reconnect and run again")
-        res, self.results = self.results, []
-        return res
+        return self._transact(exchange_bytes(self.cfg, ex, self.seq), nframes, ex.n_results,
+                              status=True, result_bytes=6 + self.res_bytes)
 
     def run(self, gen):
         return drive(gen, self.exchange)
-
-    def close(self) -> None:
-        close = getattr(self.port, "close", None)
-        if close:
-            close()
 
 
 class FaultyPort:

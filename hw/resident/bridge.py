@@ -47,9 +47,9 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..uart import (FrameReceiver, MessageSender, Channel, Tag, IDENT_MAGIC, PROTOCOL_VERSION,
-                    STATUS_BYTES, body_mux, credits_owed, saturating_count, send_first,
-                    status_body, _check_divisor)
+from ..uart import (FrameReceiver, MessageSender, Channel, Tag, STATUS_BYTES, body_mux,
+                    credits_owed, ident_head, saturating_count, send_first, status_body,
+                    _check_divisor)
 from .layout import (ResidentConfig, Op, ResKind, cmd_layout, res_layout, summary_layout,
                      counter_layout)
 
@@ -106,8 +106,7 @@ def ident_prefix(cfg: ResidentConfig, *, fifo_depth: int, credit_unit: int, max_
     """Constant part of the identify reply: "PNN", version, mode "R", features, FIFO depth (2 LE),
     credit unit, longest payload, then every ``ResidentConfig`` field (dataclass order) as 4 bytes
     LE -- the host rebuilds the configuration from it."""
-    head = IDENT_MAGIC + bytes([PROTOCOL_VERSION, MODE_RESIDENT, features & 0xFF,
-                                fifo_depth & 0xFF, fifo_depth >> 8, credit_unit, max_payload])
+    head = ident_head(MODE_RESIDENT, features & 0xFF, fifo_depth, credit_unit) + bytes([max_payload])
     return head + b"".join(int(getattr(cfg, f.name)).to_bytes(4, "little")
                            for f in fields(ResidentConfig))
 
