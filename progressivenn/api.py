@@ -328,16 +328,21 @@ def generate_verilog(out, *, name: str | None = None, axis: bool = False, config
 
 def simulate(bundle, *, simulator: str = "icarus", images: int = 20, bits=None,
              tables: str = "retrained", stall: float = 0.1, seed: int = 0, waves: bool = False,
-             build_dir="build/sim", config=None, progress=None, **params) -> dict:
+             build_dir="build/sim", config=None, progress=None, mode: str = "streamed",
+             **params) -> dict:
     """``pnn sim``: the cocotb regression of the generated Verilog on ``bundle`` (a folder; an
     in-memory Bundle is saved under ``build_dir`` first) against the golden model; returns the dict
     of ``pnn sim --json`` (with the paths of ``results.xml``, ``sim.log`` and, with ``waves``, the
     waveform file: FST from Icarus, VCD from Verilator). ``bits``: ``"1-8"``, ``"1,2,4"`` or a
     list (default 1..N); the engine: ``config`` or EngineConfig ``params`` (``rows``, ``cols``,
-    ...), sized for the bundle. ``progress``: a ``Progress`` bar stepped per image x k."""
+    ...), sized for the bundle. ``progress``: a ``Progress`` bar stepped per image x k.
+    ``mode``: ``"streamed"`` (default), ``"resident"`` (the whole network on chip, an R x C array
+    of ``rows``/``cols``, default 8 x 16: ``docs/resident.md``; the dict of ``pnn sim --mode
+    resident --json``, the same file keys and ``waves``; Icarus writes ``pnn_resident_bench.fst``)
+    or ``"auto"`` (resident when the bundle fits and no streamed-only parameter is given)."""
     from .sim.driver import check_fits
     from .sim.runner import run_regression
-    from .simulation import check_sim_args, parse_bits, summarize
+    from .simulation import check_sim_args, parse_bits, resident_program, summarize
 
     if not isinstance(bundle, (str, Path)):
         path = Path(build_dir) / "bundles" / f"{bundle.dataset}-{id(bundle):x}"
@@ -348,6 +353,17 @@ def simulate(bundle, *, simulator: str = "icarus", images: int = 20, bits=None,
         bits = f"1-{b.nbits}"
     ks = parse_bits(bits, b.nbits) if isinstance(bits, str) else sorted({int(k) for k in bits})
     check_sim_args(b, ks, images, stall)
+    if mode != "streamed":
+        from .sim.resident_runner import run_resident_cocotb, summarize_resident
+
+        only = (["config"] if config is not None else []) + sorted(set(params) - {"rows", "cols"})
+        fitted = resident_program(b, mode=mode, rows=params.get("rows", 8),
+                                  cols=params.get("cols", 16), tables=tables, streamed_only=only)
+        if fitted is not None:
+            rep = run_resident_cocotb(bundle, fitted[0], simulator=simulator, images=images,
+                                      bits=ks, tables=tables, stall=stall, seed=seed,
+                                      build_root=build_dir, progress=progress, waves=bool(waves))
+            return summarize_resident(rep, fitted[1])
     cfg = config if config is not None else engine_config(b, **params)
     check_fits(b, cfg)                    # before any Verilog is generated or built
     report = run_regression(bundle, cfg, simulator=simulator, images=images, bits=ks,

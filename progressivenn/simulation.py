@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["parse_bits", "check_sim_args", "summarize", "print_table"]
+__all__ = ["parse_bits", "check_sim_args", "summarize", "print_table", "print_run_files",
+           "resident_program"]
 
 
 def parse_bits(text: str, nmax: int = 16) -> list[int]:
@@ -96,8 +97,39 @@ def print_table(s: dict, file=sys.stdout) -> None:
               f"{s['compute_ratio'][k]:11.4f}  {int(k) / top:6.4f}", file=file)
     print(f"build {s['build_seconds']} s, simulation {s['sim_seconds']} s, "
           f"{s['sim_cycles_per_s']:.0f} simulated cycles/s", file=file)
+    print_run_files(s, file)
+    if s["first_mismatch"]:
+        print(f"first mismatch: {s['first_mismatch']}", file=file)
+
+
+def print_run_files(s: dict, file=sys.stdout) -> None:
+    """The run's files named in a summary (either mode): cocotb's results, the log, the waves."""
     for key, label in (("results_xml", "results"), ("sim_log", "log"), ("waves", "waves")):
         if s.get(key):
             print(f"{label}: {s[key]}", file=file)
-    if s["first_mismatch"]:
-        print(f"first mismatch: {s['first_mismatch']}", file=file)
+
+
+def resident_program(bundle, *, mode: str, rows: int, cols: int, tables: str,
+                     streamed_only=()):
+    """``(ResidentConfig, program)`` of resident mode (``docs/resident.md``) for ``bundle`` on an
+    R x C array, or None where ``mode`` ``"auto"`` runs it streamed: ``streamed_only`` names
+    options only the streamed engine takes, or the bundle does not fit (said on stderr). With
+    ``mode`` ``"resident"`` both are one-line ValueErrors, raised before anything is built."""
+    from .sim import resident as rs
+    from .sim.resident_runner import resident_config
+
+    if mode not in ("auto", "resident"):
+        raise ValueError(f"mode must be auto, resident or streamed, not {mode!r}")
+    if streamed_only:
+        if mode == "resident":
+            raise ValueError(f"resident mode takes rows/cols only, not "
+                             f"{', '.join(streamed_only)} (streamed mode only)")
+        return None
+    cfg = resident_config(rows=rows, cols=cols, bundle=bundle)
+    try:
+        return cfg, rs.compile_program(bundle, cfg, tables)
+    except rs.ResidentFitError as e:
+        if mode == "resident":
+            raise ValueError(f"{e}; --mode streamed runs it") from None
+        print(f"pnn sim: {e}: running streamed", file=sys.stderr)
+        return None

@@ -6,7 +6,8 @@ import json
 import sys
 
 # the library side (also behind pnn.simulate); re-exported for the other commands
-from ..simulation import check_sim_args, parse_bits, print_table, summarize  # noqa: F401
+from ..simulation import (check_sim_args, parse_bits, print_table, resident_program,  # noqa: F401
+                          summarize)
 
 NAME = "sim"
 HELP = ("simulate the generated Verilog under cocotb on a bundle's test images at every k and "
@@ -65,8 +66,9 @@ def add_arguments(p) -> None:
                         "host sends every layer; auto (default): resident when the bundle fits")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--waves", action="store_true",
-                   help="record every signal: Icarus writes pnn_engine.fst, Verilator dump.vcd, in "
-                        "the run's folder (a separate simulator build; keep --images small)")
+                   help="record every signal: Icarus writes pnn_engine.fst (resident mode: "
+                        "pnn_resident_bench.fst), Verilator dump.vcd, in the run's folder (a "
+                        "separate simulator build; keep --images small)")
     add_engine_arguments(p)
 
 
@@ -115,30 +117,23 @@ def _run_resident(args, bundle, bits):
     """Resident mode (``docs/resident.md``); None when ``--mode auto`` and the bundle does not
     fit (the streamed mode runs it). A bundle that does not fit ``--mode resident`` is refused
     with one line naming the memory, before anything is built."""
-    from ..sim import resident as rs
-    from ..sim.resident_runner import (resident_config, run_resident_cocotb, summarize_resident,
-                                       print_resident_table)
+    from ..sim.resident_runner import run_resident_cocotb, summarize_resident, print_resident_table
 
-    if args.board or args.pp_lanes or args.max_reduction or args.waves:
-        if args.mode == "resident":
-            raise ValueError("--mode resident takes --rows/--cols only (no board configurations, "
-                             "--pp-lanes, --max-reduction or --waves yet)")
+    only = [o for o, v in (("--board", args.board), ("--pp-lanes", args.pp_lanes),
+                           ("--max-reduction", args.max_reduction)) if v]
+    fitted = resident_program(bundle, mode=args.mode, rows=args.rows, cols=args.cols,
+                              tables=args.tables, streamed_only=only)
+    if fitted is None:
         return None
-    cfg = resident_config(rows=args.rows, cols=args.cols, bundle=bundle)
-    try:
-        prog = rs.compile_program(bundle, cfg, args.tables)
-    except rs.ResidentFitError as e:
-        if args.mode == "resident":
-            raise ValueError(f"{e}; --mode streamed runs it") from None
-        print(f"pnn sim: {e}: running streamed", file=sys.stderr)
-        return None
+    cfg, prog = fitted
     args.simulator = args.simulator or "verilator"
     print(f"pnn sim: {args.simulator}, resident R={cfg.rows} C={cfg.cols}, {args.images} images "
-          f"x k={','.join(map(str, bits))} ...", file=sys.stderr)
+          f"x k={','.join(map(str, bits))}{', recording waves' if args.waves else ''} ...",
+          file=sys.stderr)
     with _bar(args, bits) as bar:
         rep = run_resident_cocotb(args.bundle, cfg, simulator=args.simulator, images=args.images,
                                   bits=bits, tables=args.tables, stall=args.stall, seed=args.seed,
-                                  build_root=args.build_dir, progress=bar)
+                                  build_root=args.build_dir, progress=bar, waves=args.waves)
     s = summarize_resident(rep, prog)
     print(f"pnn sim: this run's files: {s['run_dir']}", file=sys.stderr)
     if args.json:
