@@ -105,15 +105,17 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
 
     Each (k, tiling) is simulated once per RTL (engine, baseline) and the row repeated for every
     build of that RTL in ``builds``. ``tile_positions`` (engine) and each of
-    ``baseline_tile_positions`` go to the driver (:func:`~.driver.layer_exchange`). The baseline's
-    RTL does not overlap activation loads with compute (its loads wait while it computes), so it
-    is fastest with ``None`` (one tile per layer); the engine is faster with ``"auto"`` (ping-pong).
+    ``baseline_tile_positions`` go to the driver (:func:`~.driver.layer_exchange`). Since the
+    baseline is the engine with an int8 exec stage it overlaps activation loads with compute as
+    the engine does and is fastest with ``"auto"`` (ping-pong) too; ``None`` (one tile per layer)
+    is kept for comparison.
 
     The baseline holds int8 weights, i.e. the golden k-plane weights for k <= 7 only
     (``driver.baseline_weight_words``); its cycles do not depend on k. ``baseline_ks`` defaults to
-    ``(min(N, 7),)``. ``cycles`` (what the rates use) is the engine's own ``total`` counter for
-    the engine and the simulated clock cycles of the whole exchange for the baseline, which has no
-    counters; ``transport_cycles`` gives the latter for both.
+    ``(min(N, 7),)``. ``cycles`` (what the rates use) is the design's own ``total`` counter
+    (CLEAR_COUNTERS to READ_COUNTERS; the baseline has the engine's counters), or the simulated
+    clock cycles of the whole exchange for a design without counters; ``transport_cycles`` gives
+    the latter for both.
 
     ``builds`` (``{design: {"luts", "logic_cells", "fmax_mhz"}}``, e.g. from
     :func:`load_reports`) replaces ``BUILDS[board]``; ``cfg`` (default: the board's) is the
@@ -139,7 +141,7 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
     rows = []
     for designs, kk, bl, tp in runs:
         res, tcycles, cmp = run_image(bundle, cfg, x, kk, bl, tp)
-        cycles = res.counters["total"] if not bl else tcycles
+        cycles = res.counters.get("total") or tcycles
         plans = plan_layers(bundle, cfg.full_rate_pp() if bl else cfg)
         ideal = sum(p.ideal_cycles(1 if bl else kk) for p in plans)
         for design in designs:
