@@ -170,7 +170,8 @@ ICEBREAKER_RESIDENT_CFG = ResidentConfig(rows=2, cols=8, bbits=40, wdepth=4096, 
                                          fmdepth=256, max_layers=4, max_classes=10, taps=0,
                                          tapdepth=128)
 ICEBREAKER_RESIDENT_IMPL = ResidentImpl(prog_ram=True, weights_single_port=True,
-                                        desc_from_ram=True, pp_read_late=True)
+                                        desc_from_ram=True, pp_read_late=True,
+                                        collisions_undefined=True)
 
 #: ULX3S design clock: 25 MHz in, 30 MHz out of the PLL (25 * 6 / 5), so that 3 Mbaud (the
 #: FT231X's fastest rate) is exactly 10 clocks a bit; at 25 MHz the nearest divisor is 4% off.

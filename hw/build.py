@@ -309,13 +309,24 @@ def _single_port_weights(spec) -> bool:
     return spec.design_mode == "resident" and impl is not None and impl.weights_single_port
 
 
+#: resident engine memories whose reads never meet a write to the same word (``ResidentImpl``)
+_NO_COLLISION_MEMORIES = ("prog", "ppmem", "fmem")
+
+
 def _script_after_read(spec) -> str:
-    """Yosys commands run after reading the design: a single-port weight memory loses the
-    all-zero initial contents Amaranth gives every memory (``$meminit_v2`` cells), which no SPRAM
-    can have; the engine writes every weight it reads, so nothing observable changes."""
-    if not _single_port_weights(spec):
-        return ""
-    return "delete t:$meminit_v2 r:MEMID=\\\\wmem %i"
+    """Yosys commands run after reading the design (``ResidentImpl``): a single-port weight
+    memory loses the all-zero initial contents Amaranth gives every memory (``$meminit_v2``
+    cells), which no SPRAM can have (the engine writes every weight it reads);
+    ``collisions_undefined`` sets ``COLLISION_X_MASK`` on the read ports of the program, table
+    and feature-map memories (no read-old-data emulation logic)."""
+    impl = spec.resident_impl if spec.design_mode == "resident" else None
+    lines = []
+    if _single_port_weights(spec):
+        lines.append("delete t:$meminit_v2 r:MEMID=\\\\wmem %i")
+    if impl is not None and impl.collisions_undefined:
+        lines += [f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\\\{name} %i"
+                  for name in _NO_COLLISION_MEMORIES]
+    return "\n".join(lines)
 
 
 def _run_toolchain(out: Path, env: dict, board: str, t0: float, progress, timeout: float):

@@ -444,7 +444,7 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
     plain = rs.run_amaranth(prog, b.test_x, ks, **kw)
     impl = BOARDS["icebreaker"].resident_impl
     assert impl == ResidentImpl(prog_ram=True, weights_single_port=True, desc_from_ram=True,
-                                pp_read_late=True)
+                                pp_read_late=True, collisions_undefined=True)
     cls = eng_mod.ResidentEngine
     monkeypatch.setattr(eng_mod, "ResidentEngine", lambda cfg: cls(cfg, impl=impl))
     mapped = rs.run_amaranth(prog, b.test_x, ks, **kw)
@@ -472,7 +472,10 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
         cls(small_cfg(double_buffer=True), impl=impl)
     spec = board_spec("icebreaker", mode="resident")
     assert "-spram" in build._design(spec, False, None)[3]
-    assert "delete t:$meminit_v2 r:MEMID=\\\\wmem" in build._script_after_read(spec)
+    script = build._script_after_read(spec).splitlines()
+    assert script[0] == "delete t:$meminit_v2 r:MEMID=\\\\wmem %i"
+    assert script[1:] == [f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\\\{m} %i"
+                          for m in ("prog", "ppmem", "fmem")]
     streamed = board_spec("icebreaker")
     assert "-spram" not in build._design(streamed, False, None)[3]
     assert build._script_after_read(streamed) == ""

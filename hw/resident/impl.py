@@ -38,15 +38,28 @@ class ResidentImpl:
     ``pp_read_late``: the post-processing table is read one cycle later and its read data goes
     to the post-processing unit directly instead of through a register of ``pp_width`` bits
     (the same entry in the same cycle; tables are only written while idle).
+
+    ``collisions_undefined`` (a synthesis option: the RTL is the same): the read ports of the
+    program, table and feature-map memories are marked for Yosys as returning undefined data when
+    a write hits the same address in the same cycle (``COLLISION_X_MASK``), so it adds no logic
+    to give the old word (Amaranth's read ports promise it; block RAM does not: a copy of every
+    write, an address compare and a multiplexer per read bit, about 700 flip-flops at 2 x 8). The
+    engine never reads a word in the cycle it writes it: programs and tables are written only
+    while idle (and the descriptor is not used then), a layer writes only its own feature-map
+    region and reads earlier ones, the next image goes to the other buffer, and READ_FM reads
+    while nothing is written. A hand-made program whose layer writes the region it reads would
+    read undefined words on the board.
     """
 
     prog_ram: bool = False
     weights_single_port: bool = False
     desc_from_ram: bool = False
     pp_read_late: bool = False
+    collisions_undefined: bool = False
 
     def __post_init__(self):
-        for name in ("prog_ram", "weights_single_port", "desc_from_ram", "pp_read_late"):
+        for name in ("prog_ram", "weights_single_port", "desc_from_ram", "pp_read_late",
+                     "collisions_undefined"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.desc_from_ram and not self.prog_ram:
