@@ -2,9 +2,14 @@
 
 Python touches the design only per stream beat, never per idle cycle: a producer blocked by a low
 ``ready`` sleeps until ``ready`` rises, the result collector sleeps until ``valid`` rises, and the
-array computes free-running in between. Every beat is driven on the falling clock edge and the
-handshake is sampled once signals settle (``ReadOnly``), so the rising edge performs exactly the
-transfers that were seen.
+array computes free-running in between. Every beat is driven on the falling clock edge, and the
+rising edge performs exactly the transfers that were seen there: one simulator callback per beat.
+At a falling edge the design's outputs hold what the rising edge before left (nothing changes on
+the falling edge), so the sink reads ``valid`` and the payload right there (a stream's ``valid``
+and payload never depend on ``ready``), and a source whose ``ready`` is already high there drives
+its beat knowing it is taken (``ready`` never falls because ``valid`` rises); only a source seeing
+``ready`` low waits for its own ``valid`` to settle (``ReadOnly``) before it concludes that the
+beat must wait (``ready`` may depend on ``valid``).
 
 Pauses, as in cocotbext's sources and sinks, come from two separate *pause generators*: ``idle``
 (the sources: an idle cycle before an input beat, ``valid`` low) and ``backpressure`` (the sink:
@@ -88,12 +93,11 @@ class CocotbEngine:
                 continue
             payload.value = words[i]
             valid.value = 1
-            while True:
-                await ReadOnly()
-                if ready.value == 1:
-                    break
-                await RisingEdge(ready)          # sleep while the engine holds back
-                await FallingEdge(self.clk)
+            if ready.value != 1:                 # as the last rising edge left it: look again
+                await ReadOnly()                 # once valid settled (ready may follow valid)
+                while ready.value != 1:
+                    await RisingEdge(ready)      # sleep while the engine holds back
+                    await FallingEdge(self.clk)  # settled: nothing written since
             await FallingEdge(self.clk)          # the rising edge in between took the beat
             i += 1
         valid.value = 0
@@ -104,8 +108,7 @@ class CocotbEngine:
         while len(out) < n:
             ready = not next(self.backpressure)
             dut.res__ready.value = int(ready)
-            await ReadOnly()
-            if dut.res__valid.value != 1:
+            if dut.res__valid.value != 1:         # as the last rising edge left it
                 await RisingEdge(dut.res__valid)  # sleep until a beat is offered
                 await FallingEdge(self.clk)
                 continue

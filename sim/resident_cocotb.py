@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge
+from cocotb.triggers import FallingEdge, Timer
 
 from ..hw.resident.layout import ResidentConfig
 from ..model.bundle import load_bundle
@@ -146,8 +146,9 @@ async def reset_mid_image(dut):
     await bench.exchange(prog.load_beats(), 0)
     img = bundle.test_x[0]
     await bench.feed(rs.image_beats(prog, img) + rs.run_beats(prog, k))
-    for _ in range(sum(prog.layers[i].busy(k) for i in range(len(prog.layers))) // 2):
-        await FallingEdge(dut.clk)
+    half = sum(pl.busy(k) for pl in prog.layers) // 2
+    await Timer(half * PERIOD_NS, "ns")                  # one callback, not one per cycle
+    await FallingEdge(dut.clk)
     await bench.reset()                                  # mid-image
     res = rs.decode_run(prog, await bench.exchange(
         rs.image_beats(prog, img) + rs.run_beats(prog, k), rs.result_beat_count(prog)))

@@ -28,7 +28,7 @@ except ImportError:  # not a POSIX system: no cross-process lock (runs still get
 from ..hw.isa import EngineConfig
 
 __all__ = ["SIMULATORS", "find_simulator", "build", "run_regression", "run_test_module",
-           "new_run_dir"]
+           "new_run_dir", "cocotb_env"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -36,6 +36,16 @@ SIMULATORS = ("icarus", "verilator")
 # the language rules); these warnings are informational, not errors.
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
                   "-Wno-CASEINCOMPLETE", "-O2"]
+
+
+def cocotb_env(test_module: str) -> dict:
+    """cocotb rewrites the asserts of every module the simulator's Python imports (numpy, the
+    package) unless told otherwise: that doubled the simulator process's start-up (2.5 -> 1.1 CPU
+    seconds). Only the test module itself is rewritten, unless the caller set
+    ``COCOTB_REWRITE_ASSERTION_FILES``."""
+    if "COCOTB_REWRITE_ASSERTION_FILES" in os.environ:
+        return {}
+    return {"COCOTB_REWRITE_ASSERTION_FILES": test_module.rsplit(".", 1)[-1] + ".py"}
 
 
 def find_simulator(name: str) -> None:
@@ -221,7 +231,8 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
                     test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=test_dir, results_xml=str(results_xml),
                     extra_env={"PNN_SIM_CONFIG": str(conf_path),
-                               "PYTHONPATH": os.pathsep.join(sys.path), **watch.env()},
+                               "PYTHONPATH": os.pathsep.join(sys.path), **watch.env(),
+                               **cocotb_env(test_module)},
                     timescale=("1ns", "1ps"), log_file=test_dir / "sim.log", waves=waves,
                     plusargs=[f"+dumpfile_path={test_dir / 'pnn_engine.fst'}"]
                     if waves and simulator == "icarus" else [])
