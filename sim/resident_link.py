@@ -28,7 +28,8 @@ from ..hw.resident.bridge import (RChannel, RESULT_TAG, MODE_RESIDENT, FLAG_COUN
                                   kind_bytes)
 from ..hw.resident.layout import ResidentConfig, Op, ResKind, cmd_layout
 from ..hw.uart import IDENT_MAGIC, PROTOCOL_VERSION, STATUS_BYTES, Tag
-from .serial_transport import ByteLink, LinkError, UpstreamParser, decode_ident_head, frame
+from .serial_transport import (ByteLink, LinkError, SimBytePort, UpstreamParser,
+                               decode_ident_head, frame)
 
 __all__ = ["ResidentLink", "LinkError", "net_hash", "net_frames", "image_frames", "run_frame",
            "set_net_frame", "logit_groups", "ident_bytes", "decode_ident", "Inference", "AmaranthBytePort",
@@ -670,7 +671,7 @@ def _run_policy(link, bundle, prog, indices, name: str, threshold: int, *, table
     }
 
 
-class AmaranthBytePort:
+class AmaranthBytePort(SimBytePort):
     """A byte port whose other end is the ``i``/``o`` byte streams of ``dut`` (a
     :class:`~progressivenn.hw.resident.system.ResidentSystem` built with ``baud=None``) in the
     Amaranth simulator: no UART bit timing, one byte per cycle each way at most.
@@ -678,7 +679,7 @@ class AmaranthBytePort:
     ``clock()`` is simulated seconds at ``1 / period`` Hz; ``baud`` is the equivalent line rate of
     one byte per cycle (for the host's deadlines). ``gap``: probability of an idle cycle before a
     byte sent (random stalls). ``read`` advances the simulation until a byte arrives or
-    ``max_cycles`` pass."""
+    ``max_cycles`` pass (:class:`~.serial_transport.SimBytePort`)."""
 
     def __init__(self, dut, *, gap: float = 0.0, seed: int = 0, max_cycles: int = 200_000,
                  period: float = 1e-8):
@@ -687,11 +688,8 @@ class AmaranthBytePort:
         self.dut = dut
         self.gap = gap
         self.rng = random.Random(seed)
-        self.max_cycles = max_cycles
         self.period = period
-        self.cycles = 0
-        self.tx_queue = bytearray()
-        self.rx_buf = bytearray()
+        self._queues(max_cycles, 64)
         self.sim = Simulator(dut)
         self.sim.add_clock(period)
         self.sim.add_testbench(self._io, background=True)
@@ -710,29 +708,3 @@ class AmaranthBytePort:
                 del self.tx_queue[0]
             if ovld:
                 self.rx_buf.append(opay)
-
-    def clock(self) -> float:
-        return self.cycles * self.period
-
-    @property
-    def baud(self) -> float:
-        return 10.0 / self.period
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self.rx_buf)
-
-    def write(self, data: bytes) -> int:
-        self.tx_queue += data
-        return len(data)
-
-    def read(self, n: int = 1) -> bytes:
-        waited = 0
-        step = 64
-        while not self.rx_buf and waited < self.max_cycles:
-            self.cycles += step
-            waited += step
-            self.sim.run_until(self.cycles * self.period)
-        data = bytes(self.rx_buf[:n])
-        del self.rx_buf[:n]
-        return data

@@ -20,47 +20,26 @@ from cocotb.utils import get_sim_time
 
 from ..model.bundle import load_bundle
 from .resident_link import ResidentLink, run_images
+from .serial_transport import SimBytePort
 
 #: clock period in ns
 PERIOD_NS = 10
 
 
-class CocotbBytePort:
+class CocotbBytePort(SimBytePort):
     """A byte port on the ``i``/``o`` byte streams of the DUT (``o.ready`` held high)."""
 
     def __init__(self, dut, *, max_cycles: int = 20_000):
         self.dut = dut
-        self.max_cycles = max_cycles
-        self.tx_queue = bytearray()
-        self.rx_buf = bytearray()
         self.period = PERIOD_NS * 1e-9
-        self.cycles = 0          # updated by the simulation side only (the host thread reads it)
-
-    def clock(self) -> float:
-        return self.cycles * self.period
+        self._queues(max_cycles, 1)   # ``cycles``: updated by the simulation side only
 
     def _now(self) -> int:
         self.cycles = int(get_sim_time("ns") // PERIOD_NS)
         return self.cycles
 
-    @property
-    def baud(self) -> float:
-        return 10.0 / self.period
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self.rx_buf)
-
-    def write(self, data: bytes) -> int:
-        self.tx_queue += data
-        return len(data)
-
-    def read(self, n: int = 1) -> bytes:
-        if not self.rx_buf:
-            resume(self._pump)()
-        data = bytes(self.rx_buf[:n])
-        del self.rx_buf[:n]
-        return data
+    def _advance(self) -> None:
+        resume(self._pump)()
 
     async def _pump(self) -> None:
         """Run the simulation, sending queued bytes, until a byte comes back (or max_cycles)."""

@@ -32,7 +32,8 @@ from ..hw.uart import (FRAME_SYNC, IDENT_MAGIC, MESSAGE_SYNC, PROTOCOL_VERSION, 
 from .transport import Exchange, Transport, drive
 
 __all__ = ["frame", "exchange_frames", "exchange_bytes", "Message", "UpstreamParser",
-           "LinkError", "ByteLink", "SerialTransport", "AmaranthSerialPort", "FaultyPort",
+           "LinkError", "ByteLink", "SerialTransport", "SimBytePort", "AmaranthSerialPort",
+           "FaultyPort",
            "decode_ident_head", "decode_stream_ident"]
 
 _LOADS = (isa.Op.LOAD_W, isa.Op.LOAD_A, isa.Op.LOAD_PP)
@@ -481,7 +482,57 @@ class FaultyPort:
         return getattr(self.port, name)
 
 
-class AmaranthSerialPort:
+class SimBytePort:
+    """What every simulated board's byte port shares: bytes written queue up in ``tx_queue`` for
+    the simulation to send, bytes the board sent collect in ``rx_buf``, ``clock()`` is the
+    simulated time (``cycles`` of ``period`` seconds), ``baud`` one byte per cycle unless a
+    subclass says otherwise. ``read`` runs the simulation (:meth:`_advance`) only while no byte is
+    there. Subclasses: :class:`AmaranthSerialPort`, ``sim.resident_link.AmaranthBytePort``,
+    ``sim.resident_link_cocotb.CocotbBytePort``."""
+
+    period = 1e-8
+
+    def _queues(self, max_cycles: int, step: int) -> None:
+        self.max_cycles = max_cycles
+        self.step = step          # cycles run per slice while waiting
+        self.cycles = 0
+        self.tx_queue = bytearray()
+        self.rx_buf = bytearray()
+
+    def _advance(self) -> None:
+        """Run the Amaranth simulator ``self.sim`` slice by slice until a byte arrived or
+        ``max_cycles`` passed."""
+        waited = 0
+        while not self.rx_buf and waited < self.max_cycles:
+            self.cycles += self.step
+            waited += self.step
+            self.sim.run_until(self.cycles * self.period)
+
+    def clock(self) -> float:
+        """Simulated seconds so far."""
+        return self.cycles * self.period
+
+    @property
+    def baud(self) -> float:
+        return 10.0 / self.period
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.rx_buf)
+
+    def write(self, data: bytes) -> int:
+        self.tx_queue += data
+        return len(data)
+
+    def read(self, n: int = 1) -> bytes:
+        if not self.rx_buf:
+            self._advance()
+        data = bytes(self.rx_buf[:n])
+        del self.rx_buf[:n]
+        return data
+
+
+class AmaranthSerialPort(SimBytePort):
     """A byte port whose other end is the UART pins of ``dut`` in the Amaranth simulator.
 
     Parameters
@@ -511,11 +562,7 @@ class AmaranthSerialPort:
         self.div = int(dut.divisor)
         self.gap = gap
         self.rng = random.Random(seed)
-        self.max_cycles = max_cycles
-        self.period = 1e-8
-        self.cycles = 0
-        self.tx_queue = bytearray()
-        self.rx_buf = bytearray()
+        self._queues(max_cycles, 20 * self.div)      # about two byte times per slice
         self.sim = Simulator(dut)
         self.sim.add_clock(self.period)
         self.sim.add_testbench(self._line_out, background=True)
@@ -575,33 +622,9 @@ class AmaranthSerialPort:
         self.run_cycles(17)
         return self.values[id(signal)]
 
-    # ---- byte-port interface ----------------------------------------------------------------
-    def clock(self) -> float:
-        """Simulated seconds so far."""
-        return self.cycles * self.period
-
     @property
     def baud(self) -> float:
         return 1.0 / (self.period * self.div)
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self.rx_buf)
-
-    def write(self, data: bytes) -> int:
-        self.tx_queue += data
-        return len(data)
-
-    def read(self, n: int = 1) -> bytes:
-        step = 20 * self.div       # about two byte times per slice
-        waited = 0
-        while not self.rx_buf and waited < self.max_cycles:
-            self.cycles += step
-            waited += step
-            self.sim.run_until(self.cycles * self.period)
-        data = bytes(self.rx_buf[:n])
-        del self.rx_buf[:n]
-        return data
 
     def run_cycles(self, n: int) -> None:
         self.cycles += n
