@@ -159,8 +159,10 @@ ULX3S_12F_CFG = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=102
 
 #: Resident mode on the ULX3S 85F/45F: the default 8 x 16 configuration (weights 4096 words,
 #: tables 256 entries, feature maps 2048 words, tap banks for a one-channel first layer) holds
-#: the digits net and the MNIST reference net (``docs/resident.md``).
-ULX3S_RESIDENT_CFG = ResidentConfig()
+#: the digits net and the MNIST reference net (``docs/resident.md``); double-buffered input, so
+#: the next image's codes are written while the current one computes (``pnn run`` keeps the next
+#: image in flight: the link alone bounds images/s, ``docs/boards.md``).
+ULX3S_RESIDENT_CFG = ResidentConfig(double_buffer=True)
 
 #: Resident mode on the iCEBreaker (``--mode resident``; not the default: it does not fit the UP5K
 #: yet, ``docs/boards.md``): the smallest configuration holding the digits net (2 x 8, no tap
