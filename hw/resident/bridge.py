@@ -148,8 +148,9 @@ class ResidentBridge(wiring.Component):
     net_hash : Out(32)
         The hash of the loaded network (0: none).
 
-    Latency: a CMD frame's beat is offered one cycle after its last CRC byte leaves the FIFO; the
-    packer takes one code per cycle from the FIFO and offers a beat in the cycle its word's last
+    Latency: a CMD frame's beat is offered one cycle after the parser takes its last CRC byte
+    (from the register after the FIFO, :class:`FrameReceiver`); the packer takes one code per
+    cycle and offers a beat in the cycle its word's last
     code is there (one per ``cols`` codes, or per pixel).
     """
 
