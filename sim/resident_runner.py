@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..hw.resident.layout import ResidentConfig
 from .runner import (VERILATOR_ARGS, find_simulator, new_run_dir, _build_lock, _failed_tests,
-                     cocotb_env)
+                     cocotb_env, waves_file, waves_plusargs)
 
 __all__ = ["build_resident", "run_resident_cocotb", "bench_top", "BENCH_TOP"]
 
@@ -253,8 +253,7 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
                            "PYTHONPATH": os.pathsep.join(sys.path), **w.env(),
                            **cocotb_env("progressivenn.sim.resident_cocotb")},
                 timescale=("1ns", "1ps"), log_file=test_dir / "sim.log", waves=waves,
-                plusargs=[f"+dumpfile_path={test_dir / f'{BENCH_TOP}.fst'}"]
-                if waves and simulator == "icarus" else [])
+                plusargs=waves_plusargs(simulator, test_dir, BENCH_TOP, waves))
         except SystemExit:
             pass
     sim_s = time.perf_counter() - t1
@@ -266,7 +265,7 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
                   sim_seconds=round(sim_s, 2), build_dir=str(build_dir), run_dir=str(test_dir),
                   sim_log=str(test_dir / "sim.log"), results_xml=str(results_xml), waves=None)
     if waves:
-        wave = test_dir / (f"{BENCH_TOP}.fst" if simulator == "icarus" else "dump.vcd")
+        wave = waves_file(simulator, test_dir, BENCH_TOP)
         report["waves"] = str(wave) if wave.exists() else None
     return report
 

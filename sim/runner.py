@@ -170,6 +170,19 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
                            waves=waves, progress=progress)
 
 
+def waves_file(simulator: str, run_dir: Path, top: str) -> Path:
+    """Where a ``waves`` run records its signals: Icarus ``<top>.fst`` (cocotb's dump module, told
+    by :func:`waves_plusargs`), Verilator ``dump.vcd`` (``--trace``), in the run folder."""
+    return Path(run_dir) / (f"{top}.fst" if simulator == "icarus" else "dump.vcd")
+
+
+def waves_plusargs(simulator: str, run_dir: Path, top: str, waves: bool) -> list[str]:
+    """The plusargs that put Icarus's dump at :func:`waves_file` (none otherwise)."""
+    if waves and simulator == "icarus":
+        return [f"+dumpfile_path={waves_file(simulator, run_dir, top)}"]
+    return []
+
+
 def _failed_tests(results_xml) -> list[str]:
     import xml.etree.ElementTree as ET
 
@@ -234,8 +247,7 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
                                "PYTHONPATH": os.pathsep.join(sys.path), **watch.env(),
                                **cocotb_env(test_module)},
                     timescale=("1ns", "1ps"), log_file=test_dir / "sim.log", waves=waves,
-                    plusargs=[f"+dumpfile_path={test_dir / 'pnn_engine.fst'}"]
-                    if waves and simulator == "icarus" else [])
+                    plusargs=waves_plusargs(simulator, test_dir, "pnn_engine", waves))
             except SystemExit:  # cocotb exits on a failed test under pytest; report says why
                 pass
         sim_s = time.perf_counter() - t1
@@ -247,6 +259,6 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
                   sim_seconds=round(sim_s, 2), build_dir=str(build_dir), run_dir=str(test_dir),
                   results_xml=str(results_xml), sim_log=str(test_dir / "sim.log"), waves=None)
     if waves:
-        wave = test_dir / ("pnn_engine.fst" if simulator == "icarus" else "dump.vcd")
+        wave = waves_file(simulator, test_dir, "pnn_engine")
         report["waves"] = str(wave) if wave.exists() else None
     return report
