@@ -161,6 +161,20 @@ def _Placeholder(cfg):
     return Placeholder()
 
 
+def _toolchain_overrides(spec, synth_opts) -> dict:
+    """Amaranth toolchain overrides: the synthesis options, Yosys ``stat -json`` into
+    ``top.stat.json``, the board's script after read (if any), and nextpnr's ``--report`` JSON
+    (utilisation and per-clock Fmax: :func:`parse_nextpnr_report`)."""
+    overrides = {"synth_opts": " ".join(synth_opts),
+                 "script_after_synth": "tee -q -o top.stat.json stat -json",
+                 "nextpnr_opts": " ".join([*(spec.nextpnr_opts or ()), "--report",
+                                           "top.report.json"])}
+    after_read = _script_after_read(spec)
+    if after_read:
+        overrides["script_after_read"] = after_read
+    return overrides
+
+
 def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
                 pp_lanes: int | None = None, baseline: bool = False, dsp: bool | None = None,
                 mode: str | None = None, baud: int | None = None,
@@ -207,15 +221,7 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
 
     t0 = time.monotonic()
     top = BoardTop(spec, engine=engine)
-    overrides = {"synth_opts": " ".join(synth_opts),
-                 "script_after_synth": "tee -q -o top.stat.json stat -json"}
-    after_read = _script_after_read(spec)
-    if after_read:
-        overrides["script_after_read"] = after_read
-    # nextpnr writes its utilisation and per-clock Fmax as JSON (parse_nextpnr_report)
-    overrides["nextpnr_opts"] = " ".join([*(spec.nextpnr_opts or ()), "--report",
-                                          "top.report.json"])
-    plan = platform.prepare(top, name="top", **overrides)
+    plan = platform.prepare(top, name="top", **_toolchain_overrides(spec, synth_opts))
     plan.extract(str(out))
     elaborate_s = time.monotonic() - t0
 
