@@ -152,7 +152,7 @@ class Engine(wiring.Component):
         run_idle = st.idle & ~rs.active
         all_idle = run_idle & ~ld.active & ~rs.outstanding
         self._dispatch(m, fe, ld, ex, cnt, run_idle, all_idle)
-        m.d.comb += self.busy.eq(fe.pending | ld.active | ~run_idle | rs.outstanding | reading)
+        m.d.comb += self.busy.eq(fe.pending | fe.queued | ld.active | ~run_idle | rs.outstanding | reading)
         return m
 
     def _dispatch(self, m, fe, ld, ex, cnt, run_idle, all_idle):

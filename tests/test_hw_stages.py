@@ -49,8 +49,10 @@ def test_frontend_holds_one_command_and_takes_the_next_when_done():
     async def exe(ctx):
         for n in range(len(words)):
             await ctx.tick().until(fe.pending)
-            await ctx.tick().repeat(2)          # a command may wait: the next one stays out
-            assert ctx.get(fe.pending) and not ctx.get(fe.cmd.ready)
+            await ctx.tick().repeat(2)          # a command may wait: the next one waits in
+            more = n < len(words) - 1           # the skid register, the one after stays out
+            assert ctx.get(fe.pending) and ctx.get(fe.queued) == more
+            assert ctx.get(fe.cmd.ready) == (not more)
             seen.append(ctx.get(fe.cur.as_value()))
             ctx.set(fe.done, 1)
             await ctx.tick()
@@ -60,6 +62,60 @@ def test_frontend_holds_one_command_and_takes_the_next_when_done():
     assert seen == words
     assert isa.Command.from_bits(seen[1]).p.run.npos == 6
     assert fe.latency == 1
+
+
+def _one_register_front_end(avail, waits, cycles):
+    """Cycle each command enters ``cur`` in a front-end of one register (``ready = ~pending |
+    done``): command i is offered from cycle ``avail[i]`` (and after i-1 was taken) and completes
+    ``waits[i]`` cycles after it entered ``cur``."""
+    starts, i, pending, cur, age = [], 0, False, None, 0
+    for t in range(cycles):
+        done = pending and age >= waits[cur]
+        if i < len(avail) and t >= avail[i] and (not pending or done):
+            starts.append(t + 1)
+            pending, cur, age, i = True, i, 0, i + 1
+        elif done:
+            pending = False
+        else:
+            age += 1
+    return starts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_frontend_skid_keeps_the_one_register_timing_and_a_registered_ready(seed):
+    """The skid register changes when the source sees ``ready``, never when a command enters
+    ``cur``; ``cmd.ready`` does not follow ``done`` within a cycle."""
+    rng = random.Random(seed)
+    n, cycles = 40, 400
+    avail = sorted(rng.randrange(150) for _ in range(n))
+    waits = [rng.choice([0, 0, 0, 1, 2, 5]) for _ in range(n)]
+    expect = _one_register_front_end(avail, waits, cycles)
+    fe = CommandFrontEnd()
+    starts = []
+
+    async def bench(ctx):
+        i, age, prev = 0, 0, None
+        for t in range(cycles):
+            offer = i < n and t >= avail[i]
+            ctx.set(fe.cmd.valid, offer)
+            ctx.set(fe.cmd.payload, i + 1 if offer else 0)
+            pending, cur = ctx.get(fe.pending), ctx.get(fe.cur.as_value())
+            if pending and cur != prev:
+                starts.append(t)
+                prev, age = cur, 0
+            ready = ctx.get(fe.cmd.ready)
+            ctx.set(fe.done, pending and age >= waits[cur - 1])
+            assert ctx.get(fe.cmd.ready) == ready           # registered: done does not reach it
+            if not pending:
+                prev = None
+            await ctx.tick()
+            if offer and ready:
+                i += 1
+            age += 1
+        assert i == n
+
+    _run(fe, bench)
+    assert starts == expect
 
 
 def test_loader_writes_count_beats_into_the_target_port():
