@@ -382,15 +382,27 @@ def compile_program(bundle, cfg: ResidentConfig, tables: str = "retrained", *,
 
 
 def memory_usage(prog: ResidentProgram) -> dict:
-    """``{memory: (words needed, words available)}`` of a compiled program."""
+    """``{memory: (words needed, words available)}`` of a compiled program (with
+    ``cfg.accdepth``: the continuation memory holds the first convolution's accumulators,
+    :func:`continuation_words`)."""
     cfg = prog.cfg
-    return {
+    out = {
         "weight memory": (len(prog.weights), cfg.wdepth),
         "post-processing memory": (len(prog.pp), cfg.ppdepth),
         "feature-map memory": (prog.fm_words, cfg.fmdepth),
         "program memory": (len(prog.layers), cfg.max_layers),
         "logit register file": (prog.classes, cfg.max_classes),
     }
+    if cfg.accdepth:
+        out["continuation memory"] = (continuation_words(prog), cfg.accdepth)
+    return out
+
+
+def continuation_words(prog: ResidentProgram) -> int:
+    """Accumulator words of the first convolution (``P*ngroups``: one per output position and
+    group of R channels), what ``cfg.accdepth`` must hold to continue it."""
+    first = next((pl for pl in prog.layers if not pl.planes_fixed), None)
+    return first.busy(1) // first.desc["nchunks"] if first else 0
 
 
 # ---- per-image traffic --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ..model import dynamic as dyn
 from .resident import decode_run, image_beats, _field_bits
 
 __all__ = ["policy_fields", "gate_beats", "request_beat", "PolicyResult", "decode_policy",
-           "run_clips_amaranth", "compare_frames", "continuation_busy", "ERRORS"]
+           "run_clips_amaranth", "compare_frames", "path_busy", "continuation_busy", "ERRORS"]
 
 #: one line per refusal code of the chip
 ERRORS = {
@@ -169,24 +169,36 @@ def run_clips_amaranth(prog, clips, policy, *, raw_requests=None, load_gates: bo
     return results
 
 
-def continuation_busy(prog, path) -> int:
-    """Busy cycles of a frame that visited ``path`` under docs/dynamic.md's cost model: the first
-    compute layer continued from saved accumulators (``k_m`` planes), every later layer recomputed
-    at each visited k (a pool layer once per visit). The chip recomputes every layer instead."""
+def path_busy(prog, path, continued: bool) -> list:
+    """Busy cycles per program layer of a frame that visited ``path`` (k increasing). With
+    ``continued`` (docs/dynamic.md's cost model; the chip with ``cfg.accdepth``) the first
+    convolution costs ``busy(k_m)`` (continued from its saved accumulators), every other layer
+    ``sum_i busy(k_i)`` (recomputed at each visited k; a pool layer once per visit); without,
+    every layer is recomputed."""
     first = next(i for i, pl in enumerate(prog.layers) if not pl.planes_fixed)
-    return sum(pl.busy(path[-1]) if i == first else sum(pl.busy(k) for k in path)
-               for i, pl in enumerate(prog.layers))
+    return [pl.busy(path[-1]) if continued and i == first else sum(pl.busy(k) for k in path)
+            for i, pl in enumerate(prog.layers)]
+
+
+def continuation_busy(prog, path) -> int:
+    """Busy cycles of a frame that visited ``path`` under docs/dynamic.md's cost model (the first
+    convolution continued: :func:`path_busy`)."""
+    return sum(path_busy(prog, path, True))
 
 
 def compare_frames(results: list, table: dyn.LogitTable, policy: dyn.Policy, prog) -> dict:
     """On-chip answers vs the golden policy on the golden logits of the same frames.
 
     ``decisions_differ``: frames whose k path or prediction differ; ``logit_mismatches``: frames
-    whose final logits differ; ``busy_mismatches``: frames whose summed busy counters differ from
-    the cycle model of their path (every visited k recomputes every layer). Cycles: ``avg_cycles``
-    whole frame on chip (first image beat to SUMMARY), ``avg_busy`` its busy cycles,
-    ``avg_busy_continuation`` what docs/dynamic.md's continuation model would spend."""
+    whose final logits differ; ``busy_mismatches``: frames whose per-layer busy counters differ
+    from the cycle model of their golden path (:func:`path_busy`; the first convolution continued
+    when the chip has a continuation memory, ``cfg.accdepth``). Cycles: ``avg_cycles`` whole frame
+    on chip (first image beat to SUMMARY), ``avg_busy`` its busy cycles (measured),
+    ``avg_busy_continuation`` / ``avg_busy_recompute`` what the continuation model / recomputing
+    every layer spend on the golden paths."""
     from .resident import expected_busy
+
+    continued = prog.cfg.accdepth > 0
 
     paths, preds = dyn.run_policy(policy, table)
     flat = [r for clip in results for r in clip]
@@ -197,7 +209,7 @@ def compare_frames(results: list, table: dyn.LogitTable, policy: dyn.Policy, pro
     labels = table.labels.reshape(-1)
     differ, lmis, bmis, first = 0, 0, 0, None
     for i, (r, p, pr) in enumerate(zip(flat, paths, preds)):
-        exp_busy = [sum(v) for v in zip(*(expected_busy(prog, k) for k in p))]
+        exp_busy = path_busy(prog, p, continued)
         bad = []
         if r.err != PolicyErr.OK or r.path != tuple(p) or r.k != p[-1] or r.cls != pr:
             differ += 1
@@ -210,7 +222,8 @@ def compare_frames(results: list, table: dyn.LogitTable, policy: dyn.Policy, pro
             bad.append("busy")
         if bad and first is None:
             first = {"frame": i, "fields": bad, "golden_path": list(p), "chip_path": list(r.path),
-                     "golden_pred": pr, "chip_pred": r.cls, "err": r.err.name}
+                     "golden_pred": pr, "chip_pred": r.cls, "err": r.err.name,
+                     "model_busy": exp_busy, "chip_busy": list(r.busy)}
     n = len(flat)
     plane = sum(expected_busy(prog, 1))
     return {"frames": n, "decisions_differ": differ, "logit_mismatches": lmis,
@@ -220,6 +233,8 @@ def compare_frames(results: list, table: dyn.LogitTable, policy: dyn.Policy, pro
             "avg_cycles": sum(r.cycles for r in flat) / n,
             "avg_busy": sum(sum(r.busy) for r in flat) / n,
             "avg_planes": sum(sum(r.busy) for r in flat) / (n * plane),
+            "continued": continued,
             "avg_busy_continuation": sum(continuation_busy(prog, p) for p in paths) / n,
+            "avg_busy_recompute": sum(sum(path_busy(prog, p, False)) for p in paths) / n,
             "avg_final_k": sum(r.k for r in flat) / n,
             "escalations": sum(len(r.path) - 1 for r in flat)}

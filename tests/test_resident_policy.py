@@ -119,3 +119,68 @@ def test_ten_clips_of_thirty_frames_decide_as_golden(name, threshold, opts):
     rep = check(res, table, pol, prog)
     assert rep["frames"] == 300 and rep["escalations"] > 10
     assert len({r.path for clip in res for r in clip}) >= 3
+
+
+# ---- continuation: the first convolution continued from its saved accumulators ----------------
+
+# three input channels (no tap banks): the first layer has 4 chunks per plane and 2 output groups
+# of R=2, so a continued plane skips weight words (wskip) and loads every other group's word
+WIDE = [("conv", 4, (2, 2), (1, 1), (0, 0)), ("flatten",), ("linear", 4)]
+
+
+def wide(seed=5, images=6, accdepth=32):
+    b = chain_bundle(seed, WIDE, input_shape=(3, 3, 3), nbits=3, images=images)
+    b.test_y[:] = np.arange(images) % 4
+    return b, rs.compile_program(b, small_cfg(3, taps=0, accdepth=accdepth))
+
+
+def continued_first(res, prog):
+    """Every frame's first-layer busy is that of its final k alone (the continuation model)."""
+    for r in (r for clip in res for r in clip):
+        assert r.busy[0] == prog.layers[0].busy(r.k), (r.path, r.busy)
+        assert r.busy[1:] == [sum(pl.busy(k) for k in r.path) for pl in prog.layers[1:]]
+
+
+def test_escalation_continues_the_first_layer_on_chip(monkeypatch):
+    b, prog1 = tiny(seed=1)
+    prog = rs.compile_program(b, small_cfg(3, accdepth=rs.continuation_words(prog1)))
+    clips = sequence(b, [0, 0, 1, 1, 1, 2, 3, 3], clips=2)
+    table = dyn.golden_logits(b, clips)
+    pol = quantile_gates(table, "hybrid", 900, qs=(85, 50, 95), levels=(1, 2, 3),
+                         start_levels=(1, 2))
+    res = rp.run_clips_amaranth(prog, clips.frames, pol, seed=1, p_idle=0.1, p_stall=0.2)
+    rep = check(res, table, pol, prog)
+    assert rep["continued"] and {(1, 2, 3), (2, 3), (2,), (1,)} <= {r.path for c in res for r in c}
+    assert rep["avg_busy"] == rep["avg_busy_continuation"] < rep["avg_busy_recompute"]
+    continued_first(res, prog)
+    # the mutation: the wrapper never asks to continue (layer 0 recomputed): same decisions and
+    # logits, and the busy comparison must catch it
+    monkeypatch.setattr(PolicyEngine, "CONTINUE", False)
+    res = rp.run_clips_amaranth(prog, clips.frames, pol, seed=1)
+    rep = rp.compare_frames(res, table, pol, prog)
+    assert rep["decisions_differ"] == 0 and rep["logit_mismatches"] == 0
+    assert rep["busy_mismatches"] == sum(len(r.path) > 1 for c in res for r in c) > 0
+
+
+def test_continuation_skips_weights_of_a_wide_first_layer():
+    b, prog = wide()
+    assert prog.layers[0].desc["nchunks"] == 4 and prog.layers[0].desc["ngroups"] == 2
+    clips = make_clips(b.test_x, b.test_y, n_clips=1, n_frames=6, seed=2)
+    table = dyn.golden_logits(b, clips)
+    for levels in ((1, 3), (1, 2, 3)):
+        pol = quantile_gates(table, "escalate", 950, qs=(70,), levels=levels)
+        res = rp.run_clips_amaranth(prog, clips.frames, pol, seed=3, p_idle=0.1, p_stall=0.1)
+        rep = check(res, table, pol, prog)
+        assert rep["escalations"] > 0
+        continued_first(res, prog)
+
+
+def test_continuation_memory_must_hold_the_first_layer():
+    b, prog = tiny(seed=1)
+    need = rs.continuation_words(prog)
+    with pytest.raises(rs.ResidentFitError,
+                       match=f"^resident: continuation memory needs {need} words, "
+                             f"{need - 1} available$"):
+        rs.compile_program(b, small_cfg(3, accdepth=need - 1))
+    with pytest.raises(ValueError, match="accdepth .* double_buffer"):
+        small_cfg(3, accdepth=64, double_buffer=True)

@@ -52,6 +52,13 @@ class ResidentEngine(wiring.Component):
     Cycles of one RUN (ready consumer): per layer its busy cycles
     ``out_h*out_w*ngroups*planes*nchunks`` plus a fixed :attr:`layer_overhead`, then the SUMMARY;
     ``cycles`` in the SUMMARY counts from the image's first WRITE_FM (or the RUN) to the SUMMARY.
+
+    Continuation (``cfg.accdepth`` > 0, :meth:`_continuation`): every RUN saves the accumulators
+    of its first convolution (before post-processing) in the continuation memory; a RUN(k') with
+    ``data[5]`` set, after a RUN(k < k') on the same image and network, walks only planes
+    ``k .. k'-1`` of that layer on top of them (its busy cycles ``P*ngroups*(k'-k)*nchunks``),
+    post-processes with the k' table and recomputes every later layer. Without a valid saved
+    pass (any write since, or k' <= k) the layer is recomputed.
     """
 
     #: cycles between two layers: descriptor fetch (3) + drain of a convolution's pipeline
@@ -94,6 +101,7 @@ class ResidentEngine(wiring.Component):
         self._fm_writes(m, n)
         self._logits(m, n)
         self._counters(m, n)
+        self._continuation(m, n)
         self._control(m, n)
         return m
 
@@ -120,6 +128,10 @@ class ResidentEngine(wiring.Component):
         fm_wr, fm_rd = fmem.write_port(granularity=cfg.abits), fmem.read_port()
         n.w_wr, n.w_rd, n.pp_wr, n.pp_rd = w_wr, w_rd, pp_wr, pp_rd
         n.pg_wr, n.pg_rd, n.fm_wr, n.fm_rd = pg_wr, pg_rd, fm_wr, fm_rd
+        if cfg.accdepth:      # continuation memory: one word of R accumulators per (position, g)
+            m.submodules.accmem = accmem = Memory(shape=cfg.rows * cfg.acc_width,
+                                                  depth=cfg.accdepth, init=[])
+            n.acc_wr, n.acc_rd = accmem.write_port(), accmem.read_port()
 
     def _blocks(self, m, n):
         """Window generator, PE array, post-processing; the layer state (descriptor, k, layer)."""
@@ -139,6 +151,14 @@ class ResidentEngine(wiring.Component):
         n.layer = Signal(range(cfg.max_layers + 1))
         n.pool = n.desc.kind == Kind.POOL
         m.d.comb += [win.desc.eq(n.desc), win.planes.eq(Mux(n.pool, 1, n.k))]
+        if cfg.accdepth:
+            # kc: the RUN continues from kc planes (0: no); saved_k: planes of the saved pass
+            # (0: none); first: the first convolution is still to come; save: this layer is it;
+            # p0/wskip: planes skipped by this layer and their weight words
+            n.kc, n.saved_k, n.p0 = Signal(5), Signal(5), Signal(5)
+            n.first, n.save = Signal(), Signal()
+            n.wskip = Signal(addr_width(cfg.wdepth))
+            m.d.comb += [win.p0.eq(n.p0), win.wskip.eq(n.wskip)]
 
     def _buffers(self, m, n):
         """Double-buffered input (``cfg.double_buffer``): image writes go to buffer ``wbuf``, a
@@ -220,7 +240,8 @@ class ResidentEngine(wiring.Component):
             pp_in = self._add_unit(m, n, pp_in)
         m.d.comb += [
             pe.i_valid.eq(s2_valid & ~n.pool), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x),
-            pe.i_dbl.eq(s2["first"]), pe.i_load.eq(s2["load"]), pe.i_init.eq(0),
+            pe.i_dbl.eq(s2["first"]), pe.i_load.eq(s2["load"]),
+            pe.i_init.eq(Mux(n.p0 != 0, n.acc_rd.data, 0) if cfg.accdepth else 0),
             pe.i_tag.eq(tag_in),
             pp.i_valid.eq(pp_in[0]), pp.i_acc.eq(pp_in[1]),
             pp.i_pp.eq(pp_in[2]), pp.i_relu.eq(desc.relu), pp.i_tag.eq(pp_in[3]),
@@ -390,6 +411,35 @@ class ResidentEngine(wiring.Component):
         with m.If(n.win.active):
             m.d.sync += busy.eq(busy + 1)
 
+    def _continuation(self, m, n):
+        """Continuation memory (``cfg.accdepth``): a continued layer reads word j for its j-th
+        accumulator load (address 2 cycles after the chunk enters the PE array, data in its
+        accumulate stage, ``PEArray.i_init``); the first convolution writes its j-th finished
+        accumulators (``emit``, before post-processing) to word j. The read of word j comes
+        before its write (a plane later at least). ``saved_k`` is dropped by any write command."""
+        cfg = self.cfg
+        if not cfg.accdepth:
+            return
+        aw = addr_width(cfg.accdepth)
+        rd_n, wr_n = Signal(aw, name="acc_rd_n"), Signal(aw, name="acc_wr_n")
+        ld1, ld2 = Signal(name="acc_ld1"), Signal(name="acc_ld2")
+        m.d.sync += [ld1.eq(n.s2_valid & n.s2["load"] & (n.p0 != 0)), ld2.eq(ld1)]
+        wr = n.save & n.pe.o_valid & data.View(n.tag, n.pe.o_tag).emit
+        m.d.comb += [n.acc_rd.addr.eq(rd_n), n.acc_wr.addr.eq(wr_n),
+                     n.acc_wr.data.eq(n.pe.o_acc), n.acc_wr.en.eq(wr)]
+        with m.If(n.win.start):
+            m.d.sync += [rd_n.eq(0), wr_n.eq(0)]
+        with m.Else():
+            with m.If(ld2):
+                m.d.sync += rd_n.eq(rd_n + 1)
+            with m.If(wr):
+                m.d.sync += wr_n.eq(wr_n + 1)
+        op = n.cmd.op
+        writes = ((op == Op.WRITE_W) | (op == Op.WRITE_PP) | (op == Op.WRITE_PROG) |
+                  (op == Op.WRITE_FM) | (op == Op.WRITE_IMG) | (op == Op.WRITE_TAP))
+        with m.If(n.accept & writes):
+            m.d.sync += n.saved_k.eq(0)
+
     def _control(self, m, n):
         """Control: command dispatch while idle, the layer loop of a RUN, then the answer
         (SUMMARY, LOGITS, COUNTERS); READ_FM answers one FM_WORD."""
@@ -417,6 +467,10 @@ class ResidentEngine(wiring.Component):
                     m.d.sync += [n.counting.eq(1), n.cycles.eq(1)]
                 with m.If(accept & (cmd.op == Op.RUN)):
                     m.d.sync += [n.k.eq(cmd.data[:5]), n.layer.eq(0), n.have.eq(0)]
+                    if cfg.accdepth:
+                        sk = n.saved_k
+                        m.d.sync += [n.first.eq(1), n.kc.eq(Mux(
+                            cmd.data[5] & (sk != 0) & (sk < cmd.data[:5]), sk, 0))]
                     if n.wbuf is not None:
                         m.d.sync += [n.rbuf.eq(n.wbuf), n.wbuf.eq(~n.wbuf)]
                     m.next = "DESC_WAIT"
@@ -448,6 +502,11 @@ class ResidentEngine(wiring.Component):
                     m.d.sync += n.img_off.eq(new.img_words)
                     with m.If(n.rbuf):
                         m.d.sync += n.desc.win0.eq(new.win0 + new.img_words)
+            if self.cfg.accdepth:     # the first convolution: saved, continued from kc planes
+                new = data.View(n.dl, n.pg_rd.data)
+                is_first = n.first & (new.kind == Kind.CONV)
+                m.d.sync += [n.save.eq(is_first), n.p0.eq(Mux(is_first, n.kc, 0)),
+                             n.wskip.eq(Mux(is_first, n.kc * new.nchunks, 0))]
             m.next = "START"
         with m.State("START"):
             m.d.comb += n.win.start.eq(1)
@@ -456,6 +515,9 @@ class ResidentEngine(wiring.Component):
         with m.State("RUN"):
             with m.If(~in_flight):
                 m.d.sync += n.busies[n.layer].eq(n.busy)
+                if self.cfg.accdepth:
+                    with m.If(n.save):
+                        m.d.sync += [n.first.eq(0), n.saved_k.eq(n.k)]
                 with m.If(n.desc.last):
                     m.d.sync += n.ridx.eq(0)
                     m.next = "SUMMARY"

@@ -46,7 +46,8 @@ class Op(enum.Enum, shape=4):
     WRITE_PP = 2      # post-processing entry [addr] <- data
     WRITE_PROG = 3    # program descriptor [addr] <- data
     WRITE_FM = 4      # feature map [addr] <- data (the image codes)
-    RUN = 5           # run the program with k = data[:5] planes; answers with result beats
+    RUN = 5           # run the program with k = data[:5] planes; answers with result beats;
+                      # data[5] (``accdepth`` > 0): continue the first convolution (engine.py)
     READ_FM = 6       # answer with one FM_WORD beat holding feature map [addr]
     WRITE_IMG = 7     # every tap bank [addr] <- data (C pixels of a one-channel image)
     WRITE_TAP = 8     # tap table [addr] (lane) <- data (tap_layout)
@@ -99,6 +100,10 @@ class ResidentConfig:
     #: gains ``add``, ``add_ma``, ``add_mb``, ``add_s`` and the engine R multipliers of A x mbits
     #: bits; off, the engine is the chain-only one (the same RTL)
     adds: bool = False
+    #: words of the continuation memory (0: none): the first convolution's accumulators of the
+    #: last RUN, ``P*ceil(O/R)`` words of ``rows*acc_width`` bits; a RUN with ``data[5]`` set
+    #: then continues that layer from them (``docs/dynamic.md``); off, the engine is the same RTL
+    accdepth: int = 0
 
     def __post_init__(self):
         def pos(name, lo, hi):
@@ -133,6 +138,10 @@ class ResidentConfig:
         if self.adds and self.bbits < self.abits + self.mbits + 1:
             raise ValueError(f"adds: bbits {self.bbits} must hold xb*Mb (abits + mbits + 1 = "
                              f"{self.abits + self.mbits + 1} bits)")
+        pos("accdepth", 0, 1 << 20)
+        if self.accdepth and self.double_buffer:
+            raise ValueError("accdepth (continuation) needs double_buffer off (a RUN would "
+                             "flip to the other image)")
         if self.cols % self.rows:
             raise ValueError(f"rows {self.rows} must divide cols {self.cols} in resident mode "
                              f"(an output group is a slice of one feature-map word)")

@@ -17,7 +17,10 @@ its own (:class:`.layout.Op`):
 For a RUN_POLICY the wrapper issues ``RUN(k)`` to the engine, takes its result beats, computes
 ``(pred, margin)`` of the logits exactly as ``model.dynamic.confidence`` (argmax, lowest index on
 ties; ``margin = top1 - top2``, integers), compares ``margin >= gate(k, slot)`` and either
-escalates to the next level (another RUN, recomputing the whole network at the new k) or stops.
+escalates to the next level (another RUN at the new k) or stops. With ``cfg.accdepth`` an
+escalation's RUN asks the engine to continue the first convolution from the accumulators it
+saved at the previous k (``data[5]``; planes k..k'-1 only) and recomputes every later layer;
+without, every layer is recomputed.
 The cross-frame state of the hybrid policy (carried start level, previous accepted prediction)
 lives in wrapper registers. The answer is the engine's: one SUMMARY (:func:`policy_summary_layout`:
 the engine's ``cls``, ``k`` = the k it stopped at, ``cycles`` from the image's first input beat to
@@ -34,8 +37,9 @@ Latency (ready consumer): the request is checked in 1 cycle; per visited k the w
 RUN (1 cycle), the engine computes (``docs/resident.md``), the wrapper consumes the engine's
 ``1 + ceil(classes/R) + layers`` answer beats one per cycle and decides in 1 cycle. A frame at one
 k therefore takes the plain engine's cycles + ``3 + ceil(classes/R) + layers`` (digits: + 9,
-1490 instead of 1481 at k=2). Escalation recomputes every layer; ``docs/dynamic.md``'s cost model
-continues the first layer instead (not done here). Widths: gates ``obits + 1`` bits, busy sums 32
+1490 instead of 1481 at k=2). A frame that visited k_1 < ... < k_m spends ``busy(k_m)`` in the
+first convolution with ``cfg.accdepth`` (``sum_i busy(k_i)`` without) and ``sum_i busy(k_i)`` in
+every later layer (``docs/dynamic.md``, "Cost"). Widths: gates ``obits + 1`` bits, busy sums 32
 bits, cycles 32 bits. The top-2 search takes R logits per cycle (a chain of R comparisons).
 """
 
@@ -140,6 +144,10 @@ class PolicyEngine(wiring.Component):
     res : Out(stream.Signature(res_layout(cfg)))
         The engine's streams; WRITE_GATE and RUN_POLICY are the wrapper's.
     """
+
+    #: ask the engine to continue the first convolution on an escalation (with ``cfg.accdepth``;
+    #: tests turn it off to check that the busy comparison catches a recomputed first layer)
+    CONTINUE = True
 
     def __init__(self, cfg: ResidentConfig = ResidentConfig()):
         if not isinstance(cfg, ResidentConfig):
@@ -389,10 +397,12 @@ class PolicyEngine(wiring.Component):
             m.next = "ISSUE"
 
     def _issue(self, m, c):
-        """Issue RUN(k) to the engine; mark k visited, clear the top-2."""
+        """Issue RUN(k) to the engine (an escalation with ``data[5]``: continue the first
+        convolution); mark k visited, clear the top-2."""
         eng, k, N = c.eng, c.k, c.N
+        run = Cat(k, ~c.first_run) if c.cfg.accdepth and self.CONTINUE else k
         m.d.comb += [eng.cmd.valid.eq(1), eng.cmd.payload.op.eq(Op.RUN),
-                     eng.cmd.payload.data.eq(k)]
+                     eng.cmd.payload.data.eq(run)]
         with m.If(eng.cmd.ready):
             m.d.sync += [c.visited.eq(c.visited | Cat(*[k == i + 1 for i in range(N)])),
                          c.h1.eq(0), c.h2.eq(0), c.pred.eq(0)]

@@ -38,6 +38,10 @@ class WindowGen(wiring.Component):
         The layer descriptor (held constant while ``active``).
     planes : In(5)
         Planes per output group: k for a convolution, 1 for a pool.
+    p0, wskip : In(5), In(waw) (only with ``cfg.accdepth``)
+        Continuation: walk planes ``p0 .. planes-1`` only (the first chunk of plane ``p0`` loads
+        the saved accumulator); ``wskip = p0*nchunks`` (the weights of the skipped planes).
+        0 and 0 for a plain layer.
     active : Out(1)
         A chunk is issued this cycle (the generator never stalls).
     done : Out(1)
@@ -68,15 +72,17 @@ class WindowGen(wiring.Component):
 
     Latency: 0 (outputs are functions of registers in the issue cycle). One chunk per cycle from
     the cycle after ``start`` to ``done``; a layer issues exactly
-    ``out_h*out_w*qh*qw*ngroups*planes*nchunks`` chunks.
+    ``out_h*out_w*qh*qw*ngroups*(planes - p0)*nchunks`` chunks (``p0`` = 0 without
+    ``cfg.accdepth``).
     """
 
     def __init__(self, cfg: ResidentConfig):
         self.cfg = cfg
         faw, waw, ppaw = (addr_width(d) for d in (cfg.fmdepth, cfg.wdepth, cfg.ppdepth))
         self._widths = faw, waw, ppaw
+        cont = {"p0": In(5), "wskip": In(waw)} if cfg.accdepth else {}
         super().__init__({
-            "start": In(1), "desc": In(desc_layout(cfg)), "planes": In(5),
+            "start": In(1), "desc": In(desc_layout(cfg)), "planes": In(5), **cont,
             "active": Out(1), "done": Out(1),
             "fm_addr": Out(faw), "inb": Out(1), "w_addr": Out(waw), "pp_addr": Out(ppaw),
             "first": Out(1), "load": Out(1), "emit": Out(1),
@@ -142,6 +148,7 @@ class WindowGen(wiring.Component):
     def _outputs(self, m, s):
         """The chunk's addresses and flags: functions of the registers (latency 0)."""
         d = self.desc
+        p0 = self.p0 if self.cfg.accdepth else 0
         iy = Signal(signed(DIMW + 3))
         ix = Signal(signed(DIMW + 3))
         m.d.comb += [iy.eq(s.iy0 + s.dy), ix.eq(s.ix0 + s.dx)]
@@ -155,7 +162,7 @@ class WindowGen(wiring.Component):
             self.w_addr.eq(s.wrow + s.c),
             self.pp_addr.eq(s.ppg + s.p),
             self.first.eq((s.cw == 0) & (s.dx == 0) & (s.dy == 0)),
-            self.load.eq((s.cw == 0) & (s.dx == 0) & (s.dy == 0) & (s.p == 0)),
+            self.load.eq((s.cw == 0) & (s.dx == 0) & (s.dy == 0) & (s.p == p0)),
             self.emit.eq(s.group_end),
             self.g.eq(s.g),
             self.o_addr.eq(s.opos + Mux(s.pool, s.g, s.gw)),
@@ -166,15 +173,17 @@ class WindowGen(wiring.Component):
     def _load(self, m, s):
         """``start``: every counter to the layer's first chunk."""
         d = self.desc
+        p0, wskip = (self.p0, self.wskip) if self.cfg.accdepth else (0, 0)
         m.d.sync += [
             s.active.eq(1),
-            s.cw.eq(0), s.dx.eq(0), s.dy.eq(0), s.c.eq(0), s.p.eq(0), s.g.eq(0), s.ox.eq(0),
+            s.cw.eq(0), s.dx.eq(0), s.dy.eq(0), s.c.eq(0), s.p.eq(p0), s.g.eq(0), s.ox.eq(0),
             s.oy.eq(0), s.qx.eq(0), s.qy.eq(0), s.win_q.eq(d.win0), s.win_t.eq(d.win0),
             s.ix_t.eq(-d.pw), s.iy_t.eq(-d.ph),
             s.gsub.eq(0), s.gw.eq(0), s.off.eq(0), s.off_row.eq(0),
             s.win.eq(d.win0), s.win_row.eq(d.win0),
             s.iy0.eq(-d.ph), s.ix0.eq(-d.pw),
-            s.wg.eq(d.wbase), s.wrow.eq(d.wbase), s.ppg.eq(d.ppbase), s.opos.eq(d.out_base),
+            s.wg.eq(d.wbase), s.wrow.eq(d.wbase + wskip if self.cfg.accdepth else d.wbase),
+            s.ppg.eq(d.ppbase), s.opos.eq(d.out_base),
         ]
 
     def _step_taps(self, m, s):
@@ -196,15 +205,19 @@ class WindowGen(wiring.Component):
     def _step_groups(self, m, s):
         """Planes, then output groups (weight row, table entry, output word and lane slice)."""
         d, N = self.desc, self.cfg.nbits
+        if self.cfg.accdepth:      # continuation: every group starts at plane p0
+            p0, w0, wnext = self.p0, d.wbase + self.wskip, s.wg + d.wgstep + self.wskip
+        else:
+            p0, w0, wnext = 0, d.wbase, s.wg + d.wgstep
         with m.If(s.plane_end):
-            m.d.sync += [s.p.eq(Mux(s.l_p, 0, s.p + 1)), s.wrow.eq(s.wrow + d.nchunks)]
+            m.d.sync += [s.p.eq(Mux(s.l_p, p0, s.p + 1)), s.wrow.eq(s.wrow + d.nchunks)]
         with m.If(s.group_end):
             with m.If(s.l_g):
                 m.d.sync += [s.g.eq(0), s.gsub.eq(0), s.gw.eq(0), s.wg.eq(d.wbase),
-                             s.wrow.eq(d.wbase), s.ppg.eq(d.ppbase)]
+                             s.wrow.eq(w0), s.ppg.eq(d.ppbase)]
             with m.Else():
                 m.d.sync += [s.g.eq(s.g + 1), s.wg.eq(s.wg + d.wgstep),
-                             s.wrow.eq(s.wg + d.wgstep), s.ppg.eq(s.ppg + N)]
+                             s.wrow.eq(wnext), s.ppg.eq(s.ppg + N)]
                 with m.If(s.gsub == self.cfg.groups_per_word - 1):
                     m.d.sync += [s.gsub.eq(0), s.gw.eq(s.gw + 1)]
                 with m.Else():
