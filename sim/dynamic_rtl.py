@@ -2,10 +2,12 @@
 policy on the same frames.
 
 - **resident** (the bundle fits the resident engine): the policy runs *on chip*
-  (``hw/resident/policy.py``) in the Amaranth simulation (:mod:`.resident_policy`); every frame's
-  k path and prediction are compared (``decisions_differ``), its final logits and its busy
-  counters too. An escalation recomputes every layer; the continuation model of
-  ``docs/dynamic.md`` is reported beside it.
+  (``hw/resident/policy.py``) in the Amaranth simulation or on its generated Verilog under cocotb
+  (Verilator, Icarus: ``sim/resident_policy_cocotb.py``) (:mod:`.resident_policy`); every frame's
+  k path and prediction are compared (``decisions_differ``), its final logits and its per-layer
+  busy counters too. With a continuation memory (``ResidentConfig.accdepth``, when the first
+  convolution's accumulators fit) an escalation continues the first layer and recomputes the
+  later ones (``docs/dynamic.md``'s cost model); without, it recomputes every layer.
 - **streamed**: the host runs the policy and drives the streamed engine's generated Verilog under
   cocotb (``sim/cocotb_dynamic.py``); an escalation continues the first layer from saved
   accumulators.
@@ -32,38 +34,55 @@ def rtl_points(points: list[dict], nbits: int) -> list[dict]:
     return out
 
 
-def resident_program(bundle, rows: int, cols: int, tables: str):
-    """``(program, None)`` when the bundle fits the resident engine of R x C, else
-    ``(None, reason)``."""
+def resident_program(bundle, rows: int, cols: int, tables: str, accdepth: int = 0):
+    """``(program, note)`` for the resident engine of R x C: ``(None, reason)`` when the bundle
+    does not fit it. With ``accdepth`` the engine gets a continuation memory of that many words
+    when the first convolution's accumulators fit it (note ``None``); otherwise the program is
+    the one without (escalations recompute the first layer) and the note says why."""
     from .resident import ResidentFitError, compile_program
+    from .resident_policy import continuation_config
     from .resident_runner import resident_config
 
     try:
-        return compile_program(bundle, resident_config(rows=rows, cols=cols, bundle=bundle),
-                               tables), None
+        prog = compile_program(bundle, resident_config(rows=rows, cols=cols, bundle=bundle),
+                               tables)
     except (ResidentFitError, ValueError) as e:
         return None, str(e)
+    cfg, note = continuation_config(prog, accdepth)
+    return (prog if note else compile_program(bundle, cfg, tables)), note
 
 
 def run_resident(prog, frames, table, gates, points: list[dict], *, stall: float = 0.0,
-                 seed: int = 0, log=lambda *a: None) -> dict:
-    """Every point's policy on chip over ``frames`` [clips, T, C, H, W] (Amaranth simulation),
-    compared frame by frame with the golden policy on ``table`` (the same frames)."""
-    from .resident_policy import compare_frames, run_clips_amaranth
+                 seed: int = 0, log=lambda *a: None, simulator: str = "amaranth",
+                 build_dir="build/sim") -> dict:
+    """Every point's policy on chip over ``frames`` [clips, T, C, H, W] (Amaranth simulation, or
+    the Verilog under cocotb: ``simulator`` icarus / verilator), compared frame by frame with the
+    golden policy on ``table`` (the same frames)."""
+    from .resident_policy import compare_frames, run_clips_amaranth, run_clips_cocotb
 
     rows = []
     t0 = time.perf_counter()
+    build_s = 0.0
     for p in points:
         pol = make_policy(p["name"], table.nbits, gates, p["threshold"], **p["options"])
         t1 = time.perf_counter()
-        res = run_clips_amaranth(prog, frames, pol, seed=seed, p_idle=stall, p_stall=stall)
+        if simulator == "amaranth":
+            res = run_clips_amaranth(prog, frames, pol, seed=seed, p_idle=stall, p_stall=stall)
+        else:
+            res, info = run_clips_cocotb(prog, frames, pol, simulator=simulator,
+                                         build_root=build_dir, seed=seed, p_idle=stall,
+                                         p_stall=stall)
+            build_s += info["build_seconds"]
+            t1 += info["build_seconds"]
         row = {"label": p["label"], "name": p["name"], "threshold": p["threshold"],
                **compare_frames(res, table, pol, prog),
                "sim_seconds": time.perf_counter() - t1}
         log(f"  {row['label']}: {row['frames']} frames, {row['decisions_differ']} decisions "
             f"differ, {row['avg_cycles']:.1f} cycles/frame ({row['sim_seconds']:.0f} s)")
         rows.append(row)
-    return {"engine": "resident", "simulator": "amaranth", "stall": stall, "points": rows,
+    return {"engine": "resident", "simulator": simulator, "stall": stall,
+            "build_seconds": round(build_s, 2),
+            "continuation": prog.cfg.accdepth > 0, "accdepth": prog.cfg.accdepth, "points": rows,
             "decisions_differ": sum(r["decisions_differ"] for r in rows),
             "mismatches": sum(r["decisions_differ"] + r["logit_mismatches"] + r["busy_mismatches"]
                               for r in rows),

@@ -18,7 +18,8 @@ from ..model import dynamic as dyn
 from .resident import decode_run, image_beats, _field_bits
 
 __all__ = ["policy_fields", "gate_beats", "request_beat", "PolicyResult", "decode_policy",
-           "run_clips_amaranth", "compare_frames", "path_busy", "continuation_busy", "ERRORS"]
+           "run_clips_amaranth", "run_clips_cocotb", "compare_frames", "continuation_config",
+           "path_busy", "continuation_busy", "ERRORS"]
 
 #: one line per refusal code of the chip
 ERRORS = {
@@ -169,6 +170,24 @@ def run_clips_amaranth(prog, clips, policy, *, raw_requests=None, load_gates: bo
     return results
 
 
+def continuation_config(prog, accdepth: int = 256):
+    """``(config, note)``: ``prog``'s configuration with a continuation memory of ``accdepth``
+    words when its first convolution's accumulators fit them (note ``None``), else unchanged
+    (escalations recompute the first layer) with a one-line note saying why."""
+    from dataclasses import replace
+
+    from .resident import continuation_words
+
+    need = continuation_words(prog)
+    if accdepth <= 0 or prog.cfg.double_buffer:
+        why = "accdepth 0" if accdepth <= 0 else "double-buffered input"
+        return prog.cfg, f"no continuation memory ({why}): escalations recompute the first layer"
+    if need > accdepth:
+        return prog.cfg, (f"resident: continuation memory needs {need:,} words, {accdepth:,} "
+                          f"available: escalations recompute the first layer")
+    return replace(prog.cfg, accdepth=accdepth), None
+
+
 def path_busy(prog, path, continued: bool) -> list:
     """Busy cycles per program layer of a frame that visited ``path`` (k increasing). With
     ``continued`` (docs/dynamic.md's cost model; the chip with ``cfg.accdepth``) the first
@@ -178,6 +197,116 @@ def path_busy(prog, path, continued: bool) -> list:
     first = next(i for i, pl in enumerate(prog.layers) if not pl.planes_fixed)
     return [pl.busy(path[-1]) if continued and i == first else sum(pl.busy(k) for k in path)
             for i, pl in enumerate(prog.layers)]
+
+
+def _stream(prog, clips, policy) -> tuple[list, int]:
+    """Every command beat of a policy run (network, gates, per frame image + RUN_POLICY) and the
+    number of requests."""
+    cmds = prog.load_beats() + gate_beats(prog, policy)
+    n = 0
+    for clip in clips:
+        for t, img in enumerate(clip):
+            cmds += image_beats(prog, img) + [request_beat(prog, policy, t == 0)]
+            n += 1
+    return cmds, n
+
+
+def _split_answers(prog, beats: list) -> list:
+    """Result beats -> one ``PolicyResult`` per request (a refusal is one SUMMARY beat)."""
+    out, i = [], 0
+    while i < len(beats):
+        n = 1 if _summary_err(prog, beats[i]) != PolicyErr.OK else answer_beats(prog)
+        out.append(decode_policy(prog, beats[i:i + n]))
+        i += n
+    return out
+
+
+def build_policy_verilog(cfg, simulator: str, root) -> "Path":
+    """Generate and build the Verilog of ``PolicyEngine(cfg)`` (top ``pnn_policy``; once per
+    configuration and simulator, under ``root``). Returns the build folder."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from amaranth.back import verilog
+    from cocotb_tools.runner import get_runner
+
+    from ..hw.resident.policy import PolicyEngine
+    from .runner import VERILATOR_ARGS, find_simulator, _build_lock
+
+    find_simulator(simulator)
+    key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    build_dir = (Path(root) / f"resident-policy-{simulator}-{key}").resolve()
+    with _build_lock(build_dir) as lock:
+        lock(True)
+        src = build_dir / "rtl" / "pnn_policy.v"
+        text = verilog.convert(PolicyEngine(cfg), name="pnn_policy")
+        if not src.exists() or src.read_text() != text:
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_text(text)
+        get_runner(simulator).build(
+            sources=[src], hdl_toplevel="pnn_policy", build_dir=build_dir,
+            timescale=("1ns", "1ps"),
+            build_args=VERILATOR_ARGS if simulator == "verilator" else ["-g2005"],
+            log_file=build_dir / "build.log")
+    return build_dir
+
+
+def run_clips_cocotb(prog, clips, policy, *, simulator: str = "verilator",
+                     build_root="build/sim", seed: int = 0, p_idle: float = 0.0,
+                     p_stall: float = 0.0, max_cycles: int = 50_000_000) -> tuple[list, dict]:
+    """:func:`run_clips_amaranth` on the generated Verilog of the policy engine under cocotb
+    (Verilator or Icarus; ``sim/resident_policy_cocotb.py`` replays the command stream). Returns
+    ``(results, info)``: the per-clip ``PolicyResult`` lists and build/sim seconds, cycles."""
+    import json
+    import os
+    import sys
+    import time
+
+    from cocotb_tools.runner import get_runner
+
+    from .runner import new_run_dir, _build_lock, cocotb_env
+
+    t0 = time.perf_counter()
+    build_dir = build_policy_verilog(prog.cfg, simulator, build_root)
+    build_s = time.perf_counter() - t0
+    run_dir = new_run_dir(build_root, "resident-policy")
+    cmds, n = _stream(prog, clips, policy)
+    (run_dir / "commands.json").write_text(json.dumps([hex(w) for w in cmds]))
+    rl, sl = res_layout(prog.cfg), policy_summary_layout(prog.cfg)
+    out = run_dir / "report.json"
+    conf = {"commands": str(run_dir / "commands.json"), "requests": n,
+            "answer_beats": answer_beats(prog), "summary_kind": ResKind.SUMMARY.value,
+            "kind_shift": rl["kind"].offset, "kind_width": rl["kind"].width,
+            "err_shift": rl["data"].offset + sl["err"].offset, "err_width": sl["err"].width,
+            "seed": seed, "p_idle": p_idle, "p_stall": p_stall, "max_cycles": max_cycles,
+            "out": str(out)}
+    (run_dir / "config.json").write_text(json.dumps(conf, indent=1))
+    t1 = time.perf_counter()
+    mod = "progressivenn.sim.resident_policy_cocotb"
+    with _build_lock(build_dir) as lock:
+        lock(False)
+        try:
+            get_runner(simulator).test(
+                test_module=mod, hdl_toplevel="pnn_policy", hdl_toplevel_lang="verilog",
+                build_dir=build_dir, test_dir=run_dir, results_xml=str(run_dir / "results.xml"),
+                extra_env={"PNN_POLICY_CONFIG": str(run_dir / "config.json"),
+                           "PYTHONPATH": os.pathsep.join(sys.path), **cocotb_env(mod)},
+                timescale=("1ns", "1ps"), log_file=run_dir / "sim.log")
+        except SystemExit:
+            pass
+    if not out.exists():
+        raise RuntimeError(f"the cocotb run wrote no report; see {run_dir / 'sim.log'}")
+    rep = json.loads(out.read_text())
+    flat = _split_answers(prog, [int(b, 16) for b in rep["beats"]])
+    sizes = [len(c) for c in clips]
+    results, i = [], 0
+    for m in sizes:
+        results.append(flat[i:i + m])
+        i += m
+    return results, {"simulator": simulator, "build_seconds": round(build_s, 2),
+                     "sim_seconds": round(time.perf_counter() - t1, 2),
+                     "sim_cycles": rep["cycles"], "run_dir": str(run_dir)}
 
 
 def continuation_busy(prog, path) -> int:

@@ -184,3 +184,26 @@ def test_continuation_memory_must_hold_the_first_layer():
         rs.compile_program(b, small_cfg(3, accdepth=need - 1))
     with pytest.raises(ValueError, match="accdepth .* double_buffer"):
         small_cfg(3, accdepth=64, double_buffer=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", ["verilator"])
+def test_policy_engine_verilog_under_cocotb(sim, tmp_path):
+    """The policy engine's generated Verilog (with continuation) replays the same stream: every
+    frame's decision, logits and per-layer busy equal golden + the continuation model."""
+    from bundles import have_simulator
+
+    if not have_simulator(sim):
+        pytest.skip(f"{sim} is not installed")
+    b, prog1 = tiny(seed=1)
+    prog = rs.compile_program(b, small_cfg(3, accdepth=rs.continuation_words(prog1)))
+    clips = sequence(b, [0, 0, 1, 1, 1, 2, 3, 3], clips=2)
+    table = dyn.golden_logits(b, clips)
+    pol = quantile_gates(table, "hybrid", 900, qs=(85, 50, 95), levels=(1, 2, 3),
+                         start_levels=(1, 2))
+    res, info = rp.run_clips_cocotb(prog, clips.frames, pol, simulator=sim,
+                                    build_root=tmp_path, seed=1, p_idle=0.1, p_stall=0.2)
+    rep = check(res, table, pol, prog)
+    assert rep["frames"] == 16 and rep["escalations"] >= 10 and info["sim_cycles"] > 0
+    assert rep["avg_busy"] == rep["avg_busy_continuation"]
+    continued_first(res, prog)

@@ -56,12 +56,13 @@ def add_arguments(p) -> None:
                    help="run the operating points (and fixed k=2, k=N) on the RTL and compare "
                         "every frame's decision with the golden policy")
     p.add_argument("--rtl-engine", choices=["auto", "resident", "streamed"], default="auto",
-                   help="resident: the policy runs on chip (Amaranth simulation); streamed: the "
-                        "host runs it and drives the streamed engine under cocotb; auto "
-                        "(default): resident when the bundle fits and no cocotb simulator is named")
+                   help="resident: the policy runs on chip (Amaranth simulation, or its "
+                        "Verilog under --simulator icarus|verilator); streamed: the host runs it "
+                        "and drives the streamed engine under cocotb; auto (default): resident "
+                        "when the bundle fits and no cocotb simulator is named")
     p.add_argument("--simulator", choices=["amaranth", "icarus", "verilator"], default=None,
-                   help="amaranth (resident, the default) or icarus / verilator (streamed; "
-                        "default icarus)")
+                   help="amaranth (resident's default) or icarus / verilator (streamed's "
+                        "default icarus; resident with --rtl-engine resident)")
     p.add_argument("--rtl-clips", type=int, default=2, help="clips run on the RTL (default 2)")
     p.add_argument("--rtl-frames", type=int, default=10,
                    help="frames of each of those clips run on the RTL (default 10)")
@@ -76,8 +77,9 @@ def add_arguments(p) -> None:
     g.add_argument("--adepth", type=int, default=512,
                    help="activation words per bank (default 512)")
     g.add_argument("--accdepth", type=int, default=256,
-                   help="saved-accumulator words (default 256); the first layer is continued "
-                        "only when its positions x row groups fit")
+                   help="saved-accumulator words (default 256), of the streamed engine and of "
+                        "the resident engine's continuation memory (0: none); the first layer is "
+                        "continued only when its positions x row groups fit")
 
 
 # ---- command -------------------------------------------------------------------------------------
@@ -110,14 +112,12 @@ def _rtl_engine(args, bundle):
     from ..sim import dynamic_rtl
 
     cocotb_sim = args.simulator in ("icarus", "verilator")
-    if args.rtl_engine == "resident" and cocotb_sim:
-        raise ValueError("--rtl-engine resident runs in the Amaranth simulator; use "
-                         "--simulator amaranth or --rtl-engine streamed")
     if args.rtl_engine == "streamed" and args.simulator == "amaranth":
         raise ValueError("--rtl-engine streamed runs under cocotb: --simulator icarus|verilator")
     if args.rtl_engine == "streamed" or (args.rtl_engine == "auto" and cocotb_sim):
         return None, f"--rtl-engine {args.rtl_engine} --simulator {args.simulator}"
-    prog, why = dynamic_rtl.resident_program(bundle, args.rows, args.cols, args.tables)
+    prog, why = dynamic_rtl.resident_program(bundle, args.rows, args.cols, args.tables,
+                                             args.accdepth)
     if args.rtl_engine == "resident" and prog is None:
         raise ValueError(f"--rtl-engine resident: {why}")
     return prog, why
@@ -132,10 +132,13 @@ def _rtl(args, bundle, cfg, cost, clips, table, gates, points, engine, log) -> d
     pts = dynamic_rtl.rtl_points(points, bundle.nbits)
     frames, sub = clips.frames[:rc, :rf], table.subset(rc, rf)
     if prog is not None:
-        log(f"RTL (resident, policy on chip, Amaranth): {len(pts)} points x {rc} clips x {rf} "
+        sim = args.simulator or "amaranth"
+        log(f"RTL (resident, policy on chip, {sim}): {len(pts)} points x {rc} clips x {rf} "
             f"frames ...")
         out = dynamic_rtl.run_resident(prog, frames, sub, gates, pts, stall=args.stall,
-                                       seed=args.seed, log=log)
+                                       seed=args.seed, log=log, simulator=sim,
+                                       build_dir=args.build_dir)
+        out["continuation_note"] = why
         out["fixed_cycles"] = {p["name"][5:]: p["avg_cycles"] for p in out["points"]
                                if p["name"].startswith("fixed")}
     else:
@@ -250,6 +253,9 @@ def print_rtl(r: dict, p) -> None:
       f"stall {r['stall']}): {r['decisions_differ']} decisions differ, {r['mismatches']} "
       f"mismatches vs golden")
     if r["engine"] == "resident":
+        p("first layer continued on escalation (continuation memory of "
+          f"{r['accdepth']} words)" if r["continuation"] else
+          f"first layer recomputed on escalation: {r.get('continuation_note')}")
         p("point             acc(RTL)  acc(gold)  differ  planes(busy)  final k  cycles/frame  "
           "busy/frame  busy if continued")
         for x in r["points"]:
