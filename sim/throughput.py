@@ -32,13 +32,22 @@ __all__ = ["BUILDS", "load_reports", "throughput_per_lut", "format_table", "resi
            "format_resident_rates", "main"]
 
 #: measured builds (docs/boards.md), board -> design -> figures; ``logic_cells`` are nextpnr's.
-#: The engines are the #16 pipelined builds (1aa5be9's engine); the baseline is an older build
-#: (before the pipelining and before it had the engine's counters)
+#: Each names its ``source``: the commit whose RTL was built and the command (``pnn build ...
+#: --json``, whose output ``--report`` reads directly). Figures given with ``--report`` carry the
+#: report's path instead.
 BUILDS = {
     "ulx3s-85f": {
-        "engine": {"luts": 4570, "logic_cells": 8356, "fmax_mhz": 73.62, "dsps": 5},
-        "engine-lut": {"luts": 7070, "logic_cells": 10966, "fmax_mhz": 72.73, "dsps": 0},
-        "baseline-int8-lut": {"luts": 49999, "logic_cells": 55069, "fmax_mhz": 45.59, "dsps": 0},
+        "engine": {"luts": 4570, "logic_cells": 8356, "fmax_mhz": 73.62, "dsps": 5,
+                   "source": {"commit": "349026e with the engine files of 1aa5be9",
+                              "command": "pnn build --board ulx3s-85f --mode streamed --json"}},
+        "engine-lut": {"luts": 7070, "logic_cells": 10966, "fmax_mhz": 72.73, "dsps": 0,
+                       "source": {"commit": "349026e with the engine files of 1aa5be9",
+                                  "command": "pnn build --board ulx3s-85f --mode streamed"
+                                             " --dsp off --json"}},
+        "baseline-int8-lut": {"luts": 49999, "logic_cells": 55069, "fmax_mhz": 45.59, "dsps": 0,
+                              "source": {"commit": "before cbcd124 (no counters, not pipelined)",
+                                         "command": "pnn build --board ulx3s-85f --baseline"
+                                                    " --json"}},
     },
 }
 
@@ -66,7 +75,7 @@ def load_reports(paths) -> tuple[str, EngineConfig, dict]:
     reps = []
     for path in paths:
         data = json.loads(Path(path).read_text())
-        reps += data if isinstance(data, list) else [data]
+        reps += [dict(r, _path=str(path)) for r in (data if isinstance(data, list) else [data])]
     if len({_cfg_key(r["config"]) for r in reps}) != 1:
         raise ValueError(f"reports are for more than one engine configuration: "
                          f"{sorted({(r['board'], r['rows'], r['cols']) for r in reps})}")
@@ -78,7 +87,8 @@ def load_reports(paths) -> tuple[str, EngineConfig, dict]:
         if not r.get("fits") or r.get("fmax_mhz") is None:
             continue          # synthesized but not placed and routed: no Fmax
         builds[r["design"]] = {"luts": r["luts"], "logic_cells": r["logic_cells"],
-                               "fmax_mhz": r["fmax_mhz"], "dsps": r.get("dsps", 0)}
+                               "fmax_mhz": r["fmax_mhz"], "dsps": r.get("dsps", 0),
+                               "source": {"report": r["_path"]}}
     return eng["board"], cfg, builds
 
 
@@ -157,7 +167,7 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
                          "pred": res.pred, "luts": b["luts"], "logic_cells": b["logic_cells"],
                          "dsps": b.get("dsps"), "fmax_mhz": b["fmax_mhz"], "inf_per_s": ips,
                          "inf_per_s_per_lc": ips / b["logic_cells"],
-                         "inf_per_s_per_lut4": ips / b["luts"]})
+                         "inf_per_s_per_lut4": ips / b["luts"], "source": b.get("source")})
     return rows
 
 
@@ -219,6 +229,9 @@ def format_table(rows: list[dict]) -> str:
                    f" | {r['ideal_cycles']} | {gold} | {r['logic_cells']} | {r['luts']}"
                    f" | {r['dsps']} | {r['fmax_mhz']} | {r['inf_per_s']:.0f}"
                    f" | {r['inf_per_s_per_lc']:.3f} | {r['inf_per_s_per_lut4']:.3f} |")
+    sources = {r["design"]: r.get("source") for r in rows if r.get("source")}
+    out += [""] + [f"{d}: " + ", ".join(f"{k} {v}" for k, v in src.items())
+                   for d, src in sources.items()]
     return "\n".join(out)
 
 
