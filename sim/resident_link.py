@@ -538,7 +538,7 @@ def _build_link(cfg: ResidentConfig, simulator: str, root):
     from cocotb_tools.runner import get_runner
 
     from ..hw.resident.system import ResidentSystem
-    from .runner import VERILATOR_ARGS, find_simulator, _build_lock
+    from .runner import VERILATOR_ARGS, find_simulator, verilator_sources, _build_lock
 
     find_simulator(simulator)
     key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -554,7 +554,8 @@ def _build_link(cfg: ResidentConfig, simulator: str, root):
         # ``always @*`` trigger registers as events at time 0 (under -g2012 it does not, and a
         # combinational block whose inputs never change, an FSM's idle state, stays X)
         get_runner(simulator).build(
-            sources=[src], hdl_toplevel=LINK_TOP, build_dir=build_dir, timescale=("1ns", "1ps"),
+            sources=verilator_sources(simulator, [src]), hdl_toplevel=LINK_TOP,
+            build_dir=build_dir, timescale=("1ns", "1ps"),
             build_args=VERILATOR_ARGS if simulator == "verilator" else ["-g2005"],
             log_file=build_dir / "build.log")
     return build_dir
@@ -574,7 +575,7 @@ def run_images_cocotb(bundle_path, cfg: ResidentConfig, indices, k: int, *,
 
     from cocotb_tools.runner import get_runner
 
-    from .runner import new_run_dir, _build_lock
+    from .runner import cocotb_env, new_run_dir, _build_lock
 
     t0 = time.perf_counter()
     build_dir = _build_link(cfg, simulator, build_root)
@@ -595,7 +596,8 @@ def run_images_cocotb(bundle_path, cfg: ResidentConfig, indices, k: int, *,
                 hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=test_dir,
                 results_xml=str(test_dir / "results.xml"),
                 extra_env={"PNN_RUN_CONFIG": str(conf_path),
-                           "PYTHONPATH": os.pathsep.join(sys.path)},
+                           "PYTHONPATH": os.pathsep.join(sys.path),
+                           **cocotb_env("progressivenn.sim.resident_link_cocotb")},
                 timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
         except SystemExit:
             pass

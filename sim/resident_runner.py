@@ -4,7 +4,6 @@ every run writes its configuration, log and report into a fresh folder of its ow
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -13,8 +12,9 @@ import time
 from pathlib import Path
 
 from ..hw.resident.layout import ResidentConfig
-from .runner import (VERILATOR_ARGS, find_simulator, new_run_dir, _build_lock, _failed_tests,
-                     cocotb_env, waves_file, waves_plusargs)
+from .runner import (VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, find_simulator, make_flags,
+                     new_run_dir, verilator_sources, _build_lock, _failed_tests, cocotb_env,
+                     waves_file, waves_plusargs)
 
 __all__ = ["build_resident", "run_resident_cocotb", "bench_top", "BENCH_TOP"]
 
@@ -124,28 +124,6 @@ def _coroutine_flags() -> list[str]:
     return ["-CFLAGS", "-fcoroutines"]
 
 
-#: make variables for the Verilator model's C++: verilated.mk compiles it with -Os; -O2 (with
-#: Verilator's -O3, fast X) simulates the resident engine about 1.5x faster (MNIST shape, image in
-#: to result out: 320,000-434,000 -> 460,000-613,000 cycles per CPU second) for about 10 % more
-#: build time (47 -> 52 CPU seconds)
-VERILATOR_MAKE_FLAGS = ["OPT_FAST=-O2", "OPT_GLOBAL=-O2"]
-
-
-@contextlib.contextmanager
-def _make_flags(flags: list[str]):
-    """``flags`` added to ``MAKEFLAGS`` (make takes variables given there as command-line ones,
-    overriding the makefile's) for the duration; the previous value restored after."""
-    before = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = " ".join(([before] if before else []) + flags)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = before
-
-
 def _up_to_date(target: Path, sources, stamp: Path, args: list[str]) -> bool:
     return (target.exists() and stamp.exists() and json.loads(stamp.read_text()) == args
             and all(target.stat().st_mtime >= Path(s).stat().st_mtime for s in sources))
@@ -167,23 +145,21 @@ def build_resident(cfg: ResidentConfig, simulator: str, root, *, generated=None,
     with _build_lock(build_dir) as lock:
         lock(True)
         verilog = _generate(cfg, build_dir / "rtl", generated)
-        sources = [verilog, _write_if_changed(build_dir / "rtl" / f"{BENCH_TOP}.v",
-                                              bench_top(cfg))]
+        sources = verilator_sources(simulator, [verilog]) + [
+            _write_if_changed(build_dir / "rtl" / f"{BENCH_TOP}.v", bench_top(cfg))]
         args: list[str] = []
         make: list[str] = []
         if simulator == "verilator":
             sources.insert(0, _write_if_changed(build_dir / "rtl" / f"{BENCH_TOP}.vlt",
                                                 _verilator_config()))
-            # --timing for the clock's delay; -O3 and fast X handling (Amaranth's Verilog
-            # initialises every register and never assigns X) for speed
-            args = VERILATOR_ARGS + ["--no-public-flat-rw", "--timing", "-O3", "--x-assign",
-                                     "fast", "--x-initial", "fast"] + _coroutine_flags()
+            # --timing for the clock's delay
+            args = VERILATOR_ARGS + ["--no-public-flat-rw", "--timing"] + _coroutine_flags()
             make = VERILATOR_MAKE_FLAGS
         target = build_dir / (BENCH_TOP if simulator == "verilator" else "sim.vvp")
         stamp = build_dir / "build_args.json"
         if not _up_to_date(target, sources, stamp, args + make):
             stamp.unlink(missing_ok=True)
-            with _make_flags(make):
+            with make_flags(make):
                 get_runner(simulator).build(
                     sources=sources, hdl_toplevel=BENCH_TOP, build_dir=build_dir,
                     timescale=("1ns", "1ps"), build_args=args, always=True,

@@ -141,3 +141,27 @@ def test_bench_top_and_build_reused(tmp_path):
     t0 = vvp.stat().st_mtime_ns
     assert build_resident(cfg, "icarus", tmp_path) == d
     assert vvp.stat().st_mtime_ns == t0
+
+
+@pytest.mark.skipif(not have_simulator("verilator"), reason="verilator is not installed")
+def test_verilator_lint_waivers(tmp_path):
+    """The generated resident Verilog as every Verilator build takes it (``verilator_sources``: the
+    lint waivers ``.vlt`` first, ``VERILATOR_ARGS``): no warning; without the waivers, Amaranth's
+    warnings (so the check can fail)."""
+    import subprocess
+
+    from progressivenn.hw.resident.generate import generate_resident_verilog
+    from progressivenn.sim.runner import VERILATOR_ARGS, find_simulator, verilator_sources
+
+    find_simulator("verilator")
+    v = generate_resident_verilog(small_cfg(), tmp_path)
+    counts = []
+    for srcs in ([v], verilator_sources("verilator", [v])):
+        r = subprocess.run(["verilator", "--lint-only", *VERILATOR_ARGS, "--top-module",
+                            "pnn_resident", *map(str, srcs)], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        counts.append(r.stderr.count("%Warning"))
+    assert [p.suffix for p in verilator_sources("verilator", [v])] == [".vlt", ".v"]
+    assert verilator_sources("icarus", [v]) == [v]
+    assert counts[0] > 0 and counts[1] == 0, counts
