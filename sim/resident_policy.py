@@ -232,7 +232,7 @@ def build_policy_verilog(cfg, simulator: str, root) -> "Path":
     from cocotb_tools.runner import get_runner
 
     from ..hw.resident.policy import PolicyEngine
-    from .runner import VERILATOR_ARGS, find_simulator, _build_lock
+    from .runner import VERILATOR_ARGS, find_simulator, verilator_sources, _build_lock
 
     find_simulator(simulator)
     key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -245,7 +245,8 @@ def build_policy_verilog(cfg, simulator: str, root) -> "Path":
             src.parent.mkdir(parents=True, exist_ok=True)
             src.write_text(text)
         get_runner(simulator).build(
-            sources=[src], hdl_toplevel="pnn_policy", build_dir=build_dir,
+            sources=verilator_sources(simulator, [src]), hdl_toplevel="pnn_policy",
+            build_dir=build_dir,
             timescale=("1ns", "1ps"),
             build_args=VERILATOR_ARGS if simulator == "verilator" else ["-g2005"],
             log_file=build_dir / "build.log")
