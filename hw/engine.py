@@ -12,7 +12,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .isa import EngineConfig, Op, CMD_WIDTH
+from .isa import EngineConfig, Kind, Op, CMD_WIDTH
 from .counters import Counters, events_layout
 from .exec_stage import ExecStage
 from .frontend import CommandFrontEnd
@@ -136,17 +136,18 @@ class Engine(wiring.Component):
             rs.issue.eq(st.issue_emit),
         ]
 
-        # result beats, or counter beats while READ_COUNTERS sends them
+        # result beats, and counter beats written into the result FIFO behind them: ``res`` is
+        # the FIFO's output register and ``res.ready`` reaches nothing else (Fmax)
+        wiring.connect(m, cnt.beats, rs.extra)
+        wiring.connect(m, rs.res, wiring.flipped(self.res))
         reading = cnt.reading
+        sent = self.res.valid & self.res.ready
         m.d.comb += [
-            self.res.valid.eq(Mux(reading, cnt.beats.valid, rs.res.valid)),
-            self.res.payload.eq(Mux(reading, cnt.beats.payload, rs.res.payload)),
-            rs.res.ready.eq(self.res.ready & ~reading),
-            cnt.beats.ready.eq(self.res.ready),
             cnt.events.eq(isa.pack_value(
                 events_layout, total=1, busy=st.issue, stall=st.seq_active & ~st.issue,
                 plane_passes=st.issue & st.plane_end, data_beats=ld.xfer,
-                result_beats=rs.res.valid & rs.res.ready)),
+                result_beats=sent & (isa.result_layout(cfg)(self.res.payload).kind
+                                     == Kind.RESULT))),
         ]
 
         run_idle = st.idle & ~rs.active

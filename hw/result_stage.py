@@ -40,10 +40,15 @@ class ResultStage(wiring.Component):
         A result-producing chunk is issued this cycle (takes a credit).
     hold : Out(1)
         No credit: the next result-producing chunk must wait.
+    extra : In(stream.Signature(cfg.res_width))
+        Other beats (the engine's counter beats) written into the result FIFO in order, so that
+        ``res`` is the FIFO's output register with no multiplexer behind it and ``res.ready``
+        reaches nothing but the FIFO. Taken only in a cycle without a result to write; the
+        engine sends them only while no result is in flight.
     res : Out(stream.Signature(cfg.res_width))
-        Result beats.
+        Result beats (and the ``extra`` beats).
     outstanding : Out(1)
-        Results issued but not yet delivered on ``res``.
+        Results issued, or ``extra`` beats taken, but not yet delivered on ``res``.
     active : Out(1)
         A slice is in the lanes or being presented.
 
@@ -65,6 +70,7 @@ class ResultStage(wiring.Component):
             "pp_wr": Out(WritePort.Signature(addr_width=self.ppaw, shape=cfg.pp_width)),
             "issue": In(1),
             "hold": Out(1),
+            "extra": In(stream.Signature(cfg.res_width)),
             "res": Out(stream.Signature(cfg.res_width)),
             "outstanding": Out(1),
             "active": Out(1),
@@ -177,19 +183,24 @@ class ResultStage(wiring.Component):
         # one whole-word assignment (isa.pack_value: no partial drivers for Icarus)
         beat = isa.pack_value(isa.result_layout(cfg), kind=Kind.RESULT.value, tag=o_tag.k,
                               body=res_y)
+        result = pp.o_valid & o_tag.last
         m.d.comb += [
-            rfifo.w_stream.valid.eq(pp.o_valid & o_tag.last),
-            rfifo.w_stream.payload.eq(beat),
+            rfifo.w_stream.valid.eq(result | self.extra.valid),
+            rfifo.w_stream.payload.eq(Mux(result, beat, self.extra.payload)),
+            self.extra.ready.eq(rfifo.w_stream.ready & ~result),
         ]
 
     def _credits(self, m):
-        """Results issued but not yet delivered never exceed the FIFO depth."""
+        """Results issued (and ``extra`` beats taken) but not yet delivered never exceed the FIFO
+        depth. An ``extra`` beat is taken only when the FIFO has room and never in a cycle that
+        issues a result (no result is in flight then)."""
         Q, depth = self.cfg.pp_slices, self.fifo_depth
         outstanding = Signal(range(depth + 1))
         delivered = self.res.valid & self.res.ready
-        with m.If(self.issue & ~delivered):
+        taken = self.issue | (self.extra.valid & self.extra.ready)
+        with m.If(taken & ~delivered):
             m.d.sync += outstanding.eq(outstanding + 1)
-        with m.Elif(~self.issue & delivered):
+        with m.Elif(~taken & delivered):
             m.d.sync += outstanding.eq(outstanding - 1)
         m.d.comb += self.outstanding.eq(outstanding != 0)
         if Q == 1:
