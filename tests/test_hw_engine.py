@@ -308,6 +308,28 @@ def test_engine_bubble_free_latency_and_counters():
     assert cnt["total"] >= run.beat_cycles[-7] - run.cmd_cycles[0]
 
 
+def test_engine_counter_beats_between_runs_under_back_pressure(seed=1):
+    """READ_COUNTERS between RUNs writes its beats into the result FIFO (they take credits like
+    results): under heavy back-pressure on ``res`` no result is lost or reordered, and each read
+    comes after every result before it and before every result after it."""
+    cfg = small_cfg(rows=2, cols=3, nbits=3)
+    layer = Layer(cfg, O=5, I=8, npos=4, seed=11)
+    cmds, data = layer.load_cmds()
+    eng = Engine(cfg)
+    first, second = layer.expected(k_end=3), layer.expected(k_end=2, every_plane=True)
+    seq = [isa.cmd_clear_counters(), *cmds, layer.run_cmd(k_end=3), isa.cmd_read_counters(),
+           layer.run_cmd(k_end=2, every_plane=True), isa.cmd_read_counters()]
+    run = run_engine(eng, seq, data, len(first) + len(second) + 12, seed=seed, p_cmd=0.2,
+                     p_data=0.2, p_res=0.8)
+    kinds = [b.kind for b in run.beats]
+    assert kinds == [0] * len(first) + [1] * 6 + [0] * len(second) + [1] * 6, kinds
+    check_beats(run.beats[:len(first)], first, "first RUN")
+    check_beats(run.beats[len(first) + 6:-6], second, "second RUN")
+    one, two = counters(run.beats[len(first):len(first) + 6]), counters(run.beats[-6:])
+    assert one["result_beats"] == len(first) and two["result_beats"] == len(first) + len(second)
+    assert one["data_beats"] == two["data_beats"] == len(data)
+
+
 def test_engine_single_run_latency():
     """The documented fixed latency (Engine.latency) for one RUN from idle."""
     cfg = small_cfg()
