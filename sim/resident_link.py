@@ -527,9 +527,9 @@ def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "re
     }
 
 
-def _build_link(cfg: ResidentConfig, simulator: str, root):
-    """Generate and build the Verilog of ``ResidentSystem(cfg, 100e6, None)`` (once per
-    configuration and simulator)."""
+def _build_link(cfg: ResidentConfig, simulator: str, root, engine: str | None = None):
+    """Generate and build the Verilog of ``ResidentSystem(cfg, 100e6, None, engine=engine)``
+    (once per configuration, engine and simulator; ``engine="policy"``: the policy wrapper)."""
     import hashlib
     import json
     from pathlib import Path
@@ -542,11 +542,12 @@ def _build_link(cfg: ResidentConfig, simulator: str, root):
 
     find_simulator(simulator)
     key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-    build_dir = (Path(root) / f"resident-link-{simulator}-{key}").resolve()
+    kind = "resident-link-policy" if engine == "policy" else "resident-link"
+    build_dir = (Path(root) / f"{kind}-{simulator}-{key}").resolve()
     with _build_lock(build_dir) as lock:
         lock(True)
         src = build_dir / "rtl" / f"{LINK_TOP}.v"
-        text = verilog.convert(ResidentSystem(cfg, 100e6, None), name=LINK_TOP)
+        text = verilog.convert(ResidentSystem(cfg, 100e6, None, engine=engine), name=LINK_TOP)
         if not src.exists() or src.read_text() != text:
             src.parent.mkdir(parents=True, exist_ok=True)
             src.write_text(text)
@@ -564,10 +565,12 @@ def _build_link(cfg: ResidentConfig, simulator: str, root):
 def run_images_cocotb(bundle_path, cfg: ResidentConfig, indices, k: int, *,
                       simulator: str = "icarus", tables: str = "retrained",
                       counters: bool = False, build_root="build/sim", timeout: float = 0.02,
-                      probe: float = 2e-4) -> dict:
+                      probe: float = 2e-4, policy: str | None = None,
+                      threshold: int = 950) -> dict:
     """:func:`run_images` inside Icarus or Verilator (``sim/resident_link_cocotb.py``) on the
     generated Verilog of the resident system; returns its report plus build/sim seconds and
-    the simulated cycles. ``timeout``/``probe`` are simulated seconds (10 ns cycles)."""
+    the simulated cycles. ``timeout``/``probe`` are simulated seconds (10 ns cycles).
+    ``policy``: the system with the policy wrapper, the images as one clip (:func:`run_images`)."""
     import json
     import os
     import sys
@@ -578,13 +581,14 @@ def run_images_cocotb(bundle_path, cfg: ResidentConfig, indices, k: int, *,
     from .runner import cocotb_env, new_run_dir, _build_lock
 
     t0 = time.perf_counter()
-    build_dir = _build_link(cfg, simulator, build_root)
+    build_dir = _build_link(cfg, simulator, build_root, "policy" if policy else None)
     build_s = time.perf_counter() - t0
     test_dir = new_run_dir(build_root, "resident-link")
     out = test_dir / "report.json"
     conf = {"bundle": str(Path(bundle_path).resolve()), "indices": [int(i) for i in indices],
             "k": k, "tables": tables, "counters": counters, "force_load": False,
-            "timeout": timeout, "probe": probe, "out": str(out)}
+            "timeout": timeout, "probe": probe, "policy": policy, "threshold": threshold,
+            "out": str(out)}
     conf_path = test_dir / "config.json"
     conf_path.write_text(json.dumps(conf, indent=1))
     t1 = time.perf_counter()

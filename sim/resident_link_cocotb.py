@@ -1,5 +1,6 @@
 """cocotb test module: ``pnn run``'s loop (:func:`.resident_link.run_images`) against the generated
-Verilog of ``ResidentSystem`` (byte streams, no UART bit timing) under Icarus or Verilator.
+Verilog of ``ResidentSystem`` (byte streams, no UART bit timing) under Icarus or Verilator; with
+``policy`` in the configuration, the system with the policy wrapper and the on-chip policy.
 
 Started by :func:`.resident_link.run_images_cocotb`, never imported by hand. The configuration
 comes as a JSON file named by ``PNN_RUN_CONFIG``; the report goes to the file it names (``out``).
@@ -83,7 +84,8 @@ async def pnn_run(dut):
         link = ResidentLink(port, timeout=conf["timeout"], probe=conf["probe"],
                             counters=conf["counters"])
         return run_images(link, bundle, conf["indices"], conf["k"], tables=conf["tables"],
-                          force_load=conf["force_load"], log=dut._log.info)
+                          force_load=conf["force_load"], log=dut._log.info,
+                          policy=conf.get("policy"), threshold=conf.get("threshold", 950))
 
     rep = await bridge(session)()
     rep["sim_cycles"] = port._now()

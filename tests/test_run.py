@@ -155,6 +155,23 @@ def test_run_policy_on_chip_agrees_with_the_golden_policy(bundle_dir, capsys, po
     assert all(r["path"] == r["golden_path"] and r["err"] == "OK" for r in rep["results"])
 
 
+@pytest.mark.slow
+def test_run_policy_on_verilator(bundle_dir, capsys, tmp_path):
+    """--policy on sim:verilator: the generated Verilog of the bridge + policy wrapper (with a
+    continuation memory) under cocotb agrees with the golden policy, logits and busy model."""
+    from bundles import have_simulator
+
+    if not have_simulator("verilator"):
+        pytest.skip("verilator is not installed")
+    code, out, err = _run(capsys, bundle_dir, "--port", "sim:verilator", "--policy", "hybrid",
+                          "--threshold", "500", "--images", "4", "--json", "--rows", "2",
+                          "--cols", "4", "--build-dir", str(tmp_path))
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["simulator"] == "verilator" and rep["all_agree"] and rep["agree"] == 4
+    assert rep["decisions_differ"] == rep["logit_mismatches"] == rep["busy_mismatches"] == 0
+
+
 def test_run_default_baud_is_the_boards_default():
     """`pnn run` talks to a board built by `pnn build` with no options."""
     from progressivenn.commands.run import DEFAULT_BAUD

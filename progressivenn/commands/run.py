@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("--k", type=int, default=None, help="planes per weight (default: the bundle's N)")
     p.add_argument("--policy", default=None, metavar="P",
                    help="choose k per image on chip: escalate, hybrid or fixed<k> (needs a board "
-                        "with the policy wrapper; the sim:amaranth ports have it)")
+                        "with the policy wrapper; every sim: port has it)")
     p.add_argument("--threshold", type=int, default=None, metavar="T",
                    help="the policy's target accuracy in per-mille, 0..1000 (default 950)")
     src = p.add_mutually_exclusive_group()
@@ -107,8 +107,11 @@ def _open_port(args, bundle, idx, k):
         cfg = replace(cfg, double_buffer=True)
     times = {"timeout": SIM_TIMES[0], "probe": SIM_TIMES[1]}
     engine = "policy" if args.policy is not None else None
-    if engine and args.port in ("sim:icarus", "sim:verilator"):
-        raise ValueError(f"--policy on {args.port} is not supported yet; use sim:amaranth")
+    if engine:      # the policy wrapper continues the first layer where its accumulators fit
+        from ..sim.resident import compile_program
+        from ..sim.resident_policy import continuation_config
+
+        cfg, _ = continuation_config(compile_program(bundle, cfg, args.tables))
     if args.port == "sim:amaranth":
         from ..sim.resident_link import AmaranthBytePort
 
@@ -125,8 +128,13 @@ def _open_port(args, bundle, idx, k):
 
     sim = args.port[4:]
     return run_images_cocotb(args.bundle, cfg, idx, k, simulator=sim, tables=args.tables,
-                             counters=args.counters, build_root=args.build_dir, **times), \
+                             counters=args.counters, build_root=args.build_dir, **times,
+                             policy=args.policy, threshold=_threshold(args)), \
         f"{sim} under cocotb, generated Verilog, bridge byte streams", {}
+
+
+def _threshold(args) -> int:
+    return 950 if args.threshold is None else args.threshold
 
 
 def run(args) -> int:
@@ -159,7 +167,7 @@ def run(args) -> int:
         try:
             rep = run_images(link, bundle, idx, k, tables=args.tables, force_load=args.force_load,
                              log=log, policy=args.policy, overlap=not args.no_overlap,
-                             threshold=950 if args.threshold is None else args.threshold)
+                             threshold=_threshold(args))
         finally:
             link.close()
     rep = {"port": args.port, "where": where, **rep}
