@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from ..hw.resident.layout import ResidentConfig
-from .runner import (VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, find_simulator, make_flags,
-                     new_run_dir, verilator_sources, _build_lock, _failed_tests, cocotb_env,
-                     waves_file, waves_plusargs)
+from .runner import (PUBLIC_PORTS_ONLY, VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, find_simulator,
+                     make_flags, new_run_dir, public_ports_config, verilator_sources,
+                     write_if_changed, _build_lock, _failed_tests, cocotb_env, waves_file,
+                     waves_plusargs)
 
 __all__ = ["build_resident", "run_resident_cocotb", "bench_top", "BENCH_TOP"]
 
@@ -55,23 +56,6 @@ def bench_top(cfg: ResidentConfig) -> str:
             f"  {TOP} engine({conn});\nendmodule\n")
 
 
-def _verilator_config() -> str:
-    """A Verilator configuration file making only the bench top's ports visible through VPI.
-
-    cocotb's runner passes ``--public-flat-rw`` (every signal public), which keeps Verilator from
-    optimising any of them away: the resident engine then simulates about 5x slower. The build
-    turns it off again (``--no-public-flat-rw``) and names the ports here instead."""
-    lines = ["`verilator_config", f"// {BENCH_TOP}: only the ports are visible to cocotb"]
-    lines += [f'public_flat_rw -module "{BENCH_TOP}" -var "{p}"' for p in PORTS]
-    return "\n".join(lines) + "\n"
-
-
-def _write_if_changed(path: Path, text: str) -> Path:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
-
-
 def _rtl_key(cfg: ResidentConfig) -> str:
     """What the generated Verilog depends on: the configuration, the RTL's Python sources (every
     module under ``hw/``) and the Amaranth version."""
@@ -98,7 +82,7 @@ def _generate(cfg: ResidentConfig, rtl: Path, generated=None) -> Path:
     stamp.unlink(missing_ok=True)
     if generated is not None:
         rtl.mkdir(parents=True, exist_ok=True)
-        _write_if_changed(verilog, Path(generated).read_text())
+        write_if_changed(verilog, Path(generated).read_text())
     else:
         verilog = generate_resident_verilog(cfg, rtl)   # rewritten only if its text changed
     stamp.write_text(key)
@@ -146,14 +130,14 @@ def build_resident(cfg: ResidentConfig, simulator: str, root, *, generated=None,
         lock(True)
         verilog = _generate(cfg, build_dir / "rtl", generated)
         sources = verilator_sources(simulator, [verilog]) + [
-            _write_if_changed(build_dir / "rtl" / f"{BENCH_TOP}.v", bench_top(cfg))]
+            write_if_changed(build_dir / "rtl" / f"{BENCH_TOP}.v", bench_top(cfg))]
         args: list[str] = []
         make: list[str] = []
         if simulator == "verilator":
-            sources.insert(0, _write_if_changed(build_dir / "rtl" / f"{BENCH_TOP}.vlt",
-                                                _verilator_config()))
+            sources.insert(0, write_if_changed(build_dir / "rtl" / f"{BENCH_TOP}.vlt",
+                                               public_ports_config(BENCH_TOP, PORTS)))
             # --timing for the clock's delay
-            args = VERILATOR_ARGS + ["--no-public-flat-rw", "--timing"] + _coroutine_flags()
+            args = VERILATOR_ARGS + PUBLIC_PORTS_ONLY + ["--timing"] + _coroutine_flags()
             make = VERILATOR_MAKE_FLAGS
         target = build_dir / (BENCH_TOP if simulator == "verilator" else "sim.vvp")
         stamp = build_dir / "build_args.json"

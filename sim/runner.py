@@ -29,7 +29,7 @@ from ..hw.isa import EngineConfig
 
 __all__ = ["SIMULATORS", "find_simulator", "build", "run_regression", "run_test_module",
            "new_run_dir", "cocotb_env", "VERILATOR_ARGS", "VERILATOR_MAKE_FLAGS", "make_flags",
-           "verilator_sources"]
+           "verilator_sources", "public_ports_config", "PUBLIC_PORTS_ONLY", "write_if_changed"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -60,6 +60,31 @@ def make_flags(flags: list[str]):
             os.environ["MAKEFLAGS"] = before
 
 
+def public_ports_config(top: str, ports) -> str:
+    """A Verilator configuration file making only ``ports`` of ``top`` visible through VPI.
+
+    cocotb's runner passes ``--public-flat-rw`` (every signal public), which keeps Verilator from
+    optimising any of them away: the resident engine then simulates about 5x slower. A build
+    that only drives and samples the top's ports turns it off again (``--no-public-flat-rw``,
+    :data:`PUBLIC_PORTS_ONLY`) and names the ports with this file instead."""
+    lines = ["`verilator_config", f"// {top}: only the ports are visible to cocotb"]
+    lines += [f'public_flat_rw -module "{top}" -var "{p}"' for p in ports]
+    return "\n".join(lines) + "\n"
+
+
+#: Verilator's arguments that, with :func:`public_ports_config`, keep only the ports public
+PUBLIC_PORTS_ONLY = ["--no-public-flat-rw"]
+
+
+def write_if_changed(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` unless it holds it already (so its time stamp, which decides
+    rebuilds, only moves when the text changed); return ``path``."""
+    path = Path(path)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def verilator_sources(simulator: str, sources) -> list[Path]:
     """``sources`` (generated Verilog) as a build takes them: under Verilator each ``<top>.v`` is
     preceded by its lint waivers ``<top>.vlt`` (``hw/vendor.py``; written next to it, rewritten
@@ -73,11 +98,8 @@ def verilator_sources(simulator: str, sources) -> list[Path]:
     vlts = []
     for s in sources:
         if s.suffix == ".v":
-            vlt = s.with_suffix(".vlt")
-            text = vendor.verilator_waivers(s.stem, [s.name])
-            if not vlt.exists() or vlt.read_text() != text:
-                vlt.write_text(text)
-            vlts.append(vlt)
+            vlts.append(write_if_changed(s.with_suffix(".vlt"),
+                                         vendor.verilator_waivers(s.stem, [s.name])))
     return vlts + sources
 
 
@@ -155,9 +177,16 @@ def _build(cfg: EngineConfig, simulator: str, build_dir: Path, waves: bool = Fal
 
     from ..hw.generate import generate_verilog
 
-    if sources is None:
-        sources = verilator_sources(simulator, [generate_verilog(cfg, build_dir / "rtl")])
     args, make = (VERILATOR_ARGS, VERILATOR_MAKE_FLAGS) if simulator == "verilator" else ([], [])
+    if sources is None:
+        verilog = generate_verilog(cfg, build_dir / "rtl")
+        sources = verilator_sources(simulator, [verilog])
+        if simulator == "verilator":       # the benches touch the engine's ports only
+            ports = [p["name"] for p in json.loads(verilog.with_suffix(".json").read_text())
+                     ["ports"]]
+            sources.insert(0, write_if_changed(verilog.with_name("pnn_engine_ports.vlt"),
+                                               public_ports_config("pnn_engine", ports)))
+            args = args + PUBLIC_PORTS_ONLY
     target = build_dir / ("pnn_engine" if simulator == "verilator" else "sim.vvp")
     stamp = forget_build_if_flags_changed(build_dir, target, args + make)
     with make_flags(make):
