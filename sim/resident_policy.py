@@ -199,6 +199,12 @@ def path_busy(prog, path, continued: bool) -> list:
             for i, pl in enumerate(prog.layers)]
 
 
+#: top of the policy engine's generated Verilog and the ports its cocotb bench uses
+POLICY_TOP = "pnn_policy"
+POLICY_PORTS = ("clk", "rst", "cmd__valid", "cmd__ready", "cmd__payload", "res__valid",
+                "res__ready", "res__payload")
+
+
 def _stream(prog, clips, policy) -> tuple[list, int]:
     """Every command beat of a policy run (network, gates, per frame image + RUN_POLICY) and the
     number of requests."""
@@ -222,8 +228,10 @@ def _split_answers(prog, beats: list) -> list:
 
 
 def build_policy_verilog(cfg, simulator: str, root) -> "Path":
-    """Generate and build the Verilog of ``PolicyEngine(cfg)`` (top ``pnn_policy``; once per
-    configuration and simulator, under ``root``). Returns the build folder."""
+    """Generate and build the Verilog of ``PolicyEngine(cfg)`` (top ``pnn_policy``) once per
+    configuration and simulator, under ``root``; a build newer than its sources and made with the
+    same arguments is reused. Verilator: only the top's ports are public (the bench drives and
+    samples nothing else). Returns the build folder."""
     import hashlib
     import json
     from pathlib import Path
@@ -232,24 +240,35 @@ def build_policy_verilog(cfg, simulator: str, root) -> "Path":
     from cocotb_tools.runner import get_runner
 
     from ..hw.resident.policy import PolicyEngine
-    from .runner import VERILATOR_ARGS, find_simulator, verilator_sources, _build_lock
+    from .resident_runner import _up_to_date
+    from .runner import (PUBLIC_PORTS_ONLY, VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, find_simulator,
+                         make_flags, public_ports_config, verilator_sources, write_if_changed,
+                         _build_lock)
 
     find_simulator(simulator)
     key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
     build_dir = (Path(root) / f"resident-policy-{simulator}-{key}").resolve()
     with _build_lock(build_dir) as lock:
         lock(True)
-        src = build_dir / "rtl" / "pnn_policy.v"
-        text = verilog.convert(PolicyEngine(cfg), name="pnn_policy")
-        if not src.exists() or src.read_text() != text:
-            src.parent.mkdir(parents=True, exist_ok=True)
-            src.write_text(text)
-        get_runner(simulator).build(
-            sources=verilator_sources(simulator, [src]), hdl_toplevel="pnn_policy",
-            build_dir=build_dir,
-            timescale=("1ns", "1ps"),
-            build_args=VERILATOR_ARGS if simulator == "verilator" else ["-g2005"],
-            log_file=build_dir / "build.log")
+        (build_dir / "rtl").mkdir(parents=True, exist_ok=True)
+        src = write_if_changed(build_dir / "rtl" / f"{POLICY_TOP}.v",
+                               verilog.convert(PolicyEngine(cfg), name=POLICY_TOP))
+        sources = verilator_sources(simulator, [src])
+        args, make = ["-g2005"], []
+        if simulator == "verilator":
+            sources.insert(0, write_if_changed(build_dir / "rtl" / "ports.vlt",
+                                               public_ports_config(POLICY_TOP, POLICY_PORTS)))
+            args, make = VERILATOR_ARGS + PUBLIC_PORTS_ONLY, VERILATOR_MAKE_FLAGS
+        target = build_dir / (POLICY_TOP if simulator == "verilator" else "sim.vvp")
+        stamp = build_dir / "build_args.json"
+        if not _up_to_date(target, sources, stamp, args + make):
+            stamp.unlink(missing_ok=True)
+            with make_flags(make):
+                get_runner(simulator).build(
+                    sources=sources, hdl_toplevel=POLICY_TOP, build_dir=build_dir,
+                    timescale=("1ns", "1ps"), build_args=args, always=True,
+                    log_file=build_dir / "build.log")
+            stamp.write_text(json.dumps(args + make))
     return build_dir
 
 
@@ -289,7 +308,7 @@ def run_clips_cocotb(prog, clips, policy, *, simulator: str = "verilator",
         lock(False)
         try:
             get_runner(simulator).test(
-                test_module=mod, hdl_toplevel="pnn_policy", hdl_toplevel_lang="verilog",
+                test_module=mod, hdl_toplevel=POLICY_TOP, hdl_toplevel_lang="verilog",
                 build_dir=build_dir, test_dir=run_dir, results_xml=str(run_dir / "results.xml"),
                 extra_env={"PNN_POLICY_CONFIG": str(run_dir / "config.json"),
                            "PYTHONPATH": os.pathsep.join(sys.path), **cocotb_env(mod)},
