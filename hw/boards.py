@@ -168,12 +168,14 @@ ULX3S_RESIDENT_CFG = ResidentConfig(double_buffer=True)
 #: yet, ``docs/boards.md``): the smallest configuration holding the digits net (2 x 8, no tap
 #: banks, 3520 of 4096 weight words, 232 of 256 table entries, 3 of 4 descriptors), the weights in
 #: one SPRAM and the program in block RAM (:data:`ICEBREAKER_RESIDENT_IMPL`).
-ICEBREAKER_RESIDENT_CFG = ResidentConfig(rows=2, cols=8, bbits=40, wdepth=4096, ppdepth=256,
-                                         fmdepth=256, max_layers=4, max_classes=10, taps=0,
+ICEBREAKER_RESIDENT_CFG = ResidentConfig(rows=2, cols=4, bbits=35, wdepth=8192, ppdepth=256,
+                                         fmdepth=512, max_layers=4, max_classes=10, taps=0,
                                          tapdepth=128)
 ICEBREAKER_RESIDENT_IMPL = ResidentImpl(prog_ram=True, weights_single_port=True,
                                         desc_from_ram=True, pp_read_late=True,
-                                        collisions_undefined=True)
+                                        collisions_undefined=True, pp_shared=True,
+                                        pp_merge_stages=True, results_ram=True, narrow_tags=True,
+                                        lean_bridge=True)
 
 #: ULX3S design clock: 25 MHz in, 30 MHz out of the PLL (25 * 6 / 5), so that 3 Mbaud (the
 #: FT231X's fastest rate) is exactly 10 clocks a bit; at 25 MHz the nearest divisor is 4% off.
@@ -348,11 +350,8 @@ class BoardTop(Elaboratable):
         """The UART core of the spec's mode at clock ``clk_hz``."""
         if self.spec.design_mode == "resident":
             from .resident.system import ResidentSystem
-            engine = self.engine
-            if engine is None and self.spec.resident_impl is not None:
-                from .resident.engine import ResidentEngine
-                engine = ResidentEngine(self.spec.resident, impl=self.spec.resident_impl)
-            return ResidentSystem(self.spec.resident, clk_hz, self.spec.baud, engine=engine)
+            return ResidentSystem(self.spec.resident, clk_hz, self.spec.baud, engine=self.engine,
+                                  impl=self.spec.resident_impl)
         div = divisor_for(clk_hz, self.spec.baud)
         return EngineOverUART(self.spec.cfg, divisor=div, engine=self.engine,
                               timeout=int(clk_hz // 4))

@@ -310,9 +310,18 @@ def _design(spec, baseline: bool, dsp: bool | None):
 
 
 def _single_port_weights(spec) -> bool:
-    """The resident engine's weight memory is single-ported (``ResidentImpl``)."""
+    """The resident engine has single-port memories for SPRAM (``ResidentImpl``: the weights,
+    the results memory)."""
+    return bool(_spram_memories(spec))
+
+
+def _spram_memories(spec) -> list:
+    """Names of the resident engine's memories tagged for SPRAM (``ResidentImpl``)."""
     impl = spec.resident_impl
-    return spec.design_mode == "resident" and impl is not None and impl.weights_single_port
+    if spec.design_mode != "resident" or impl is None:
+        return []
+    return [name for name, on in (("wmem", impl.weights_single_port),
+                                  ("resmem", impl.results_ram)) if on]
 
 
 #: resident engine memories whose reads never meet a write to the same word (``ResidentImpl``)
@@ -327,8 +336,7 @@ def _script_after_read(spec) -> str:
     and feature-map memories (no read-old-data emulation logic)."""
     impl = spec.resident_impl if spec.design_mode == "resident" else None
     lines = []
-    if _single_port_weights(spec):
-        lines.append("delete t:$meminit_v2 r:MEMID=\\\\wmem %i")
+    lines += [f"delete t:$meminit_v2 r:MEMID=\\\\{name} %i" for name in _spram_memories(spec)]
     if impl is not None and impl.collisions_undefined:
         lines += [f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\\\{name} %i"
                   for name in _NO_COLLISION_MEMORIES]

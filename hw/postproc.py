@@ -39,6 +39,14 @@ class PostProc(wiring.Component):
         Width of S (default 6).
     tag_width : int
         Side-band tag carried along, aligned with the output (default 0).
+    register_inputs : bool
+        Register every input first (stage 0, the default). False: the inputs feed the partial
+        products directly (latency 5; the caller presents registered values).
+    merge_stages : bool
+        False (the default): as below. True: stages 2 and 3 (``z = (acc[L:]*M << L) +
+        acc[:L]*M + B + round``, two carry chains) and stages 4 and 5 (shift, then clamp or
+        saturate) are each one registered stage: latency 2 less, about ``2*ZW + AW + MW + BW``
+        flip-flops less per lane, longer paths (for small, slow FPGAs).
 
     Members
     -------
@@ -73,7 +81,8 @@ class PostProc(wiring.Component):
 
     def __init__(self, *, lanes: int | None = None, acc_width: int, mbits: int, bbits: int,
                  abits: int, obits: int, shift_width: int = 6, tag_width: int = 0,
-                 rows: int | None = None):
+                 rows: int | None = None, register_inputs: bool = True,
+                 merge_stages: bool = False):
         if lanes is None:
             lanes = rows
         isa.check_args(self, ("lanes", lanes, 1, 256), ("acc_width", acc_width, 2),
@@ -83,6 +92,8 @@ class PostProc(wiring.Component):
         self.lanes, self.acc_width, self.mbits, self.bbits = lanes, acc_width, mbits, bbits
         self.abits, self.obits = abits, obits
         self.shift_width, self.tag_width = shift_width, tag_width
+        self.register_inputs = bool(register_inputs)
+        self.merge_stages = bool(merge_stages)
         super().__init__({
             "i_valid": In(1),
             "i_acc": In(lanes * acc_width),
@@ -103,7 +114,7 @@ class PostProc(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a vector at the inputs to its result at the outputs."""
-        return self.LATENCY
+        return self.LATENCY - (not self.register_inputs) - 2 * self.merge_stages
 
     @property
     def z_width(self) -> int:
@@ -132,11 +143,12 @@ class PostProc(wiring.Component):
         accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
         ms = [Signal(signed(MW), name=f"m{r}") for r in range(R)]
         bs = [Signal(signed(BW), name=f"b{r}") for r in range(R)]
-        m.d.sync += [v0.eq(self.i_valid), relu0.eq(self.i_relu), sh0.eq(word.shift),
-                     tag0.eq(self.i_tag)]
+        stage0 = m.d.sync if self.register_inputs else m.d.comb
+        stage0 += [v0.eq(self.i_valid), relu0.eq(self.i_relu), sh0.eq(word.shift),
+                   tag0.eq(self.i_tag)]
         for r in range(R):
-            m.d.sync += [accs[r].eq(self.i_acc[r * AW:(r + 1) * AW].as_signed()),
-                         ms[r].eq(word.lanes[r].m), bs[r].eq(word.lanes[r].b)]
+            stage0 += [accs[r].eq(self.i_acc[r * AW:(r + 1) * AW].as_signed()),
+                       ms[r].eq(word.lanes[r].m), bs[r].eq(word.lanes[r].b)]
 
         # stage 1: the two partial products acc[:L]*M and acc[L:]*M (registered: each maps to a
         # DSP block with its output registered), and beside them B + round constant
@@ -156,9 +168,10 @@ class PostProc(wiring.Component):
         v2, relu2, sh2, tag2 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
         prods = [Signal(signed(AW + MW), name=f"prod{r}") for r in range(R)]
         brnd2 = [Signal(b.shape(), name=f"brnd2_{r}") for r, b in enumerate(brnds)]
-        m.d.sync += [v2.eq(v1), relu2.eq(relu1), sh2.eq(sh1), tag2.eq(tag1)]
+        stage2 = m.d.comb if self.merge_stages else m.d.sync
+        stage2 += [v2.eq(v1), relu2.eq(relu1), sh2.eq(sh1), tag2.eq(tag1)]
         for r in range(R):
-            m.d.sync += [prods[r].eq((phis[r] << L) + plos[r]), brnd2[r].eq(brnds[r])]
+            stage2 += [prods[r].eq((phis[r] << L) + plos[r]), brnd2[r].eq(brnds[r])]
 
         # stage 3: z = prod + (B + round constant)
         v3, relu3, sh3, tag3 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
@@ -171,10 +184,11 @@ class PostProc(wiring.Component):
         v4, relu4 = Signal(), Signal()
         tag4 = Signal(self.tag_width)
         ysh = [Signal(signed(ZW), name=f"ysh{r}") for r in range(R)]
-        m.d.sync += [v4.eq(v3), relu4.eq(relu3), tag4.eq(tag3)]
+        stage4 = m.d.comb if self.merge_stages else m.d.sync
+        stage4 += [v4.eq(v3), relu4.eq(relu3), tag4.eq(tag3)]
         for r in range(R):
             # S > ZW-1: |acc*M + B| < 2^(S-1), so the rounded result is 0
-            m.d.sync += ysh[r].eq(Mux(sh3 > ZW - 1, 0, zs[r] >> sh3))
+            stage4 += ysh[r].eq(Mux(sh3 > ZW - 1, 0, zs[r] >> sh3))
 
         # stage 5: clamp (relu) or saturate (logits) by bit tests (no comparators) -> register
         v5 = Signal()

@@ -293,6 +293,11 @@ class FrameReceiver(wiring.Component):
         offered byte by byte on ``sbyte`` as it is parsed, before its CRC is known; the frame is
         then offered on ``frame`` (header only) if its CRC is good. The consumer must treat what
         it took from ``sbyte`` as unconfirmed until then (none by default: no ``sbyte``).
+    store_streamed : bool
+        (with ``stream_types``) the consumer may keep a stream byte in the payload register:
+        members ``s_store``/``s_at`` (store the byte on ``sbyte`` this cycle, taken or not, as
+        payload byte ``s_at``) and ``s_clear`` (payload register to 0, over a store), so that it
+        needs no word register of its own.
 
     Members
     -------
@@ -320,7 +325,8 @@ class FrameReceiver(wiring.Component):
     """
 
     def __init__(self, *, divisor, max_payload: int, fifo_depth: int = 512,
-                 credit_unit: int = 32, timeout: int = 0, stream_types=()):
+                 credit_unit: int = 32, timeout: int = 0, stream_types=(),
+                 store_streamed: bool = False):
         if divisor is not None:
             _check_divisor(divisor)
         _check_link(fifo_depth, credit_unit, timeout)
@@ -332,9 +338,14 @@ class FrameReceiver(wiring.Component):
         self.credit_unit = credit_unit
         self.timeout = timeout
         self.stream_types = tuple(int(t) for t in stream_types)
+        self.store_streamed = bool(store_streamed)
+        if self.store_streamed and not self.stream_types:
+            raise ValueError("store_streamed needs stream_types")
         ports = {"rx": In(1, init=1)} if divisor is not None else {"i": In(stream.Signature(8))}
         if self.stream_types:
             ports["sbyte"] = Out(stream.Signature(stream_byte_layout()))
+        if self.store_streamed:
+            ports |= {"s_store": In(1), "s_at": In(8), "s_clear": In(1)}
         super().__init__(ports | {
             "frame": Out(stream.Signature(frame_layout(max_payload))),
             "bad": Out(1),
@@ -486,6 +497,14 @@ class FrameReceiver(wiring.Component):
                 m.next = "CRC_HI"
         with m.Elif(~fifo.r_rdy & timed_out):
             m.next = "HUNT"
+        if self.store_streamed:      # the byte on ``sbyte`` (taken or not) into the register
+            with m.If(fifo.r_rdy & self.s_store):
+                with m.Switch(self.s_at):
+                    for lane in range(self.max_payload):
+                        with m.Case(lane):
+                            m.d.sync += f.payload[8 * lane:8 * lane + 8].eq(fifo.r_data)
+            with m.If(self.s_clear):
+                m.d.sync += f.payload.eq(0)
 
     def _credits(self, m, pop):
         popped = Signal(range(self.credit_unit))

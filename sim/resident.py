@@ -147,6 +147,7 @@ def _pp_words(t, O: int, ngroups: int, cfg: ResidentConfig) -> list:
     bits, then per row r of group g its M and B (0 beyond the ``O`` output channels)."""
     out = []
     stride = cfg.mbits + cfg.bbits
+    blim = 1 << (cfg.bbits - 1)
     for g in range(ngroups):
         for kk in range(1, cfg.nbits + 1):
             word = int(t.S[kk - 1])
@@ -154,6 +155,9 @@ def _pp_words(t, O: int, ngroups: int, cfg: ResidentConfig) -> list:
                 o = g * cfg.rows + r
                 mv = int(t.M[kk - 1][o]) if o < O else 0
                 bv = int(t.B[kk - 1][o]) if o < O else 0
+                if not -blim <= bv < blim:
+                    raise ResidentFitError(f"resident: a B of {bv} needs {bv.bit_length() + 1} "
+                                           f"bits, the configuration has bbits={cfg.bbits}")
                 word |= (mv & ((1 << cfg.mbits) - 1)) << (6 + r * stride)
                 word |= (bv & ((1 << cfg.bbits) - 1)) << (6 + r * stride + cfg.mbits)
             out.append(word)

@@ -421,10 +421,12 @@ def test_sim_engine_options_board_and_pp_lanes():
 
 def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
     """ResidentImpl (the iCEBreaker's: program memory in block RAM, single-port weight memory
-    for SPRAM) changes the netlist only: the same net, images, k and random back-pressure give
-    the same layers (against golden), classes, logits, busy counters and cycles as the default
-    engine; the memories carry the Yosys attributes, the default RTLIL none of them; the
-    iCEBreaker's resident build asks Yosys for SPRAM and drops the weights' zero init."""
+    for SPRAM, one post-processing lane per two rows with merged stages, logits and busy counts
+    in a results memory, narrow tags) changes the netlist only: the same net (a fused pool, a 1x1
+    convolution at k=2), images, k and random back-pressure give the same layers (against
+    golden), classes, logits, busy counters and cycles as the default engine; the memories carry
+    the Yosys attributes, the default RTLIL none of them; the iCEBreaker's resident build asks
+    Yosys for SPRAM and drops the zero init of its SPRAM memories."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -444,7 +446,9 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
     plain = rs.run_amaranth(prog, b.test_x, ks, **kw)
     impl = BOARDS["icebreaker"].resident_impl
     assert impl == ResidentImpl(prog_ram=True, weights_single_port=True, desc_from_ram=True,
-                                pp_read_late=True, collisions_undefined=True)
+                                pp_read_late=True, collisions_undefined=True, pp_shared=True,
+                                pp_merge_stages=True, results_ram=True, narrow_tags=True,
+                                lean_bridge=True)
     cls = eng_mod.ResidentEngine
     monkeypatch.setattr(eng_mod, "ResidentEngine", lambda cfg: cls(cfg, impl=impl))
     mapped = rs.run_amaranth(prog, b.test_x, ks, **kw)
@@ -470,12 +474,52 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
         ResidentImpl(desc_from_ram=True)
     with pytest.raises(ValueError, match="needs double_buffer off"):
         cls(small_cfg(double_buffer=True), impl=impl)
+    with pytest.raises(ValueError, match="pp_shared needs pp_read_late"):
+        ResidentImpl(pp_shared=True)
+    with pytest.raises(ValueError, match="results_ram needs pp_shared"):
+        ResidentImpl(results_ram=True)
+    with pytest.raises(ValueError, match="even number of rows"):
+        cls(small_cfg(rows=1), impl=ResidentImpl(pp_read_late=True, pp_shared=True))
     spec = board_spec("icebreaker", mode="resident")
     assert "-spram" in build._design(spec, False, None)[3]
     script = build._script_after_read(spec).splitlines()
-    assert script[0] == "delete t:$meminit_v2 r:MEMID=\\\\wmem %i"
-    assert script[1:] == [f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\\\{m} %i"
+    assert script[:2] == [f"delete t:$meminit_v2 r:MEMID=\\\\{m} %i" for m in ("wmem", "resmem")]
+    assert script[2:] == [f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\\\{m} %i"
                           for m in ("prog", "ppmem", "fmem")]
     streamed = board_spec("icebreaker")
     assert "-spram" not in build._design(streamed, False, None)[3]
     assert build._script_after_read(streamed) == ""
+
+
+def test_icebreaker_impl_behind_the_bridge():
+    """The iCEBreaker's ResidentImpl behind the resident bridge (the lean command word, logits
+    and busy counts in the results memory, one post-processing lane per two rows): a tiny net
+    loaded over the byte link (tap-bank images packed on chip), its class and logits at two k
+    equal golden's, its busy counters the cycle model's."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_resident_link import CFG, CYCLE, _golden, tiny  # noqa: E402
+
+    from progressivenn.hw.resident.layout import cmd_layout
+    from progressivenn.hw.resident.system import ResidentSystem
+    from progressivenn.sim import resident as rs
+    from progressivenn.sim.resident_link import AmaranthBytePort, ResidentLink
+
+    impl = BOARDS["icebreaker"].resident_impl
+    assert impl.lean_bridge and impl.results_ram and impl.pp_shared
+    cfg = replace(CFG, wdepth=4096)        # 12 address bits: the data field starts on a byte
+    system = ResidentSystem(cfg, 100e6, None, impl=impl)
+    assert system.bridge.lean and system.bridge._aligned and system.engine.impl == impl
+    assert cmd_layout(CFG)["data"].offset % 8      # CFG's 9 address bits: the mux packer
+    port = AmaranthBytePort(system, seed=1, max_cycles=3000, gap=0.1)
+    link = ResidentLink(port, timeout=60_000 * CYCLE, probe=3_000 * CYCLE, counters=True)
+    info = link.connect()
+    assert info["cfg"] == cfg
+    b = tiny()
+    prog = rs.compile_program(b, info["cfg"])
+    assert link.load(prog) is True
+    for i, k in ((0, 2), (1, 3)):
+        r = link.infer(b.test_x[i], k)
+        assert (r.cls, r.logits) == _golden(b, i, k) and r.k == k
+        assert r.busy == rs.expected_busy(prog, k)

@@ -135,6 +135,14 @@ class ResidentBridge(wiring.Component):
     features : int
         A byte the identify reply carries (``FEATURE_POLICY``: the policy wrapper is behind the
         bridge, its SUMMARY is wider).
+    lean : bool
+        ``ResidentImpl.lean_bridge``: when the command's data field starts on a byte (op and
+        address 8 or 16 bits) the packer keeps its word in the frame payload register (code l
+        of a word is stored as the command's data byte l; the register is cleared after each
+        beat) and offers the beat one cycle after the word's last code, only the op and
+        address come from a multiplexer; else only the op, address and first ``cols * abits``
+        data bits do. The data bits above ``cols * abits`` (ignored by WRITE_FM and WRITE_IMG)
+        are 0 or what the frame left there.
 
     Members
     -------
@@ -156,7 +164,8 @@ class ResidentBridge(wiring.Component):
 
     def __init__(self, cfg: ResidentConfig, *, divisor=None, fifo_depth: int = 512,
                  credit_unit: int = CREDIT_UNIT, timeout: int = 0, image_chunk: int = IMAGE_CHUNK,
-                 cmd_shape=None, res_shape=None, keep_ops=KEEP_OPS, features: int = 0):
+                 cmd_shape=None, res_shape=None, keep_ops=KEEP_OPS, features: int = 0,
+                 lean: bool = False):
         if not isinstance(cfg, ResidentConfig):
             raise TypeError(f"cfg must be a ResidentConfig, not {cfg!r}")
         if divisor is not None:
@@ -184,6 +193,11 @@ class ResidentBridge(wiring.Component):
         self.timeout = timeout
         self.keep_ops = tuple(int(getattr(o, "value", o)) for o in keep_ops)
         self.features = features
+        self.lean = bool(lean)
+        cs = self.cmd_shape
+        # lean: the packer keeps its word in the payload register when the data is byte-aligned
+        self._aligned = (cs["op"].offset, cs["addr"].offset) == (0, cs["op"].width) and \
+            cs["data"].offset % 8 == 0 and cs["addr"].offset + cs["addr"].width == cs["data"].offset
         self.kind_bytes = kind_bytes(cfg, features)
         self.ident = ident_prefix(cfg, fifo_depth=fifo_depth, credit_unit=credit_unit,
                                   max_payload=self.max_payload, features=features)
@@ -205,7 +219,8 @@ class ResidentBridge(wiring.Component):
         m.submodules.rxf = rxf = FrameReceiver(
             divisor=self.divisor, max_payload=self.reg_payload, fifo_depth=self.fifo_depth,
             credit_unit=self.credit_unit, timeout=self.timeout,
-            stream_types=(RChannel.IMAGE, RChannel.IMAGE_MORE))
+            stream_types=(RChannel.IMAGE, RChannel.IMAGE_MORE),
+            store_streamed=self.lean and self._aligned)
         m.submodules.snd = snd = MessageSender(
             divisor=self.divisor,
             max_body=max(len(self.ident) + IDENT_TAIL, 1 + max(self.kind_bytes.values())))
@@ -229,9 +244,20 @@ class ResidentBridge(wiring.Component):
         op_f = cs["op"]
         frame_op = f.payload[op_f.offset:op_f.offset + op_f.width]
         m.d.comb += self.net_hash.eq(st.hash)
-        packed = self._packer(m, rxf, st)
         in_seq = f.seq == st.expect
-        m.d.comb += self.cmd.payload.eq(Mux(rxf.sbyte.valid, packed, f.payload[:cs.size]))
+        if self.lean and self._aligned:   # the packed word in the payload register
+            head, pending = self._lean_packer(m, rxf, st)
+            lo = len(head)
+            m.d.comb += self.cmd.payload.eq(Cat(Mux(pending, head, f.payload[:lo]),
+                                                f.payload[lo:cs.size]))
+        elif self.lean:       # above the packed word's data: the payload register's bits
+            packed = self._packer(m, rxf, st)
+            lo = cs["data"].offset + self.cfg.cols * self.cfg.abits
+            m.d.comb += self.cmd.payload.eq(Cat(Mux(rxf.sbyte.valid, packed[:lo], f.payload[:lo]),
+                                                f.payload[lo:cs.size]))
+        else:
+            packed = self._packer(m, rxf, st)
+            m.d.comb += self.cmd.payload.eq(Mux(rxf.sbyte.valid, packed, f.payload[:cs.size]))
         with m.If(rxf.frame.valid):
             with m.Switch(f.type):
                 with m.Case(RChannel.CMD):
@@ -317,6 +343,44 @@ class ResidentBridge(wiring.Component):
             with m.If(sb.ready & (f.seq == st.expect)):
                 m.d.sync += ch.eq(Mux(ch_c == st.unit - 1, 0, ch_c + 1))
         return packed
+
+    def _lean_packer(self, m, rxf, st):
+        """``lean``: :meth:`_packer` with the word kept in the frame payload register (code l
+        stored as data byte l; cleared when its beat is taken). A word's last code is stored and
+        its beat offered from the next cycle on (``pending``); the code is taken from the parser
+        with the beat, so nothing is parsed meanwhile. Returns the beat's op and address bits
+        and ``pending``."""
+        C = self.cfg.cols
+        cs = self.cmd_shape
+        op_f, addr_f, data_f = cs["op"], cs["addr"], cs["data"]
+        f, sb = rxf.frame.payload, rxf.sbyte
+        lane = Signal(range(C))
+        ch = Signal(16)
+        addr = Signal(addr_f.width)
+        pending = Signal()
+        first, restart = sb.payload.first, sb.payload.first & (f.type == RChannel.IMAGE)
+        lane_c = Mux(first, 0, lane)
+        addr_c, ch_c = Mux(restart, 0, addr), Mux(restart, 0, ch)
+        flush = (lane_c == C - 1) | (ch_c == st.unit - 1) | sb.payload.last
+        m.d.comb += rxf.s_at.eq(data_f.offset // 8 + lane_c)
+        with m.If(sb.valid):
+            with m.If(f.seq != st.expect):                 # not packed (counted at its end)
+                m.d.comb += sb.ready.eq(1)
+            with m.Elif(flush):
+                m.d.comb += rxf.s_store.eq(1)
+                with m.If(pending):                        # the word is in the register
+                    m.d.comb += self.cmd.valid.eq(1)
+                    with m.If(self.cmd.ready):
+                        m.d.comb += [sb.ready.eq(1), rxf.s_clear.eq(1)]
+                        m.d.sync += [pending.eq(0), addr.eq(addr_c + 1), lane.eq(0)]
+                with m.Else():
+                    m.d.sync += pending.eq(1)
+            with m.Else():
+                m.d.comb += [sb.ready.eq(1), rxf.s_store.eq(1)]
+                m.d.sync += [addr.eq(addr_c), lane.eq(lane_c + 1)]
+            with m.If(sb.ready & (f.seq == st.expect)):
+                m.d.sync += ch.eq(Mux(ch_c == st.unit - 1, 0, ch_c + 1))
+        return Cat(st.img_op[:op_f.width], addr), pending
 
     # ---- board -> host -------------------------------------------------------------------------
     def _transmit(self, m, rxf, snd, st):

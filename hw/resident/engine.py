@@ -79,6 +79,10 @@ class ResidentEngine(wiring.Component):
             self._MustUse__silence = True
             raise ValueError("ResidentImpl(desc_from_ram=True) needs double_buffer off (the "
                              "first descriptor's win0 is adjusted in the descriptor register)")
+        if self.impl.pp_shared and (cfg.rows % 2 or cfg.adds):
+            self._MustUse__silence = True
+            raise ValueError(f"ResidentImpl(pp_shared=True) needs an even number of rows (not "
+                             f"{cfg.rows}) and no ADD unit (adds={cfg.adds})")
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
             "res": Out(stream.Signature(res_layout(cfg))),
@@ -128,6 +132,16 @@ class ResidentEngine(wiring.Component):
         fm_wr, fm_rd = fmem.write_port(granularity=cfg.abits), fmem.read_port()
         n.w_wr, n.w_rd, n.pp_wr, n.pp_rd = w_wr, w_rd, pp_wr, pp_rd
         n.pg_wr, n.pg_rd, n.fm_wr, n.fm_rd = pg_wr, pg_rd, fm_wr, fm_rd
+        if impl.results_ram:     # logit halves, then busy counts (ResidentImpl.results_ram)
+            depth = 2 * cfg.logit_groups + cfg.max_layers
+            m.submodules.resmem = resmem = Memory(shape=cfg.rows // 2 * cfg.obits, depth=depth,
+                                                  init=[], attrs={"ram_style": "huge"})
+            n.r_wr, n.r_rd = resmem.write_port(), resmem.read_port()
+            # one address (single-port RAM): a write's, else the answer's read address
+            n.r_addr = Signal(addr_width(depth), name="res_addr")
+            n.r_read = Signal(addr_width(depth), name="res_read")
+            m.d.comb += [n.r_addr.eq(n.r_read), n.r_wr.addr.eq(n.r_addr),
+                         n.r_rd.addr.eq(n.r_addr), n.r_rd.en.eq(~n.r_wr.en)]
         if cfg.accdepth:      # continuation memory: one word of R accumulators per (position, g)
             m.submodules.accmem = accmem = Memory(shape=cfg.rows * cfg.acc_width,
                                                   depth=cfg.accdepth, init=[])
@@ -138,12 +152,22 @@ class ResidentEngine(wiring.Component):
         cfg = self.cfg
         R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, cfg.acc_width
         m.submodules.win = n.win = win = WindowGen(cfg)
+        gsub_w, g_w = 8, 12
+        if self.impl.narrow_tags:      # every output word in the feature map, logits in the file
+            gsub_w = addr_width(cfg.groups_per_word)
+            g_w = addr_width(max(cfg.fmdepth * cfg.groups_per_word, cfg.logit_groups))
+        # pp_shared: ``half`` says which half of the group's rows the post-processing carries
         n.tag = data.StructLayout({"emit": 1, "tfirst": 1, "tlast": 1, "o_addr": len(win.o_addr),
-                                   "gsub": 8, "g": 12})
+                                   "gsub": gsub_w, "g": g_w,
+                                   **({"half": 1} if self.impl.pp_shared else {})})
         tw = n.tag.size
         m.submodules.pe = n.pe = PEArray(rows=R, cols=C, abits=A, acc_width=AW, tag_width=tw)
-        m.submodules.pp = n.pp = PostProc(rows=R, acc_width=AW, mbits=cfg.mbits, bbits=cfg.bbits,
-                                          abits=A, obits=cfg.obits, shift_width=SW, tag_width=tw)
+        shared = self.impl.pp_shared
+        m.submodules.pp = n.pp = PostProc(rows=R // 2 if shared else R, acc_width=AW,
+                                          mbits=cfg.mbits, bbits=cfg.bbits, abits=A,
+                                          obits=cfg.obits, shift_width=SW, tag_width=tw,
+                                          register_inputs=not shared,
+                                          merge_stages=self.impl.pp_merge_stages)
         n.desc = Signal(n.dl)
         if self.impl.desc_from_ram:      # the program memory's read data is the descriptor
             m.d.comb += n.desc.eq(n.pg_rd.data)
@@ -197,8 +221,10 @@ class ResidentEngine(wiring.Component):
         ``n.otag`` and ``n.rows_ok`` (row is a real output channel)."""
         cfg, win, pe, pp, desc = self.cfg, n.win, n.pe, n.pp, n.desc
         R, C, A, OW = cfg.rows, cfg.cols, cfg.abits, cfg.obits
-        s1 = {k: Signal(len(getattr(win, k)), name=f"s1_{k}")
-              for k in ("inb", "first", "load", "emit", "g", "o_addr", "gsub", "tfirst", "tlast")}
+        width = {k: len(getattr(win, k))
+                 for k in ("inb", "first", "load", "emit", "g", "o_addr", "gsub", "tfirst", "tlast")}
+        width.update(g=n.tag["g"].width, gsub=n.tag["gsub"].width)
+        s1 = {k: Signal(w, name=f"s1_{k}") for k, w in width.items()}
         n.s1_valid = s1_valid = Signal()
         m.d.sync += s1_valid.eq(win.active)
         m.d.sync += [s.eq(getattr(win, k)) for k, s in s1.items()]
@@ -227,6 +253,8 @@ class ResidentEngine(wiring.Component):
             d = Signal(len(s2_pp), name=f"pp_addr_d{i}")
             m.d.sync += d.eq(pp_addr)
             pp_addr = d
+        if self.impl.pp_shared:
+            pp_addr = self._pp_read_again(m, n, pp_addr)
         m.d.comb += n.pp_rd.addr.eq(pp_addr)
         if late:
             m.d.comb += pp_reg.eq(n.pp_rd.data)
@@ -238,6 +266,8 @@ class ResidentEngine(wiring.Component):
         n.add_busy = None
         if cfg.adds:
             pp_in = self._add_unit(m, n, pp_in)
+        if self.impl.pp_shared:
+            pp_in = self._pp_halves(m, n, pp_in)
         m.d.comb += [
             pe.i_valid.eq(s2_valid & ~n.pool), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x),
             pe.i_dbl.eq(s2["first"]), pe.i_load.eq(s2["load"]),
@@ -247,9 +277,47 @@ class ResidentEngine(wiring.Component):
             pp.i_pp.eq(pp_in[2]), pp.i_relu.eq(desc.relu), pp.i_tag.eq(pp_in[3]),
         ]
         n.otag = otag = data.View(n.tag, pp.o_tag)
-        n.ys = [pp.o_y[r * OW:(r + 1) * OW].as_signed() for r in range(R)]
-        n.rows_ok = [Signal(name=f"row_ok{r}") for r in range(R)]
-        m.d.comb += [ok.eq((otag.g * R + r) < desc.nout) for r, ok in enumerate(n.rows_ok)]
+        L = pp.lanes                 # R, or R/2 with pp_shared (rows L*half + i)
+        n.ys = [pp.o_y[r * OW:(r + 1) * OW].as_signed() for r in range(L)]
+        n.rows_ok = [Signal(name=f"row_ok{r}") for r in range(L)]
+        base = otag.g * R + otag.half * L if self.impl.pp_shared else otag.g * R
+        m.d.comb += [ok.eq((base + r) < desc.nout) for r, ok in enumerate(n.rows_ok)]
+
+    def _pp_read_again(self, m, n, addr):
+        """pp_shared: in the cycle a group leaves the PE array (its table entry is the read
+        data) the table reads the same entry again, for the group's second half the cycle
+        after. Returns the address the table reads."""
+        again = Signal(len(addr), name="pp_addr_again")
+        rd = Signal(len(addr), name="pp_addr_rd")
+        emit = n.pe.o_valid & data.View(n.tag, n.pe.o_tag).emit
+        m.d.comb += rd.eq(Mux(emit, again, addr))
+        m.d.sync += again.eq(rd)
+        return rd
+
+    def _pp_halves(self, m, n, pp_in):
+        """pp_shared: the post-processing inputs ``(valid, acc, table word, tag)`` of R rows
+        -> those of R/2 lanes: rows ``0 .. R/2-1`` in the cycle they come, rows ``R/2 ..`` the
+        cycle after (accumulators and tag held, the table entry read again), ``half`` set."""
+        cfg = self.cfg
+        H, AW = cfg.rows // 2, cfg.acc_width
+        valid, acc, word, tag = pp_in
+        full = data.View(isa.pp_word_layout(cfg.rows, cfg.mbits, cfg.bbits, SW), word)
+        second = Signal(name="pp_second")
+        hold_acc = Signal(H * AW, name="pp_hold_acc")
+        hold_tag = Signal(n.tag, name="pp_hold_tag")
+        m.d.sync += second.eq(valid)
+        with m.If(valid):
+            m.d.sync += [hold_acc.eq(acc[H * AW:]), hold_tag.eq(tag)]
+        lanes = Signal(isa.pp_word_layout(H, cfg.mbits, cfg.bbits, SW), name="pp_lanes_word")
+        m.d.comb += lanes.shift.eq(full.shift)
+        for i in range(H):
+            lo, hi = full.lanes[i], full.lanes[H + i]
+            m.d.comb += [lanes.lanes[i].m.eq(Mux(second, hi.m, lo.m)),
+                         lanes.lanes[i].b.eq(Mux(second, hi.b, lo.b))]
+        out_tag = Signal(n.tag, name="pp_lanes_tag")
+        m.d.comb += [out_tag.eq(Mux(second, hold_tag.as_value(), tag)), out_tag.half.eq(second)]
+        return (valid | second, Mux(second, hold_acc, acc[:H * AW]), lanes.as_value(),
+                out_tag.as_value())
 
     def _add_unit(self, m, n, pe_in):
         """ADD unit (``cfg.adds``): a residual add ``clamp((xa*Ma + xb*Mb + 2^(S-1)) >> S, 0,
@@ -329,22 +397,40 @@ class ResidentEngine(wiring.Component):
         if cfg.adds:                 # an ADD layer walks like a pool, writes like a convolution
             pool_wr = pool_wr & ~desc.add
         codes = [y[:A] for y in n.ys]
+        shared = self.impl.pp_shared        # the lanes carry half ``otag.half`` of the rows
+        L = len(codes)
         if cfg.fuse_groups:
-            pmax = Array(Signal(R * A, name=f"pmax{i}") for i in range(cfg.fuse_groups))
-            old = Signal(R * A, name="pmax_old")      # one multiplexer, not one per use
-            m.d.comb += old.eq(pmax[otag.g])
+            if shared:                        # one bank of maxima per half
+                banks = [Array(Signal(L * A, name=f"pmax{h}_{i}") for i in range(cfg.fuse_groups))
+                         for h in range(2)]
+                pmax = None
+            else:
+                pmax = Array(Signal(R * A, name=f"pmax{i}") for i in range(cfg.fuse_groups))
+            old = Signal(L * A, name="pmax_old")      # one multiplexer, not one per use
+            m.d.comb += old.eq(pmax[otag.g] if pmax is not None else
+                               Mux(otag.half, banks[1][otag.g], banks[0][otag.g]))
             codes = [Mux(otag.tfirst | (cd > old[r * A:(r + 1) * A]), cd, old[r * A:(r + 1) * A])
                      for r, cd in enumerate(codes)]
             with m.If(pp.o_valid & ~desc.last & ~otag.tlast):
-                m.d.sync += pmax[otag.g].eq(Cat(*codes))
+                if pmax is not None:
+                    m.d.sync += pmax[otag.g].eq(Cat(*codes))
+                else:
+                    with m.If(otag.half):
+                        m.d.sync += banks[1][otag.g].eq(Cat(*codes))
+                    with m.Else():
+                        m.d.sync += banks[0][otag.g].eq(Cat(*codes))
         codes = Cat(*codes)
         with m.If(pool_wr):
             m.d.comb += [fm_wr.addr.eq(s2["o_addr"]), fm_wr.data.eq(n.newmax),
                          fm_wr.en.eq((1 << C) - 1)]
         with m.Elif(conv_wr):
-            m.d.comb += [fm_wr.addr.eq(otag.o_addr), fm_wr.data.eq(Cat(*[codes] * GPW)),
-                         fm_wr.en.eq(Cat(*[(otag.gsub == s) & ok for s in range(GPW)
-                                           for ok in n.rows_ok]))]
+            if shared:                        # lane slot gsub*R + half*L + i
+                en = Cat(*[(otag.gsub == s) & (otag.half == h) & ok for s in range(GPW)
+                           for h in range(2) for ok in n.rows_ok])
+            else:
+                en = Cat(*[(otag.gsub == s) & ok for s in range(GPW) for ok in n.rows_ok])
+            m.d.comb += [fm_wr.addr.eq(otag.o_addr), fm_wr.data.eq(Cat(*[codes] * (C // L))),
+                         fm_wr.en.eq(en)]
         n.fm_busy = pool_wr | conv_wr
         img_addr = cmd.addr if n.wbuf is None else cmd.addr + Mux(n.wbuf, n.img_off, 0)
         with m.Else():
@@ -362,8 +448,15 @@ class ResidentEngine(wiring.Component):
         best. Every value is a named signal (nested expressions would repeat logic)."""
         cfg, pp, o_g = self.cfg, n.pp, n.otag.g
         R, OW = cfg.rows, cfg.obits
-        n.logits = logits = Array(Signal(R * OW, name=f"logits{i}")
-                                  for i in range(cfg.logit_groups))
+        shared = self.impl.pp_shared        # one file per half of the rows: logits[h][g]
+        if self.impl.results_ram:           # word 2g + h of the results memory
+            n.logits = None
+        elif shared:
+            n.logits = [Array(Signal(R // 2 * OW, name=f"logits{h}_{i}")
+                              for i in range(cfg.logit_groups)) for h in range(2)]
+        else:
+            n.logits = logits = Array(Signal(R * OW, name=f"logits{i}")
+                                      for i in range(cfg.logit_groups))
         best_v = Signal(signed(OW))
         n.best_i = best_i = Signal(12)
         n.have = have = Signal()
@@ -372,16 +465,26 @@ class ResidentEngine(wiring.Component):
         g_h = Signal()
         g_v = Signal(signed(OW))
         g_i = Signal(12)
-        m.d.sync += [g_h.eq(logit_wr & grp_h), g_v.eq(grp_v), g_i.eq(o_g * R + grp_i)]
+        row0 = o_g * R + n.otag.half * (R // 2) if shared else o_g * R
+        m.d.sync += [g_h.eq(logit_wr & grp_h), g_v.eq(grp_v), g_i.eq(row0 + grp_i)]
         with m.If(g_h & (~have | (g_v > best_v))):
             m.d.sync += [best_v.eq(g_v), best_i.eq(g_i), have.eq(1)]
         with m.If(logit_wr):
-            m.d.sync += logits[o_g].eq(pp.o_y)
+            if self.impl.results_ram:
+                m.d.comb += [n.r_addr.eq(Cat(n.otag.half, o_g)), n.r_wr.data.eq(pp.o_y),
+                             n.r_wr.en.eq(1)]
+            elif shared:
+                with m.If(n.otag.half):
+                    m.d.sync += n.logits[1][o_g].eq(pp.o_y)
+                with m.Else():
+                    m.d.sync += n.logits[0][o_g].eq(pp.o_y)
+            else:
+                m.d.sync += logits[o_g].eq(pp.o_y)
 
     def _argmax_tree(self, m, n):
         """Combinational argmax over one group's R rows: ``(any valid, value, row)``."""
         R, OW = self.cfg.rows, self.cfg.obits
-        cands = [(n.rows_ok[r], n.ys[r], Const(r, range(max(R, 2)))) for r in range(R)]
+        cands = [(n.rows_ok[r], n.ys[r], Const(r, range(max(R, 2)))) for r in range(len(n.ys))]
         level = 0
         while len(cands) > 1:
             nxt = []
@@ -405,7 +508,8 @@ class ResidentEngine(wiring.Component):
         n.counting = Signal()
         n.cycles = cycles = Signal(32)
         n.busy = busy = Signal(32)
-        n.busies = Array(Signal(32, name=f"busy{i}") for i in range(self.cfg.max_layers))
+        n.busies = (None if self.impl.results_ram else   # words 2*logit_groups + i
+                    Array(Signal(32, name=f"busy{i}") for i in range(self.cfg.max_layers)))
         with m.If(n.counting):
             m.d.sync += cycles.eq(cycles + 1)
         with m.If(n.win.active):
@@ -447,13 +551,19 @@ class ResidentEngine(wiring.Component):
         in_flight = win.active | n.s1_valid | n.s2_valid | n.pe.o_active | n.pp.o_active
         if n.add_busy is not None:
             in_flight = in_flight | n.add_busy
+        # a shorter post-processing (ResidentImpl): the drain lasts as long as with the default
+        lag = PostProc.LATENCY - n.pp.latency - self.impl.pp_shared
+        for i in range(lag):
+            late = Signal(name=f"pp_drain{i}")
+            m.d.sync += late.eq(n.pp.o_active if i == 0 else prev)
+            in_flight, prev = in_flight | late, late
         n.ridx = Signal(12)
         n.rd_addr = Signal(len(cmd.addr))
         m.d.comb += n.fm_rd.addr.eq(Mux(win.active, win.fm_addr, n.rd_addr))
         n.summ = Signal(summary_layout(cfg))
         m.d.comb += [n.summ.cls.eq(n.best_i), n.summ.k.eq(n.k), n.summ.cycles.eq(n.cycles)]
         n.cnt = Signal(counter_layout(cfg))
-        m.d.comb += n.cnt.busy.eq(n.busies[n.ridx])
+        m.d.comb += n.cnt.busy.eq(n.r_rd.data if n.busies is None else n.busies[n.ridx])
 
         # ``alive`` rises one cycle after reset: an event for event-driven simulators (Icarus)
         # whose combinational blocks would otherwise never see the initial state
@@ -514,7 +624,11 @@ class ResidentEngine(wiring.Component):
             m.next = "RUN"
         with m.State("RUN"):
             with m.If(~in_flight):
-                m.d.sync += n.busies[n.layer].eq(n.busy)
+                if n.busies is None:
+                    m.d.comb += [n.r_addr.eq(2 * self.cfg.logit_groups + n.layer),
+                                 n.r_wr.data.eq(n.busy), n.r_wr.en.eq(1)]
+                else:
+                    m.d.sync += n.busies[n.layer].eq(n.busy)
                 if self.cfg.accdepth:
                     with m.If(n.save):
                         m.d.sync += [n.first.eq(0), n.saved_k.eq(n.k)]
@@ -534,10 +648,15 @@ class ResidentEngine(wiring.Component):
                          out.data.eq(n.summ)]
             with m.If(self.res.ready):
                 m.d.sync += [n.counting.eq(0), ridx.eq(0)]
-                m.next = "LOGITS"
+                m.next = "LOGIT_LO" if self.impl.results_ram else "LOGITS"
+        if self.impl.results_ram:
+            self._answer_from_ram(m, n)
+            return self._read_states(m, n)
         with m.State("LOGITS"):
             m.d.comb += [self.res.valid.eq(1), out.kind.eq(ResKind.LOGITS),
-                         out.index.eq(ridx), out.data.eq(n.logits[ridx])]
+                         out.index.eq(ridx),
+                         out.data.eq(Cat(n.logits[0][ridx], n.logits[1][ridx])
+                                     if self.impl.pp_shared else n.logits[ridx])]
             with m.If(self.res.ready):
                 with m.If(ridx == n.desc.ngroups - 1):
                     m.d.sync += ridx.eq(0)
@@ -551,6 +670,11 @@ class ResidentEngine(wiring.Component):
                 m.d.sync += ridx.eq(ridx + 1)
                 with m.If(ridx == n.layer):
                     m.next = "IDLE"
+        self._read_states(m, n)
+
+    def _read_states(self, m, n):
+        """READ_FM's answer: the FM_WORD (read data one cycle after the address)."""
+        out = self.res.payload
         with m.State("READ_WAIT"):
             m.next = "READ_OUT"
         with m.State("READ_OUT"):
@@ -558,6 +682,44 @@ class ResidentEngine(wiring.Component):
                          out.index.eq(0), out.data.eq(n.fm_rd.data)]
             with m.If(self.res.ready):
                 m.next = "IDLE"
+
+    def _answer_from_ram(self, m, n):
+        """``ResidentImpl.results_ram``: LOGITS beat g reads words 2g (kept) and 2g+1 of the
+        results memory, COUNTER beat i word ``2*logit_groups + i``; a beat is offered once its
+        words are read (its address held while it waits)."""
+        out, ridx, res = self.res.payload, n.ridx, self.res
+        lo = Signal(len(n.r_rd.data), name="logit_lo")
+        hi = Cat(Const(1, 1), ridx)
+        cnt = 2 * self.cfg.logit_groups + ridx
+        with m.State("LOGIT_LO"):
+            m.d.comb += n.r_read.eq(Cat(Const(0, 1), ridx))
+            m.next = "LOGIT_HI"
+        with m.State("LOGIT_HI"):
+            m.d.comb += n.r_read.eq(hi)
+            m.d.sync += lo.eq(n.r_rd.data)
+            m.next = "LOGITS"
+        with m.State("LOGITS"):
+            m.d.comb += [n.r_read.eq(hi), res.valid.eq(1), out.kind.eq(ResKind.LOGITS),
+                         out.index.eq(ridx), out.data.eq(Cat(lo, n.r_rd.data))]
+            with m.If(res.ready):
+                with m.If(ridx == n.desc.ngroups - 1):
+                    m.d.sync += ridx.eq(0)
+                    m.next = "COUNTER_RD"
+                with m.Else():
+                    m.d.sync += ridx.eq(ridx + 1)
+                    m.next = "LOGIT_LO"
+        with m.State("COUNTER_RD"):
+            m.d.comb += n.r_read.eq(cnt)
+            m.next = "COUNTERS"
+        with m.State("COUNTERS"):
+            m.d.comb += [n.r_read.eq(cnt), res.valid.eq(1), out.kind.eq(ResKind.COUNTER),
+                         out.index.eq(ridx), out.data.eq(n.cnt)]
+            with m.If(res.ready):
+                m.d.sync += ridx.eq(ridx + 1)
+                with m.If(ridx == n.layer):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "COUNTER_RD"
 
     def _tap_banks(self, m, win, accept, cmd, wbuf=None, rbuf=None):
         """Tap banks of a one-channel first layer: ``taps`` copies of the image, C pixels a word;

@@ -49,6 +49,41 @@ class ResidentImpl:
     region and reads earlier ones, the next image goes to the other buffer, and READ_FM reads
     while nothing is written. A hand-made program whose layer writes the region it reads would
     read undefined words on the board.
+
+    ``pp_shared`` (needs ``pp_read_late``; rows even, no ``cfg.adds``): ``rows/2``
+    post-processing lanes instead of ``rows``. An output group's accumulators go through them
+    in two halves: rows ``0 .. R/2-1`` in the cycle the group leaves the PE array (the lanes'
+    input register is left out: latency ``PostProc.LATENCY - 1``), rows ``R/2 .. R-1`` the
+    cycle after from a holding register (the table entry is read again in that cycle), so the
+    last result of a layer is written in the same cycle as with one lane per row and every
+    cycle count stays the same. The write-back, the logits and the argmax take one half per
+    cycle. Needs two cycles between groups leaving the array: ``planes x nchunks >= 2`` for
+    every convolution (every 3x3 or wider kernel, every layer with more than ``cols`` input
+    channels, any layer at ``k >= 2``); a program with a one-chunk convolution (a 1x1 kernel
+    over at most ``cols`` channels) run at ``k = 1`` would lose outputs.
+
+    ``pp_merge_stages``: the post-processing unit merges two pairs of its stages
+    (``PostProc(merge_stages=True)``: latency 2 less, about 200 flip-flops less per lane, longer
+    paths); the layer's drain is held 2 cycles longer, so every cycle count stays the same.
+
+    ``results_ram`` (needs ``pp_shared``): the logits and the per-layer busy counters are kept
+    in a single-port memory of ``rows/2 * obits``-bit words (``ram_style = "huge"``: SPRAM with
+    ``synth_ice40 -spram``; word ``2g + h`` is half h of logit group g, word ``2 *
+    logit_groups + i`` the busy count of layer i) instead of flip-flops; it is written while the
+    RUN computes (a logit half per cycle, a busy count when its layer ends) and read while the
+    answer is sent (two reads per LOGITS beat, one per COUNTER beat: the beats are offered a
+    few cycles apart, their words and the SUMMARY's cycle count are the same).
+
+    ``narrow_tags``: the output group and lane slice carried along the chunk pipeline (stages
+    S1, S2, the PE array and the post-processing) are as wide as the configuration needs
+    (``g < max(fmdepth * cols/rows, logit_groups)``: every output word of a layer lies in the
+    feature map, every logit group in the logit file; the slice ``< cols/rows``) instead of 12
+    and 8 bits.
+
+    ``lean_bridge`` (:class:`.bridge.ResidentBridge`): a packed image beat (WRITE_FM /
+    WRITE_IMG from IMAGE frames) drives only the command's op, address and first ``cols *
+    abits`` data bits; the data bits above (which those ops ignore) come from the frame payload
+    register instead of being forced to 0, so no multiplexer is built for them.
     """
 
     prog_ram: bool = False
@@ -56,11 +91,22 @@ class ResidentImpl:
     desc_from_ram: bool = False
     pp_read_late: bool = False
     collisions_undefined: bool = False
+    pp_shared: bool = False
+    pp_merge_stages: bool = False
+    results_ram: bool = False
+    narrow_tags: bool = False
+    lean_bridge: bool = False
 
     def __post_init__(self):
         for name in ("prog_ram", "weights_single_port", "desc_from_ram", "pp_read_late",
-                     "collisions_undefined"):
+                     "collisions_undefined", "pp_shared", "pp_merge_stages", "results_ram",
+                     "narrow_tags", "lean_bridge"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.desc_from_ram and not self.prog_ram:
             raise ValueError("desc_from_ram needs prog_ram (block RAM read data is registered)")
+        if self.pp_shared and not self.pp_read_late:
+            raise ValueError("pp_shared needs pp_read_late (the table entry is read again for "
+                             "the second half)")
+        if self.results_ram and not self.pp_shared:
+            raise ValueError("results_ram needs pp_shared (a logit word is half a group)")

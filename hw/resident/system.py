@@ -32,6 +32,9 @@ class ResidentSystem(wiring.Component):
         so in the identify reply.
     fifo_depth, credit_unit, image_chunk, features : int
         Passed to the bridge.
+    impl : ResidentImpl or None
+        Netlist options (:class:`.impl.ResidentImpl`): the default engine is built with them,
+        the bridge takes ``lean_bridge``.
 
     Members
     -------
@@ -46,7 +49,7 @@ class ResidentSystem(wiring.Component):
 
     def __init__(self, cfg: ResidentConfig, clk_freq: float, baud: int | None = 115200, *,
                  engine=None, fifo_depth: int = 512, credit_unit: int = CREDIT_UNIT,
-                 image_chunk: int = IMAGE_CHUNK, features: int = 0):
+                 image_chunk: int = IMAGE_CHUNK, features: int = 0, impl=None):
         if not isinstance(cfg, ResidentConfig):
             raise TypeError(f"cfg must be a ResidentConfig, not {cfg!r}")
         self.cfg = cfg
@@ -59,13 +62,13 @@ class ResidentSystem(wiring.Component):
             engine, features = PolicyEngine(cfg), features | FEATURE_POLICY
         elif engine is None:
             from .engine import ResidentEngine
-            engine = ResidentEngine(cfg)
+            engine = ResidentEngine(cfg) if impl is None else ResidentEngine(cfg, impl=impl)
         self.engine = engine
         self.bridge = ResidentBridge(
             cfg, divisor=self.divisor, fifo_depth=fifo_depth, credit_unit=credit_unit,
             timeout=int(clk_freq * 0.25) if baud is not None else 0, image_chunk=image_chunk,
             cmd_shape=engine.cmd.payload.shape(), res_shape=engine.res.payload.shape(),
-            features=features)
+            features=features, lean=impl is not None and impl.lean_bridge)
         pins = ({"rx": In(1, init=1), "tx": Out(1, init=1)} if baud is not None else
                 {"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
         super().__init__(pins | {"error": Out(1)})
