@@ -38,9 +38,12 @@ def _config() -> dict:
 
 
 async def _start(dut, conf):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     eng = CocotbEngine(dut, stall=conf.get("stall", 0.0), seed=conf.get("seed", 0),
                        idle=conf.get("idle"), backpressure=conf.get("backpressure"))
+    # the clock toggled by the simulator interface's C++ (no Python per edge: the regression
+    # of test_cocotb's verilator run, 2 images x 4 k, 6.0-6.3 instead of 6.7-7.1 CPU s)
+    eng.clock = Clock(dut.clk, 10, unit="ns", impl="gpi")
+    eng.clock.start()
     await eng.reset()
     return eng
 

@@ -65,6 +65,7 @@ class CocotbEngine:
         self.backpressure = pauses(stall if backpressure is None else backpressure, seed + 1)
         self._tasks = []
         self.fault = 0  # > 0: flip a result bit in the fault-th result word (judge self-test)
+        self.clock = None  # the cocotb Clock a bench started on ``clk``, kept referenced here
 
     async def reset(self, cycles: int = 3) -> None:
         dut = self.dut
