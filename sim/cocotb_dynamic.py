@@ -46,8 +46,9 @@ async def dynamic_policies(dut):
         frames = z["frames"]
     gates = GateTable.from_json(conf["gates"])
     tables = conf.get("tables", "retrained")
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     eng = CocotbEngine(dut, stall=conf.get("stall", 0.0), seed=conf.get("seed", 0))
+    eng.clock = Clock(dut.clk, 10, unit="ns", impl="gpi")   # C++ clock, as in cocotb_bench
+    eng.clock.start()
     await eng.reset()
     report = {"points": [], "error": None}
     t0 = time.perf_counter()
