@@ -187,7 +187,7 @@ def test_continuation_memory_must_hold_the_first_layer():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sim", ["verilator"])
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_policy_engine_verilog_under_cocotb(sim, tmp_path):
     """The policy engine's generated Verilog (with continuation) replays the same stream: every
     frame's decision, logits and per-layer busy equal golden + the continuation model."""
