@@ -37,8 +37,8 @@ __all__ = ["BUILDS", "load_reports", "throughput_per_lut", "format_table", "resi
 #: report's path instead.
 BUILDS = {
     "ulx3s-85f": {
-        "engine": {"luts": 4570, "logic_cells": 8356, "fmax_mhz": 73.62, "dsps": 5,
-                   "source": {"commit": "349026e with the engine files of 1aa5be9",
+        "engine": {"luts": 4755, "logic_cells": 8539, "fmax_mhz": 101.39, "dsps": 5,
+                   "source": {"commit": "f708a29",
                               "command": "pnn build --board ulx3s-85f --mode streamed --json"}},
         "engine-lut": {"luts": 7070, "logic_cells": 10966, "fmax_mhz": 72.73, "dsps": 0,
                        "source": {"commit": "349026e with the engine files of 1aa5be9",
