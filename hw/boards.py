@@ -101,8 +101,8 @@ class BoardSpec:
     resident configuration fits the board). ``clk_hz`` is the design clock made by the board's
     PLL (None: the board clock itself); ``baud`` the UART rate, exact enough at that clock.
     ``mode`` is the design :class:`BoardTop` builds (set by :func:`board_spec`; empty: the
-    board's default, resident where it fits). ``default`` overrides that default (the
-    iCEBreaker has a resident configuration that does not fit yet: streamed stays its default).
+    board's default, resident where it fits). ``default`` overrides that default (e.g. a
+    board whose resident configuration does not fit; none now).
     ``resident_impl`` maps the resident engine's memories (:class:`~.resident.impl.ResidentImpl`;
     None: the defaults)."""
 
@@ -164,10 +164,13 @@ ULX3S_12F_CFG = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=102
 #: image in flight: the link alone bounds images/s, ``docs/boards.md``).
 ULX3S_RESIDENT_CFG = ResidentConfig(double_buffer=True)
 
-#: Resident mode on the iCEBreaker (``--mode resident``; not the default: it does not fit the UP5K
-#: yet, ``docs/boards.md``): the smallest configuration holding the digits net (2 x 8, no tap
-#: banks, 3520 of 4096 weight words, 232 of 256 table entries, 3 of 4 descriptors), the weights in
-#: one SPRAM and the program in block RAM (:data:`ICEBREAKER_RESIDENT_IMPL`).
+#: Resident mode on the iCEBreaker (its default; ``--mode streamed``: the 4 x 8 streamed engine;
+#: ``docs/boards.md``):
+#: 2 x 4, no tap banks, bbits 35 (a 112-bit table entry: 7 EBR; the demo digits bundle needs 34),
+#: the digits net in 6464 of 8192 weight words, 232 of 256 table entries, 4 of 4 descriptors; the
+#: weights in one SPRAM, the program in block RAM, one post-processing lane, logits and busy
+#: counters in two SPRAMs, the image packer in the frame register (:data:`ICEBREAKER_RESIDENT_IMPL`:
+#: 5011 of 5280 logic cells, 30 of 30 EBR, 20.09 MHz at the board's 12 MHz).
 ICEBREAKER_RESIDENT_CFG = ResidentConfig(rows=2, cols=4, bbits=35, wdepth=8192, ppdepth=256,
                                          fmdepth=512, max_layers=4, max_classes=10, taps=0,
                                          tapdepth=128)
@@ -188,7 +191,7 @@ BOARDS: dict[str, BoardSpec] = {
     "icebreaker": BoardSpec(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", ICEBREAKER_CFG,
         baud=FAST_BAUD, note="iCE40UP5K-SG48, 12 MHz", synth_opts=("-dsp",),
-        resident=ICEBREAKER_RESIDENT_CFG, default="streamed",
+        resident=ICEBREAKER_RESIDENT_CFG,
         resident_impl=ICEBREAKER_RESIDENT_IMPL),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ULX3S_BIG_CFG,

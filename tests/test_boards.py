@@ -30,7 +30,7 @@ def test_board_configs_are_valid_and_baud_divisors_exact():
             prm = ecp5_pll_params(board_platform(spec).default_clk_frequency, spec.clk_hz)
             assert 25e6 * prm["CLKFB_DIV"] / prm["CLKI_DIV"] == spec.clk_hz, name
         assert spec.cfg.data_width <= 2040 and spec.cfg.res_width <= 2040
-    assert board_spec("icebreaker", rows=1).cfg.rows == 1
+    assert board_spec("icebreaker", rows=1, mode="streamed").cfg.rows == 1
     from progressivenn.commands import build as build_cmd
     assert build_cmd._BOARDS == tuple(BOARDS)
     with pytest.raises(ValueError, match="unknown board"):
@@ -66,8 +66,8 @@ def test_modes_per_board():
             assert board_spec(name, mode="resident").design_mode == "resident"
             rs.compile_program(digits, spec.resident)          # fits (else ResidentFitError)
     rs.compile_program(mnist, BOARDS["ulx3s-85f"].resident)
-    # the iCEBreaker's resident design does not fit the UP5K yet (docs/boards.md)
-    assert BOARDS["icebreaker"].default_mode == "streamed"
+    # the iCEBreaker's 2 x 4 resident design fits the UP5K (docs/boards.md): its default
+    assert BOARDS["icebreaker"].default_mode == "resident"
     assert board_spec("ulx3s-85f", baud=115200).baud == 115200
     with pytest.raises(ValueError, match="ulx3s-12f has no resident configuration"):
         board_spec("ulx3s-12f", mode="resident")
@@ -486,7 +486,7 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
     assert script[:2] == [f"delete t:$meminit_v2 r:MEMID=\\\\{m} %i" for m in ("wmem", "resmem")]
     assert script[2:] == [f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:MEMID=\\\\{m} %i"
                           for m in ("prog", "ppmem", "fmem")]
-    streamed = board_spec("icebreaker")
+    streamed = board_spec("icebreaker", mode="streamed")
     assert "-spram" not in build._design(streamed, False, None)[3]
     assert build._script_after_read(streamed) == ""
 
