@@ -235,10 +235,14 @@ def board_spec(name: str, *, rows: int | None = None, cols: int | None = None,
     over = {k: v for k, v in (("rows", rows), ("cols", cols)) if v is not None}
     if mode == "resident":
         if pp_lanes is not None:
-            raise ValueError("--pp-lanes is a streamed-engine option (the resident engine has one"
-                             " post-processing lane per row)")
+            raise ValueError("--pp-lanes is a streamed-engine option (the resident engine's "
+                             "post-processing lanes follow its rows)")
         if over:
             spec = replace(spec, resident=replace(spec.resident, **over))
+        impl = spec.resident_impl
+        if impl is not None and impl.pp_shared and spec.resident.rows % 2:
+            raise ValueError(f"{name}'s resident engine shares a post-processing lane between two "
+                             f"rows: --rows must be even, not {spec.resident.rows}")
         return spec
     if pp_lanes is not None:
         over["pp_lanes"] = pp_lanes

@@ -73,6 +73,8 @@ def test_modes_per_board():
         board_spec("ulx3s-12f", mode="resident")
     with pytest.raises(ValueError, match="streamed-engine option"):
         board_spec("ulx3s-85f", pp_lanes=1)
+    with pytest.raises(ValueError, match="--rows must be even, not 1"):
+        board_spec("icebreaker", rows=1)
     with pytest.raises(ValueError, match="unknown mode"):
         board_spec("ulx3s-85f", mode="fast")
 
