@@ -173,7 +173,7 @@ ULX3S_RESIDENT_CFG = ResidentConfig(double_buffer=True)
 #: 5011 of 5280 logic cells, 30 of 30 EBR, 20.09 MHz at the board's 12 MHz).
 ICEBREAKER_RESIDENT_CFG = ResidentConfig(rows=2, cols=4, bbits=35, wdepth=8192, ppdepth=256,
                                          fmdepth=512, max_layers=4, max_classes=10, taps=0,
-                                         tapdepth=128)
+                                         tapdepth=128, pp_shared=True)
 ICEBREAKER_RESIDENT_IMPL = ResidentImpl(prog_ram=True, weights_single_port=True,
                                         desc_from_ram=True, pp_read_late=True,
                                         collisions_undefined=True, pp_shared=True,

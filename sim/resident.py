@@ -20,7 +20,7 @@ __all__ = [
     "ResidentFitError", "ProgLayer", "ResidentProgram", "compile_program",
     "image_beats", "run_beats", "readback_beats", "decode_run", "RunResult", "layer_outputs",
     "expected_busy", "run_amaranth", "link_bytes_per_image", "decode_readback",
-    "result_beat_count", "memory_usage",
+    "result_beat_count", "memory_usage", "shared_lanes_refusal",
 ]
 
 
@@ -445,7 +445,26 @@ def run_beats(prog: ResidentProgram, k: int) -> list:
     """The RUN request with ``k`` planes."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= prog.cfg.nbits:
         raise ValueError(f"k must be an integer in [1, {prog.cfg.nbits}], not {k!r}")
+    why = shared_lanes_refusal(prog, k)
+    if why:
+        raise ValueError(why)
     return [cmd_layout(prog.cfg).const({"op": Op.RUN, "addr": 0, "data": k}).as_bits()]
+
+
+def shared_lanes_refusal(prog: ResidentProgram, k: int) -> str | None:
+    """With ``cfg.pp_shared`` (post-processing lanes shared by pairs of rows) a group's second
+    half goes through the lanes the cycle after its first, so groups must leave the PE array at
+    least two cycles apart: ``k x nchunks >= 2`` for every convolution. The one line saying which
+    layer would lose outputs at ``k`` planes, or None."""
+    if not prog.cfg.pp_shared:
+        return None
+    for pl in prog.layers:
+        n = pl.desc["nchunks"]
+        if pl.kind == "conv" and k * n < 2:
+            return (f"resident: k = {k} would lose outputs of {pl.name} (program layer "
+                    f"{prog.layers.index(pl)}): {n} chunk x {k} plane per output group, the "
+                    f"engine's shared post-processing lanes (pp_shared) need 2; use k >= 2")
+    return None
 
 
 def result_beat_count(prog: ResidentProgram) -> int:

@@ -468,12 +468,15 @@ def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "re
     import numpy as np
 
     from ..model.golden import run_network
-    from .resident import compile_program
+    from .resident import compile_program, shared_lanes_refusal
 
     t0 = time.perf_counter()
     info = link.connect()
     cfg = info["cfg"]
     prog = compile_program(bundle, cfg, tables)
+    why = None if policy is not None else shared_lanes_refusal(prog, k)
+    if why:           # refused before loading (run_beats would refuse each RUN)
+        raise ValueError(why)
     log(f"pnn run: resident engine {cfg.rows}x{cfg.cols}, N={cfg.nbits}")
     if policy is not None:
         return _run_policy(link, bundle, prog, indices, policy, threshold, tables=tables,

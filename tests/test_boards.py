@@ -442,8 +442,8 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
     from progressivenn.sim import resident as rs
 
     b = chain_bundle(2, ODD_B, input_shape=(5, 6, 7), images=2)
-    prog = rs.compile_program(b, small_cfg(rows=4, cols=8))
-    ks = [2]
+    prog = rs.compile_program(b, small_cfg(rows=4, cols=8, pp_shared=True))
+    ks = [2]            # ODD_B has one-chunk layers: k = 1 is refused (test_pp_shared_guard)
     kw = dict(seed=3, p_idle=0.3, p_stall=0.5)
     plain = rs.run_amaranth(prog, b.test_x, ks, **kw)
     impl = BOARDS["icebreaker"].resident_impl
@@ -462,10 +462,12 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
     monkeypatch.undo()
 
     def text(**kw):
-        return rtlil.convert(cls(small_cfg(), **kw), name="top")
+        return rtlil.convert(cls(small_cfg(pp_shared=bool(kw)), **kw), name="top")
 
     assert "ram_style" not in text()
     assert text() == text(impl=ResidentImpl())
+    assert rtlil.convert(cls(small_cfg()), name="top") == \
+        rtlil.convert(cls(small_cfg(pp_shared=True)), name="top")     # a host-side flag
     mapped = text(impl=impl)
     assert 'attribute \\ram_style "huge"' in mapped and 'attribute \\ram_style "block"' in mapped
     with pytest.raises(TypeError, match="impl must be a ResidentImpl"):
@@ -482,6 +484,8 @@ def test_resident_impl_same_results_and_memory_mapping(monkeypatch):
         ResidentImpl(results_ram=True)
     with pytest.raises(ValueError, match="even number of rows"):
         cls(small_cfg(rows=1), impl=ResidentImpl(pp_read_late=True, pp_shared=True))
+    with pytest.raises(ValueError, match=r"needs ResidentConfig\(pp_shared=True\)"):
+        cls(small_cfg(), impl=impl)
     spec = board_spec("icebreaker", mode="resident")
     assert "-spram" in build._design(spec, False, None)[3]
     script = build._script_after_read(spec).splitlines()
@@ -510,7 +514,8 @@ def test_icebreaker_impl_behind_the_bridge():
 
     impl = BOARDS["icebreaker"].resident_impl
     assert impl.lean_bridge and impl.results_ram and impl.pp_shared
-    cfg = replace(CFG, wdepth=4096)        # 12 address bits: the data field starts on a byte
+    # 12 address bits: the data field starts on a byte; pp_shared: as the iCEBreaker's
+    cfg = replace(CFG, wdepth=4096, pp_shared=True)
     system = ResidentSystem(cfg, 100e6, None, impl=impl)
     assert system.bridge.lean and system.bridge._aligned and system.engine.impl == impl
     assert cmd_layout(CFG)["data"].offset % 8      # CFG's 9 address bits: the mux packer
@@ -525,3 +530,56 @@ def test_icebreaker_impl_behind_the_bridge():
         r = link.infer(b.test_x[i], k)
         assert (r.cls, r.logits) == _golden(b, i, k) and r.k == k
         assert r.busy == rs.expected_busy(prog, k)
+    # the identify reply said pp_shared: a one-chunk convolution at k = 1 is refused before
+    # the load (test_pp_shared_guard)
+    from test_resident import chain_bundle  # noqa: E402
+
+    from progressivenn.sim.resident_link import run_images
+
+    one = chain_bundle(3, [("conv", 3, (1, 1), (1, 1), (0, 0)), ("flatten",), ("linear", 3)],
+                       input_shape=(2, 4, 4))
+    with pytest.raises(ValueError, match=r"^resident: k = 1 would lose outputs of conv0 "):
+        run_images(link, one, [0], 1)
+
+
+def test_pp_shared_guard(monkeypatch):
+    """The iCEBreaker's post-processing lanes are shared by row pairs (``pp_shared``): a group
+    needs two cycles in the PE array, so a one-chunk convolution (a 1x1 kernel over at most
+    ``cols`` channels) run at k = 1 would lose outputs. Its configuration says so (it reaches the
+    host in the identify reply) and the host refuses such a RUN in one line naming the layer;
+    k >= 2 and the digits net (3x3 kernels) at every k pass. With the guard off, the engine built
+    with the iCEBreaker's ResidentImpl does lose outputs of that layer at k = 1."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_resident import DIGITS, chain_bundle, check_all  # noqa: E402
+
+    from progressivenn.hw.resident import engine as eng_mod
+    from progressivenn.hw.resident.bridge import IDENT_TAIL, ident_prefix
+    from progressivenn.sim import resident as rs
+    from progressivenn.sim.resident_link import decode_ident
+
+    cfg = BOARDS["icebreaker"].resident
+    assert cfg.pp_shared and board_spec("icebreaker", rows=4).resident.pp_shared
+    body = ident_prefix(cfg, fifo_depth=64, credit_unit=255, max_payload=255) + bytes(IDENT_TAIL)
+    assert decode_ident(body)["cfg"] == cfg                   # the host learns it from the board
+    one = chain_bundle(3, [("conv", 4, (3, 3), (1, 1), (1, 1)), ("conv", 3, (1, 1), (1, 1), (0, 0)),
+                           ("flatten",), ("linear", 5)], input_shape=(1, 4, 4), nbits=8)
+    prog = rs.compile_program(one, cfg)
+    assert [pl.desc["nchunks"] for pl in prog.layers] == [9, 1, 16]
+    with pytest.raises(ValueError, match=r"^resident: k = 1 would lose outputs of conv1 \(program "
+                                         r"layer 1\): 1 chunk x 1 plane per output group.*k >= 2$"):
+        rs.run_beats(prog, 1)
+    assert len(rs.run_beats(prog, 2)) == 1
+    free = rs.compile_program(one, replace(cfg, pp_shared=False))   # another engine: no limit
+    assert len(rs.run_beats(free, 1)) == 1
+    digits = rs.compile_program(chain_bundle(5, DIGITS, input_shape=(1, 8, 8), nbits=8), cfg)
+    assert all(rs.shared_lanes_refusal(digits, k) is None for k in range(1, cfg.nbits + 1))
+    # what the guard prevents: the guard off, the iCEBreaker's engine at k = 1 drops conv1's
+    # second-half rows (reads 0), at k = 2 it equals golden
+    impl, cls = BOARDS["icebreaker"].resident_impl, eng_mod.ResidentEngine
+    monkeypatch.setattr(eng_mod, "ResidentEngine", lambda c: cls(c, impl=impl))
+    monkeypatch.setattr(rs, "shared_lanes_refusal", lambda p, k: None)
+    check_all(one, prog, rs.run_amaranth(prog, one.test_x, [2]), [2])
+    with pytest.raises(AssertionError, match="'name': 'conv1'"):
+        check_all(one, prog, rs.run_amaranth(prog, one.test_x, [1]), [1])

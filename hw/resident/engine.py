@@ -83,6 +83,10 @@ class ResidentEngine(wiring.Component):
             self._MustUse__silence = True
             raise ValueError(f"ResidentImpl(pp_shared=True) needs an even number of rows (not "
                              f"{cfg.rows}) and no ADD unit (adds={cfg.adds})")
+        if self.impl.pp_shared and not cfg.pp_shared:
+            self._MustUse__silence = True
+            raise ValueError("ResidentImpl(pp_shared=True) needs ResidentConfig(pp_shared=True) "
+                             "(the host then refuses a k that would lose outputs)")
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
             "res": Out(stream.Signature(res_layout(cfg))),

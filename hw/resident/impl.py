@@ -59,8 +59,11 @@ class ResidentImpl:
     cycle count stays the same. The write-back, the logits and the argmax take one half per
     cycle. Needs two cycles between groups leaving the array: ``planes x nchunks >= 2`` for
     every convolution (every 3x3 or wider kernel, every layer with more than ``cols`` input
-    channels, any layer at ``k >= 2``); a program with a one-chunk convolution (a 1x1 kernel
-    over at most ``cols`` channels) run at ``k = 1`` would lose outputs.
+    channels, any layer at ``k >= 2``); a one-chunk convolution (a 1x1 kernel, or a linear
+    layer on a 1x1 map, over at most ``cols`` channels) run at ``k = 1`` would lose outputs, so
+    the engine requires ``ResidentConfig(pp_shared=True)`` with it: the identify reply carries
+    the field and the host refuses such a RUN in one line naming the layer
+    (``sim.resident.run_beats``: ``resident: k = 1 would lose outputs of conv1 ...``).
 
     ``pp_merge_stages``: the post-processing unit merges two pairs of its stages
     (``PostProc(merge_stages=True)``: latency 2 less, about 200 flip-flops less per lane, longer

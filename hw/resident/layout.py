@@ -104,6 +104,11 @@ class ResidentConfig:
     #: last RUN, ``P*ceil(O/R)`` words of ``rows*acc_width`` bits; a RUN with ``data[5]`` set
     #: then continues that layer from them (``docs/dynamic.md``); off, the engine is the same RTL
     accdepth: int = 0
+    #: the engine's post-processing lanes are shared by pairs of rows (``ResidentImpl.pp_shared``,
+    #: the iCEBreaker's): an output group must spend two cycles in the PE array (planes x
+    #: nchunks >= 2), so the host refuses a RUN at k = 1 of a program with a one-chunk convolution
+    #: (``sim.resident.run_beats``); the engine RTL is the same either way
+    pp_shared: bool = False
 
     def __post_init__(self):
         def pos(name, lo, hi):
@@ -142,6 +147,9 @@ class ResidentConfig:
         if self.accdepth and self.double_buffer:
             raise ValueError("accdepth (continuation) needs double_buffer off (a RUN would "
                              "flip to the other image)")
+        if self.pp_shared not in (0, 1):
+            raise ValueError(f"pp_shared must be True or False, not {self.pp_shared!r}")
+        object.__setattr__(self, "pp_shared", bool(self.pp_shared))
         if self.cols % self.rows:
             raise ValueError(f"rows {self.rows} must divide cols {self.cols} in resident mode "
                              f"(an output group is a slice of one feature-map word)")
