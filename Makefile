@@ -47,7 +47,7 @@ test-all: $(STAMP)
 clean:
 	rm -rf build sim_build demo .pytest_cache
 
-# one real bitstream (iCEBreaker, ~1 min): what CI runs after the tests
+# one real bitstream (the iCEBreaker's default resident top, ~1.5 min idle): what CI runs after the tests
 test-board: $(STAMP)
 	$(PY) -m pytest -q -m fpga -k "bitstream and icebreaker" tests/test_boards.py
 
