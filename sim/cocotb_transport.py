@@ -24,12 +24,28 @@ import itertools
 import random
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from ..hw import isa
 from .transport import Exchange
 
 __all__ = ["CocotbEngine", "random_pauses", "pauses"]
+
+
+async def start_and_reset(dut, period_ns: int, idle: dict) -> Clock:
+    """Start cocotb's C++ clock on ``dut.clk`` (toggled by the simulator interface, no Python per
+    edge; returned: keep it referenced while it runs), set the ``idle`` input values, hold
+    ``rst`` for 3 cycles and release it at a falling edge."""
+    clock = Clock(dut.clk, period_ns, unit="ns", impl="gpi")
+    clock.start()
+    for name, value in idle.items():
+        getattr(dut, name).value = value
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    return clock
 
 
 def random_pauses(p: float, seed: int = 0):

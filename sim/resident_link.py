@@ -538,10 +538,10 @@ def _build_link(cfg: ResidentConfig, simulator: str, root, engine: str | None = 
     from pathlib import Path
 
     from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
 
     from ..hw.resident.system import ResidentSystem
-    from .runner import VERILATOR_ARGS, find_simulator, verilator_sources, _build_lock
+    from .runner import (VERILATOR_ARGS, build_if_stale, find_simulator, verilator_sources,
+                         write_if_changed, _build_lock)
 
     find_simulator(simulator)
     key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -549,19 +549,14 @@ def _build_link(cfg: ResidentConfig, simulator: str, root, engine: str | None = 
     build_dir = (Path(root) / f"{kind}-{simulator}-{key}").resolve()
     with _build_lock(build_dir) as lock:
         lock(True)
-        src = build_dir / "rtl" / f"{LINK_TOP}.v"
-        text = verilog.convert(ResidentSystem(cfg, 100e6, None, engine=engine), name=LINK_TOP)
-        if not src.exists() or src.read_text() != text:
-            src.parent.mkdir(parents=True, exist_ok=True)
-            src.write_text(text)
+        (build_dir / "rtl").mkdir(parents=True, exist_ok=True)
+        src = write_if_changed(build_dir / "rtl" / f"{LINK_TOP}.v", verilog.convert(
+            ResidentSystem(cfg, 100e6, None, engine=engine), name=LINK_TOP))
         # Icarus in Verilog-2005 mode runs the declaration initialisers of Yosys's
         # ``always @*`` trigger registers as events at time 0 (under -g2012 it does not, and a
         # combinational block whose inputs never change, an FSM's idle state, stays X)
-        get_runner(simulator).build(
-            sources=verilator_sources(simulator, [src]), hdl_toplevel=LINK_TOP,
-            build_dir=build_dir, timescale=("1ns", "1ps"),
-            build_args=VERILATOR_ARGS if simulator == "verilator" else ["-g2005"],
-            log_file=build_dir / "build.log")
+        build_if_stale(simulator, verilator_sources(simulator, [src]), LINK_TOP, build_dir,
+                       VERILATOR_ARGS if simulator == "verilator" else ["-g2005"], [])
     return build_dir
 
 
@@ -575,13 +570,9 @@ def run_images_cocotb(bundle_path, cfg: ResidentConfig, indices, k: int, *,
     the simulated cycles. ``timeout``/``probe`` are simulated seconds (10 ns cycles).
     ``policy``: the system with the policy wrapper, the images as one clip (:func:`run_images`)."""
     import json
-    import os
-    import sys
     from pathlib import Path
 
-    from cocotb_tools.runner import get_runner
-
-    from .runner import cocotb_env, new_run_dir, _build_lock
+    from .runner import new_run_dir, run_cocotb, _build_lock
 
     t0 = time.perf_counter()
     build_dir = _build_link(cfg, simulator, build_root, "policy" if policy else None)
@@ -597,20 +588,8 @@ def run_images_cocotb(bundle_path, cfg: ResidentConfig, indices, k: int, *,
     t1 = time.perf_counter()
     with _build_lock(build_dir) as lock:
         lock(False)
-        try:
-            get_runner(simulator).test(
-                test_module="progressivenn.sim.resident_link_cocotb", hdl_toplevel=LINK_TOP,
-                hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=test_dir,
-                results_xml=str(test_dir / "results.xml"),
-                extra_env={"PNN_RUN_CONFIG": str(conf_path),
-                           "PYTHONPATH": os.pathsep.join(sys.path),
-                           **cocotb_env("progressivenn.sim.resident_link_cocotb")},
-                timescale=("1ns", "1ps"), log_file=test_dir / "sim.log")
-        except SystemExit:
-            pass
-    if not out.exists():
-        raise RuntimeError(f"the cocotb run wrote no report; see {test_dir / 'sim.log'}")
-    rep = json.loads(out.read_text())
+        rep = run_cocotb(simulator, "progressivenn.sim.resident_link_cocotb", LINK_TOP, build_dir,
+                         test_dir, {"PNN_RUN_CONFIG": str(conf_path)}, out)
     rep.update(simulator=simulator, build_seconds=round(build_s, 2),
                sim_seconds=round(time.perf_counter() - t1, 2), run_dir=str(test_dir))
     return rep

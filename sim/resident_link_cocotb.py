@@ -14,13 +14,13 @@ import json
 import os
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
 from ..model.bundle import load_bundle
 from .resident_link import ResidentLink, run_images
+from .cocotb_transport import start_and_reset
 from .serial_transport import SimBytePort
 
 #: clock period in ns
@@ -70,13 +70,8 @@ async def pnn_run(dut):
     """Load the bundle, classify the images, check each against the golden model."""
     with open(os.environ["PNN_RUN_CONFIG"]) as f:
         conf = json.load(f)
-    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-    dut.i__valid.value = 0
-    dut.o__ready.value = 1
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    # C++ clock, referenced by this local while the test runs
+    clock = await start_and_reset(dut, PERIOD_NS, {"i__valid": 0, "o__ready": 1})
     port = CocotbBytePort(dut)
     bundle = load_bundle(conf["bundle"])
 

@@ -237,12 +237,10 @@ def build_policy_verilog(cfg, simulator: str, root) -> "Path":
     from pathlib import Path
 
     from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
 
     from ..hw.resident.policy import PolicyEngine
-    from .resident_runner import _up_to_date
-    from .runner import (PUBLIC_PORTS_ONLY, VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, find_simulator,
-                         make_flags, public_ports_config, verilator_sources, write_if_changed,
+    from .runner import (PUBLIC_PORTS_ONLY, VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, build_if_stale,
+                         find_simulator, public_ports_config, verilator_sources, write_if_changed,
                          _build_lock)
 
     find_simulator(simulator)
@@ -259,16 +257,7 @@ def build_policy_verilog(cfg, simulator: str, root) -> "Path":
             sources.insert(0, write_if_changed(build_dir / "rtl" / "ports.vlt",
                                                public_ports_config(POLICY_TOP, POLICY_PORTS)))
             args, make = VERILATOR_ARGS + PUBLIC_PORTS_ONLY, VERILATOR_MAKE_FLAGS
-        target = build_dir / (POLICY_TOP if simulator == "verilator" else "sim.vvp")
-        stamp = build_dir / "build_args.json"
-        if not _up_to_date(target, sources, stamp, args + make):
-            stamp.unlink(missing_ok=True)
-            with make_flags(make):
-                get_runner(simulator).build(
-                    sources=sources, hdl_toplevel=POLICY_TOP, build_dir=build_dir,
-                    timescale=("1ns", "1ps"), build_args=args, always=True,
-                    log_file=build_dir / "build.log")
-            stamp.write_text(json.dumps(args + make))
+        build_if_stale(simulator, sources, POLICY_TOP, build_dir, args, make)
     return build_dir
 
 
@@ -279,13 +268,9 @@ def run_clips_cocotb(prog, clips, policy, *, simulator: str = "verilator",
     (Verilator or Icarus; ``sim/resident_policy_cocotb.py`` replays the command stream). Returns
     ``(results, info)``: the per-clip ``PolicyResult`` lists and build/sim seconds, cycles."""
     import json
-    import os
-    import sys
     import time
 
-    from cocotb_tools.runner import get_runner
-
-    from .runner import new_run_dir, _build_lock, cocotb_env
+    from .runner import new_run_dir, run_cocotb, _build_lock
 
     t0 = time.perf_counter()
     build_dir = build_policy_verilog(prog.cfg, simulator, build_root)
@@ -306,18 +291,8 @@ def run_clips_cocotb(prog, clips, policy, *, simulator: str = "verilator",
     mod = "progressivenn.sim.resident_policy_cocotb"
     with _build_lock(build_dir) as lock:
         lock(False)
-        try:
-            get_runner(simulator).test(
-                test_module=mod, hdl_toplevel=POLICY_TOP, hdl_toplevel_lang="verilog",
-                build_dir=build_dir, test_dir=run_dir, results_xml=str(run_dir / "results.xml"),
-                extra_env={"PNN_POLICY_CONFIG": str(run_dir / "config.json"),
-                           "PYTHONPATH": os.pathsep.join(sys.path), **cocotb_env(mod)},
-                timescale=("1ns", "1ps"), log_file=run_dir / "sim.log")
-        except SystemExit:
-            pass
-    if not out.exists():
-        raise RuntimeError(f"the cocotb run wrote no report; see {run_dir / 'sim.log'}")
-    rep = json.loads(out.read_text())
+        rep = run_cocotb(simulator, mod, POLICY_TOP, build_dir, run_dir,
+                         {"PNN_POLICY_CONFIG": str(run_dir / "config.json")}, out)
     flat = _split_answers(prog, [int(b, 16) for b in rep["beats"]])
     sizes = [len(c) for c in clips]
     results, i = [], 0

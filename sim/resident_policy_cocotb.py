@@ -20,9 +20,10 @@ import random
 import time
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
+
+from .cocotb_transport import start_and_reset
 
 #: clock period in ns
 PERIOD_NS = 10
@@ -41,14 +42,8 @@ async def policy_stream(dut):
     es, em = conf["err_shift"], (1 << conf["err_width"]) - 1
     summary, full = conf["summary_kind"], conf["answer_beats"]
     answers, limit = conf["requests"], conf["max_cycles"]
-    clock = Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi")    # C++ clock: no Python per edge
-    clock.start()
-    dut.cmd__valid.value = 0
-    dut.res__ready.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    # C++ clock, referenced by this local while the test runs
+    clock = await start_and_reset(dut, PERIOD_NS, {"cmd__valid": 0, "res__ready": 0})
     beats, left, idx, cur = [], 0, 0, None
     start = int(get_sim_time("ns")) // PERIOD_NS
     t0 = time.perf_counter()

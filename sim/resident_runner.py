@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from ..hw.resident.layout import ResidentConfig
-from .runner import (PUBLIC_PORTS_ONLY, VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, find_simulator,
-                     make_flags, new_run_dir, public_ports_config, verilator_sources,
-                     write_if_changed, _build_lock, _failed_tests, cocotb_env, waves_file,
-                     waves_plusargs)
+from .runner import (PUBLIC_PORTS_ONLY, VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, build_if_stale,
+                     find_simulator, new_run_dir, public_ports_config, run_cocotb,
+                     verilator_sources, write_if_changed, _build_lock, _failed_tests,
+                     waves_file, waves_plusargs)
 
 __all__ = ["build_resident", "run_resident_cocotb", "bench_top", "BENCH_TOP"]
 
@@ -108,11 +107,6 @@ def _coroutine_flags() -> list[str]:
     return ["-CFLAGS", "-fcoroutines"]
 
 
-def _up_to_date(target: Path, sources, stamp: Path, args: list[str]) -> bool:
-    return (target.exists() and stamp.exists() and json.loads(stamp.read_text()) == args
-            and all(target.stat().st_mtime >= Path(s).stat().st_mtime for s in sources))
-
-
 def build_resident(cfg: ResidentConfig, simulator: str, root, *, generated=None,
                    waves: bool = False) -> Path:
     """Generate ``pnn_resident.v`` for ``cfg`` and build it under :data:`BENCH_TOP` once per
@@ -122,8 +116,6 @@ def build_resident(cfg: ResidentConfig, simulator: str, root, *, generated=None,
     process (``pnn demo``), used instead of generating it again. ``waves``: a build that records
     every signal (a folder of its own, ``-waves``: Icarus with cocotb's FST dump module, Verilator
     with ``--trace``)."""
-    from cocotb_tools.runner import get_runner
-
     find_simulator(simulator)
     build_dir = _build_dir(cfg, simulator, root, waves)
     with _build_lock(build_dir) as lock:
@@ -139,16 +131,7 @@ def build_resident(cfg: ResidentConfig, simulator: str, root, *, generated=None,
             # --timing for the clock's delay
             args = VERILATOR_ARGS + PUBLIC_PORTS_ONLY + ["--timing"] + _coroutine_flags()
             make = VERILATOR_MAKE_FLAGS
-        target = build_dir / (BENCH_TOP if simulator == "verilator" else "sim.vvp")
-        stamp = build_dir / "build_args.json"
-        if not _up_to_date(target, sources, stamp, args + make):
-            stamp.unlink(missing_ok=True)
-            with make_flags(make):
-                get_runner(simulator).build(
-                    sources=sources, hdl_toplevel=BENCH_TOP, build_dir=build_dir,
-                    timescale=("1ns", "1ps"), build_args=args, always=True,
-                    log_file=build_dir / "build.log", waves=waves)
-            stamp.write_text(json.dumps(args + make))
+        build_if_stale(simulator, sources, BENCH_TOP, build_dir, args, make, waves=waves)
     return build_dir
 
 
@@ -179,8 +162,6 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
     report names the run's ``results_xml`` and ``sim_log``; ``waves``: record every signal (a
     build of its own) into the run folder, named by ``waves``: Icarus ``pnn_resident_bench.fst``,
     Verilator ``dump.vcd``."""
-    from cocotb_tools.runner import get_runner
-
     from .progress_file import ProgressWatcher
 
     t0 = time.perf_counter()
@@ -204,22 +185,11 @@ def run_resident_cocotb(bundle_path, cfg: ResidentConfig, *, simulator: str = "i
         progress.step("simulating")
     with _build_lock(build_dir) as lock, ProgressWatcher(progress, test_dir / "progress.txt") as w:
         lock(False)
-        try:
-            get_runner(simulator).test(
-                test_module="progressivenn.sim.resident_cocotb", hdl_toplevel=BENCH_TOP,
-                hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=test_dir,
-                results_xml=str(results_xml),
-                extra_env={"PNN_RESIDENT_CONFIG": str(conf_path),
-                           "PYTHONPATH": os.pathsep.join(sys.path), **w.env(),
-                           **cocotb_env("progressivenn.sim.resident_cocotb")},
-                timescale=("1ns", "1ps"), log_file=test_dir / "sim.log", waves=waves,
-                plusargs=waves_plusargs(simulator, test_dir, BENCH_TOP, waves))
-        except SystemExit:
-            pass
+        report = run_cocotb(simulator, "progressivenn.sim.resident_cocotb", BENCH_TOP, build_dir,
+                            test_dir, {"PNN_RESIDENT_CONFIG": str(conf_path), **w.env()}, out,
+                            waves=waves,
+                            plusargs=waves_plusargs(simulator, test_dir, BENCH_TOP, waves))
     sim_s = time.perf_counter() - t1
-    if not out.exists():
-        raise RuntimeError(f"the resident cocotb run wrote no report; see {test_dir / 'sim.log'}")
-    report = json.loads(out.read_text())
     report["failed_tests"] = _failed_tests(results_xml) if results_xml.exists() else ["resident"]
     report.update(simulator=simulator, build_seconds=round(build_s, 2),
                   sim_seconds=round(sim_s, 2), build_dir=str(build_dir), run_dir=str(test_dir),

@@ -212,6 +212,50 @@ def forget_build_if_flags_changed(build_dir: Path, target: Path, flags: list[str
     return stamp
 
 
+def build_if_stale(simulator: str, sources, top: str, build_dir: Path, args: list[str],
+                   make: list[str], *, waves: bool = False) -> None:
+    """Build ``top`` from ``sources`` in ``build_dir`` (cocotb's runner) unless the last build
+    there used the same simulator ``args`` and ``make`` variables (``build_args.json``) and is
+    newer than every source; the caller holds the build folder's lock exclusively."""
+    from cocotb_tools.runner import get_runner
+
+    target = build_dir / (top if simulator == "verilator" else "sim.vvp")
+    stamp = build_dir / "build_args.json"
+    if (target.exists() and stamp.exists() and json.loads(stamp.read_text()) == args + make
+            and all(target.stat().st_mtime >= Path(s).stat().st_mtime for s in sources)):
+        return
+    stamp.unlink(missing_ok=True)
+    with make_flags(make):
+        get_runner(simulator).build(
+            sources=list(sources), hdl_toplevel=top, build_dir=build_dir,
+            timescale=("1ns", "1ps"), build_args=args, always=True,
+            log_file=build_dir / "build.log", waves=waves)
+    stamp.write_text(json.dumps(args + make))
+
+
+def run_cocotb(simulator: str, test_module: str, top: str, build_dir: Path, run_dir: Path,
+               env: dict, out: Path, *, waves: bool = False, plusargs=()) -> dict:
+    """Run the cocotb ``test_module`` on the build of ``top`` in ``build_dir``, its files
+    (``results.xml``, ``sim.log``) in ``run_dir``; ``env`` reaches the module (its config
+    file). A failed test does not raise (cocotb exits; the module's report says why); returns
+    the report the module wrote to ``out``, or raises when it wrote none."""
+    from cocotb_tools.runner import get_runner
+
+    try:
+        get_runner(simulator).test(
+            test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+            build_dir=build_dir, test_dir=run_dir, results_xml=str(run_dir / "results.xml"),
+            extra_env={**env, "PYTHONPATH": os.pathsep.join(sys.path),
+                       **cocotb_env(test_module)},
+            timescale=("1ns", "1ps"), log_file=run_dir / "sim.log", waves=waves,
+            plusargs=list(plusargs))
+    except SystemExit:                    # cocotb exits on a failed test under pytest
+        pass
+    if not out.exists():
+        raise RuntimeError(f"{test_module} wrote no report; see {run_dir / 'sim.log'}")
+    return json.loads(out.read_text())
+
+
 def build(cfg: EngineConfig, simulator: str, root: Path) -> Path:
     """Generate ``pnn_engine.v`` for ``cfg`` and build it; return the build directory.
 
@@ -299,8 +343,6 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
     ``progress``: a Progress bar, stepped at the build and at every line the module writes with
     :func:`.progress_file.note` (polled while the simulator runs).
     """
-    from cocotb_tools.runner import get_runner
-
     from .progress_file import ProgressWatcher
 
     name = name or test_module.rsplit(".", 1)[-1]
@@ -329,21 +371,11 @@ def run_test_module(test_module: str, cfg: EngineConfig, conf: dict, *, simulato
             progress.step("simulating")
         watch = ProgressWatcher(progress, test_dir / "progress.txt")
         with watch:
-            try:
-                get_runner(simulator).test(
-                    test_module=test_module, hdl_toplevel="pnn_engine", hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=test_dir, results_xml=str(results_xml),
-                    extra_env={"PNN_SIM_CONFIG": str(conf_path),
-                               "PYTHONPATH": os.pathsep.join(sys.path), **watch.env(),
-                               **cocotb_env(test_module)},
-                    timescale=("1ns", "1ps"), log_file=test_dir / "sim.log", waves=waves,
-                    plusargs=waves_plusargs(simulator, test_dir, "pnn_engine", waves))
-            except SystemExit:  # cocotb exits on a failed test under pytest; report says why
-                pass
+            report = run_cocotb(simulator, test_module, "pnn_engine", build_dir, test_dir,
+                                {"PNN_SIM_CONFIG": str(conf_path), **watch.env()}, out,
+                                waves=waves,
+                                plusargs=waves_plusargs(simulator, test_dir, "pnn_engine", waves))
         sim_s = time.perf_counter() - t1
-    if not out.exists():
-        raise RuntimeError(f"{test_module} wrote no report; see {test_dir / 'sim.log'}")
-    report = json.loads(out.read_text())
     report["failed_tests"] = _failed_tests(results_xml) if results_xml.exists() else [name]
     report.update(simulator=simulator, build_seconds=round(build_s, 2),
                   sim_seconds=round(sim_s, 2), build_dir=str(build_dir), run_dir=str(test_dir),
