@@ -141,13 +141,20 @@ def continued_first(res, prog):
         assert r.busy[1:] == [sum(pl.busy(k) for k in r.path) for pl in prog.layers[1:]]
 
 
-def test_escalation_continues_the_first_layer_on_chip(monkeypatch):
+def continued_hybrid():
+    """The tiny net on an engine with a continuation memory, 2 clips over 4 test images and a
+    hybrid policy whose frames take the paths (1, 2, 3), (2, 3), (2,) and (1,)."""
     b, prog1 = tiny(seed=1)
     prog = rs.compile_program(b, small_cfg(3, accdepth=rs.continuation_words(prog1)))
     clips = sequence(b, [0, 0, 1, 1, 1, 2, 3, 3], clips=2)
     table = dyn.golden_logits(b, clips)
     pol = quantile_gates(table, "hybrid", 900, qs=(85, 50, 95), levels=(1, 2, 3),
                          start_levels=(1, 2))
+    return prog, clips, table, pol
+
+
+def test_escalation_continues_the_first_layer_on_chip(monkeypatch):
+    prog, clips, table, pol = continued_hybrid()
     res = rp.run_clips_amaranth(prog, clips.frames, pol, seed=1, p_idle=0.1, p_stall=0.2)
     rep = check(res, table, pol, prog)
     assert rep["continued"] and {(1, 2, 3), (2, 3), (2,), (1,)} <= {r.path for c in res for r in c}
@@ -195,12 +202,7 @@ def test_policy_engine_verilog_under_cocotb(sim, tmp_path):
 
     if not have_simulator(sim):
         pytest.skip(f"{sim} is not installed")
-    b, prog1 = tiny(seed=1)
-    prog = rs.compile_program(b, small_cfg(3, accdepth=rs.continuation_words(prog1)))
-    clips = sequence(b, [0, 0, 1, 1, 1, 2, 3, 3], clips=2)
-    table = dyn.golden_logits(b, clips)
-    pol = quantile_gates(table, "hybrid", 900, qs=(85, 50, 95), levels=(1, 2, 3),
-                         start_levels=(1, 2))
+    prog, clips, table, pol = continued_hybrid()
     res, info = rp.run_clips_cocotb(prog, clips.frames, pol, simulator=sim,
                                     build_root=tmp_path, seed=1, p_idle=0.1, p_stall=0.2)
     rep = check(res, table, pol, prog)
