@@ -312,20 +312,15 @@ class ResidentBridge(wiring.Component):
         cs = self.cmd_shape
         op_f, addr_f, data_f = cs["op"], cs["addr"], cs["data"]
         f, sb = rxf.frame.payload, rxf.sbyte
-        lane = Signal(range(C))
-        ch = Signal(16)
-        addr = Signal(addr_f.width)
+        lane, addr, lane_c, addr_c, flush = self._pack_position(m, rxf, st)
         word = Signal(C * A)
-        first, restart = sb.payload.first, sb.payload.first & (f.type == RChannel.IMAGE)
-        lane_c, word_c = Mux(first, 0, lane), Mux(first, 0, word)
-        addr_c, ch_c = Mux(restart, 0, addr), Mux(restart, 0, ch)
+        word_c = Mux(sb.payload.first, 0, word)
         wnext = Signal(C * A)
         m.d.comb += wnext.eq(word_c)
         with m.Switch(lane_c):
             for l in range(C):
                 with m.Case(l):
                     m.d.comb += wnext[l * A:(l + 1) * A].eq(sb.payload.data[:A])
-        flush = (lane_c == C - 1) | (ch_c == st.unit - 1) | sb.payload.last
         packed = Signal(cs.size)
         m.d.comb += [packed[op_f.offset:op_f.offset + op_f.width].eq(st.img_op),
                      packed[addr_f.offset:addr_f.offset + addr_f.width].eq(addr_c),
@@ -340,9 +335,27 @@ class ResidentBridge(wiring.Component):
             with m.Else():
                 m.d.comb += sb.ready.eq(1)
                 m.d.sync += [addr.eq(addr_c), lane.eq(lane_c + 1), word.eq(wnext)]
-            with m.If(sb.ready & (f.seq == st.expect)):
-                m.d.sync += ch.eq(Mux(ch_c == st.unit - 1, 0, ch_c + 1))
         return packed
+
+    def _pack_position(self, m, rxf, st):
+        """Where the packers (:meth:`_packer`, :meth:`_lean_packer`) put the code offered by the
+        parser: ``lane`` in the word, ``addr`` of the word (registers the packer updates) and
+        their values for this code, ``lane_c`` and ``addr_c`` (every frame's first code starts
+        a word, an IMAGE frame's first code restarts the addresses); ``flush``: this code ends
+        a word (its last lane, the last code of a credit unit, or of the frame). Counts the
+        codes of the unit here, stepping on every code packed."""
+        C = self.cfg.cols
+        f, sb = rxf.frame.payload, rxf.sbyte
+        lane = Signal(range(C))
+        ch = Signal(16)
+        addr = Signal(self.cmd_shape["addr"].width)
+        first, restart = sb.payload.first, sb.payload.first & (f.type == RChannel.IMAGE)
+        lane_c = Mux(first, 0, lane)
+        addr_c, ch_c = Mux(restart, 0, addr), Mux(restart, 0, ch)
+        flush = (lane_c == C - 1) | (ch_c == st.unit - 1) | sb.payload.last
+        with m.If(sb.valid & sb.ready & (f.seq == st.expect)):
+            m.d.sync += ch.eq(Mux(ch_c == st.unit - 1, 0, ch_c + 1))
+        return lane, addr, lane_c, addr_c, flush
 
     def _lean_packer(self, m, rxf, st):
         """``lean``: :meth:`_packer` with the word kept in the frame payload register (code l
@@ -350,18 +363,11 @@ class ResidentBridge(wiring.Component):
         its beat offered from the next cycle on (``pending``); the code is taken from the parser
         with the beat, so nothing is parsed meanwhile. Returns the beat's op and address bits
         and ``pending``."""
-        C = self.cfg.cols
         cs = self.cmd_shape
-        op_f, addr_f, data_f = cs["op"], cs["addr"], cs["data"]
+        op_f, data_f = cs["op"], cs["data"]
         f, sb = rxf.frame.payload, rxf.sbyte
-        lane = Signal(range(C))
-        ch = Signal(16)
-        addr = Signal(addr_f.width)
+        lane, addr, lane_c, addr_c, flush = self._pack_position(m, rxf, st)
         pending = Signal()
-        first, restart = sb.payload.first, sb.payload.first & (f.type == RChannel.IMAGE)
-        lane_c = Mux(first, 0, lane)
-        addr_c, ch_c = Mux(restart, 0, addr), Mux(restart, 0, ch)
-        flush = (lane_c == C - 1) | (ch_c == st.unit - 1) | sb.payload.last
         m.d.comb += rxf.s_at.eq(data_f.offset // 8 + lane_c)
         with m.If(sb.valid):
             with m.If(f.seq != st.expect):                 # not packed (counted at its end)
@@ -378,8 +384,6 @@ class ResidentBridge(wiring.Component):
             with m.Else():
                 m.d.comb += [sb.ready.eq(1), rxf.s_store.eq(1)]
                 m.d.sync += [addr.eq(addr_c), lane.eq(lane_c + 1)]
-            with m.If(sb.ready & (f.seq == st.expect)):
-                m.d.sync += ch.eq(Mux(ch_c == st.unit - 1, 0, ch_c + 1))
         return Cat(st.img_op[:op_f.width], addr), pending
 
     # ---- board -> host -------------------------------------------------------------------------
