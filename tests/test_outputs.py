@@ -251,10 +251,24 @@ def _fake_steps(monkeypatch, interrupt=None):
                 (out / "report" / "report.md").write_text(f"# report {len(calls)}\n")
                 (out / "report" / "report.json").write_text(json.dumps(
                     {"bundle": str(out / "bundle"), "run": len(calls)}, indent=1) + "\n")
+            if name == "sim":                  # a resident summary naming its run's files
+                run = out / "sim_build" / "run"
+                ks = {"1": 100, "8": 400}
+                (out / "sim.json").write_text(json.dumps({
+                    "mode": "resident", "simulator": "verilator", "images": 1, "bits": [1, 8],
+                    "mismatches": 0, "compared_values": 5, "failed_tests": [],
+                    "cycles": ks, "cycles_ratio": {k: v / 400 for k, v in ks.items()},
+                    "compute_cycles": ks, "accuracy": {"1": 1.0, "8": 1.0},
+                    "link_bytes_per_image": {"1": 70, "8": 70}, "build_seconds": 1.0,
+                    "sim_seconds": 1.0, "run_cycles_per_s": 1e5, "run_cycles_per_cpu_s": 1e5,
+                    "run_dir": str(run), "sim_log": str(run / "sim.log"),
+                    "results_xml": str(run / "results.xml"), "waves": str(run / "dump.fst")}))
             if name == interrupt:
                 raise KeyboardInterrupt
             return {"train": {"epochs": 1, "loss": 0.5},
-                    "verilog": {"verilog": "pnn_resident.v", "kib": 1}}.get(name, {})
+                    "verilog": {"verilog": "pnn_resident.v", "kib": 1},
+                    "sim": {"mismatches": 0, "compared_values": 5, "failed_tests": 0}
+                    }.get(name, {})
         return step
 
     monkeypatch.setattr(flow, "FUNCTIONS", {n: make(n) for n in flow.STEPS})
@@ -296,6 +310,21 @@ def test_demo_is_the_flow_step_list_and_keeps_the_old_result_on_an_interrupt(
     assert main(argv + ["--force"]) == 0
     assert (out / "train" / "done").read_text() == "1" and not (out / "export" / "x").exists()
     capsys.readouterr()
+
+
+def test_demo_prints_the_final_paths_of_the_sim_files(tmp_path, monkeypatch, capsys):
+    """The sim table ``pnn demo`` prints names cocotb's results, the log and the waves where
+    they are once the demo is done (under --out), not in the temporary folder it worked in."""
+    out = tmp_path / "demo"
+    calls = _fake_steps(monkeypatch)
+    assert main(["demo", "--out", str(out)]) == 0
+    assert calls[0][1] != out
+    err = capsys.readouterr().err
+    run = out.resolve() / "sim_build" / "run"
+    for label, name in (("results", "results.xml"), ("log", "sim.log"), ("waves", "dump.fst")):
+        assert f"\n{label}: {run / name}\n" in err, (label, err)
+    assert ".demo.tmp-" not in err, err
+    assert json.loads((out / "sim.json").read_text())["sim_log"] == str(run / "sim.log")
 
 
 def test_demo_refuses_bad_options_before_anything_is_made(tmp_path, capsys):

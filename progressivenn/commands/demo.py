@@ -118,10 +118,12 @@ class _Console:
             print(f"  {self.final / 'rtl' / rec['verilog']} ({rec['kib']} KiB{layers})",
                   file=sys.stderr)
         elif name == "sim":
+            from ..outdir import relocate
             from ..sim.resident_runner import print_resident_table
             from ..simulation import print_table
 
-            sim = json.loads(c.path("sim.json").read_text())
+            # the results/log/waves paths as they will be: under the final folder
+            sim = relocate(json.loads(c.path("sim.json").read_text()), c.out, self.final)
             (print_resident_table if c.mode == "resident" else print_table)(sim, file=sys.stderr)
 
 
