@@ -7,13 +7,58 @@ pipelined: one vector of P accumulators per cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, Cat, Const, Mux, signed
+from amaranth.hdl import ClockSignal, Const, Cat, Elaboratable, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
 
-__all__ = ["PostProc"]
+__all__ = ["PostProc", "Mult18Model", "ecp5_mult18"]
+
+#: operand width of one ECP5 ``MULT18X18D`` (signed)
+MULT18 = 18
+
+
+def ecp5_mult18(a, b, p) -> Instance:
+    """An ECP5 ``MULT18X18D``, 18 x 18 signed, with its input registers (A, B) and its output
+    register used, all on the ``sync`` clock without enable or reset: ``p`` (36 bits) is
+    ``a * b`` two cycles after ``a``/``b`` (18 bits each, signed). Yosys does not absorb fabric
+    registers into this block, so without the instance the multiplier is combinational between
+    fabric flip-flops (3.93 ns on the 12F build, #16)."""
+    conns = {f"i_A{i}": a[i] for i in range(MULT18)}
+    conns |= {f"i_B{i}": b[i] for i in range(MULT18)}
+    conns |= {f"i_C{i}": Const(0, 1) for i in range(MULT18)}
+    conns |= {f"o_P{i}": p[i] for i in range(2 * MULT18)}
+    params = {"p_REG_INPUTA_CLK": "CLK0", "p_REG_INPUTA_CE": "CE0", "p_REG_INPUTA_RST": "RST0",
+              "p_REG_INPUTB_CLK": "CLK0", "p_REG_INPUTB_CE": "CE0", "p_REG_INPUTB_RST": "RST0",
+              "p_REG_INPUTC_CLK": "NONE", "p_REG_PIPELINE_CLK": "NONE",
+              "p_REG_OUTPUT_CLK": "CLK0", "p_REG_OUTPUT_CE": "CE0", "p_REG_OUTPUT_RST": "RST0",
+              "p_CLK0_DIV": "ENABLED", "p_CLK1_DIV": "ENABLED", "p_CLK2_DIV": "ENABLED",
+              "p_CLK3_DIV": "ENABLED", "p_HIGHSPEED_CLK": "NONE", "p_GSR": "DISABLED",
+              "p_CAS_MATCH_REG": "FALSE", "p_SOURCEB_MODE": "B_INPUT", "p_MULT_BYPASS": "DISABLED",
+              "p_RESETMODE": "SYNC"}
+    return Instance("MULT18X18D", **params, **conns,
+                    i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1),
+                    i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
+                    i_CLK0=ClockSignal("sync"), i_CLK1=Const(0, 1), i_CLK2=Const(0, 1),
+                    i_CLK3=Const(0, 1), i_CE0=Const(1, 1), i_CE1=Const(0, 1), i_CE2=Const(0, 1),
+                    i_CE3=Const(0, 1), i_RST0=Const(0, 1), i_RST1=Const(0, 1),
+                    i_RST2=Const(0, 1), i_RST3=Const(0, 1))
+
+
+class Mult18Model(Elaboratable):
+    """A simulation model of :func:`ecp5_mult18` with the same registers (tests drive the ECP5
+    path of :class:`PostProc` with it: ``PostProc(..., mult18=Mult18Model)``). Unlike the block,
+    its registers take the ``sync`` reset."""
+
+    def __init__(self, a, b, p):
+        self.a, self.b, self.p = a, b, p
+
+    def elaborate(self, platform):
+        m = Module()
+        ra, rb = Signal(signed(MULT18)), Signal(signed(MULT18))
+        m.d.sync += [ra.eq(self.a), rb.eq(self.b), self.p.eq(ra * rb)]
+        return m
 
 
 class PostProc(wiring.Component):
@@ -47,6 +92,13 @@ class PostProc(wiring.Component):
         acc[:L]*M + B + round``, two carry chains) and stages 4 and 5 (shift, then clamp or
         saturate) are each one registered stage: latency 2 less, about ``2*ZW + AW + MW + BW``
         flip-flops less per lane, longer paths (for small, slow FPGAs).
+    mult18 : callable or None
+        ``mult18(a, b, p)`` -> an elaboratable 18 x 18 signed multiplier with registered operands
+        and a registered product (:func:`ecp5_mult18`, :class:`Mult18Model`). Default: ECP5's
+        ``MULT18X18D`` when elaborated for an ECP5 platform (``platform.family == "ecp5"``),
+        else none. Used (with ``register_inputs``, and operands of at most 18 signed bits) for the
+        two partial products, whose stage-0 and stage-1 registers are then the block's own input
+        and output registers: same latency, same results, no fabric path through the multiplier.
 
     Members
     -------
@@ -82,7 +134,7 @@ class PostProc(wiring.Component):
     def __init__(self, *, lanes: int | None = None, acc_width: int, mbits: int, bbits: int,
                  abits: int, obits: int, shift_width: int = 6, tag_width: int = 0,
                  rows: int | None = None, register_inputs: bool = True,
-                 merge_stages: bool = False):
+                 merge_stages: bool = False, mult18=None):
         if lanes is None:
             lanes = rows
         isa.check_args(self, ("lanes", lanes, 1, 256), ("acc_width", acc_width, 2),
@@ -94,6 +146,7 @@ class PostProc(wiring.Component):
         self.shift_width, self.tag_width = shift_width, tag_width
         self.register_inputs = bool(register_inputs)
         self.merge_stages = bool(merge_stages)
+        self.mult18 = mult18
         super().__init__({
             "i_valid": In(1),
             "i_acc": In(lanes * acc_width),
@@ -132,11 +185,24 @@ class PostProc(wiring.Component):
         the same ``SB_MAC16`` count as one AW x MW product)."""
         return min(self.SPLIT, self.acc_width - 1)
 
+    def _mult18_for(self, platform):
+        """The 18 x 18 block builder used for the partial products, or None (fabric ``*``)."""
+        AW, MW, L = self.acc_width, self.mbits, self.split
+        fits = L + 1 <= MULT18 and AW - L <= MULT18 and MW <= MULT18
+        if not (self.register_inputs and fits):
+            return None
+        if self.mult18 is not None:
+            return self.mult18
+        if getattr(platform, "family", None) == "ecp5":
+            return ecp5_mult18
+        return None
+
     def elaborate(self, platform):
         m = Module()
         R, AW, MW, BW, SWd = self.lanes, self.acc_width, self.mbits, self.bbits, self.shift_width
         ZW, L = self.z_width, self.split
         word = isa.pp_word_layout(R, MW, BW, SWd)(self.i_pp)
+        mult18 = self._mult18_for(platform)
 
         # stage 0: every input registered, so the multipliers get registered operands
         v0, relu0, sh0, tag0 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)
@@ -160,9 +226,21 @@ class PostProc(wiring.Component):
         m.d.comb += rnd.eq((Const(1, ZW) << sh0) >> 1)
         m.d.sync += [v1.eq(v0), relu1.eq(relu0), sh1.eq(sh0), tag1.eq(tag0)]
         for r in range(R):
-            m.d.sync += [plos[r].eq(accs[r][:L] * ms[r]),
-                         phis[r].eq(accs[r][L:].as_signed() * ms[r]),
-                         brnds[r].eq(bs[r] + rnd)]
+            m.d.sync += brnds[r].eq(bs[r] + rnd)
+            if mult18 is None:
+                m.d.sync += [plos[r].eq(accs[r][:L] * ms[r]),
+                             phis[r].eq(accs[r][L:].as_signed() * ms[r])]
+                continue
+            # the block's input registers take the stage-0 operands (the unregistered inputs),
+            # its output register is the stage-1 product: the fabric accs/ms go unused
+            acc_in = self.i_acc[r * AW:(r + 1) * AW]
+            for name, a, dst in (("lo", Cat(acc_in[:L], Const(0, 1)), plos[r]),
+                                 ("hi", acc_in[L:].as_signed(), phis[r])):
+                ea, eb = Signal(signed(MULT18), name=f"m18{name}_a{r}"), Signal(
+                    signed(MULT18), name=f"m18{name}_b{r}")
+                p = Signal(signed(2 * MULT18), name=f"m18{name}_p{r}")
+                m.d.comb += [ea.eq(a.as_signed()), eb.eq(word.lanes[r].m), dst.eq(p)]
+                m.submodules[f"mult18{name}{r}"] = mult18(ea, eb, p)
 
         # stage 2: the product acc*M = (acc[L:]*M << L) + acc[:L]*M
         v2, relu2, sh2, tag2 = Signal(), Signal(), Signal(SWd), Signal(self.tag_width)

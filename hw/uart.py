@@ -539,12 +539,24 @@ class MessageSender(wiring.Component):
     tag : Out(8)
         Tag of the message being sent.
     index : Out(8)
-        Body byte being sent; ``body`` must give its value (combinationally).
+        Body byte to be sent next; ``body`` must give its value (combinationally, from
+        registers: the sender registers it before it goes further).
     body : In(8)
     last : Out(1)
-        High in the cycle the last body byte is taken (a result word may be released then).
+        High in the cycle the last body byte is taken (a result word may be released then): a
+        flip-flop ANDed with the sender state and the output register's free condition, no
+        compare.
 
-    Latency: a message of ``n`` body bytes takes ``n + 6`` byte times from ``start``.
+    Pipeline (timing, #16): the body byte selected by ``index`` is registered (``bbyte``) before
+    the byte multiplexer over the message fields, and every byte is registered once more
+    (``obyte``) before the CRC and the UART transmitter, so the byte multiplexers, the CRC and the
+    transmitter's shift register are in separate stages. ``index`` moves one cycle ahead of the
+    byte it selects; a body byte is loaded one cycle after ``index`` points at it. The CRC is
+    updated from ``obyte`` as the transmitter takes it, and the CRC's first byte waits until the
+    last body byte has gone. The bytes on the line are the same; a message starts one cycle later
+    and, without a UART (``o``), a body byte takes two cycles.
+
+    Latency: a message of ``n`` body bytes takes ``n + 6`` byte times from ``start`` (plus a cycle).
     """
 
     def __init__(self, *, divisor, max_body: int):
@@ -570,14 +582,21 @@ class MessageSender(wiring.Component):
         mseq = Signal(8)
         tcrc = Signal(16)
         length = Signal(8)
-        tcrc_next = Signal(16)
-        m.d.comb += tcrc_next.eq(_crc16_next(tcrc, out.payload))
+        # output register: the byte offered to the transmitter, and whether the CRC covers it
+        obyte, ovalid, ocrc = Signal(8), Signal(), Signal()
+        ofree = Signal()                  # obyte may be loaded this cycle
+        m.d.comb += [out.payload.eq(obyte), out.valid.eq(ovalid), ofree.eq(~ovalid | out.ready)]
+        with m.If(out.ready & ovalid):
+            m.d.sync += ovalid.eq(0)
+            with m.If(ocrc):
+                m.d.sync += tcrc.eq(_crc16_next(tcrc, obyte))
+        # body byte register: body[index] of the previous cycle; fresh unless index just moved
+        bbyte, fresh, at_last = Signal(8), Signal(), Signal()
+        m.d.sync += [bbyte.eq(self.body), fresh.eq(1)]
 
-        def send(value, state_next, *, crc=True):
-            m.d.comb += [out.payload.eq(value), out.valid.eq(1)]
-            with m.If(out.ready):
-                if crc:
-                    m.d.sync += tcrc.eq(tcrc_next)
+        def send(value, state_next, *, crc=True, when=ofree):
+            with m.If(when):
+                m.d.sync += [obyte.eq(value), ovalid.eq(1), ocrc.eq(crc)]
                 if state_next is not None:
                     m.next = state_next
 
@@ -585,10 +604,11 @@ class MessageSender(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
                 with m.If(self.start):
-                    m.d.sync += [self.tag.eq(self.start_tag), length.eq(self.start_len)]
+                    m.d.sync += [self.tag.eq(self.start_tag), length.eq(self.start_len),
+                                 fresh.eq(0)]
                     m.next = "SYNC"
             with m.State("SYNC"):
-                m.d.sync += [tcrc.eq(0xFFFF), self.index.eq(0)]
+                m.d.sync += [tcrc.eq(0xFFFF), self.index.eq(0), fresh.eq(0)]
                 send(MESSAGE_SYNC, "TAG", crc=False)
             with m.State("TAG"):
                 send(self.tag, "SEQ")
@@ -596,23 +616,25 @@ class MessageSender(wiring.Component):
                 send(mseq, "LEN")
             with m.State("LEN"):
                 send(length, None)
-                with m.If(out.ready):
+                with m.If(ofree):
+                    m.d.sync += at_last.eq(length == 1)
                     with m.If(length == 0):
                         m.next = "CRC_HI"
                     with m.Else():
                         m.next = "BODY"
             with m.State("BODY"):
-                send(self.body, None)
-                with m.If(out.ready):
-                    m.d.sync += self.index.eq(self.index + 1)
-                    with m.If(self.index == length - 1):
+                send(bbyte, None, when=ofree & fresh)
+                with m.If(ofree & fresh):
+                    m.d.sync += [self.index.eq(self.index + 1), fresh.eq(0),
+                                 at_last.eq(self.index + 2 == length)]
+                    with m.If(at_last):
                         m.d.comb += self.last.eq(1)
                         m.next = "CRC_HI"
-            with m.State("CRC_HI"):
-                send(tcrc[8:], "CRC_LO", crc=False)
+            with m.State("CRC_HI"):           # once the CRC holds every byte before it
+                send(tcrc[8:], "CRC_LO", crc=False, when=~ovalid)
             with m.State("CRC_LO"):
                 send(tcrc[:8], "IDLE", crc=False)
-                with m.If(out.ready):
+                with m.If(ofree):
                     m.d.sync += mseq.eq(mseq + 1)
         return m
 

@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from progressivenn.hw.isa import to_signed, to_unsigned, SW
-from progressivenn.hw.postproc import PostProc
+from progressivenn.hw.postproc import Mult18Model, PostProc
 from progressivenn.model import golden
 
 
@@ -67,10 +67,15 @@ def _extremes(w):
     return [-(1 << (w - 1)), (1 << (w - 1)) - 1, 0, -1, 1]
 
 
+@pytest.mark.parametrize("mult18", [None, Mult18Model], ids=["fabric", "mult18"])
 @pytest.mark.parametrize("R,AW,MW,BW,A,OW", [(1, 8, 4, 6, 4, 8), (3, 20, 18, 48, 8, 32),
                                              (2, 30, 18, 20, 8, 12), (4, 12, 10, 40, 3, 64)])
-def test_postproc_random_and_extremes(R, AW, MW, BW, A, OW):
-    dut = PostProc(rows=R, acc_width=AW, mbits=MW, bbits=BW, abits=A, obits=OW, tag_width=16)
+def test_postproc_random_and_extremes(R, AW, MW, BW, A, OW, mult18):
+    """Bit-exact and at :attr:`PostProc.latency`; ``mult18``: the partial products through an
+    18 x 18 block with its own input and output registers (the ECP5 path, simulated by
+    :class:`Mult18Model`)."""
+    dut = PostProc(rows=R, acc_width=AW, mbits=MW, bbits=BW, abits=A, obits=OW, tag_width=16,
+                   mult18=mult18)
     rng = random.Random(AW * MW)
     vecs = []
     for n in range(60):
@@ -108,3 +113,24 @@ def test_postproc_checks_parameters():
         PostProc(rows=1, acc_width=8, mbits=40, bbits=8, abits=4, obits=8)
     with pytest.raises(ValueError, match="obits"):
         PostProc(rows=1, acc_width=8, mbits=8, bbits=8, abits=8, obits=8)
+
+
+class _ECP5:
+    family = "ecp5"
+
+
+@pytest.mark.parametrize("AW,MW,blocks", [(27, 18, 2), (33, 18, 2), (34, 18, 0), (27, 19, 0)])
+def test_postproc_ecp5_uses_registered_mult18x18d(AW, MW, blocks):
+    """Elaborated for ECP5, each lane's two partial products are ``MULT18X18D`` blocks with their
+    input and output registers on (two per lane), when the operands fit 18 signed bits; other
+    platforms (and operands that do not fit) keep the fabric multiply, whose RTLIL is unchanged."""
+    from amaranth.back import rtlil
+    mk = lambda: PostProc(rows=2, acc_width=AW, mbits=MW, bbits=24, abits=8, obits=16)
+    text = rtlil.convert(mk(), platform=_ECP5())
+    assert text.count("cell \\MULT18X18D ") == 2 * blocks
+    if blocks:
+        for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
+            assert text.count(f'parameter \\{reg} "CLK0"') == 2 * blocks
+    assert "MULT18X18D" not in rtlil.convert(mk())
+    if not blocks:
+        assert text == rtlil.convert(mk())
