@@ -17,7 +17,11 @@ events_layout = data.StructLayout({name: 1 for name in isa.Counter.NAMES})
 
 
 class Counters(wiring.Component):
-    """Six event counters of ``cfg.counter_bits`` bits; on request, one counter beat per counter.
+    """The event counters of ``cfg.counter_set`` (``cfg.counter_names``: the six of
+    ``Counter.NAMES`` by default, ``total`` only, or none), ``cfg.counter_bits`` bits each; on
+    request, one counter beat per counter, in index order, tagged with its index in
+    ``Counter.NAMES`` (with no counters the request completes without a beat). The events of
+    counters the configuration does not have go unused.
 
     A counter narrower than 64 bits saturates at ``2**counter_bits - 1`` (never wraps); the beat
     carries it zero-extended to 64 bits.
@@ -37,7 +41,8 @@ class Counters(wiring.Component):
     done : Out(1)
         The last beat has been taken: the command completes this cycle.
     beats : Out(stream.Signature(cfg.res_width))
-        Counter beats, ``isa.result_layout(cfg)`` with kind COUNTER, index 0..5 in order.
+        Counter beats, ``isa.result_layout(cfg)`` with kind COUNTER, tag = the counter's index in
+        ``Counter.NAMES`` (0..5 with every counter), in index order.
 
     Latency: the first beat is valid 2 cycles after ``req & idle`` (mode set, beat loaded); one
     beat per cycle while ``beats.ready``; ``done`` (a register) the cycle after the last beat is
@@ -58,10 +63,12 @@ class Counters(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n = len(isa.Counter.NAMES)
+        names = self.cfg.counter_names
+        tags = [isa.Counter.NAMES.index(name) for name in names]
+        n = len(names)
         bits = self.cfg.counter_bits
-        counters = [Signal(bits, name=f"cnt_{name}") for name in isa.Counter.NAMES]
-        for cnt, name in zip(counters, isa.Counter.NAMES):
+        counters = [Signal(bits, name=f"cnt_{name}") for name in names]
+        for cnt, name in zip(counters, names):
             room = ~cnt.all() if bits < 64 else 1       # 2^64 cycles never come
             with m.If(self.clear):
                 m.d.sync += cnt.eq(0)
@@ -76,8 +83,8 @@ class Counters(wiring.Component):
         with m.Switch(idx):
             for i in range(n):
                 with m.Case(i):
-                    m.d.comb += beat.eq(isa.pack_value(layout, kind=Kind.COUNTER.value, tag=i,
-                                                       body=counters[i]))
+                    m.d.comb += beat.eq(isa.pack_value(layout, kind=Kind.COUNTER.value,
+                                                       tag=tags[i], body=counters[i]))
         payload = Signal(self.cfg.res_width)
         m.d.comb += self.beats.payload.eq(payload)
         xfer = self.beats.valid & self.beats.ready

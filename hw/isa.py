@@ -32,7 +32,7 @@ from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data, enum
 
 __all__ = [
-    "Op", "Kind", "Counter", "EngineConfig", "CMD_WIDTH", "SW", "KW", "BEAT_BODY_LO",
+    "Op", "Kind", "Counter", "COUNTER_SETS", "EngineConfig", "CMD_WIDTH", "SW", "KW", "BEAT_BODY_LO",
     "RunArgs", "LoadArgs", "Command", "FIELDS",
     "result_layout", "weight_layout", "baseline_weight_layout", "act_layout", "pp_layout",
     "pp_word_layout", "pe_meta_layout", "pp_meta_layout", "array_offsets", "pack_array_words",
@@ -77,6 +77,10 @@ class Counter:
     DATA_BEATS = 4
     RESULT_BEATS = 5
     NAMES = ("total", "busy", "stall", "plane_passes", "data_beats", "result_beats")
+
+
+#: ``EngineConfig.counter_set`` -> the counters the engine has
+COUNTER_SETS = {"all": Counter.NAMES, "total": ("total",), "none": ()}
 
 
 #: arguments of RUN (bits 5.. of the command)
@@ -246,6 +250,11 @@ class EngineConfig:
     #: width of each performance counter; below 64 a counter saturates at 2^bits - 1 (the driver
     #: refuses a saturated reading) — 32 saves ~200 logic cells where the chip is full (iCE40)
     counter_bits: int = 64
+    #: which performance counters the engine has (:data:`COUNTER_SETS`): ``"all"`` the six of
+    #: ``Counter.NAMES``, ``"total"`` the cycle counter only (READ_COUNTERS sends its one beat),
+    #: ``"none"`` none (READ_COUNTERS sends no beat; the driver then neither clears nor reads
+    #: them, and a host that needs a cycle count is refused) -- the fixed cost at small arrays
+    counter_set: str = "all"
 
     def __post_init__(self):
         def pos_int(name, lo=1, hi=None):
@@ -259,6 +268,9 @@ class EngineConfig:
         pos_int("bbits", 2, 96)
         pos_int("obits", 2, 64)
         pos_int("counter_bits", 16, 64)
+        if self.counter_set not in COUNTER_SETS:
+            raise ValueError(f"counter_set must be one of {', '.join(COUNTER_SETS)},"
+                             f" not {self.counter_set!r}")
         for name in ("wdepth", "adepth", "ppdepth", "accdepth"):
             pos_int(name, 1, 1 << 20)
         if self.pp_lanes is not None:
@@ -282,6 +294,12 @@ class EngineConfig:
                              f" {self.cols} lanes, more than the RUN command can address")
 
     # ---- derived widths -------------------------------------------------------------------------
+    @property
+    def counter_names(self) -> tuple:
+        """The counters this engine has, in index order (their beats' tags are their indices in
+        ``Counter.NAMES``)."""
+        return COUNTER_SETS[self.counter_set]
+
     @property
     def acc_bound(self) -> int:
         """Largest |acc_k| any layer can produce: (2^N-1) * I_max * (2^A-1)."""

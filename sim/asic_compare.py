@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..hw.isa import EngineConfig
-from .driver import BASELINE_WBITS
+from .driver import BASELINE_WBITS, require_counters
 from .throughput import run_image
 
 __all__ = ["area_cycles"]
@@ -27,6 +27,7 @@ def area_cycles(bundle, cfg: EngineConfig, engine: dict, baseline: dict, *, ks=(
     area x cycles with ``area_um2`` (logic + memory), ``ratio_logic`` with ``logic_area_um2``
     (memories left out); below 1 the engine costs less silicon-time per inference. Raises
     ``ValueError`` when a run disagrees with the golden model."""
+    require_counters(cfg, ("total",), "the ASIC comparison")
     x = np.asarray(bundle.test_x[image])
     kb = min(bundle.nbits, BASELINE_WBITS - 1)
     _, tcycles, cmp = run_image(bundle, cfg, x, kb, True, None)

@@ -32,7 +32,7 @@ from .transport import Exchange
 __all__ = ["InferenceResult", "LayerPlan", "check_fits", "check_image", "plan_layers", "infer", "im2col",
            "maxpool", "ideal_cycles", "add_codes", "baseline_weight_words", "BASELINE_WBITS",
            "Target", "Int8Baseline", "ENGINE", "INT8_BASELINE", "layer_exchange", "assemble",
-           "read_counters", "walk_layers", "patches_of"]
+           "read_counters", "require_counters", "walk_layers", "patches_of"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -373,14 +373,28 @@ def assemble(cfg: EngineConfig, plan: LayerPlan, order, words: list[int], k: int
 _assemble = assemble
 
 
+def require_counters(cfg: EngineConfig, names, who: str) -> None:
+    """Refuse (ValueError) a configuration without the counters ``names`` that ``who`` reads
+    (``EngineConfig.counter_set``)."""
+    missing = [n for n in names if n not in cfg.counter_names]
+    if missing:
+        raise ValueError(f"{who} reads the engine's counters {', '.join(names)}; counter_set"
+                         f" {cfg.counter_set!r} lacks {', '.join(missing)} (build-only: use"
+                         f" counter_set 'all')")
+
+
 def read_counters(cfg: EngineConfig, words: list[int], where: str) -> dict:
-    """Counter beats (the last ``len(Counter.NAMES)`` words of an exchange) -> name -> value."""
+    """Counter beats (the last ``len(cfg.counter_names)`` words of an exchange) -> name ->
+    value."""
     got = {}
     for w in words:
         beat = isa.decode_result(cfg, w)
         if beat.kind != isa.Kind.COUNTER:
             raise RuntimeError(f"{where}: expected a counter beat")
         name, value = Counter.NAMES[beat.tag], beat.values[0]
+        if name not in cfg.counter_names:
+            raise RuntimeError(f"{where}: a beat of counter {name}, which counter_set"
+                               f" {cfg.counter_set!r} does not have")
         if cfg.counter_bits < 64 and value == (1 << cfg.counter_bits) - 1:
             raise RuntimeError(f"{where}: counter {name} saturated at its {cfg.counter_bits} bits"
                                f" (counter_bits); the reading is not a count")
@@ -477,25 +491,26 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
         ex, order, state["bank"] = layer_exchange(cfg, plan, layer, patches_of(layer, x),
                                                   bundle.nbits, k, layer.tables[tables],
                                                   state["bank"], tile_positions, target=tg)
-        read = tg.counters and (layer_counters or i == last_compute)
-        if tg.counters and (not outputs or layer_counters):
+        ncnt = len(cfg.counter_names) if tg.counters else 0
+        read = ncnt and (layer_counters or i == last_compute)
+        if ncnt and (not outputs or layer_counters):
             ex.cmds.insert(0, isa.cmd_clear_counters())
         if read:
             ex.cmds.append(isa.cmd_read_counters())
-            ex.n_results += len(Counter.NAMES)
+            ex.n_results += ncnt
         words = yield ex
         if len(words) != ex.n_results:
             raise RuntimeError(f"layer {layer.name}: expected {ex.n_results} result words,"
                                f" got {len(words)}")
         if read:
-            got = read_counters(cfg, words[-len(Counter.NAMES):], f"layer {layer.name}")
+            got = read_counters(cfg, words[-ncnt:], f"layer {layer.name}")
             if layer_counters:
                 res_layers[i] = got
                 for name, v in got.items():
                     counters[name] = counters.get(name, 0) + v
             else:
                 counters.update(got)
-            words = words[:-len(Counter.NAMES)]
+            words = words[:-ncnt]
         y = assemble(cfg, plan, order, words, tg.planes(k))
         return y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
 

@@ -48,7 +48,8 @@ class EngineModel:
             elif op == Op.RUN:
                 out += self._run(f)
             elif op == Op.READ_COUNTERS:
-                out += [isa.encode_counter(cfg, i, 0) for i in range(len(Counter.NAMES))]
+                out += [isa.encode_counter(cfg, Counter.NAMES.index(name), 0)
+                        for name in cfg.counter_names]
             elif op not in (Op.NOP, Op.CLEAR_COUNTERS):
                 raise ValueError(f"unknown opcode {op}")
         return out

@@ -29,7 +29,7 @@ from typing import Generator
 import numpy as np
 
 from ..hw import isa
-from ..hw.isa import Counter, EngineConfig
+from ..hw.isa import EngineConfig
 from ..model import contract
 from .driver import (LayerPlan, act_words, assemble, check_fits, check_image, im2col,
                      layer_exchange, maxpool, patches_of, pp_words, walk_layers, weight_words)
@@ -173,9 +173,9 @@ class ProgressiveFrame:
                                                           k, layer.tables[self.tables],
                                                           state["bank"])
                 self.ideal += plan.ideal_cycles(k)
-            if i == first and fresh:
+            if i == first and fresh and cfg.counter_names:
                 ex.cmds.insert(0, isa.cmd_clear_counters())
-            ncnt = len(Counter.NAMES) if (i == last and self.read_counters) else 0
+            ncnt = len(cfg.counter_names) if (i == last and self.read_counters) else 0
             if ncnt:
                 ex.cmds.append(isa.cmd_read_counters())
                 ex.n_results += ncnt

@@ -296,6 +296,8 @@ def run_regression(bundle_path, cfg: EngineConfig, *, simulator: str = "icarus",
     The report holds, per k, the engine's cycle counters summed over the images, the RTL's
     accuracy, the number of integers compared and the first mismatch, if any.
     """
+    from .driver import require_counters
+    require_counters(cfg, ("total", "busy", "stall", "plane_passes"), "the cocotb regression")
     conf = {"bundle": str(Path(bundle_path).resolve()), "images": images, "bits": list(bits),
             "tables": tables, "stall": stall, "seed": seed, "reset_test": reset_test,
             "inject_fault": inject_fault, "idle": idle, "backpressure": backpressure}
