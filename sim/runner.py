@@ -173,8 +173,6 @@ def _build_lock(build_dir: Path):
 
 def _build(cfg: EngineConfig, simulator: str, build_dir: Path, waves: bool = False,
            sources=None) -> Path:
-    from cocotb_tools.runner import get_runner
-
     from ..hw.generate import generate_verilog
 
     args, make = (VERILATOR_ARGS, VERILATOR_MAKE_FLAGS) if simulator == "verilator" else ([], [])
@@ -187,22 +185,17 @@ def _build(cfg: EngineConfig, simulator: str, build_dir: Path, waves: bool = Fal
             sources.insert(0, write_if_changed(verilog.with_name("pnn_engine_ports.vlt"),
                                                public_ports_config("pnn_engine", ports)))
             args = args + PUBLIC_PORTS_ONLY
-    target = build_dir / ("pnn_engine" if simulator == "verilator" else "sim.vvp")
-    stamp = forget_build_if_flags_changed(build_dir, target, args + make)
-    with make_flags(make):
-        get_runner(simulator).build(
-            sources=list(sources), hdl_toplevel="pnn_engine", build_dir=build_dir,
-            timescale=("1ns", "1ps"), build_args=args, waves=waves,
-            log_file=build_dir / "build.log")
-    stamp.write_text(json.dumps(args + make))
+    build_if_stale(simulator, sources, "pnn_engine", build_dir, args, make, waves=waves)
     return build_dir
 
 
 def forget_build_if_flags_changed(build_dir: Path, target: Path, flags: list[str]) -> Path:
     """Make and cocotb rebuild on changed sources only: where ``build_dir`` was last built with
     other ``flags`` (simulator arguments and make variables; or no record of them), remove its
-    compiled objects and ``target`` so that the next build compiles everything with these.
-    Returns the record to write once that build succeeded (``<build_dir>/build_args.json``)."""
+    compiled objects and ``target`` so that the next build compiles everything with these
+    (Verilator skips a run whose sources and arguments are unchanged, so new make variables alone
+    would reach no object). Returns the record to write once that build succeeded
+    (``<build_dir>/build_args.json``)."""
     stamp = build_dir / "build_args.json"
     if stamp.exists() and json.loads(stamp.read_text()) == flags:
         return stamp
@@ -216,7 +209,9 @@ def build_if_stale(simulator: str, sources, top: str, build_dir: Path, args: lis
                    make: list[str], *, waves: bool = False) -> None:
     """Build ``top`` from ``sources`` in ``build_dir`` (cocotb's runner) unless the last build
     there used the same simulator ``args`` and ``make`` variables (``build_args.json``) and is
-    newer than every source; the caller holds the build folder's lock exclusively."""
+    newer than every source; a build with other flags (or none recorded) starts from no objects
+    (:func:`forget_build_if_flags_changed`). The caller holds the build folder's lock
+    exclusively."""
     from cocotb_tools.runner import get_runner
 
     target = build_dir / (top if simulator == "verilator" else "sim.vvp")
@@ -224,6 +219,7 @@ def build_if_stale(simulator: str, sources, top: str, build_dir: Path, args: lis
     if (target.exists() and stamp.exists() and json.loads(stamp.read_text()) == args + make
             and all(target.stat().st_mtime >= Path(s).stat().st_mtime for s in sources)):
         return
+    forget_build_if_flags_changed(build_dir, target, args + make)
     stamp.unlink(missing_ok=True)
     with make_flags(make):
         get_runner(simulator).build(

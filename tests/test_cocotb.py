@@ -122,3 +122,42 @@ def test_digits_bundle_every_k(tmp_path):
                        max_reduction=max(p.reduction for p in plan_layers(b, base)))
     rep = run_regression(bundle, cfg, simulator="verilator", images=20, build_root=BUILD)
     assert rep["mismatches"] == 0, rep["first_mismatch"]
+
+
+def test_build_if_stale_reuses_rebuilds_and_forgets_objects(tmp_path, monkeypatch):
+    """runner.build_if_stale (every runner's build, the streamed one included): a build with the
+    same flags newer than its sources is reused; newer sources rebuild on the old objects; other
+    flags (make variables alone included: Verilator would skip its unchanged run) start from no
+    objects and no binary."""
+    import cocotb_tools.runner as cocotb_runner
+
+    from progressivenn.sim import runner
+
+    seen = []
+
+    class FakeRunner:
+        def build(self, *, sources, hdl_toplevel, build_dir, **kw):
+            seen.append(sorted(p.name for p in Path(build_dir).iterdir()))
+            (Path(build_dir) / "obj.o").write_text("object")
+            (Path(build_dir) / hdl_toplevel).write_text("binary")
+
+    monkeypatch.setattr(cocotb_runner, "get_runner", lambda simulator: FakeRunner())
+    src, build = tmp_path / "top.v", tmp_path / "build"
+    src.write_text("module top; endmodule\n")
+    build.mkdir()
+
+    def go(make):
+        runner.build_if_stale("verilator", [src], "top", build, ["-O3"], make)
+
+    go(["OPT=-O2"])
+    assert len(seen) == 1 and json.loads((build / "build_args.json").read_text()) == \
+        ["-O3", "OPT=-O2"]
+    go(["OPT=-O2"])
+    assert len(seen) == 1                                     # reused
+    later = (build / "top").stat().st_mtime + 10
+    os.utime(src, (later, later))
+    go(["OPT=-O2"])
+    assert len(seen) == 2 and {"obj.o", "top"} <= set(seen[-1])   # rebuilt on its objects
+    go(["OPT=-Os"])
+    assert len(seen) == 3 and not {"obj.o", "top", "build_args.json"} & set(seen[-1])
+    assert json.loads((build / "build_args.json").read_text()) == ["-O3", "OPT=-Os"]
