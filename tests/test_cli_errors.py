@@ -128,3 +128,44 @@ def test_damaged_run_config_is_named(tmp_path, capsys):
     (run / "config.json").write_text("{not json")
     assert main(["retrain-bn", str(run), "--quiet"]) == 2
     assert f"{run / 'config.json'}: damaged run configuration" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--port", "/dev/nonexistent-tty"], "could not open port /dev/nonexistent-tty"),
+    (["--port", "sim:nope"], "--port sim:nope: unknown simulated port"),
+    (["--port", "sim:amaranth", "--k", "0"], "--k must be in [1, 4]"),
+    (["--port", "sim:amaranth", "--k", "5"], "--k must be in [1, 4]"),
+    (["--port", "sim:amaranth", "--timeout", "nan"], "--timeout must be positive"),
+    (["--port", "sim:amaranth", "--timeout", "-1"], "--timeout must be positive"),
+    (["--port", "sim:amaranth", "--images", "0"], "--images must be in [1, 4]"),
+])
+def test_run_bad_inputs_are_one_line(argv, msg, bundle_dir, capsys):
+    """``pnn run`` with a bad port, k, timeout or image count: exit 2, one line naming it."""
+    assert main(["run", str(bundle_dir), *argv]) == 2
+    assert msg in _one_line(capsys)
+
+
+def test_run_missing_bundle_is_one_line(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope"), "--port", "sim:amaranth"]) == 2
+    assert f"{tmp_path / 'nope'}: not a bundle directory" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--policy", "nope"], "unknown policy 'nope'"),
+    (["--policy", "fixed9"], "k must be in [1, 4], not 9"),
+    (["--policy", "escalate", "--threshold", "5000"], "in [0, 1000] per-mille, not 5000"),
+])
+def test_run_bad_policy_refused_before_the_simulator_is_built(argv, msg, bundle_dir, tmp_path,
+                                                              monkeypatch, capsys):
+    """A bad --policy or --threshold is named before a port is opened or a simulator built."""
+    import progressivenn.sim.resident_link as link
+
+    def built(*a, **kw):
+        raise AssertionError("the simulator was built before the policy was checked")
+    monkeypatch.setattr(link, "run_images_cocotb", built)
+    build = tmp_path / "simbuild"
+    assert main(["run", str(bundle_dir), "--port", "sim:verilator", "--build-dir", str(build),
+                 *argv]) == 2
+    assert msg in _one_line(capsys)
+    assert not build.exists()
+

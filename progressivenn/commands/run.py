@@ -4,6 +4,7 @@ link, and check every answer against the integer golden model (``docs/run.md``).
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -147,13 +148,17 @@ def run(args) -> int:
     if args.double_buffer and not args.port.startswith("sim:"):
         raise ValueError("--double-buffer is for simulated ports (a board has the engine it was "
                          "built with)")
-    if args.baud <= 0 or args.timeout <= 0:
-        raise ValueError("--baud and --timeout must be positive")
+    if args.baud <= 0 or not 0 < args.timeout < math.inf:       # nan too
+        raise ValueError("--baud and --timeout must be positive (--timeout finite)")
     bundle = load_bundle(args.bundle)
     N = int(bundle.nbits)
     k = N if args.k is None else args.k
     if not 1 <= k <= N:
         raise ValueError(f"--k must be in [1, {N}] (the bundle's planes), not {k}")
+    if args.policy is not None:     # named before a port is opened or a simulator built
+        from ..model import dynamic as dyn
+        dyn.make_policy(args.policy, N, dyn.GateTable({kk: {} for kk in range(1, N + 1)}),
+                        _threshold(args))
     idx = _indices(args, bundle)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
 
