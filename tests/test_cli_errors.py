@@ -169,3 +169,16 @@ def test_run_bad_policy_refused_before_the_simulator_is_built(argv, msg, bundle_
     assert msg in _one_line(capsys)
     assert not build.exists()
 
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--out", "RUN", "--threads", "-1"],
+    ["eval", "BUNDLE", "--threads", "-2"],
+    ["bench", "--out", "OUT", "--threads", "-1"],
+])
+def test_threads_refused_below_zero(argv, bundle_dir, tmp_path, capsys):
+    """``--threads`` (commands.threads, shared by train, retrain-bn, eval and bench)."""
+    argv = [str(bundle_dir) if a == "BUNDLE" else str(tmp_path / a) if a in ("RUN", "OUT")
+            else a for a in argv]
+    assert main(argv) == 2
+    assert "--threads must be >= 0, not -" in _one_line(capsys)
+    assert not (tmp_path / "RUN").exists() and not (tmp_path / "OUT").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .threads import add_threads_argument, set_threads
+
 NAME = "bench"
 HELP = ("measure accuracy vs k (with/without BN retraining, trained at N and any-k), RTL cycles vs k, "
         "array utilization and simulation throughput; write JSON + a markdown report with plots")
@@ -26,7 +28,7 @@ def add_arguments(p):
                    help="also run pnn build per board for LUTs/FFs/Fmax (slow; needs the YoWASP tools)")
     p.add_argument("--results-md", default=None, metavar="FILE",
                    help="also write FILE (e.g. docs/results.md) from the report")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_threads_argument(p, help="torch CPU threads (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the RTL and residual sections")
     p.add_argument("--seeds", default=None,
                    help="comma-separated seeds of the digits accuracy nets (default 0,1,2; --quick: "
@@ -58,15 +60,10 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    import torch
-
     from progressivenn.bench import (BenchConfig, default_mnist_dir, run_bench, write_report,
                                      write_results_md)
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, not {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     sims = tuple(s.strip() for s in args.simulators.split(",") if s.strip())
     for s in sims:
         if s not in ("verilator", "icarus"):

@@ -3,6 +3,8 @@ a BUNDLE (integer golden model, on its own test images or on a data set's test s
 
 from __future__ import annotations
 
+from .threads import add_threads_argument, set_threads
+
 NAME = "eval"
 HELP = ("accuracy per k of a RUN (integer golden model with/without BN retraining, fake-quant "
         "agreement) or of a BUNDLE (golden model on its test images or on --dataset)")
@@ -26,9 +28,7 @@ def add_arguments(p):
     p.add_argument("--method", choices=("direct", "planes"), default="direct",
                    help="RUN only: golden accumulation, direct (fast) or plane by plane "
                         "(identical results)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (these small nets gain nothing from more and "
-                        "oversubscribed cores slow torch down badly; 0: torch's default)")
+    add_threads_argument(p)
 
 
 def _is_bundle(path) -> bool:
@@ -99,12 +99,7 @@ def print_table(res: dict) -> None:
 def run(args) -> int:
     import json
 
-    import torch
-
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, not {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     res = evaluate_path(args)
     if args.plot:
         from ..report import plot_accuracy

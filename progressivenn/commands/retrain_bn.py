@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .threads import add_threads_argument, set_threads
+
 NAME = "retrain-bn"
 HELP = ("retrain one table of per-k parameters per k (weights frozen): BN statistics re-estimated, "
         "gamma/beta and per-k output scales trained against the k=N network, the best table per k "
@@ -30,9 +32,7 @@ def add_arguments(p):
     p.add_argument("--finetune", action="store_true", help=argparse.SUPPRESS)  # the default now
     p.add_argument("--max-samples", type=int, default=10000,
                    help="training images used (random seeded subset; default 10000)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these small nets gain nothing from more and "
-                        "oversubscribed cores slow torch down badly; 0: torch's default)")
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -54,10 +54,7 @@ def run(args) -> int:
         raise ValueError(f"--lr must be > 0, not {args.lr}")
     if args.max_samples < 1:
         raise ValueError(f"--max-samples must be >= 1, not {args.max_samples}")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, not {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = read_config(run_dir)
     net = load_trained(run_dir)
     ds = dataset_for(cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .threads import add_threads_argument, set_threads
+
 NAME = "train"
 HELP = "train a BWB network from scratch (QAT at k=N, or --any-k) into a RUN folder"
 
@@ -42,9 +44,7 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay)")
     p.add_argument("--limit", type=int, default=None, help="use only the first LIMIT training images")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these small nets gain nothing from more and "
-                        "oversubscribed cores slow torch down badly; 0: torch's default)")
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
     p.add_argument("--force", action="store_true",
@@ -76,10 +76,7 @@ def run(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, not {args.limit}")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, not {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from progressivenn.outdir import check_target, output_dir
 
     out = Path(args.out)
