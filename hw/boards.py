@@ -163,6 +163,12 @@ ULX3S_12F_CFG = EngineConfig(rows=4, cols=8, abits=8, nbits=8, max_reduction=102
 #: the next image's codes are written while the current one computes (``pnn run`` keeps the next
 #: image in flight: the link alone bounds images/s, ``docs/boards.md``).
 ULX3S_RESIDENT_CFG = ResidentConfig(double_buffer=True)
+#: ... and its netlist options (routing, ``docs/boards.md``): every memory written from a register
+#: of its own (``write_regs``: no wide command word across the die to 98 block RAMs), no
+#: read-old-data emulation on the program, table and feature-map read ports
+#: (``collisions_undefined``: Yosys copied every write word into flip-flops and multiplexed them
+#: into the read data)
+ULX3S_RESIDENT_IMPL = ResidentImpl(write_regs=True, collisions_undefined=True)
 
 #: Resident mode on the iCEBreaker (its default; ``--mode streamed``: the 4 x 8 streamed engine;
 #: ``docs/boards.md``):
@@ -196,11 +202,13 @@ BOARDS: dict[str, BoardSpec] = {
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ULX3S_BIG_CFG,
         baud=FAST_BAUD, note="LFE5U-85F-6BG381C, 25 MHz (PLL 30 MHz)",
-        reset_button=("button_fire", 0), resident=ULX3S_RESIDENT_CFG, clk_hz=ULX3S_CLK_HZ),
+        reset_button=("button_fire", 0), resident=ULX3S_RESIDENT_CFG,
+        resident_impl=ULX3S_RESIDENT_IMPL, clk_hz=ULX3S_CLK_HZ),
     "ulx3s-45f": BoardSpec(
         "ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", ULX3S_BIG_CFG,
         baud=FAST_BAUD, note="LFE5U-45F-6BG381C, 25 MHz (PLL 30 MHz)",
-        reset_button=("button_fire", 0), resident=ULX3S_RESIDENT_CFG, clk_hz=ULX3S_CLK_HZ),
+        reset_button=("button_fire", 0), resident=ULX3S_RESIDENT_CFG,
+        resident_impl=ULX3S_RESIDENT_IMPL, clk_hz=ULX3S_CLK_HZ),
     "ulx3s-25f": BoardSpec(
         "ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", ULX3S_SMALL_CFG,
         baud=FAST_BAUD, note="LFE5U-25F-6BG381C, 25 MHz (PLL 30 MHz)",

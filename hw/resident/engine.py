@@ -200,23 +200,49 @@ class ResidentEngine(wiring.Component):
 
     def _command_writes(self, m, n):
         """Command decode: WRITE_W / WRITE_PP / WRITE_PROG go straight to their memory's write
-        port in the cycle they are accepted; the program memory reads descriptor ``layer``."""
+        port in the cycle they are accepted (``ResidentImpl.write_regs``: through a register
+        per memory, one cycle later); the program memory reads descriptor ``layer``."""
         n.cmd = cmd = self.cmd.payload
         n.accept = accept = self.cmd.valid & self.cmd.ready
-        m.d.comb += [
-            n.w_wr.addr.eq(cmd.addr), n.w_wr.data.eq(cmd.data),
-            n.w_wr.en.eq(accept & (cmd.op == Op.WRITE_W)),
-            n.pp_wr.addr.eq(cmd.addr), n.pp_wr.data.eq(cmd.data),
-            n.pp_wr.en.eq(accept & (cmd.op == Op.WRITE_PP)),
-            n.pg_wr.addr.eq(cmd.addr), n.pg_wr.data.eq(cmd.data),
-            n.pg_wr.en.eq(accept & (cmd.op == Op.WRITE_PROG)),
-            n.pg_rd.addr.eq(n.layer),
-        ]
+        n.w_cmd_addr = cmd.addr          # the weight write address (the register's: write_regs)
+        if self.impl.write_regs:
+            for name, port, op in (("w", n.w_wr, Op.WRITE_W), ("pp", n.pp_wr, Op.WRITE_PP),
+                                   ("pg", n.pg_wr, Op.WRITE_PROG)):
+                regs = self._write_reg(m, name, accept & (cmd.op == op), cmd.addr, cmd.data,
+                                       port)
+                m.d.comb += [port.addr.eq(regs[0]), port.data.eq(regs[1]), port.en.eq(regs[2])]
+                if name == "w":
+                    n.w_cmd_addr = regs[0]
+            m.d.comb += n.pg_rd.addr.eq(n.layer)
+        else:
+            m.d.comb += [
+                n.w_wr.addr.eq(cmd.addr), n.w_wr.data.eq(cmd.data),
+                n.w_wr.en.eq(accept & (cmd.op == Op.WRITE_W)),
+                n.pp_wr.addr.eq(cmd.addr), n.pp_wr.data.eq(cmd.data),
+                n.pp_wr.en.eq(accept & (cmd.op == Op.WRITE_PP)),
+                n.pg_wr.addr.eq(cmd.addr), n.pg_wr.data.eq(cmd.data),
+                n.pg_wr.en.eq(accept & (cmd.op == Op.WRITE_PROG)),
+                n.pg_rd.addr.eq(n.layer),
+            ]
         if self.impl.weights_single_port:
             # one address for both ports (single-port RAM): the command's while it writes
             n.w_addr = Signal(len(n.w_wr.addr))
             m.d.comb += [n.w_wr.addr.eq(n.w_addr), n.w_rd.addr.eq(n.w_addr),
                          n.w_rd.en.eq(~n.w_wr.en)]
+
+    @staticmethod
+    def _write_reg(m, name, take, addr, word, port):
+        """``ResidentImpl.write_regs``: address, data and enable registers of one memory's write
+        port (as wide as ``port``'s), loaded with ``addr``/``word`` when ``take``; returns them
+        (the write lands one cycle after the command). Not reset: the memories are kept across
+        an engine reset, and so is a write in flight."""
+        regs = (Signal(len(port.addr), name=f"{name}_wr_addr", reset_less=True),
+                Signal(len(port.data), name=f"{name}_wr_data", reset_less=True),
+                Signal(name=f"{name}_wr_en", reset_less=True))
+        m.d.sync += regs[2].eq(take)
+        with m.If(take):
+            m.d.sync += [regs[0].eq(addr), regs[1].eq(word)]
+        return regs
 
     def _pipeline(self, m, n):
         """Chunk pipeline: S1 (memories deliver, flags registered alongside), S2 (memory outputs
@@ -233,7 +259,7 @@ class ResidentEngine(wiring.Component):
         m.d.sync += s1_valid.eq(win.active)
         m.d.sync += [s.eq(getattr(win, k)) for k, s in s1.items()]
         if self.impl.weights_single_port:
-            m.d.comb += n.w_addr.eq(Mux(n.w_wr.en, n.cmd.addr, win.w_addr))
+            m.d.comb += n.w_addr.eq(Mux(n.w_wr.en, n.w_cmd_addr, win.w_addr))
         else:
             m.d.comb += n.w_rd.addr.eq(win.w_addr)
         n.s2 = s2 = {k: Signal(len(s), name=f"s2_{k}") for k, s in s1.items()}
@@ -424,6 +450,18 @@ class ResidentEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += banks[0][otag.g].eq(Cat(*codes))
         codes = Cat(*codes)
+        n.fm_busy = pool_wr | conv_wr
+        img_addr = cmd.addr if n.wbuf is None else cmd.addr + Mux(n.wbuf, n.img_off, 0)
+        img_en = n.accept & (cmd.op == Op.WRITE_FM)
+        img_data = cmd.data
+        if self.impl.write_regs:     # the image word waits in its register for a free port
+            take, img_en = img_en, Signal(name="fm_wr_pend", reset_less=True)
+            img_addr_r = Signal(len(fm_wr.addr), name="fm_wr_addr", reset_less=True)
+            img_data = Signal(len(fm_wr.data), name="fm_wr_data", reset_less=True)
+            m.d.sync += img_en.eq(take | (img_en & n.fm_busy))
+            with m.If(take):       # only while the port is free: the pending word is written
+                m.d.sync += [img_addr_r.eq(img_addr), img_data.eq(cmd.data)]
+            img_addr = img_addr_r
         with m.If(pool_wr):
             m.d.comb += [fm_wr.addr.eq(s2["o_addr"]), fm_wr.data.eq(n.newmax),
                          fm_wr.en.eq((1 << C) - 1)]
@@ -435,11 +473,9 @@ class ResidentEngine(wiring.Component):
                 en = Cat(*[(otag.gsub == s) & ok for s in range(GPW) for ok in n.rows_ok])
             m.d.comb += [fm_wr.addr.eq(otag.o_addr), fm_wr.data.eq(Cat(*[codes] * (C // L))),
                          fm_wr.en.eq(en)]
-        n.fm_busy = pool_wr | conv_wr
-        img_addr = cmd.addr if n.wbuf is None else cmd.addr + Mux(n.wbuf, n.img_off, 0)
         with m.Else():
-            m.d.comb += [fm_wr.addr.eq(img_addr), fm_wr.data.eq(cmd.data),
-                         fm_wr.en.eq(Mux(n.accept & (cmd.op == Op.WRITE_FM), (1 << C) - 1, 0))]
+            m.d.comb += [fm_wr.addr.eq(img_addr), fm_wr.data.eq(img_data),
+                         fm_wr.en.eq(Mux(img_en, (1 << C) - 1, 0))]
 
     def _logits(self, m, n):
         """Logit register file and the running argmax (``n.best_i``; ``n.have`` cleared by RUN).
@@ -748,8 +784,14 @@ class ResidentEngine(wiring.Component):
             m.submodules[f"tapbank{l}"] = bank
             wr, rd = bank.write_port(), bank.read_port()
             wr_addr = cmd.addr if wbuf is None else cmd.addr + Mux(wbuf, cfg.tap_words, 0)
-            m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(cmd.data[:C * A]),
-                         wr.en.eq(accept & (cmd.op == Op.WRITE_IMG))]
+            if self.impl.write_regs:      # one set of registers for the banks (the same word)
+                if l == 0:
+                    tw = self._write_reg(m, "tap", accept & (cmd.op == Op.WRITE_IMG), wr_addr,
+                                         cmd.data[:C * A], wr)
+                m.d.comb += [wr.addr.eq(tw[0]), wr.data.eq(tw[1]), wr.en.eq(tw[2])]
+            else:
+                m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(cmd.data[:C * A]),
+                             wr.en.eq(accept & (cmd.op == Op.WRITE_IMG))]
             addr = Signal(taw, name=f"tapaddr{l}")
             iy = Signal(signed(DIMW + 3), name=f"tapiy{l}")
             ix = Signal(signed(DIMW + 3), name=f"tapix{l}")

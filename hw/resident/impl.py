@@ -87,6 +87,18 @@ class ResidentImpl:
     WRITE_IMG from IMAGE frames) drives only the command's op, address and first ``cols *
     abits`` data bits; the data bits above (which those ops ignore) come from the frame payload
     register instead of being forced to 0, so no multiplexer is built for them.
+
+    ``write_regs``: every memory written by commands (weights, tables, program, feature map,
+    tap banks) takes its write address, data and enable from its own register, loaded when a
+    command for that memory is accepted (a copy per memory, each with its own load enable, so
+    synthesis keeps them apart and the placer can put each beside its block RAMs); the word is
+    written one cycle after the command is accepted (a feature-map image word waits in its
+    register while a layer writes the port, at most until the next image word is accepted,
+    which only happens while the port is free). Nothing reads a word that early: a RUN reads
+    its first descriptor two cycles after it is accepted, a READ_FM reads one cycle after, and
+    image words of the next image (``double_buffer``) go to the buffer the RUN does not read;
+    command acceptance, words and cycle counts stay the same. The registers are not reset by
+    an engine reset (like the memories), so a write in flight always lands.
     """
 
     prog_ram: bool = False
@@ -99,11 +111,12 @@ class ResidentImpl:
     results_ram: bool = False
     narrow_tags: bool = False
     lean_bridge: bool = False
+    write_regs: bool = False
 
     def __post_init__(self):
         for name in ("prog_ram", "weights_single_port", "desc_from_ram", "pp_read_late",
                      "collisions_undefined", "pp_shared", "pp_merge_stages", "results_ram",
-                     "narrow_tags", "lean_bridge"):
+                     "narrow_tags", "lean_bridge", "write_regs"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.desc_from_ram and not self.prog_ram:
