@@ -178,6 +178,7 @@ def _toolchain_overrides(spec, synth_opts) -> dict:
 def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
                 pp_lanes: int | None = None, baseline: bool = False, dsp: bool | None = None,
                 mode: str | None = None, baud: int | None = None,
+                counter_set: str | None = None, counter_bits: int | None = None,
                 out="build", progress=None, timeout: float = 7200) -> dict:
     """Synthesize, place and route the board top and pack its bitstream; return the report.
 
@@ -200,6 +201,9 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     baud : int or None
         UART baud rate (default the board's fastest exact one); refused if the divisor at the
         design clock is off by more than 2%.
+    counter_set, counter_bits : str, int or None
+        Override the streamed engine's (and the baseline's) performance counters
+        (``EngineConfig.counter_set`` / ``counter_bits``; :func:`with_counters`).
     out : path
         Build folder (one per board and configuration).
     progress : callable or None
@@ -208,6 +212,7 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     if baseline:
         mode = "streamed"
     spec = board_spec(board, rows=rows, cols=cols, pp_lanes=pp_lanes, mode=mode, baud=baud)
+    spec = with_counters(spec, counter_set, counter_bits)
     env = fpga_tools(spec.family)
     platform = board_platform(spec)
     clk_hz = board_clock_hz(spec, platform)
@@ -269,6 +274,21 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
             report[extra] = ys[extra]
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def with_counters(spec, counter_set: str | None = None, counter_bits: int | None = None):
+    """``spec`` with its streamed engine's counter set and width overridden (None: the board's);
+    refused (ValueError) for the resident design, whose counters are its own."""
+    from dataclasses import replace
+
+    over = {k: v for k, v in (("counter_set", counter_set), ("counter_bits", counter_bits))
+            if v is not None}
+    if not over:
+        return spec
+    if spec.design_mode == "resident":
+        raise ValueError("--counters / --counter-bits are streamed-engine options (the resident"
+                         " engine's counters are its own); add --mode streamed")
+    return replace(spec, cfg=replace(spec.cfg, **over))
 
 
 def _area(ys: dict, util: dict, family: str) -> dict:

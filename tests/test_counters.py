@@ -126,3 +126,21 @@ def test_a_network_runs_bit_exact_with_each_counter_set(baseline):
     assert c_all["total"] == c_tot["total"] > 0 and c_none == {}
     assert t_all - t_tot == 5            # the five beats not sent
     assert t_none < t_tot
+
+
+def test_pnn_build_counter_options_are_checked_before_anything_is_built(tmp_path, capsys):
+    """``pnn build --counters / --counter-bits``: the streamed engine's (and the baseline's)
+    counters; refused in resident mode and out of range, exit 2 before any synthesis."""
+    from progressivenn.cli import main
+    from progressivenn.hw.boards import board_spec
+    from progressivenn.hw.build import with_counters
+
+    spec = with_counters(board_spec("ulx3s-12f"), "total", 32)
+    assert (spec.cfg.counter_set, spec.cfg.counter_bits) == ("total", 32)
+    assert with_counters(board_spec("ulx3s-12f")).cfg == board_spec("ulx3s-12f").cfg
+    out = str(tmp_path / "b")
+    assert main(["build", "--board", "ulx3s-85f", "--counters", "total", "--out", out]) == 2
+    assert "streamed-engine options" in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-12f", "--counter-bits", "8", "--out", out]) == 2
+    assert "counter_bits must be an integer in [16, 64]" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

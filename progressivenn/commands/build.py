@@ -38,6 +38,13 @@ def add_arguments(p):
                    help="also build the bit-parallel int8 MAC array of the same R x C, with DSP"
                         " multipliers and LUT-only, and print all three side by side (streamed"
                         " mode)")
+    p.add_argument("--counters", choices=("all", "total", "none"), default=None,
+                   help="the streamed engine's (and the baseline's) performance counters: all"
+                        " six (default), total (the cycle counter only) or none; a lean set is for"
+                        " area comparisons (pnn sim reads all six)")
+    p.add_argument("--counter-bits", type=int, default=None, metavar="W",
+                   help="width of each counter, 16 to 64 (default the board's; below 64 a"
+                        " counter saturates)")
     p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
                    help="multipliers in DSP blocks (iCE40: synth_ice40 -dsp; default: the"
                         " board's choice)")
@@ -78,8 +85,11 @@ def run(args) -> int:
         from progressivenn.hw.boards import board_clock_hz, board_spec
         from progressivenn.hw.uart import divisor_for
 
+        from progressivenn.hw.build import with_counters
+
         spec = board_spec(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
                           mode=mode, baud=args.baud)
+        spec = with_counters(spec, args.counters, args.counter_bits)
         divisor_for(board_clock_hz(spec), spec.baud)
     except ValueError as e:
         print(f"pnn build: error: {e}", file=sys.stderr)
@@ -113,6 +123,7 @@ def run(args) -> int:
             with output_dir(out, "fpga-build", force=args.force, command="pnn build") as tmp:
                 build_board(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
                             baseline=baseline, dsp=use_dsp, baud=args.baud, out=tmp, mode=mode,
+                            counter_set=args.counters, counter_bits=args.counter_bits,
                             progress=progress)
                 relocate_files(tmp, out, ["report.json"], indent=2)   # the bitstream's path
                 r = json.loads((tmp / "report.json").read_text())
