@@ -167,8 +167,9 @@ ULX3S_RESIDENT_CFG = ResidentConfig(double_buffer=True)
 #: of its own (``write_regs``: no wide command word across the die to 98 block RAMs), no
 #: read-old-data emulation on the program, table and feature-map read ports
 #: (``collisions_undefined``: Yosys copied every write word into flip-flops and multiplexed them
-#: into the read data)
-ULX3S_RESIDENT_IMPL = ResidentImpl(write_regs=True, collisions_undefined=True)
+#: into the read data), the image packer's word kept in the frame payload register
+#: (``lean_bridge``: the 550-bit command word comes straight from that register, no multiplexer)
+ULX3S_RESIDENT_IMPL = ResidentImpl(write_regs=True, collisions_undefined=True, lean_bridge=True)
 
 #: Resident mode on the iCEBreaker (its default; ``--mode streamed``: the 4 x 8 streamed engine;
 #: ``docs/boards.md``):

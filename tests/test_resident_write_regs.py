@@ -30,7 +30,7 @@ def _patch(monkeypatch, impl):
 
 
 def test_ulx3s_impl():
-    assert IMPL == ResidentImpl(write_regs=True, collisions_undefined=True)
+    assert IMPL == ResidentImpl(write_regs=True, collisions_undefined=True, lean_bridge=True)
     assert BOARDS["ulx3s-45f"].resident_impl == IMPL
     with pytest.raises(ValueError, match="write_regs must be True or False"):
         ResidentImpl(write_regs=1)
@@ -78,10 +78,13 @@ def test_registers_in_the_netlist_only_when_asked():
     assert not any(f"\\{n}" in plain for n in names)
 
 
-def test_behind_the_bridge_overlapped():
-    """The ULX3S options in ``ResidentSystem`` (a double-buffered engine) over the byte link: the
-    network loaded, images sent two deep (the next one written while the current one computes),
-    every answer golden's, busy counters the cycle model's."""
+@pytest.mark.parametrize("wdepth", [512, 4096], ids=["low-bits-mux", "payload-register"])
+def test_behind_the_bridge_overlapped(wdepth):
+    """The ULX3S options in ``ResidentSystem`` (a double-buffered engine, the lean bridge: with
+    9 address bits only the low command bits pass a multiplexer, with 12 the packer keeps its word
+    in the frame payload register, as on the ULX3S) over the byte link: the network loaded,
+    images sent two deep (the next one written while the current one computes), every answer
+    golden's."""
     import sys
     from pathlib import Path
 
@@ -91,11 +94,12 @@ def test_behind_the_bridge_overlapped():
     from progressivenn.hw.resident.system import ResidentSystem
     from progressivenn.sim.resident_link import AmaranthBytePort, ResidentLink, run_images
 
-    cfg = replace(CFG, double_buffer=True)
+    cfg = replace(CFG, double_buffer=True, wdepth=wdepth)
     system = ResidentSystem(cfg, 100e6, None, impl=IMPL)
-    assert system.engine.impl == IMPL and not system.bridge.lean
+    assert system.engine.impl == IMPL and system.bridge.lean
+    assert system.bridge._aligned == (wdepth == 4096)
     port = AmaranthBytePort(system, seed=2, max_cycles=3000, gap=0.3)
-    link = ResidentLink(port, timeout=60_000 * CYCLE, probe=3_000 * CYCLE, counters=True)
+    link = ResidentLink(port, timeout=60_000 * CYCLE, probe=3_000 * CYCLE)
     b = tiny(images=3)
     for k in (1, 3):
         rep = run_images(link, b, [0, 1, 2, 1], k, overlap=True)
