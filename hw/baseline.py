@@ -19,6 +19,9 @@ and a whole network against the golden model.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -30,7 +33,8 @@ from .isa import EngineConfig
 from .pe_array import adder_tree
 from .sequencer import Sequencer
 
-__all__ = ["MACArray", "Int8ExecStage", "baseline_data_width", "WBITS"]
+__all__ = ["MACArray", "Int8ExecStage", "Int8PipelinedExecStage", "baseline_data_width",
+           "WBITS"]
 
 WBITS = 8
 
@@ -59,6 +63,8 @@ class Int8ExecStage(ExecStage):
 
     WEIGHT_BITS = WBITS
     LATENCY = 4
+    #: the R x C products registered before their sums (:class:`Int8PipelinedExecStage`)
+    PRODUCTS_REGISTERED = False
 
     @staticmethod
     def wdepth_of(cfg: EngineConfig) -> int:
@@ -94,23 +100,26 @@ class Int8ExecStage(ExecStage):
             w_rd.addr.eq(seq.addr.w), a_rd.addr.eq(seq.addr.a),
         ]
 
-        # issue (S0) -> memory data (S1) -> registered (S2) -> sums (S3) -> accumulators (S4)
+        # issue (S0) -> memory data (S1) -> registered (S2) -> [products (S3) ->] sums (S3 or S4)
+        # -> accumulators (S4 or S5): L = LATENCY stages, the products registered when L = 5
+        L = self.LATENCY
         ch = seq.chunk
         meta_layout = isa.pe_meta_layout(self.accaw)
-        valid = [Signal(name=f"s{i}_valid") for i in range(1, 5)]
-        meta = [Signal(meta_layout, name=f"s{i}_meta") for i in range(1, 5)]
-        load = [Signal(name=f"s{i}_load") for i in range(1, 4)]
-        s1_pp, s2_pp = Signal(self.ppew), Signal(self.ppew)
+        valid = [Signal(name=f"s{i}_valid") for i in range(1, L + 1)]
+        meta = [Signal(meta_layout, name=f"s{i}_meta") for i in range(1, L + 1)]
+        load = [Signal(name=f"s{i}_load") for i in range(1, L)]
+        # the pp address at S1..S(L-2) (S1's unnamed, as before the pipelined variant)
+        pps = [Signal(self.ppew)] + [Signal(self.ppew, name=f"s{i}_pp") for i in range(2, L - 1)]
         s2_w, s2_x = Signal(self.wwidth), Signal(C * A)
         m.d.sync += [
             valid[0].eq(seq.issue), load[0].eq(ch.load),
             meta[0].emit.eq(ch.emit), meta[0].relu.eq(ch.relu), meta[0].k.eq(ch.k),
-            s1_pp.eq(seq.addr.pp), s2_pp.eq(s1_pp),
+            pps[0].eq(seq.addr.pp), *(pps[i + 1].eq(pps[i]) for i in range(L - 3)),
             s2_w.eq(w_rd.data), s2_x.eq(a_rd.data),
         ]
-        for i in range(3):
+        for i in range(L - 1):
             m.d.sync += [valid[i + 1].eq(valid[i]), meta[i + 1].eq(meta[i])]
-        for i in range(2):
+        for i in range(L - 2):
             m.d.sync += load[i + 1].eq(load[i])
 
         sums = [Signal(signed(AW), name=f"sum{r}") for r in range(R)]
@@ -118,31 +127,47 @@ class Int8ExecStage(ExecStage):
             terms = []
             for l in range(C):
                 w = s2_w[(r * C + l) * WBITS:(r * C + l + 1) * WBITS].as_signed()
-                terms.append(w * s2_x[l * A:(l + 1) * A])
+                prod = w * s2_x[l * A:(l + 1) * A]
+                if self.PRODUCTS_REGISTERED:
+                    reg = Signal(prod.shape(), name=f"prod{r}_{l}")
+                    m.d.sync += reg.eq(prod)
+                    prod = reg
+                terms.append(prod)
             # one multi-operand sum: Yosys builds the products and their sum as a single $macc,
             # which maps smaller than carry-chain adders here (ECP5 4 x 8 LUT-only: 17944 against
             # 18905 LUT4 + 2 x CCU2C), unlike the engine's gated sums
             m.d.sync += sums[r].eq(adder_tree(m, terms, name=f"row{r}", keep=False))
         accs = [Signal(signed(AW), name=f"acc{r}") for r in range(R)]
-        with m.If(valid[2]):
+        with m.If(valid[L - 2]):
             for r in range(R):
-                m.d.sync += accs[r].eq(Mux(load[2], 0, accs[r]) + sums[r])
+                m.d.sync += accs[r].eq(Mux(load[L - 2], 0, accs[r]) + sums[r])
         wide = [Signal(signed(cfg.acc_width), name=f"acc_out{r}") for r in range(R)]
         m.d.comb += [wide[r].eq(accs[r]) for r in range(R)]
 
-        o_meta = meta[3]
+        o_meta = meta[L - 1]
         m.d.comb += [
-            self.pp_req.valid.eq(valid[1] & meta[1].emit),
-            self.pp_req.payload.eq(s2_pp),
-            self.o.valid.eq(valid[3]),
+            self.pp_req.valid.eq(valid[L - 3] & meta[L - 3].emit),
+            self.pp_req.payload.eq(pps[L - 3]),
+            self.o.valid.eq(valid[L - 1]),
             self.o.payload.eq(isa.pack_value(exec_out_layout(cfg), acc=Cat(*wide), meta=o_meta)),
             self.status.eq(isa.pack_value(
                 exec_status_layout, seq_active=seq.active, issue=seq.issue,
                 issue_emit=seq.issue & ch.emit, plane_end=ch.plane_end,
                 free=~seq.active | (seq.issue & seq.last),
-                idle=~seq.active & ~valid[0] & ~valid[1] & ~valid[2] & ~valid[3])),
+                idle=functools.reduce(operator.and_, (~v for v in valid), ~seq.active))),
         ]
         return m
+
+
+class Int8PipelinedExecStage(Int8ExecStage):
+    """:class:`Int8ExecStage` with its products registered before the adder trees (issue #16: the
+    int8 array gets a pipelining step as the engine did; the single-stage one's critical path is
+    its products and sum, 16.7 ns on the ECP5 12F): memory read (1), memory data registered (1),
+    products (1), sums (1), accumulate (1): :attr:`LATENCY` = 5, one chunk per cycle, the same
+    cycles per image apart from one cycle of latency per RUN."""
+
+    LATENCY = 5
+    PRODUCTS_REGISTERED = True
 
 
 class MACArray(Engine):
@@ -155,15 +180,19 @@ class MACArray(Engine):
         words are kept. A bit-parallel array can finish a result every cycle: its post-processing
         keeps one lane per row whatever ``cfg.pp_lanes`` says (``cfg.full_rate_pp()``; the
         driver's ``INT8_BASELINE`` target does the same).
+    pipelined : bool
+        Register the products before the adder trees (:class:`Int8PipelinedExecStage`, latency
+        5); default the single-stage :class:`Int8ExecStage`.
 
     Members: as :class:`Engine`, with ``data`` :func:`baseline_data_width` wide.
 
-    Latency: the engine's with :attr:`Int8ExecStage.LATENCY` (4) for the exec stage: the last
-    result beat of a RUN is valid ``busy_cycles + 1 + 4 + PostProc.LATENCY + 2`` cycles after the
-    RUN is accepted (:attr:`Engine.latency`).
+    Latency: the engine's with :attr:`Int8ExecStage.LATENCY` (4; 5 pipelined) for the exec stage:
+    the last result beat of a RUN is valid ``busy_cycles + 1 + 4 + PostProc.LATENCY + 2`` cycles
+    (one more pipelined) after the RUN is accepted (:attr:`Engine.latency`).
     """
 
-    def __init__(self, cfg: EngineConfig):
+    def __init__(self, cfg: EngineConfig, *, pipelined: bool = False):
         if not isinstance(cfg, EngineConfig):
             isa.refuse(self, TypeError(f"cfg must be an EngineConfig, not {cfg!r}"))
-        super().__init__(cfg.full_rate_pp(), exec_stage=Int8ExecStage)
+        super().__init__(cfg.full_rate_pp(),
+                         exec_stage=Int8PipelinedExecStage if pipelined else Int8ExecStage)
