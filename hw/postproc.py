@@ -35,7 +35,7 @@ def ecp5_mult18(a, b, p) -> Instance:
               "p_REG_OUTPUT_CLK": "CLK0", "p_REG_OUTPUT_CE": "CE0", "p_REG_OUTPUT_RST": "RST0",
               "p_CLK0_DIV": "ENABLED", "p_CLK1_DIV": "ENABLED", "p_CLK2_DIV": "ENABLED",
               "p_CLK3_DIV": "ENABLED", "p_HIGHSPEED_CLK": "NONE", "p_GSR": "DISABLED",
-              "p_CAS_MATCH_REG": "FALSE", "p_SOURCEB_MODE": "B_INPUT", "p_MULT_BYPASS": "DISABLED",
+              "p_CAS_MATCH_REG": "FALSE", "p_SOURCEB_MODE": "B_SHIFT", "p_MULT_BYPASS": "DISABLED",
               "p_RESETMODE": "SYNC"}
     return Instance("MULT18X18D", **params, **conns,
                     i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1),
