@@ -533,20 +533,15 @@ def run_images(link: ResidentLink, bundle, indices, k: int, *, tables: str = "re
 def _build_link(cfg: ResidentConfig, simulator: str, root, engine: str | None = None):
     """Generate and build the Verilog of ``ResidentSystem(cfg, 100e6, None, engine=engine)``
     (once per configuration, engine and simulator; ``engine="policy"``: the policy wrapper)."""
-    import hashlib
-    import json
-    from pathlib import Path
-
     from amaranth.back import verilog
 
     from ..hw.resident.system import ResidentSystem
     from .runner import (VERILATOR_ARGS, build_if_stale, find_simulator, verilator_sources,
-                         write_if_changed, _build_lock)
+                         write_if_changed, _build_dir, _build_lock)
 
     find_simulator(simulator)
-    key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
     kind = "resident-link-policy" if engine == "policy" else "resident-link"
-    build_dir = (Path(root) / f"{kind}-{simulator}-{key}").resolve()
+    build_dir = _build_dir(cfg, simulator, root, kind=kind).resolve()
     with _build_lock(build_dir) as lock:
         lock(True)
         (build_dir / "rtl").mkdir(parents=True, exist_ok=True)

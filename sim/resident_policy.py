@@ -232,20 +232,15 @@ def build_policy_verilog(cfg, simulator: str, root) -> "Path":
     configuration and simulator, under ``root``; a build newer than its sources and made with the
     same arguments is reused. Verilator: only the top's ports are public (the bench drives and
     samples nothing else). Returns the build folder."""
-    import hashlib
-    import json
-    from pathlib import Path
-
     from amaranth.back import verilog
 
     from ..hw.resident.policy import PolicyEngine
     from .runner import (PUBLIC_PORTS_ONLY, VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, build_if_stale,
                          find_simulator, public_ports_config, verilator_sources, write_if_changed,
-                         _build_lock)
+                         _build_dir, _build_lock)
 
     find_simulator(simulator)
-    key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-    build_dir = (Path(root) / f"resident-policy-{simulator}-{key}").resolve()
+    build_dir = _build_dir(cfg, simulator, root, kind="resident-policy").resolve()
     with _build_lock(build_dir) as lock:
         lock(True)
         (build_dir / "rtl").mkdir(parents=True, exist_ok=True)

@@ -13,15 +13,10 @@ from pathlib import Path
 from ..hw.resident.layout import ResidentConfig
 from .runner import (PUBLIC_PORTS_ONLY, VERILATOR_ARGS, VERILATOR_MAKE_FLAGS, build_if_stale,
                      find_simulator, new_run_dir, public_ports_config, run_cocotb,
-                     verilator_sources, write_if_changed, _build_lock, _failed_tests,
+                     verilator_sources, write_if_changed, _build_dir, _build_lock, _failed_tests,
                      waves_file, waves_plusargs)
 
 __all__ = ["build_resident", "run_resident_cocotb", "bench_top", "BENCH_TOP"]
-
-
-def _build_dir(cfg: ResidentConfig, simulator: str, root, waves: bool = False) -> Path:
-    key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-    return (Path(root) / f"resident-{simulator}-{key}{'-waves' if waves else ''}").resolve()
 
 
 #: top of the simulated design: ``pnn_resident`` with a free-running clock (:func:`bench_top`)
@@ -117,7 +112,7 @@ def build_resident(cfg: ResidentConfig, simulator: str, root, *, generated=None,
     every signal (a folder of its own, ``-waves``: Icarus with cocotb's FST dump module, Verilator
     with ``--trace``)."""
     find_simulator(simulator)
-    build_dir = _build_dir(cfg, simulator, root, waves)
+    build_dir = _build_dir(cfg, simulator, root, waves, kind="resident").resolve()
     with _build_lock(build_dir) as lock:
         lock(True)
         verilog = _generate(cfg, build_dir / "rtl", generated)

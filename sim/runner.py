@@ -147,13 +147,18 @@ def _fix_verilator_pch() -> None:
         os.environ["MAKEFLAGS"] = f"{flags} {flag}".strip()
 
 
-def _cfg_key(cfg: EngineConfig) -> str:
+def _cfg_key(cfg) -> str:
+    """10 hex digits of the SHA-1 of ``cfg.to_dict()`` (an EngineConfig or a ResidentConfig)."""
     text = json.dumps(cfg.to_dict(), sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def _build_dir(cfg: EngineConfig, simulator: str, root, waves: bool = False) -> Path:
-    return Path(root) / f"{simulator}-{_cfg_key(cfg)}{'-waves' if waves else ''}"
+def _build_dir(cfg, simulator: str, root, waves: bool = False, kind: str | None = None) -> Path:
+    """The build folder of ``cfg`` under ``root``: ``[<kind>-]<simulator>-<key>[-waves]`` (one
+    per design ``kind``, configuration and simulator; the streamed engine has no kind, the
+    resident runners ``resident``, ``resident-link``, ``resident-policy``, ...)."""
+    name = f"{kind}-" if kind else ""
+    return Path(root) / f"{name}{simulator}-{_cfg_key(cfg)}{'-waves' if waves else ''}"
 
 
 @contextlib.contextmanager
