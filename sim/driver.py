@@ -32,7 +32,7 @@ from .transport import Exchange
 __all__ = ["InferenceResult", "LayerPlan", "check_fits", "check_image", "plan_layers", "infer", "im2col",
            "maxpool", "ideal_cycles", "add_codes", "baseline_weight_words", "BASELINE_WBITS",
            "Target", "Int8Baseline", "ENGINE", "INT8_BASELINE", "layer_exchange", "assemble",
-           "read_counters", "require_counters", "walk_layers", "patches_of"]
+           "read_counters", "require_counters", "counted_exchange", "walk_layers", "patches_of"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -402,6 +402,25 @@ def read_counters(cfg: EngineConfig, words: list[int], where: str) -> dict:
     return got
 
 
+def counted_exchange(cfg: EngineConfig, ex: Exchange, where: str, *, clear: bool,
+                     read: bool) -> Generator[Exchange, list[int], tuple]:
+    """One layer's exchange with the engine's counters (:func:`walk_layers`' ``compute`` steps,
+    for :func:`infer` and the progressive frame): CLEAR_COUNTERS before it (``clear``), READ
+    of the counters after it (``read``), both where ``cfg`` has counters; yields ``ex`` and
+    returns ``(result words, counter words)``: the number of words checked, the counter beats
+    (none without ``read``) split off the end."""
+    ncnt = len(cfg.counter_names) if read else 0
+    if clear and cfg.counter_names:
+        ex.cmds.insert(0, isa.cmd_clear_counters())
+    if ncnt:
+        ex.cmds.append(isa.cmd_read_counters())
+        ex.n_results += ncnt
+    words = yield ex
+    if len(words) != ex.n_results:
+        raise RuntimeError(f"{where}: expected {ex.n_results} result words, got {len(words)}")
+    return (words[:-ncnt], words[-ncnt:]) if ncnt else (words, [])
+
+
 def check_image(bundle, image, tables: str = "retrained") -> np.ndarray:
     """Refuse an image whose shape or codes do not fit ``bundle``, or an unknown table set."""
     if tables not in ("retrained", "fixed"):
@@ -491,26 +510,17 @@ def infer(bundle, cfg: EngineConfig, image: np.ndarray, k: int, tables: str = "r
         ex, order, state["bank"] = layer_exchange(cfg, plan, layer, patches_of(layer, x),
                                                   bundle.nbits, k, layer.tables[tables],
                                                   state["bank"], tile_positions, target=tg)
-        ncnt = len(cfg.counter_names) if tg.counters else 0
-        read = ncnt and (layer_counters or i == last_compute)
-        if ncnt and (not outputs or layer_counters):
-            ex.cmds.insert(0, isa.cmd_clear_counters())
-        if read:
-            ex.cmds.append(isa.cmd_read_counters())
-            ex.n_results += ncnt
-        words = yield ex
-        if len(words) != ex.n_results:
-            raise RuntimeError(f"layer {layer.name}: expected {ex.n_results} result words,"
-                               f" got {len(words)}")
-        if read:
-            got = read_counters(cfg, words[-ncnt:], f"layer {layer.name}")
+        words, cnt = yield from counted_exchange(
+            cfg, ex, f"layer {layer.name}", clear=tg.counters and (not outputs or layer_counters),
+            read=tg.counters and (layer_counters or i == last_compute))
+        if cnt:
+            got = read_counters(cfg, cnt, f"layer {layer.name}")
             if layer_counters:
                 res_layers[i] = got
                 for name, v in got.items():
                     counters[name] = counters.get(name, 0) + v
             else:
                 counters.update(got)
-            words = words[:-ncnt]
         y = assemble(cfg, plan, order, words, tg.planes(k))
         return y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
 

@@ -31,8 +31,9 @@ import numpy as np
 from ..hw import isa
 from ..hw.isa import EngineConfig
 from ..model import contract
-from .driver import (LayerPlan, act_words, assemble, check_fits, check_image, im2col,
-                     layer_exchange, maxpool, patches_of, pp_words, walk_layers, weight_words)
+from .driver import (LayerPlan, act_words, assemble, check_fits, check_image, counted_exchange,
+                     im2col, layer_exchange, maxpool, patches_of, pp_words, walk_layers,
+                     weight_words)
 from .driver import read_counters as counter_values
 from .transport import Exchange
 
@@ -173,19 +174,11 @@ class ProgressiveFrame:
                                                           k, layer.tables[self.tables],
                                                           state["bank"])
                 self.ideal += plan.ideal_cycles(k)
-            if i == first and fresh and cfg.counter_names:
-                ex.cmds.insert(0, isa.cmd_clear_counters())
-            ncnt = len(cfg.counter_names) if (i == last and self.read_counters) else 0
-            if ncnt:
-                ex.cmds.append(isa.cmd_read_counters())
-                ex.n_results += ncnt
-            words = yield ex
-            if len(words) != ex.n_results:
-                raise RuntimeError(f"layer {layer.name}: expected {ex.n_results} result words,"
-                                   f" got {len(words)}")
-            if ncnt:
-                counters.update(counter_values(cfg, words[-ncnt:], "after the last layer"))
-                words = words[:-ncnt]
+            words, cnt = yield from counted_exchange(
+                cfg, ex, f"layer {layer.name}", clear=i == first and fresh,
+                read=i == last and self.read_counters)
+            if cnt:
+                counters.update(counter_values(cfg, cnt, "after the last layer"))
             y = assemble(cfg, plan, order, words, k)
             return y.reshape(layer.out_shape) if layer.kind == "conv" else y[:, 0]
 
