@@ -113,7 +113,8 @@ class Engine(wiring.Component):
         cfg = self.cfg
         m.submodules.frontend = fe = CommandFrontEnd()
         m.submodules.exec = ex = self.exec_stage(cfg)
-        m.submodules.result = rs = ResultStage(cfg, issue_latency=ex.latency)
+        m.submodules.result = rs = ResultStage(cfg, issue_latency=ex.latency,
+                                                 pp_ahead=ex.PP_AHEAD)
         m.submodules.counters = cnt = Counters(cfg)
         m.submodules.loader = ld = DataLoader(self.data_width, {
             Op.LOAD_W: (ex.waw, ex.wwidth),

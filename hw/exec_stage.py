@@ -104,6 +104,9 @@ class ExecStage(wiring.Component):
 
     #: cycles from a chunk's issue to its accumulators on ``o``
     LATENCY = 3 + PEArray.LATENCY
+    #: cycles by which ``pp_req`` leads the chunk's accumulators on ``o`` (the result stage
+    #: registers the table word twice: ``ResultStage(pp_ahead=...)``)
+    PP_AHEAD = 3
 
     @property
     def latency(self) -> int:
@@ -181,10 +184,11 @@ class ExecStage(wiring.Component):
             pe.i_valid.eq(s3_valid), pe.i_w.eq(s3_w), pe.i_x.eq(s3_x), pe.i_dbl.eq(s3_dbl),
             pe.i_load.eq(s3_load), pe.i_init.eq(init), pe.i_tag.eq(s3_meta),
         ]
-        # the table entry goes to the result stage 2 cycles before the accumulators leave the
-        # array (it reads the table, then registers the word): PEArray.LATENCY - 2 cycles after S3
+        # the table entry goes to the result stage PP_AHEAD cycles before the accumulators leave
+        # the array (it reads the table, then registers the word twice): PEArray.LATENCY -
+        # PP_AHEAD cycles after S3
         req_emit, req_pp = s3_emit, s3_pp
-        for i in range(PEArray.LATENCY - 2):
+        for i in range(PEArray.LATENCY - self.PP_AHEAD):
             d_emit, d_pp = Signal(name=f"req_emit{i}"), Signal(self.ppew, name=f"req_pp{i}")
             m.d.sync += [d_emit.eq(req_emit), d_pp.eq(req_pp)]
             req_emit, req_pp = d_emit, d_pp
