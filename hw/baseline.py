@@ -63,7 +63,6 @@ class Int8ExecStage(ExecStage):
 
     WEIGHT_BITS = WBITS
     LATENCY = 4
-    PP_AHEAD = 2
     #: the R x C products registered before their sums (:class:`Int8PipelinedExecStage`)
     PRODUCTS_REGISTERED = False
 

@@ -58,7 +58,7 @@ class Engine(wiring.Component):
 
     Timing: one chunk per cycle with no bubbles across chunk, plane, group, position (or RUN)
     boundaries; the last result beat of a RUN whose results are not held back is valid
-    ``busy_cycles + latency`` (16 + Q - 1) cycles after the cycle the RUN command was accepted (or
+    ``busy_cycles + latency`` (15 + Q - 1) cycles after the cycle the RUN command was accepted (or
     the last data beat of an earlier LOAD was accepted, whichever is later). ``latency`` is the sum
     of the stages' latencies: front-end (1: accepted -> dispatched; the RUN's chunks are then
     issued in the next ``busy_cycles`` cycles) + exec stage (issue -> accumulators: memory read 1,
@@ -113,8 +113,7 @@ class Engine(wiring.Component):
         cfg = self.cfg
         m.submodules.frontend = fe = CommandFrontEnd()
         m.submodules.exec = ex = self.exec_stage(cfg)
-        m.submodules.result = rs = ResultStage(cfg, issue_latency=ex.latency,
-                                                 pp_ahead=ex.PP_AHEAD)
+        m.submodules.result = rs = ResultStage(cfg, issue_latency=ex.latency)
         m.submodules.counters = cnt = Counters(cfg)
         m.submodules.loader = ld = DataLoader(self.data_width, {
             Op.LOAD_W: (ex.waw, ex.wwidth),

@@ -59,14 +59,13 @@ class ExecStage(wiring.Component):
     Widths: accumulators ``cfg.acc_width`` each; memories weights ``wdepth x R*C``, activations
     ``2*adepth x C*A``, saved accumulators ``accdepth x R*AW``; all synchronous-read.
 
-    Latency (:attr:`latency`): 3 + ``PEArray.LATENCY`` cycles from a chunk's issue to its
-    accumulators on ``o``: memory read (1), memory data registered twice (2: no memory output
-    feeds logic directly, and the first register can sit beside the block RAM: on ECP5 the
-    ``DP16KD`` read data takes 5.83 ns clock-to-out, #16), PE array. A RUN's first chunk is issued the cycle after ``start`` and its
+    Latency (:attr:`latency`): 2 + ``PEArray.LATENCY`` cycles from a chunk's issue to its
+    accumulators on ``o``: memory read (1), memory data registered (1: no memory output feeds
+    logic directly), PE array. A RUN's first chunk is issued the cycle after ``start`` and its
     last ``busy_cycles`` later; one chunk per cycle, no bubbles. The saved accumulator of a job's
     first chunk is read ``PEArray.LATENCY - 1`` cycles after the chunk's weights and activations
     (the array samples ``i_init`` in its accumulate stage), so it is not carried through the
-    array's pipeline (R*AW flip-flops a stage); its read data is registered twice as well.
+    array's pipeline (R*AW flip-flops a stage).
     """
 
     #: bits of one weight in a weight-memory word (one plane bit here)
@@ -103,10 +102,7 @@ class ExecStage(wiring.Component):
         })
 
     #: cycles from a chunk's issue to its accumulators on ``o``
-    LATENCY = 3 + PEArray.LATENCY
-    #: cycles by which ``pp_req`` leads the chunk's accumulators on ``o`` (the result stage
-    #: registers the table word twice: ``ResultStage(pp_ahead=...)``)
-    PP_AHEAD = 3
+    LATENCY = 2 + PEArray.LATENCY
 
     @property
     def latency(self) -> int:
@@ -140,7 +136,7 @@ class ExecStage(wiring.Component):
             a_rd.addr.eq(seq.addr.a),
         ]
 
-        # issue (S0) -> memory data (S1) -> registered (S2) -> registered again (S3) -> PE array
+        # issue (S0) -> memory data (S1) -> registered (S2) -> PE array
         ch = seq.chunk
         s1_valid, s2_valid = Signal(), Signal()
         s1_meta, s2_meta = Signal(meta_layout), Signal(meta_layout)
@@ -159,16 +155,9 @@ class ExecStage(wiring.Component):
             s2_valid.eq(s1_valid), s2_meta.eq(s1_meta), s2_load.eq(s1_load), s2_dbl.eq(s1_dbl),
             s2_w.eq(w_rd.data), s2_x.eq(a_rd.data),
         ]
-        # S3: everything once more, so that the S2 data registers can sit at the block RAMs
-        s3_valid, s3_meta = Signal(), Signal(meta_layout)
-        s3_load, s3_dbl, s3_pp, s3_emit = Signal(), Signal(), Signal(self.ppew), Signal()
-        s3_w, s3_x = Signal(R * C), Signal(C * A)
-        m.d.sync += [s3_valid.eq(s2_valid), s3_meta.eq(s2_meta), s3_load.eq(s2_load),
-                     s3_dbl.eq(s2_dbl), s3_pp.eq(s2_pp), s3_emit.eq(s2_emit),
-                     s3_w.eq(s2_w), s3_x.eq(s2_x)]
         # saved accumulators are read late: the array samples i_init in its accumulate stage,
-        # PEArray.LATENCY - 1 cycles after the chunk (S3), so the read address and flag wait
-        # PEArray.LATENCY - 1 cycles, then memory read (1) and data registered twice (2)
+        # PEArray.LATENCY - 1 cycles after the chunk (S2), so the read address and flag wait
+        # PEArray.LATENCY - 1 cycles, then memory read (1) and data registered (1), as above
         rd_acc, rd_saved = seq.addr.acc, ch.use_saved
         for i in range(PEArray.LATENCY - 1):
             d_acc = Signal(self.accaw, name=f"acc_rd_addr{i}")
@@ -176,19 +165,16 @@ class ExecStage(wiring.Component):
             m.d.sync += [d_acc.eq(rd_acc), d_saved.eq(rd_saved)]
             rd_acc, rd_saved = d_acc, d_saved
         m.d.comb += acc_rd.addr.eq(rd_acc)
-        init_saved, init_saved2 = Signal(), Signal()
-        init_raw, init = Signal(R * AW), Signal(R * AW)
-        m.d.sync += [init_saved.eq(rd_saved), init_raw.eq(acc_rd.data),
-                     init_saved2.eq(init_saved), init.eq(Mux(init_saved2, init_raw, 0))]
+        init_saved, init = Signal(), Signal(R * AW)
+        m.d.sync += [init_saved.eq(rd_saved), init.eq(Mux(init_saved, acc_rd.data, 0))]
         m.d.comb += [
-            pe.i_valid.eq(s3_valid), pe.i_w.eq(s3_w), pe.i_x.eq(s3_x), pe.i_dbl.eq(s3_dbl),
-            pe.i_load.eq(s3_load), pe.i_init.eq(init), pe.i_tag.eq(s3_meta),
+            pe.i_valid.eq(s2_valid), pe.i_w.eq(s2_w), pe.i_x.eq(s2_x), pe.i_dbl.eq(s2_dbl),
+            pe.i_load.eq(s2_load), pe.i_init.eq(init), pe.i_tag.eq(s2_meta),
         ]
-        # the table entry goes to the result stage PP_AHEAD cycles before the accumulators leave
-        # the array (it reads the table, then registers the word twice): PEArray.LATENCY -
-        # PP_AHEAD cycles after S3
-        req_emit, req_pp = s3_emit, s3_pp
-        for i in range(PEArray.LATENCY - self.PP_AHEAD):
+        # the table entry goes to the result stage 2 cycles before the accumulators leave the
+        # array (it reads the table, then registers the word): PEArray.LATENCY - 2 cycles after S2
+        req_emit, req_pp = s2_emit, s2_pp
+        for i in range(PEArray.LATENCY - 2):
             d_emit, d_pp = Signal(name=f"req_emit{i}"), Signal(self.ppew, name=f"req_pp{i}")
             m.d.sync += [d_emit.eq(req_emit), d_pp.eq(req_pp)]
             req_emit, req_pp = d_emit, d_pp
@@ -206,6 +192,6 @@ class ExecStage(wiring.Component):
                 exec_status_layout, seq_active=seq.active, issue=seq.issue,
                 issue_emit=seq.issue & ch.emit, plane_end=ch.plane_end,
                 free=~seq.active | (seq.issue & seq.last),
-                idle=~seq.active & ~s1_valid & ~s2_valid & ~s3_valid & ~pe.o_active)),
+                idle=~seq.active & ~s1_valid & ~s2_valid & ~pe.o_active)),
         ]
         return m

@@ -21,9 +21,7 @@ class ResultStage(wiring.Component):
 
     A result's R accumulators reach the P post-processing lanes in Q = R/P consecutive slices
     (slice 0 straight from the exec stage, slices 1..Q-1 from a copy taken then); table word
-    ``e*Q + q`` (slice q of entry e) is read ``pp_ahead`` cycles before slice q is presented
-    (3, the engine's: the word is registered twice, the first register beside the block RAM,
-    whose read data on ECP5 takes 5.83 ns clock-to-out, #16; 2: registered once). The beat
+    ``e*Q + q`` (slice q of entry e) is read two cycles before slice q is presented. The beat
     (``isa.result_layout``) is written into the result FIFO with its last slice.
 
     Credits: a result-producing chunk may be issued (``issue``) only while ``hold`` is low: a
@@ -35,7 +33,7 @@ class ResultStage(wiring.Component):
     i : In(stream.Signature(exec_out_layout(cfg), always_ready=True))
         Chunks leaving the exec stage (only those whose ``meta.emit`` is set are used).
     pp_req : In(stream.Signature(addr_width(pp_entries), always_ready=True))
-        Table entry of a result-producing chunk, ``pp_ahead`` cycles ahead of it on ``i``.
+        Table entry of a result-producing chunk, 2 cycles ahead of it on ``i``.
     pp_wr : Out(WritePort.Signature(addr_width(ppdepth), pp_width))
         Post-processing table write port (``isa.pp_layout`` words).
     issue : In(1)
@@ -61,12 +59,9 @@ class ResultStage(wiring.Component):
     #: cycles from the FIFO write to the beat on ``res`` (SyncFIFOBuffered)
     FIFO_LATENCY = 2
 
-    def __init__(self, cfg: EngineConfig, *, issue_latency: int, pp_ahead: int = 2):
-        if pp_ahead not in (2, 3):
-            raise ValueError(f"pp_ahead must be 2 or 3 cycles, not {pp_ahead!r}")
+    def __init__(self, cfg: EngineConfig, *, issue_latency: int):
         self.cfg = cfg
         self.issue_latency = issue_latency
-        self.pp_ahead = pp_ahead
         self.ppaw = isa.addr_width(cfg.ppdepth)
         self.ppew = isa.addr_width(cfg.pp_entries)
         super().__init__({
@@ -136,11 +131,7 @@ class ResultStage(wiring.Component):
         meta = self.i.payload.meta
         first = self.i.valid & meta.emit
         pp_word = Signal(cfg.pp_width)               # the table word, registered
-        if self.pp_ahead == 3:                       # registered twice
-            pp_near = Signal(cfg.pp_width)
-            m.d.sync += [pp_near.eq(pp_rd.data), pp_word.eq(pp_near)]
-        else:
-            m.d.sync += pp_word.eq(pp_rd.data)
+        m.d.sync += pp_word.eq(pp_rd.data)
         pp_q = Signal(range(Q))                      # slice presented this cycle (when pass_on)
         pass_on = Signal()                           # slices 1..Q-1 of a result are presented
         if Q == 1:

@@ -328,7 +328,7 @@ def test_counters_count_clear_and_read():
 def test_engine_latency_is_the_sum_of_its_stages(lanes):
     cfg = EngineConfig(rows=4, cols=4, max_reduction=64, pp_lanes=lanes)
     stages = CommandFrontEnd.LATENCY + ExecStage.LATENCY + ResultStage.latency_of(cfg)
-    assert Engine(cfg).latency == stages == 16 + cfg.pp_slices - 1
+    assert Engine(cfg).latency == stages == 15 + cfg.pp_slices - 1
 
 
 def test_docs_engine_layout_tables_match_the_code():

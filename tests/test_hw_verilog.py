@@ -61,7 +61,7 @@ def test_generate_verilog_ports_and_params(tmp_path):
     assert params["config"] == SMALL.to_dict()
     assert params["command_fields"]["npos"] == {"lo": 41, "width": 16, "hi": 56}
     assert set(params["command_fields"]) == set(isa.FIELDS)
-    assert params["latency"]["run_accept_to_last_result"] == 16
+    assert params["latency"]["run_accept_to_last_result"] == 15
     assert "SB_" not in text and "TRELLIS" not in text     # no vendor primitives
     # no net driven by several partial continuous assignments (Icarus resolves those bit by bit
     # with strengths whenever a driver changes: the staged engine simulated 1.65x slower)
