@@ -179,6 +179,7 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
                 pp_lanes: int | None = None, baseline: bool = False, dsp: bool | None = None,
                 mode: str | None = None, baud: int | None = None,
                 counter_set: str | None = None, counter_bits: int | None = None,
+                int8_pipelined: bool = False,
                 out="build", progress=None, timeout: float = 7200) -> dict:
     """Synthesize, place and route the board top and pack its bitstream; return the report.
 
@@ -204,6 +205,9 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     counter_set, counter_bits : str, int or None
         Override the streamed engine's (and the baseline's) performance counters
         (``EngineConfig.counter_set`` / ``counter_bits``; :func:`with_counters`).
+    int8_pipelined : bool
+        With ``baseline``: the int8 array with its products registered
+        (``MACArray(cfg, pipelined=True)``).
     out : path
         Build folder (one per board and configuration).
     progress : callable or None
@@ -217,7 +221,7 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     platform = board_platform(spec)
     clk_hz = board_clock_hz(spec, platform)
     divisor = divisor_for(clk_hz, spec.baud)        # a bad --baud is refused before any work
-    engine, cfg, design, synth_opts, dsp_used = _design(spec, baseline, dsp)
+    engine, cfg, design, synth_opts, dsp_used = _design(spec, baseline, dsp, int8_pipelined)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("top.tim", "top.asc", "top.config", "top.bin", "top.bit", "top.stat.json",
@@ -299,7 +303,7 @@ def _area(ys: dict, util: dict, family: str) -> dict:
             "logic_cells_available": util.get(lc_key, [None, None])[1]}
 
 
-def _design(spec, baseline: bool, dsp: bool | None):
+def _design(spec, baseline: bool, dsp: bool | None, int8_pipelined: bool = False):
     """What the board top holds and how it is synthesized: ``(engine or None for the mode's own,
     config, design name, synth options, DSP inference used)``."""
     resident = spec.design_mode == "resident"
@@ -308,9 +312,9 @@ def _design(spec, baseline: bool, dsp: bool | None):
     design = "resident" if resident else "engine"
     if baseline:
         from .baseline import MACArray
-        engine = MACArray(cfg)
+        engine = MACArray(cfg, pipelined=int8_pipelined)
         cfg = engine.cfg
-        design = "baseline-int8"
+        design = "baseline-int8-pipelined" if int8_pipelined else "baseline-int8"
     synth_opts = list(spec.synth_opts)
     if _single_port_weights(spec) and spec.family == "ice40":
         synth_opts.append("-spram")

@@ -54,6 +54,9 @@ BUILDS = {
 #: engine designs (the bit-serial RTL; "-lut": built without DSP blocks) and baseline designs
 ENGINE_DESIGNS = ("engine", "engine-lut")
 BASELINE_DESIGNS = ("baseline-int8-lut", "baseline-int8-dsp")
+#: the pipelined int8 array (``MACArray(cfg, pipelined=True)``; ``build_board(...,
+#: int8_pipelined=True)``): its own RTL, one cycle more latency per RUN
+PIPELINED_DESIGNS = ("baseline-int8-pipelined-lut", "baseline-int8-pipelined-dsp")
 
 
 def _cfg_key(cfg: dict) -> tuple:
@@ -92,14 +95,16 @@ def load_reports(paths) -> tuple[str, EngineConfig, dict]:
     return eng["board"], cfg, builds
 
 
-def run_image(bundle, cfg: EngineConfig, image, k: int, baseline: bool, tile_positions):
-    """One image through the engine (or, ``baseline``, the int8 MAC array) in the Amaranth
-    simulator with the streamed-layers driver, checked against the golden model at ``k``:
-    ``(driver result, clock cycles of the whole exchange, comparison)``."""
+def run_image(bundle, cfg: EngineConfig, image, k: int, baseline: bool, tile_positions,
+              pipelined: bool = False):
+    """One image through the engine (or, ``baseline``, the int8 MAC array; ``pipelined``, its
+    pipelined variant) in the Amaranth simulator with the streamed-layers driver, checked against
+    the golden model at ``k``: ``(driver result, clock cycles of the whole exchange,
+    comparison)``."""
     comp = None
     if baseline:
         from ..hw.baseline import MACArray
-        comp = MACArray
+        comp = (lambda c: MACArray(c, pipelined=True)) if pipelined else MACArray
     tr = AmaranthTransport(cfg, component=comp)
     res = tr.run(infer(bundle, cfg, image, k=k, baseline=baseline, tile_positions=tile_positions))
     exp = golden_outputs(bundle, np.asarray(image)[None], k)
@@ -146,13 +151,16 @@ def throughput_per_lut(bundle, board: str = "ulx3s-85f", image: int = 0,
     runs = []
     eng = [d for d in ENGINE_DESIGNS if d in builds]
     base = [d for d in BASELINE_DESIGNS if d in builds]
+    piped = [d for d in PIPELINED_DESIGNS if d in builds]
     if eng:
-        runs += [(eng, k, False, tile_positions) for k in ks]
-    if base:
-        runs += [(base, k, True, t) for t in baseline_tile_positions for k in baseline_ks]
+        runs += [(eng, k, False, tile_positions, False) for k in ks]
+    for designs, pl in ((base, False), (piped, True)):
+        if designs:
+            runs += [(designs, k, True, t, pl) for t in baseline_tile_positions
+                     for k in baseline_ks]
     rows = []
-    for designs, kk, bl, tp in runs:
-        res, tcycles, cmp = run_image(bundle, cfg, x, kk, bl, tp)
+    for designs, kk, bl, tp, pl in runs:
+        res, tcycles, cmp = run_image(bundle, cfg, x, kk, bl, tp, pl)
         cycles = res.counters.get("total") or tcycles
         plans = plan_layers(bundle, cfg.full_rate_pp() if bl else cfg)
         ideal = sum(p.ideal_cycles(1 if bl else kk) for p in plans)

@@ -37,3 +37,15 @@ def test_pipelined_int8_baseline_runs_a_bundle_bit_exact():
     plain, piped = got[False, 0.0], got[True, 0.0]
     assert piped["busy"] == plain["busy"] and piped["plane_passes"] == plain["plane_passes"]
     assert plain["total"] <= piped["total"] <= plain["total"] + plain["plane_passes"]
+
+
+def test_build_board_names_the_pipelined_int8_design():
+    from progressivenn.hw.boards import board_spec
+    from progressivenn.hw.build import _design
+
+    spec = board_spec("ulx3s-12f")
+    eng, _, design, opts, _ = _design(spec, True, False, True)
+    assert design == "baseline-int8-pipelined-lut" and "-nodsp" in opts
+    assert eng.exec_stage is Int8PipelinedExecStage
+    eng, _, design, _, _ = _design(spec, True, False)
+    assert design == "baseline-int8-lut" and eng.exec_stage is Int8ExecStage
