@@ -143,4 +143,6 @@ def test_pnn_build_counter_options_are_checked_before_anything_is_built(tmp_path
     assert "streamed-engine options" in capsys.readouterr().err
     assert main(["build", "--board", "ulx3s-12f", "--counter-bits", "8", "--out", out]) == 2
     assert "counter_bits must be an integer in [16, 64]" in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-12f", "--int8-pipelined", "--out", out]) == 2
+    assert "--int8-pipelined needs --baseline" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()

@@ -38,6 +38,9 @@ def add_arguments(p):
                    help="also build the bit-parallel int8 MAC array of the same R x C, with DSP"
                         " multipliers and LUT-only, and print all three side by side (streamed"
                         " mode)")
+    p.add_argument("--int8-pipelined", action="store_true",
+                   help="with --baseline: the int8 arrays with their products registered before"
+                        " the adder trees (MACArray(cfg, pipelined=True))")
     p.add_argument("--counters", choices=("all", "total", "none"), default=None,
                    help="the streamed engine's (and the baseline's) performance counters: all"
                         " six (default), total (the cycle counter only) or none; a lean set is for"
@@ -79,6 +82,9 @@ def run(args) -> int:
     if args.baseline and args.mode == "resident":
         print("pnn build: error: --baseline builds the streamed design; drop --mode resident",
               file=sys.stderr)
+        return 2
+    if args.int8_pipelined and not args.baseline:
+        print("pnn build: error: --int8-pipelined needs --baseline", file=sys.stderr)
         return 2
     mode = args.mode or ("streamed" if args.baseline else None)
     try:                                      # bad options are named before anything is made
@@ -124,7 +130,7 @@ def run(args) -> int:
                 build_board(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
                             baseline=baseline, dsp=use_dsp, baud=args.baud, out=tmp, mode=mode,
                             counter_set=args.counters, counter_bits=args.counter_bits,
-                            progress=progress)
+                            int8_pipelined=baseline and args.int8_pipelined, progress=progress)
                 relocate_files(tmp, out, ["report.json"], indent=2)   # the bitstream's path
                 r = json.loads((tmp / "report.json").read_text())
             if tty:
