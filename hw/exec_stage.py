@@ -3,7 +3,9 @@ bit-serial PE array and the write-back of saved accumulators (``docs/architectur
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, WritePort
 from amaranth.lib.wiring import In, Out
@@ -13,7 +15,42 @@ from .isa import EngineConfig
 from .pe_array import PEArray
 from .sequencer import Sequencer
 
-__all__ = ["ExecStage", "exec_out_layout", "exec_status_layout"]
+__all__ = ["ExecStage", "exec_out_layout", "exec_status_layout", "memory_slices", "memory_ports"]
+
+
+def memory_slices(platform, width: int, depth: int) -> list[int]:
+    """Widths of the memories that hold a ``width x depth`` memory side by side: ``[width]`` (one
+    memory), except on ECP5 at depths 513..1024, where Yosys maps a wide memory onto 512 x 36
+    blocks two deep and selects between each pair with a LUT after the blocks' read data (5.83 ns
+    clock-to-out): there, 18-bit slices, each one ``DP16KD`` in its 1024 x 18 mode whose read data
+    goes straight to its register (#16). Same block count (ceil(width / 18) against
+    2 * ceil(width / 36)) or one fewer."""
+    if getattr(platform, "family", None) == "ecp5" and 512 < depth <= 1024 and width > 18:
+        return [min(18, width - lo) for lo in range(0, width, 18)]
+    return [width]
+
+
+def memory_ports(m, name: str, widths: list[int], depth: int, addr_width: int):
+    """A memory of ``sum(widths)`` bits built from one memory per width (:func:`memory_slices`),
+    all on one address: ``(read, write)``. One width: the memory's own read and write ports (the
+    memory is submodule ``name``). Several: ``read`` has ``addr`` (a signal) and ``data`` (the
+    slices' read data, concatenated), ``write`` is a ``WritePort.Signature`` interface whose
+    address, data slices and enable go to every slice (submodules ``name0``, ``name1``, ...)."""
+    if len(widths) == 1:
+        m.submodules[name] = mem = Memory(shape=widths[0], depth=depth, init=[])
+        return mem.read_port(), mem.write_port()
+    rd = SimpleNamespace(addr=Signal(addr_width, name=f"{name}_rd_addr"))
+    wr = WritePort.Signature(addr_width=addr_width, shape=sum(widths)).create(path=(f"{name}_wr",))
+    datas, lo = [], 0
+    for i, w in enumerate(widths):
+        m.submodules[f"{name}{i}"] = mem = Memory(shape=w, depth=depth, init=[])
+        rp, wp = mem.read_port(), mem.write_port()
+        m.d.comb += [rp.addr.eq(rd.addr), wp.addr.eq(wr.addr), wp.data.eq(wr.data[lo:lo + w]),
+                     wp.en.eq(wr.en)]
+        datas.append(rp.data)
+        lo += w
+    rd.data = Cat(*datas)
+    return rd, wr
 
 
 def exec_out_layout(cfg: EngineConfig) -> data.StructLayout:
@@ -114,13 +151,23 @@ class ExecStage(wiring.Component):
         cfg = self.cfg
         R, C, A, AW = cfg.rows, cfg.cols, cfg.abits, cfg.acc_width
 
-        m.submodules.wmem = wmem = Memory(shape=R * C, depth=cfg.wdepth, init=[])
-        m.submodules.amem = amem = Memory(shape=C * A, depth=2 * cfg.adepth, init=[])
-        m.submodules.accmem = accmem = Memory(shape=R * AW, depth=cfg.accdepth, init=[])
-        w_rd, a_rd, acc_rd, acc_wr = (wmem.read_port(), amem.read_port(), accmem.read_port(),
-                                      accmem.write_port())
-        wiring.connect(m, wiring.flipped(self.w_wr), wmem.write_port())
-        wiring.connect(m, wiring.flipped(self.a_wr), amem.write_port())
+        wsl = memory_slices(platform, R * C, cfg.wdepth)
+        asl = memory_slices(platform, C * A, 2 * cfg.adepth)
+        if len(wsl) == 1 and len(asl) == 1:
+            m.submodules.wmem = wmem = Memory(shape=R * C, depth=cfg.wdepth, init=[])
+            m.submodules.amem = amem = Memory(shape=C * A, depth=2 * cfg.adepth, init=[])
+            m.submodules.accmem = accmem = Memory(shape=R * AW, depth=cfg.accdepth, init=[])
+            w_rd, a_rd, acc_rd, acc_wr = (wmem.read_port(), amem.read_port(),
+                                          accmem.read_port(), accmem.write_port())
+            wiring.connect(m, wiring.flipped(self.w_wr), wmem.write_port())
+            wiring.connect(m, wiring.flipped(self.a_wr), amem.write_port())
+        else:        # ECP5: memories 513..1024 deep in 18-bit slices (memory_slices)
+            w_rd, w_wr = memory_ports(m, "wmem", wsl, cfg.wdepth, self.waw)
+            a_rd, a_wr = memory_ports(m, "amem", asl, 2 * cfg.adepth, self.aaw)
+            m.submodules.accmem = accmem = Memory(shape=R * AW, depth=cfg.accdepth, init=[])
+            acc_rd, acc_wr = accmem.read_port(), accmem.write_port()
+            wiring.connect(m, wiring.flipped(self.w_wr), w_wr)
+            wiring.connect(m, wiring.flipped(self.a_wr), a_wr)
 
         m.submodules.seq = seq = Sequencer(waddr_width=self.waw, aaddr_width=self.aaw,
                                            ppaddr_width=self.ppew, accaddr_width=self.accaw)

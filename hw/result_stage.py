@@ -9,7 +9,7 @@ from amaranth.lib.memory import Memory, WritePort
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .exec_stage import exec_out_layout
+from .exec_stage import exec_out_layout, memory_ports, memory_slices
 from .isa import EngineConfig, Kind
 from .postproc import PostProc
 
@@ -108,9 +108,14 @@ class ResultStage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.ppmem = ppmem = Memory(shape=cfg.pp_width, depth=cfg.ppdepth, init=[])
-        wiring.connect(m, wiring.flipped(self.pp_wr), ppmem.write_port())
-        pp_rd = ppmem.read_port()
+        ppsl = memory_slices(platform, cfg.pp_width, cfg.ppdepth)
+        if len(ppsl) == 1:
+            m.submodules.ppmem = ppmem = Memory(shape=cfg.pp_width, depth=cfg.ppdepth, init=[])
+            wiring.connect(m, wiring.flipped(self.pp_wr), ppmem.write_port())
+            pp_rd = ppmem.read_port()
+        else:        # ECP5, 513..1024 entries: 18-bit slices (exec_stage.memory_slices)
+            pp_rd, pp_wr = memory_ports(m, "ppmem", ppsl, cfg.ppdepth, self.ppaw)
+            wiring.connect(m, wiring.flipped(self.pp_wr), pp_wr)
         m.submodules.pp = pp = PostProc(lanes=cfg.pp_par, acc_width=cfg.acc_width,
                                         mbits=cfg.mbits, bbits=cfg.bbits, abits=cfg.abits,
                                         obits=cfg.obits, shift_width=isa.SW,

@@ -542,3 +542,17 @@ def test_engine_random_sequences(seed):
         k = k_end
     run, cnt, _ = simulate(cfg, steps, seed=seed, stalls=rng.choice([0.0, 0.3, 0.6]))
     assert cnt["busy"] == busy
+
+
+def test_engine_sliced_memories(monkeypatch):
+    """ECP5's memory slicing (``exec_stage.memory_slices``: 18-bit memories side by side on one
+    address, for the weight, activation and table memories 513..1024 deep) holds the same memory:
+    forced on every memory wider than 18 bits, the default configuration at every k and Q = 4
+    post-processing slices are bit-exact."""
+    from progressivenn.hw import exec_stage, result_stage
+    def sliced(platform, width, depth):
+        return [min(18, width - lo) for lo in range(0, width, 18)]
+    monkeypatch.setattr(exec_stage, "memory_slices", sliced)
+    monkeypatch.setattr(result_stage, "memory_slices", sliced)
+    test_engine_default_config_every_k()
+    test_engine_pp_lanes_every_k(4, 1, 2)
