@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Const, Module, ResetInserter, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -553,8 +553,9 @@ class MessageSender(wiring.Component):
     transmitter's shift register are in separate stages. ``index`` moves one cycle ahead of the
     byte it selects; a body byte is loaded one cycle after ``index`` points at it. The CRC is
     updated from ``obyte`` as the transmitter takes it, and the CRC's first byte waits until the
-    last body byte has gone. The bytes on the line are the same; a message starts one cycle later
-    and, without a UART (``o``), a body byte takes two cycles.
+    last body byte has gone. ``obyte`` is loaded only when empty (never in the cycle it is taken),
+    so ``last`` depends on registers only. The bytes on the line are the same; a message starts one
+    cycle later and, without a UART (``o``), a byte takes two cycles.
 
     Latency: a message of ``n`` body bytes takes ``n + 6`` byte times from ``start`` (plus a cycle).
     """
@@ -584,8 +585,10 @@ class MessageSender(wiring.Component):
         length = Signal(8)
         # output register: the byte offered to the transmitter, and whether the CRC covers it
         obyte, ovalid, ocrc = Signal(8), Signal(), Signal()
-        ofree = Signal()                  # obyte may be loaded this cycle
-        m.d.comb += [out.payload.eq(obyte), out.valid.eq(ovalid), ofree.eq(~ovalid | out.ready)]
+        ofree = Signal()                  # obyte is empty: loaded only then, so that ``last``
+        #                                   (a result FIFO's ``ready``) is not a function of the
+        #                                   transmitter's state (#16, the 25F's worst path)
+        m.d.comb += [out.payload.eq(obyte), out.valid.eq(ovalid), ofree.eq(~ovalid)]
         with m.If(out.ready & ovalid):
             m.d.sync += ovalid.eq(0)
             with m.If(ocrc):
@@ -806,24 +809,34 @@ class UARTBridge(wiring.Component):
         return m
 
     def _dispatch(self, m, rxf, expect, token, seq_bad, unknown):
-        """Good frames -> ``cmd``/``data`` (in sequence) or identify/reset/status requests."""
+        """Good frames -> ``cmd``/``data`` (in sequence) or identify/reset/status requests.
+
+        A command or data frame is checked (type, ``seq == expect``) into flip-flops the cycle
+        after it is offered and dispatched from them, so ``cmd.valid``/``data.valid`` are not a
+        compare away from the engine's loader (#16: the 85F's worst path after step 6); the
+        frame's payload stays in the receiver's register until it is taken."""
         f = rxf.frame.payload
         ident_req, status_req = Signal(), Signal()
+        checked, c_cmd, c_data, c_seq_ok = Signal(), Signal(), Signal(), Signal()
+        with m.If(rxf.frame.ready):
+            m.d.sync += checked.eq(0)
+        with m.Elif(rxf.frame.valid):
+            m.d.sync += [checked.eq(1), c_cmd.eq(f.type == Channel.CMD),
+                         c_data.eq(f.type == Channel.DATA), c_seq_ok.eq(f.seq == expect)]
         m.d.comb += [self.cmd.payload.eq(f.payload[:self.cmd_width]),
                      self.data.payload.eq(f.payload[:self.data_width])]
-        with m.If(rxf.frame.valid):
+        with m.If(rxf.frame.valid & checked & (c_cmd | c_data)):
+            with m.If(c_seq_ok):
+                m.d.comb += [self.cmd.valid.eq(c_cmd), self.data.valid.eq(c_data),
+                             rxf.frame.ready.eq(Mux(c_cmd, self.cmd.ready, self.data.ready))]
+                with m.If(rxf.frame.ready):
+                    m.d.sync += expect.eq(expect + 1)
+            with m.Else():
+                m.d.comb += [seq_bad.eq(1), rxf.frame.ready.eq(1)]
+        with m.Elif(rxf.frame.valid):
             with m.Switch(f.type):
                 with m.Case(Channel.CMD, Channel.DATA):
-                    with m.If(f.seq == expect):
-                        with m.If(f.type == Channel.CMD):
-                            m.d.comb += [self.cmd.valid.eq(1), rxf.frame.ready.eq(self.cmd.ready)]
-                        with m.Else():
-                            m.d.comb += [self.data.valid.eq(1),
-                                         rxf.frame.ready.eq(self.data.ready)]
-                        with m.If(rxf.frame.ready):
-                            m.d.sync += expect.eq(expect + 1)
-                    with m.Else():
-                        m.d.comb += [seq_bad.eq(1), rxf.frame.ready.eq(1)]
+                    pass                                  # checked in this cycle
                 with m.Case(Channel.IDENTIFY):
                     m.d.comb += [rxf.frame.ready.eq(1), rxf.restart.eq(1)]
                     m.d.sync += [ident_req.eq(1), expect.eq(f.seq + 1), token.eq(f.seq)]
