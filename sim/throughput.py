@@ -37,8 +37,8 @@ __all__ = ["BUILDS", "load_reports", "throughput_per_lut", "format_table", "resi
 #: report's path instead.
 BUILDS = {
     "ulx3s-85f": {
-        "engine": {"luts": 5143, "logic_cells": 8927, "fmax_mhz": 105.70, "dsps": 5,
-                   "source": {"commit": "43ef1fd",
+        "engine": {"luts": 4815, "logic_cells": 8595, "fmax_mhz": 104.89, "dsps": 5,
+                   "source": {"commit": "02a6d40",
                               "command": "pnn build --board ulx3s-85f --mode streamed --json"}},
         "engine-lut": {"luts": 7070, "logic_cells": 10966, "fmax_mhz": 72.73, "dsps": 0,
                        "source": {"commit": "349026e with the engine files of 1aa5be9",
