@@ -222,6 +222,9 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     clk_hz = board_clock_hz(spec, platform)
     divisor = divisor_for(clk_hz, spec.baud)        # a bad --baud is refused before any work
     engine, cfg, design, synth_opts, dsp_used = _design(spec, baseline, dsp, int8_pipelined)
+    if not dsp_used:             # no explicit DSP instances either (PostProc's ECP5 MULT18X18D)
+        from .postproc import NO_DSP
+        setattr(platform, NO_DSP, True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("top.tim", "top.asc", "top.config", "top.bin", "top.bit", "top.stat.json",

@@ -13,10 +13,13 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 
-__all__ = ["PostProc", "Mult18Model", "ecp5_mult18"]
+__all__ = ["PostProc", "Mult18Model", "ecp5_mult18", "NO_DSP"]
 
 #: operand width of one ECP5 ``MULT18X18D`` (signed)
 MULT18 = 18
+#: a platform attribute: when true, no DSP block is instantiated (``pnn build --dsp off`` sets it,
+#: so that LUT-only builds stay LUT-only)
+NO_DSP = "pnn_no_dsp"
 
 
 def ecp5_mult18(a, b, p) -> Instance:
@@ -95,8 +98,8 @@ class PostProc(wiring.Component):
     mult18 : callable or None
         ``mult18(a, b, p)`` -> an elaboratable 18 x 18 signed multiplier with registered operands
         and a registered product (:func:`ecp5_mult18`, :class:`Mult18Model`). Default: ECP5's
-        ``MULT18X18D`` when elaborated for an ECP5 platform (``platform.family == "ecp5"``),
-        else none. Used (with ``register_inputs``, and operands of at most 18 signed bits) for the
+        ``MULT18X18D`` when elaborated for an ECP5 platform (``platform.family == "ecp5"``)
+        without the :data:`NO_DSP` attribute set, else none. Used (with ``register_inputs``, and operands of at most 18 signed bits) for the
         two partial products, whose stage-0 and stage-1 registers are then the block's own input
         and output registers: same latency, same results, no fabric path through the multiplier.
 
@@ -193,7 +196,7 @@ class PostProc(wiring.Component):
             return None
         if self.mult18 is not None:
             return self.mult18
-        if getattr(platform, "family", None) == "ecp5":
+        if getattr(platform, "family", None) == "ecp5" and not getattr(platform, NO_DSP, False):
             return ecp5_mult18
         return None
 

@@ -132,5 +132,8 @@ def test_postproc_ecp5_uses_registered_mult18x18d(AW, MW, blocks):
         for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
             assert text.count(f'parameter \\{reg} "CLK0"') == 2 * blocks
     assert "MULT18X18D" not in rtlil.convert(mk())
+    nodsp = _ECP5()
+    nodsp.pnn_no_dsp = True                    # pnn build --dsp off
+    assert rtlil.convert(mk(), platform=nodsp) == rtlil.convert(mk())
     if not blocks:
         assert text == rtlil.convert(mk())
