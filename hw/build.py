@@ -179,7 +179,7 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
                 pp_lanes: int | None = None, baseline: bool = False, dsp: bool | None = None,
                 mode: str | None = None, baud: int | None = None,
                 counter_set: str | None = None, counter_bits: int | None = None,
-                int8_pipelined: bool = False,
+                int8_pipelined: bool = False, policy: bool = False,
                 out="build", progress=None, timeout: float = 7200) -> dict:
     """Synthesize, place and route the board top and pack its bitstream; return the report.
 
@@ -208,6 +208,11 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
     int8_pipelined : bool
         With ``baseline``: the int8 array with its products registered
         (``MACArray(cfg, pipelined=True)``).
+    policy : bool
+        Resident mode: the engine wrapped in the on-chip precision policy
+        (:class:`~.resident.policy.PolicyEngine`, with the board's ``resident_impl``; the identify
+        reply then says so and ``pnn run --policy`` decides k on the chip). Refused (ValueError)
+        in streamed mode.
     out : path
         Build folder (one per board and configuration).
     progress : callable or None
@@ -217,11 +222,16 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
         mode = "streamed"
     spec = board_spec(board, rows=rows, cols=cols, pp_lanes=pp_lanes, mode=mode, baud=baud)
     spec = with_counters(spec, counter_set, counter_bits)
+    if policy and spec.design_mode != "resident":
+        raise ValueError("--policy wraps the resident engine; the streamed design has no on-chip"
+                         " policy (drop --mode streamed / --baseline)")
     env = fpga_tools(spec.family)
     platform = board_platform(spec)
     clk_hz = board_clock_hz(spec, platform)
     divisor = divisor_for(clk_hz, spec.baud)        # a bad --baud is refused before any work
     engine, cfg, design, synth_opts, dsp_used = _design(spec, baseline, dsp, int8_pipelined)
+    if policy:                   # ResidentSystem builds PolicyEngine(cfg, impl=resident_impl)
+        engine, design = "policy", design.replace("resident", "resident-policy", 1)
     if not dsp_used:             # no explicit DSP instances either (PostProc's ECP5 MULT18X18D)
         from .postproc import NO_DSP
         setattr(platform, NO_DSP, True)

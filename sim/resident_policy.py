@@ -115,16 +115,18 @@ def answer_beats(prog) -> int:
 
 
 def run_clips_amaranth(prog, clips, policy, *, raw_requests=None, load_gates: bool = True,
-                       seed: int = 0, p_idle: float = 0.0, p_stall: float = 0.0) -> list:
+                       seed: int = 0, p_idle: float = 0.0, p_stall: float = 0.0,
+                       impl=None) -> list:
     """Simulate the policy engine (Amaranth): load the network and the policy's gates once, then
     for every clip ``[T, C, H, W]`` and frame write the image and send RUN_POLICY (reset on the
     first frame of a clip). Returns ``[[PolicyResult per frame] per clip]``. ``raw_requests``:
-    request field dicts sent instead of the policy's (one per frame, first clip)."""
+    request field dicts sent instead of the policy's (one per frame, first clip). ``impl``: the
+    wrapped engine's netlist options (``ResidentImpl``, e.g. a board's ``resident_impl``)."""
     from amaranth.sim import Simulator
 
     from ..hw.resident.policy import PolicyEngine
 
-    eng = PolicyEngine(prog.cfg)
+    eng = PolicyEngine(prog.cfg) if impl is None else PolicyEngine(prog.cfg, impl=impl)
     rng = random.Random(seed)
     load = prog.load_beats() + (gate_beats(prog, policy) if load_gates else [])
     results = []

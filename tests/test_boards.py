@@ -295,6 +295,15 @@ def test_ulx3s_resident_top_elaborates():
     assert "EHXPLLL" in il and "tapbank8" in il
 
 
+@pytest.mark.slow
+def test_ulx3s_resident_policy_top_elaborates():
+    """``pnn build --board ulx3s-85f --policy``: the policy wrapper (its gate registers) around
+    the engine with the board's netlist options, behind the bridge and the PLL."""
+    spec = board_spec("ulx3s-85f")
+    il = board_platform(spec).prepare(BoardTop(spec, engine="policy"), name="top").files["top.il"]
+    assert "EHXPLLL" in il and "tapbank8" in il and "gate0" in il and "policy" in il
+
+
 def test_program_without_a_programmer_names_the_tools(monkeypatch, tmp_path, capsys):
     """``pnn build --program`` with neither iceprog nor openFPGALoader: one line naming them,
     exit 2, before anything is built; programming without a bitstream names the file."""
@@ -331,6 +340,11 @@ def test_bad_baud_and_mode_options_exit_2(capsys, tmp_path):
     assert "no resident configuration" in capsys.readouterr().err
     assert main(["build", "--board", "ulx3s-85f", "--mode", "resident", "--baseline", "--out",
                  str(tmp_path)]) == 2
+    capsys.readouterr()
+    for args in (["--board", "ulx3s-85f", "--mode", "streamed"], ["--board", "ulx3s-12f"],
+                 ["--board", "ulx3s-85f", "--baseline"]):
+        assert main(["build", *args, "--policy", "--out", str(tmp_path)]) == 2
+        assert "--policy wraps the resident engine" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 

@@ -73,6 +73,24 @@ def test_hybrid_on_chip_takes_the_golden_decisions():
         assert r.cycles > sum(r.busy) and r.k == r.path[-1]
 
 
+def test_policy_engine_with_the_ulx3s_netlist_options():
+    """``pnn build --policy`` wraps the engine built with the board's ``resident_impl`` (the
+    ULX3S: write registers per memory, undefined collisions): the same golden decisions, logits
+    and busy cycles under idle cycles and back-pressure."""
+    from progressivenn.hw.boards import ULX3S_RESIDENT_IMPL
+
+    b, prog = tiny(seed=1)
+    clips = sequence(b, [0, 1, 1, 2, 3, 3], clips=1)
+    table = dyn.golden_logits(b, clips)
+    pol = quantile_gates(table, "hybrid", 900, levels=(1, 2, 3), start_levels=(1, 2))
+    res = rp.run_clips_amaranth(prog, clips.frames, pol, seed=2, p_idle=0.2, p_stall=0.2,
+                                impl=ULX3S_RESIDENT_IMPL)
+    check(res, table, pol, prog)
+    assert any(len(r.path) > 1 for r in res[0])            # an escalation among them
+    m = PolicyEngine(prog.cfg, impl=ULX3S_RESIDENT_IMPL).elaborate(None)
+    assert m.submodules.engine.impl == ULX3S_RESIDENT_IMPL  # the options reach the engine
+
+
 def test_escalate_and_fixed_on_chip():
     b, prog = tiny(seed=4)
     clips = make_clips(b.test_x, b.test_y, n_clips=1, n_frames=3, seed=2)

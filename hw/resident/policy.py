@@ -137,6 +137,9 @@ class PolicyEngine(wiring.Component):
     Parameters
     ----------
     cfg : ResidentConfig
+    impl : ResidentImpl or None
+        Netlist options of the wrapped engine (``ResidentEngine(cfg, impl=...)``; a board's
+        ``resident_impl``); results and cycles do not depend on them.
 
     Members
     -------
@@ -149,7 +152,7 @@ class PolicyEngine(wiring.Component):
     #: tests turn it off to check that the busy comparison catches a recomputed first layer)
     CONTINUE = True
 
-    def __init__(self, cfg: ResidentConfig = ResidentConfig()):
+    def __init__(self, cfg: ResidentConfig = ResidentConfig(), *, impl=None):
         if not isinstance(cfg, ResidentConfig):
             self._MustUse__silence = True
             raise TypeError(f"cfg must be a ResidentConfig, not {cfg!r}")
@@ -164,6 +167,7 @@ class PolicyEngine(wiring.Component):
                 raise ValueError(f"policy wrapper: {what} needs {n} bits, the configuration's "
                                  f"word has {have}")
         self.cfg = cfg
+        self.impl = impl
         super().__init__({
             "cmd": In(stream.Signature(cl)),
             "res": Out(stream.Signature(rl)),
@@ -172,7 +176,8 @@ class PolicyEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.engine = eng = ResidentEngine(cfg)
+        m.submodules.engine = eng = (ResidentEngine(cfg) if self.impl is None
+                                     else ResidentEngine(cfg, impl=self.impl))
         cmd = self.cmd.payload
         accept = self.cmd.valid & self.cmd.ready
         op = cmd.op

@@ -59,7 +59,8 @@ class ResidentSystem(wiring.Component):
         if engine == "policy":
             from .bridge import FEATURE_POLICY
             from .policy import PolicyEngine
-            engine, features = PolicyEngine(cfg), features | FEATURE_POLICY
+            engine = PolicyEngine(cfg) if impl is None else PolicyEngine(cfg, impl=impl)
+            features |= FEATURE_POLICY
         elif engine is None:
             from .engine import ResidentEngine
             engine = ResidentEngine(cfg) if impl is None else ResidentEngine(cfg, impl=impl)

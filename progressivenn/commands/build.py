@@ -41,6 +41,9 @@ def add_arguments(p):
     p.add_argument("--int8-pipelined", action="store_true",
                    help="with --baseline: the int8 arrays with their products registered before"
                         " the adder trees (MACArray(cfg, pipelined=True))")
+    p.add_argument("--policy", action="store_true",
+                   help="resident mode: wrap the engine in the on-chip precision policy (escalate /"
+                        " hybrid with their gates; pnn run --policy then decides k on the chip)")
     p.add_argument("--counters", choices=("all", "total", "none"), default=None,
                    help="the streamed engine's (and the baseline's) performance counters: all"
                         " six (default), total (the cycle counter only) or none; a lean set is for"
@@ -87,6 +90,10 @@ def run(args) -> int:
         print("pnn build: error: --int8-pipelined needs --baseline", file=sys.stderr)
         return 2
     mode = args.mode or ("streamed" if args.baseline else None)
+    if args.policy and (args.baseline or mode == "streamed"):
+        print("pnn build: error: --policy wraps the resident engine; drop --mode streamed /"
+              " --baseline", file=sys.stderr)
+        return 2
     try:                                      # bad options are named before anything is made
         from progressivenn.hw.boards import board_clock_hz, board_spec
         from progressivenn.hw.uart import divisor_for
@@ -97,6 +104,9 @@ def run(args) -> int:
                           mode=mode, baud=args.baud)
         spec = with_counters(spec, args.counters, args.counter_bits)
         divisor_for(board_clock_hz(spec), spec.baud)
+        if args.policy and spec.design_mode != "resident":
+            raise ValueError(f"--policy wraps the resident engine; board {args.board} builds"
+                             " the streamed design")
     except ValueError as e:
         print(f"pnn build: error: {e}", file=sys.stderr)
         return 2
@@ -130,7 +140,8 @@ def run(args) -> int:
                 build_board(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
                             baseline=baseline, dsp=use_dsp, baud=args.baud, out=tmp, mode=mode,
                             counter_set=args.counters, counter_bits=args.counter_bits,
-                            int8_pipelined=baseline and args.int8_pipelined, progress=progress)
+                            int8_pipelined=baseline and args.int8_pipelined,
+                            policy=args.policy, progress=progress)
                 relocate_files(tmp, out, ["report.json"], indent=2)   # the bitstream's path
                 r = json.loads((tmp / "report.json").read_text())
             if tty:
