@@ -222,9 +222,7 @@ def build_board(board: str, *, rows: int | None = None, cols: int | None = None,
         mode = "streamed"
     spec = board_spec(board, rows=rows, cols=cols, pp_lanes=pp_lanes, mode=mode, baud=baud)
     spec = with_counters(spec, counter_set, counter_bits)
-    if policy and spec.design_mode != "resident":
-        raise ValueError("--policy wraps the resident engine; the streamed design has no on-chip"
-                         " policy (drop --mode streamed / --baseline)")
+    check_policy(spec, policy)
     env = fpga_tools(spec.family)
     platform = board_platform(spec)
     clk_hz = board_clock_hz(spec, platform)
@@ -314,6 +312,13 @@ def _area(ys: dict, util: dict, family: str) -> dict:
     return {**{k: ys[k] for k in ("luts", "ffs", "carries", "dsps", "brams")},
             "logic_cells": util.get(lc_key, [None, None])[0],
             "logic_cells_available": util.get(lc_key, [None, None])[1]}
+
+
+def check_policy(spec, policy: bool) -> None:
+    """Refuse (ValueError) the on-chip policy for a board design that is not resident."""
+    if policy and spec.design_mode != "resident":
+        raise ValueError(f"--policy wraps the resident engine; the {spec.design_mode} design of"
+                         f" {spec.name} has no on-chip policy (drop --mode streamed / --baseline)")
 
 
 def _design(spec, baseline: bool, dsp: bool | None, int8_pipelined: bool = False):

@@ -90,23 +90,17 @@ def run(args) -> int:
         print("pnn build: error: --int8-pipelined needs --baseline", file=sys.stderr)
         return 2
     mode = args.mode or ("streamed" if args.baseline else None)
-    if args.policy and (args.baseline or mode == "streamed"):
-        print("pnn build: error: --policy wraps the resident engine; drop --mode streamed /"
-              " --baseline", file=sys.stderr)
-        return 2
     try:                                      # bad options are named before anything is made
         from progressivenn.hw.boards import board_clock_hz, board_spec
         from progressivenn.hw.uart import divisor_for
 
-        from progressivenn.hw.build import with_counters
+        from progressivenn.hw.build import check_policy, with_counters
 
         spec = board_spec(args.board, rows=args.rows, cols=args.cols, pp_lanes=args.pp_lanes,
                           mode=mode, baud=args.baud)
         spec = with_counters(spec, args.counters, args.counter_bits)
         divisor_for(board_clock_hz(spec), spec.baud)
-        if args.policy and spec.design_mode != "resident":
-            raise ValueError(f"--policy wraps the resident engine; board {args.board} builds"
-                             " the streamed design")
+        check_policy(spec, args.policy)
     except ValueError as e:
         print(f"pnn build: error: {e}", file=sys.stderr)
         return 2
